@@ -1,0 +1,317 @@
+//! The fifteen control packets, one file each, both protocol versions.
+//!
+//! Every packet type implements the same four steps: decode its body from a complete frame,
+//! validate itself for the encoder (the same rules the decoder enforces), compute its exact body
+//! length, and write its body.
+
+mod ack;
+mod auth;
+mod connack;
+mod connect;
+mod disconnect;
+mod ping;
+mod puback;
+mod pubcomp;
+mod publish;
+mod pubrec;
+mod pubrel;
+mod suback;
+mod subscribe;
+mod unsuback;
+mod unsubscribe;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+pub use auth::Auth;
+pub use connack::ConnAck;
+pub use connect::{Connect, Will};
+pub use disconnect::Disconnect;
+pub use puback::PubAck;
+pub use pubcomp::PubComp;
+pub use publish::Publish;
+pub use pubrec::PubRec;
+pub use pubrel::PubRel;
+pub use suback::SubAck;
+pub use subscribe::{RetainHandling, Subscribe, SubscriptionOptions};
+pub use unsuback::UnsubAck;
+pub use unsubscribe::Unsubscribe;
+
+use crate::error::{Error, Violation};
+use crate::types::vbi::put_vbi;
+use crate::types::{PacketType, ProtocolVersion, VBI_MAX, vbi_len};
+
+/// What every packet type implements (crate-internal).
+pub(crate) trait Body: Sized {
+    /// The packet type.
+    const TYPE: PacketType;
+
+    /// Decodes the body (everything after the fixed header; `src` is exactly Remaining Length
+    /// bytes). `flags` are the low four bits of the first byte, already checked for every type
+    /// but PUBLISH.
+    fn decode(src: &Bytes, flags: u8, version: ProtocolVersion) -> Result<Self, Violation>;
+
+    /// Checks what the decoder would reject, so that the encoder never writes it.
+    fn validate(&self, version: ProtocolVersion) -> Result<(), Violation>;
+
+    /// The Remaining Length (valid after `validate`).
+    fn body_len(&self, version: ProtocolVersion) -> usize;
+
+    /// The low four bits of the first byte.
+    fn flags(&self) -> u8 {
+        Self::TYPE.required_flags()
+    }
+
+    /// Writes the body (valid after `validate`).
+    fn write(&self, version: ProtocolVersion, buf: &mut BytesMut);
+}
+
+/// An MQTT control packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[allow(missing_docs)] // each variant is the packet of the same name
+#[non_exhaustive]
+pub enum Packet {
+    /// Boxed: a CONNECT is large (two property lists) and rare.
+    Connect(Box<Connect>),
+    ConnAck(ConnAck),
+    Publish(Publish),
+    PubAck(PubAck),
+    PubRec(PubRec),
+    PubRel(PubRel),
+    PubComp(PubComp),
+    Subscribe(Subscribe),
+    SubAck(SubAck),
+    Unsubscribe(Unsubscribe),
+    UnsubAck(UnsubAck),
+    PingReq,
+    PingResp,
+    Disconnect(Disconnect),
+    Auth(Auth),
+}
+
+macro_rules! packet_from {
+    ($($ty:ident),*) => {$(
+        impl From<$ty> for Packet {
+            fn from(p: $ty) -> Self {
+                Packet::$ty(p)
+            }
+        }
+    )*};
+}
+impl From<Connect> for Packet {
+    fn from(p: Connect) -> Self {
+        Packet::Connect(Box::new(p))
+    }
+}
+
+packet_from!(
+    ConnAck, Publish, PubAck, PubRec, PubRel, PubComp, Subscribe, SubAck, Unsubscribe,
+    UnsubAck, Disconnect, Auth
+);
+
+/// Dispatches `$body` over the packets that have a body type.
+macro_rules! with_body {
+    ($packet:expr, $p:ident => $body:expr, ping => $ping:expr) => {
+        match $packet {
+            Packet::Connect(c) => {
+                let $p: &Connect = c;
+                $body
+            }
+            Packet::ConnAck($p) => $body,
+            Packet::Publish($p) => $body,
+            Packet::PubAck($p) => $body,
+            Packet::PubRec($p) => $body,
+            Packet::PubRel($p) => $body,
+            Packet::PubComp($p) => $body,
+            Packet::Subscribe($p) => $body,
+            Packet::SubAck($p) => $body,
+            Packet::Unsubscribe($p) => $body,
+            Packet::UnsubAck($p) => $body,
+            Packet::Disconnect($p) => $body,
+            Packet::Auth($p) => $body,
+            Packet::PingReq | Packet::PingResp => $ping,
+        }
+    };
+}
+
+fn body_of<T: Body>(p: &T) -> &T {
+    p
+}
+
+impl Packet {
+    /// The packet's type.
+    #[must_use]
+    pub fn packet_type(&self) -> PacketType {
+        match self {
+            Packet::Connect(_) => PacketType::Connect,
+            Packet::ConnAck(_) => PacketType::ConnAck,
+            Packet::Publish(_) => PacketType::Publish,
+            Packet::PubAck(_) => PacketType::PubAck,
+            Packet::PubRec(_) => PacketType::PubRec,
+            Packet::PubRel(_) => PacketType::PubRel,
+            Packet::PubComp(_) => PacketType::PubComp,
+            Packet::Subscribe(_) => PacketType::Subscribe,
+            Packet::SubAck(_) => PacketType::SubAck,
+            Packet::Unsubscribe(_) => PacketType::Unsubscribe,
+            Packet::UnsubAck(_) => PacketType::UnsubAck,
+            Packet::PingReq => PacketType::PingReq,
+            Packet::PingResp => PacketType::PingResp,
+            Packet::Disconnect(_) => PacketType::Disconnect,
+            Packet::Auth(_) => PacketType::Auth,
+        }
+    }
+
+    /// Decodes one packet from its first byte and its body (exactly Remaining Length bytes).
+    ///
+    /// `version` is the connection's protocol version; a CONNECT carries its own and is decoded
+    /// by it. Most callers use [`crate::Decoder`], which also handles framing.
+    ///
+    /// # Errors
+    /// The first violation found, with the packet type and version.
+    pub fn decode_body(
+        first_byte: u8,
+        body: &Bytes,
+        version: ProtocolVersion,
+    ) -> Result<Packet, Error> {
+        let nibble = first_byte >> 4;
+        let flags = first_byte & 0x0F;
+        let Some(ty) = PacketType::from_nibble(nibble) else {
+            return Err(Error::new(Violation::InvalidPacketType, None, Some(version)));
+        };
+        let version = if ty == PacketType::Connect {
+            connect::peek_version(body).unwrap_or(version)
+        } else {
+            version
+        };
+        let err = |v: Violation| Error::new(v, Some(ty), Some(version));
+        // AUTH does not exist before MQTT 5.0 (3.1.1 Table 2.1: 15 is Reserved).
+        if ty == PacketType::Auth && !version.is_v5() {
+            return Err(err(Violation::InvalidPacketType));
+        }
+        // v5 [MQTT-2.1.3-1], v3.1.1 [MQTT-2.2.2-1] [MQTT-2.2.2-2]: reserved flags MUST be set to
+        // the value listed; other values are a Malformed Packet.
+        if ty != PacketType::Publish && flags != ty.required_flags() {
+            return Err(err(Violation::ReservedFlags));
+        }
+        fn dec<T: Body>(
+            src: &Bytes,
+            flags: u8,
+            v: ProtocolVersion,
+            wrap: fn(T) -> Packet,
+        ) -> Result<Packet, Violation> {
+            T::decode(src, flags, v).map(wrap)
+        }
+        let r = match ty {
+            PacketType::Connect => dec(body, flags, version, |c| Packet::Connect(Box::new(c))),
+            PacketType::ConnAck => dec(body, flags, version, Packet::ConnAck),
+            PacketType::Publish => dec(body, flags, version, Packet::Publish),
+            PacketType::PubAck => dec(body, flags, version, Packet::PubAck),
+            PacketType::PubRec => dec(body, flags, version, Packet::PubRec),
+            PacketType::PubRel => dec(body, flags, version, Packet::PubRel),
+            PacketType::PubComp => dec(body, flags, version, Packet::PubComp),
+            PacketType::Subscribe => dec(body, flags, version, Packet::Subscribe),
+            PacketType::SubAck => dec(body, flags, version, Packet::SubAck),
+            PacketType::Unsubscribe => dec(body, flags, version, Packet::Unsubscribe),
+            PacketType::UnsubAck => dec(body, flags, version, Packet::UnsubAck),
+            PacketType::PingReq => ping::decode_empty(body).map(|()| Packet::PingReq),
+            PacketType::PingResp => ping::decode_empty(body).map(|()| Packet::PingResp),
+            PacketType::Disconnect => dec(body, flags, version, Packet::Disconnect),
+            PacketType::Auth => dec(body, flags, version, Packet::Auth),
+        };
+        r.map_err(err)
+    }
+
+    /// The version this packet is encoded in: a CONNECT's own, otherwise `version`.
+    fn effective_version(&self, version: ProtocolVersion) -> ProtocolVersion {
+        match self {
+            Packet::Connect(c) => c.protocol,
+            _ => version,
+        }
+    }
+
+    /// Checks the packet as the decoder would and returns its Remaining Length.
+    fn checked_body_len(&self, version: ProtocolVersion) -> Result<usize, Error> {
+        let ty = self.packet_type();
+        let err = |v: Violation| Error::new(v, Some(ty), Some(version));
+        if let Packet::Connect(c) = self {
+            // A CONNECT is written in its own protocol version; the connection's must agree.
+            if c.protocol != version
+                && !(c.protocol == ProtocolVersion::V3_1 && version == ProtocolVersion::V3_1_1)
+            {
+                return Err(err(Violation::NotRepresentable));
+            }
+        }
+        let version = self.effective_version(version);
+        if ty == PacketType::Auth && !version.is_v5() {
+            return Err(err(Violation::NotRepresentable));
+        }
+        let len = with_body!(self, p => {
+            let p = body_of(p);
+            p.validate(version).map_err(err)?;
+            p.body_len(version)
+        }, ping => 0);
+        if len > VBI_MAX as usize {
+            return Err(err(Violation::RemainingLengthTooLarge));
+        }
+        Ok(len)
+    }
+
+    /// The exact number of bytes [`Packet::encode`] writes, after checking that the packet is
+    /// valid for `version`.
+    ///
+    /// # Errors
+    /// Whatever the decoder would reject in this packet.
+    pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, Error> {
+        let body = self.checked_body_len(version)?;
+        Ok(1 + vbi_len(u32::try_from(body).unwrap_or(VBI_MAX)) + body)
+    }
+
+    /// Encodes the packet for `version` at the end of `buf`; returns the bytes written.
+    ///
+    /// Nothing is written when the packet is invalid: the encoder refuses whatever the decoder
+    /// would reject, so that every encoded packet decodes back to itself.
+    ///
+    /// # Errors
+    /// Whatever the decoder would reject in this packet.
+    pub fn encode(&self, version: ProtocolVersion, buf: &mut BytesMut) -> Result<usize, Error> {
+        self.encode_limited(version, u32::MAX, buf)
+    }
+
+    /// As [`Packet::encode`], refusing a packet larger than `max_packet_size` bytes
+    /// ([`Violation::PacketTooLarge`]), for example the peer's Maximum Packet Size.
+    ///
+    /// # Errors
+    /// Whatever the decoder would reject in this packet, or its size.
+    pub fn encode_limited(
+        &self,
+        version: ProtocolVersion,
+        max_packet_size: u32,
+        buf: &mut BytesMut,
+    ) -> Result<usize, Error> {
+        let body = self.checked_body_len(version)?;
+        let body32 = u32::try_from(body).unwrap_or(VBI_MAX);
+        let total = 1 + vbi_len(body32) + body;
+        if total > max_packet_size as usize {
+            return Err(Error::new(
+                Violation::PacketTooLarge,
+                Some(self.packet_type()),
+                Some(version),
+            ));
+        }
+        let v = self.effective_version(version);
+        buf.reserve(total);
+        let start = buf.len();
+        let ty = self.packet_type() as u8;
+        with_body!(self, p => {
+            let p = body_of(p);
+            buf.put_u8(ty << 4 | p.flags());
+            put_vbi(buf, body32);
+            p.write(v, buf);
+        }, ping => {
+            buf.put_u8(ty << 4);
+            put_vbi(buf, 0);
+        });
+        debug_assert_eq!(buf.len() - start, total, "{:?}", self.packet_type());
+        Ok(total)
+    }
+}

@@ -1,0 +1,136 @@
+//! PUBLISH (section 3.3): an Application Message, the one packet whose payload is the user's.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::Body;
+use crate::error::Violation;
+use crate::properties::{Properties, PropertyContext};
+use crate::types::{PacketId, PacketType, ProtocolVersion, QoS, TopicName};
+use crate::wire::{PResult, fail, packet_id, put_utf8, utf8};
+
+/// PUBLISH (section 3.3).
+///
+/// `topic`, `payload` and every string and binary property share the buffer the packet was
+/// decoded from. A QoS 1 or 2 PUBLISH has a `packet_id`; a QoS 0 one has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Publish {
+    /// DUP: this is a re-delivery.
+    pub dup: bool,
+    /// The QoS.
+    pub qos: QoS,
+    /// RETAIN.
+    pub retain: bool,
+    /// The Topic Name (empty only with a Topic Alias, MQTT 5.0).
+    pub topic: TopicName,
+    /// The Packet Identifier: present exactly when `qos` is 1 or 2.
+    pub packet_id: Option<PacketId>,
+    /// Properties (MQTT 5.0).
+    pub properties: Properties,
+    /// The Application Message.
+    pub payload: Bytes,
+}
+
+impl Publish {
+    /// A QoS 0 message, not retained, without properties.
+    #[must_use]
+    pub fn new(topic: TopicName, payload: impl Into<Bytes>) -> Self {
+        Self {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic,
+            packet_id: None,
+            properties: Properties::default(),
+            payload: payload.into(),
+        }
+    }
+
+    fn parse<'a>(src: &Bytes, i: &'a [u8], flags: u8, version: ProtocolVersion) -> PResult<'a, Self> {
+        let dup = flags & 0b1000 != 0;
+        let retain = flags & 0b0001 != 0;
+        // [MQTT-3.3.1-4] A PUBLISH Packet MUST NOT have both QoS bits set to 1.
+        let Some(qos) = QoS::from_bits((flags >> 1) & 0b11) else {
+            return fail(Violation::InvalidQos);
+        };
+        // [MQTT-3.3.1-2] The DUP flag MUST be set to 0 for all QoS 0 messages.
+        if dup && qos == QoS::AtMostOnce {
+            return fail(Violation::DupWithQos0);
+        }
+        // [MQTT-3.3.2-1] The Topic Name MUST be present as the first field ... It MUST be a
+        // UTF-8 Encoded String.
+        let (i, topic) = utf8(src, i)?;
+        // [MQTT-3.3.2-2] The Topic Name in the PUBLISH packet MUST NOT contain wildcard characters.
+        let topic = match TopicName::new(topic) {
+            Ok(t) => t,
+            Err(v) => return fail(v),
+        };
+        // v5 [MQTT-2.2.1-2], v3.1.1 [MQTT-2.3.1-5]: a Packet Identifier only when QoS > 0.
+        let (i, packet_id) = if qos == QoS::AtMostOnce {
+            (i, None)
+        } else {
+            let (i, id) = packet_id(i)?;
+            (i, Some(id))
+        };
+        let (i, properties) = if version.is_v5() {
+            Properties::parse(src, i, PropertyContext::Packet(PacketType::Publish))?
+        } else {
+            (i, Properties::default())
+        };
+        // v3.1.1 [MQTT-4.7.3-1]; v5 section 3.3.2.1: "It is a Protocol Error if the Topic Name
+        // is zero length and there is no Topic Alias."
+        if topic.is_empty() && properties.topic_alias.is_none() {
+            return fail(Violation::TopicNameEmpty);
+        }
+        let payload = src.slice_ref(i);
+        Ok((&[], Self { dup, qos, retain, topic, packet_id, properties, payload }))
+    }
+}
+
+impl Body for Publish {
+    const TYPE: PacketType = PacketType::Publish;
+
+    fn decode(src: &Bytes, flags: u8, version: ProtocolVersion) -> Result<Self, Violation> {
+        crate::wire::all_consumed(src, |i| Self::parse(src, i, flags, version))
+    }
+
+    fn validate(&self, version: ProtocolVersion) -> Result<(), Violation> {
+        if self.dup && self.qos == QoS::AtMostOnce {
+            return Err(Violation::DupWithQos0);
+        }
+        if (self.qos == QoS::AtMostOnce) != self.packet_id.is_none() {
+            return Err(Violation::PacketIdMismatch);
+        }
+        if version.is_v5() {
+            self.properties.validate(PropertyContext::Packet(PacketType::Publish))?;
+        } else if !self.properties.is_empty() {
+            return Err(Violation::NotRepresentable);
+        }
+        if self.topic.is_empty() && self.properties.topic_alias.is_none() {
+            return Err(Violation::TopicNameEmpty);
+        }
+        Ok(())
+    }
+
+    fn body_len(&self, version: ProtocolVersion) -> usize {
+        self.topic.as_utf8().encoded_len()
+            + if self.packet_id.is_some() { 2 } else { 0 }
+            + if version.is_v5() { self.properties.wire_len() } else { 0 }
+            + self.payload.len()
+    }
+
+    fn flags(&self) -> u8 {
+        u8::from(self.dup) << 3 | self.qos.bits() << 1 | u8::from(self.retain)
+    }
+
+    fn write(&self, version: ProtocolVersion, buf: &mut BytesMut) {
+        put_utf8(buf, self.topic.as_utf8());
+        if let Some(id) = self.packet_id {
+            buf.put_u16(id.get());
+        }
+        if version.is_v5() {
+            self.properties.write(buf);
+        }
+        buf.put_slice(&self.payload);
+    }
+}

@@ -1,0 +1,180 @@
+//! SUBSCRIBE (section 3.8): topic filters with their subscription options.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::Body;
+use crate::error::Violation;
+use crate::properties::{Properties, PropertyContext};
+use crate::types::{PacketId, PacketType, ProtocolVersion, QoS, TopicFilter};
+use crate::wire::{PResult, all_consumed, fail, packet_id, put_utf8, u8_, utf8};
+
+/// Retain Handling (section 3.8.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum RetainHandling {
+    /// 0: send retained messages at the time of the subscribe.
+    #[default]
+    SendAtSubscribe = 0,
+    /// 1: send retained messages only if the subscription does not already exist.
+    SendIfNew = 1,
+    /// 2: do not send retained messages.
+    DoNotSend = 2,
+}
+
+/// The Subscription Options byte (section 3.8.3.1). In MQTT 3.1.1 only `qos` exists; the other
+/// options must keep their defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct SubscriptionOptions {
+    /// Maximum QoS.
+    pub qos: QoS,
+    /// No Local (MQTT 5.0).
+    pub no_local: bool,
+    /// Retain As Published (MQTT 5.0).
+    pub retain_as_published: bool,
+    /// Retain Handling (MQTT 5.0).
+    pub retain_handling: RetainHandling,
+}
+
+impl SubscriptionOptions {
+    /// Options with this Maximum QoS and the defaults for the rest.
+    #[must_use]
+    pub fn qos(qos: QoS) -> Self {
+        Self { qos, ..Self::default() }
+    }
+
+    fn byte(self) -> u8 {
+        self.qos.bits()
+            | u8::from(self.no_local) << 2
+            | u8::from(self.retain_as_published) << 3
+            | (self.retain_handling as u8) << 4
+    }
+
+    fn from_byte(b: u8, v5: bool) -> Result<Self, Violation> {
+        // v5 [MQTT-3.8.3-5] The Server MUST treat a SUBSCRIBE packet as malformed if any of
+        // Reserved bits in the Payload are non-zero. (3.1.1: bits 7-2 are reserved.)
+        let reserved = if v5 { 0b1100_0000 } else { 0b1111_1100 };
+        if b & reserved != 0 {
+            return Err(Violation::SubscriptionOptionsReserved);
+        }
+        // "It is a Protocol Error if the Maximum QoS field has the value 3."
+        let qos = QoS::from_bits(b & 0b11).ok_or(Violation::SubscriptionQosInvalid)?;
+        let retain_handling = match (b >> 4) & 0b11 {
+            0 => RetainHandling::SendAtSubscribe,
+            1 => RetainHandling::SendIfNew,
+            2 => RetainHandling::DoNotSend,
+            // "It is a Protocol Error to send a Retain Handling value of 3."
+            _ => return Err(Violation::RetainHandlingInvalid),
+        };
+        Ok(Self {
+            qos,
+            no_local: b & 0b0100 != 0,
+            retain_as_published: b & 0b1000 != 0,
+            retain_handling,
+        })
+    }
+}
+
+/// SUBSCRIBE (section 3.8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Subscribe {
+    /// The Packet Identifier.
+    pub packet_id: PacketId,
+    /// Properties (MQTT 5.0): Subscription Identifier and User Properties.
+    pub properties: Properties,
+    /// The Topic Filters and their options, in order (at least one).
+    pub filters: Vec<(TopicFilter, SubscriptionOptions)>,
+}
+
+fn check_pair(filter: &TopicFilter, opts: SubscriptionOptions, v5: bool) -> Result<(), Violation> {
+    // v5 [MQTT-3.8.3-4] It is a Protocol Error to set the No Local bit to 1 on a Shared
+    // Subscription.
+    if v5 && opts.no_local && filter.shared().is_some() {
+        return Err(Violation::NoLocalOnSharedSubscription);
+    }
+    if !v5 && SubscriptionOptions::qos(opts.qos) != opts {
+        return Err(Violation::NotRepresentable);
+    }
+    Ok(())
+}
+
+pub(crate) fn parse_filter<'a>(src: &Bytes, i: &'a [u8]) -> PResult<'a, TopicFilter> {
+    // v5 [MQTT-3.8.3-1] [MQTT-3.10.3-1], v3.1.1 [MQTT-3.8.3-1] [MQTT-3.10.3-1]: Topic Filters
+    // are UTF-8 Encoded Strings.
+    let (i, s) = utf8(src, i)?;
+    match TopicFilter::new(s) {
+        Ok(f) => Ok((i, f)),
+        Err(v) => fail(v),
+    }
+}
+
+impl Body for Subscribe {
+    const TYPE: PacketType = PacketType::Subscribe;
+
+    fn decode(src: &Bytes, _flags: u8, version: ProtocolVersion) -> Result<Self, Violation> {
+        let v5 = version.is_v5();
+        all_consumed(src, |i| {
+            let (i, packet_id) = packet_id(i)?;
+            let (mut i, properties) = if v5 {
+                Properties::parse(src, i, PropertyContext::Packet(PacketType::Subscribe))?
+            } else {
+                (i, Properties::default())
+            };
+            let mut filters = Vec::new();
+            while !i.is_empty() {
+                let (rest, filter) = parse_filter(src, i)?;
+                let (rest, b) = u8_(rest)?;
+                let opts = match SubscriptionOptions::from_byte(b, v5) {
+                    Ok(o) => o,
+                    Err(v) => return fail(v),
+                };
+                if let Err(v) = check_pair(&filter, opts, v5) {
+                    return fail(v);
+                }
+                filters.push((filter, opts));
+                i = rest;
+            }
+            // v5 [MQTT-3.8.3-2], v3.1.1 [MQTT-3.8.3-3]: at least one Topic Filter.
+            if filters.is_empty() {
+                return fail(Violation::SubscribeWithoutFilters);
+            }
+            Ok((i, Self { packet_id, properties, filters }))
+        })
+    }
+
+    fn validate(&self, version: ProtocolVersion) -> Result<(), Violation> {
+        let v5 = version.is_v5();
+        if self.filters.is_empty() {
+            return Err(Violation::SubscribeWithoutFilters);
+        }
+        for (f, o) in &self.filters {
+            check_pair(f, *o, v5)?;
+        }
+        if v5 {
+            self.properties.validate(PropertyContext::Packet(PacketType::Subscribe))
+        } else if self.properties.is_empty() {
+            Ok(())
+        } else {
+            Err(Violation::NotRepresentable)
+        }
+    }
+
+    fn body_len(&self, version: ProtocolVersion) -> usize {
+        2 + if version.is_v5() { self.properties.wire_len() } else { 0 }
+            + self.filters.iter().map(|(f, _)| f.as_utf8().encoded_len() + 1).sum::<usize>()
+    }
+
+    fn write(&self, version: ProtocolVersion, buf: &mut BytesMut) {
+        buf.put_u16(self.packet_id.get());
+        if version.is_v5() {
+            self.properties.write(buf);
+        }
+        for (f, o) in &self.filters {
+            put_utf8(buf, f.as_utf8());
+            buf.put_u8(o.byte());
+        }
+    }
+}

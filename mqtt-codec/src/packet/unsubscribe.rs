@@ -1,0 +1,77 @@
+//! UNSUBSCRIBE (section 3.10).
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::Body;
+use super::subscribe::parse_filter;
+use crate::error::Violation;
+use crate::properties::{Properties, PropertyContext};
+use crate::types::{PacketId, PacketType, ProtocolVersion, TopicFilter};
+use crate::wire::{all_consumed, fail, packet_id, put_utf8};
+
+/// UNSUBSCRIBE (section 3.10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Unsubscribe {
+    /// The Packet Identifier.
+    pub packet_id: PacketId,
+    /// Properties (MQTT 5.0): User Properties.
+    pub properties: Properties,
+    /// The Topic Filters, in order (at least one).
+    pub filters: Vec<TopicFilter>,
+}
+
+impl Body for Unsubscribe {
+    const TYPE: PacketType = PacketType::Unsubscribe;
+
+    fn decode(src: &Bytes, _flags: u8, version: ProtocolVersion) -> Result<Self, Violation> {
+        all_consumed(src, |i| {
+            let (i, packet_id) = packet_id(i)?;
+            let (mut i, properties) = if version.is_v5() {
+                Properties::parse(src, i, PropertyContext::Packet(PacketType::Unsubscribe))?
+            } else {
+                (i, Properties::default())
+            };
+            let mut filters = Vec::new();
+            while !i.is_empty() {
+                let (rest, f) = parse_filter(src, i)?;
+                filters.push(f);
+                i = rest;
+            }
+            // v5 v3.1.1 [MQTT-3.10.3-2] The Payload of an UNSUBSCRIBE packet MUST contain at
+            // least one Topic Filter.
+            if filters.is_empty() {
+                return fail(Violation::UnsubscribeWithoutFilters);
+            }
+            Ok((i, Self { packet_id, properties, filters }))
+        })
+    }
+
+    fn validate(&self, version: ProtocolVersion) -> Result<(), Violation> {
+        if self.filters.is_empty() {
+            return Err(Violation::UnsubscribeWithoutFilters);
+        }
+        if version.is_v5() {
+            self.properties.validate(PropertyContext::Packet(PacketType::Unsubscribe))
+        } else if self.properties.is_empty() {
+            Ok(())
+        } else {
+            Err(Violation::NotRepresentable)
+        }
+    }
+
+    fn body_len(&self, version: ProtocolVersion) -> usize {
+        2 + if version.is_v5() { self.properties.wire_len() } else { 0 }
+            + self.filters.iter().map(|f| f.as_utf8().encoded_len()).sum::<usize>()
+    }
+
+    fn write(&self, version: ProtocolVersion, buf: &mut BytesMut) {
+        buf.put_u16(self.packet_id.get());
+        if version.is_v5() {
+            self.properties.write(buf);
+        }
+        for f in &self.filters {
+            put_utf8(buf, f.as_utf8());
+        }
+    }
+}

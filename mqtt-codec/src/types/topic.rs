@@ -1,0 +1,266 @@
+//! Topic Names and Topic Filters (section 4.7), checked when they are made.
+
+use core::fmt;
+use core::ops::Deref;
+
+use crate::error::Violation;
+use crate::types::Utf8String;
+
+/// A Topic Name: a UTF-8 string without the wildcard characters `+` and `#`.
+///
+/// It may be empty only as the topic of an MQTT 5.0 PUBLISH that carries a Topic Alias; the
+/// packet decoder and encoder check that. [`TopicName::new`] accepts the empty string so that such
+/// a PUBLISH can be represented.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct TopicName(Utf8String);
+
+impl TopicName {
+    /// Checks that `s` has no wildcard character.
+    ///
+    /// # Errors
+    /// [`Violation::TopicNameWildcard`]: v5 and v3.1.1 [MQTT-3.3.2-2]; v5 [MQTT-4.7.0-1].
+    pub fn new(s: Utf8String) -> Result<Self, Violation> {
+        // [MQTT-3.3.2-2] The Topic Name in the PUBLISH packet MUST NOT contain wildcard characters.
+        if s.as_bytes().iter().any(|&b| b == b'+' || b == b'#') {
+            return Err(Violation::TopicNameWildcard);
+        }
+        Ok(Self(s))
+    }
+
+    /// The empty topic name, for a PUBLISH that uses a Topic Alias (MQTT 5.0).
+    #[must_use]
+    pub fn empty() -> Self {
+        Self(Utf8String::default())
+    }
+
+    /// The string.
+    #[must_use]
+    pub fn as_utf8(&self) -> &Utf8String {
+        &self.0
+    }
+
+    /// The string, consuming the name.
+    #[must_use]
+    pub fn into_inner(self) -> Utf8String {
+        self.0
+    }
+}
+
+/// A Topic Filter: levels separated by `/`, where `+` fills a whole level and `#` stands alone in
+/// the last one; at least one character long. A `$share/{ShareName}/{filter}` filter must have a
+/// non-empty ShareName without `/`, `+` or `#`, followed by a valid filter.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicFilter(Utf8String);
+
+const SHARE_PREFIX: &str = "$share/";
+
+impl TopicFilter {
+    /// Checks the syntax of section 4.7.1 and, for `$share/` filters, of 4.8.2.
+    ///
+    /// # Errors
+    /// [`Violation::TopicFilterEmpty`] ([MQTT-4.7.3-1]),
+    /// [`Violation::MultiLevelWildcardMisplaced`] ([MQTT-4.7.1-1]),
+    /// [`Violation::SingleLevelWildcardMisplaced`] ([MQTT-4.7.1-2]),
+    /// [`Violation::SharedSubscriptionInvalid`] (v5 [MQTT-4.8.2-1], [MQTT-4.8.2-2]).
+    pub fn new(s: Utf8String) -> Result<Self, Violation> {
+        let text = s.as_str();
+        let filter = match text.strip_prefix(SHARE_PREFIX) {
+            Some(rest) => {
+                // [MQTT-4.8.2-1] ... MUST contain a ShareName that is at least one character long.
+                // [MQTT-4.8.2-2] The ShareName MUST NOT contain "/", "+" or "#", but MUST be
+                // followed by a "/" character. This "/" MUST be followed by a Topic Filter.
+                let (share, filter) =
+                    rest.split_once('/').ok_or(Violation::SharedSubscriptionInvalid)?;
+                if share.is_empty() || share.contains(['+', '#']) || filter.is_empty() {
+                    return Err(Violation::SharedSubscriptionInvalid);
+                }
+                filter
+            }
+            None => text,
+        };
+        check_filter(filter)?;
+        Ok(Self(s))
+    }
+
+    /// The string.
+    #[must_use]
+    pub fn as_utf8(&self) -> &Utf8String {
+        &self.0
+    }
+
+    /// The string, consuming the filter.
+    #[must_use]
+    pub fn into_inner(self) -> Utf8String {
+        self.0
+    }
+
+    /// For a shared subscription `$share/{ShareName}/{filter}`: the ShareName and the filter.
+    #[must_use]
+    pub fn shared(&self) -> Option<(&str, &str)> {
+        self.0.as_str().strip_prefix(SHARE_PREFIX)?.split_once('/')
+    }
+
+    /// Whether the filter (without a `$share/` prefix) contains `+` or `#`.
+    #[must_use]
+    pub fn has_wildcards(&self) -> bool {
+        let f = self.shared().map_or(self.0.as_str(), |(_, f)| f);
+        f.contains(['+', '#'])
+    }
+}
+
+fn check_filter(filter: &str) -> Result<(), Violation> {
+    // [MQTT-4.7.3-1] All Topic Names and Topic Filters MUST be at least one character long.
+    if filter.is_empty() {
+        return Err(Violation::TopicFilterEmpty);
+    }
+    let mut levels = filter.split('/').peekable();
+    while let Some(level) = levels.next() {
+        if level.contains('#') {
+            // [MQTT-4.7.1-1] The multi-level wildcard character MUST be specified either on its
+            // own or following a topic level separator. In either case it MUST be the last
+            // character specified in the Topic Filter.
+            if level != "#" || levels.peek().is_some() {
+                return Err(Violation::MultiLevelWildcardMisplaced);
+            }
+        } else if level.contains('+') && level != "+" {
+            // [MQTT-4.7.1-2] Where it is used, [the single-level wildcard] MUST occupy an entire
+            // level of the filter.
+            return Err(Violation::SingleLevelWildcardMisplaced);
+        }
+    }
+    Ok(())
+}
+
+macro_rules! string_newtype_impls {
+    ($ty:ident) => {
+        impl Deref for $ty {
+            type Target = str;
+            fn deref(&self) -> &str {
+                self.0.as_str()
+            }
+        }
+
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                self.0.as_str()
+            }
+        }
+
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(self.0.as_str(), f)
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.0.as_str())
+            }
+        }
+
+        impl TryFrom<&str> for $ty {
+            type Error = Violation;
+            fn try_from(s: &str) -> Result<Self, Violation> {
+                Self::new(Utf8String::try_from(s)?)
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = Violation;
+            fn try_from(s: String) -> Result<Self, Violation> {
+                Self::new(Utf8String::try_from(s)?)
+            }
+        }
+
+        impl PartialEq<str> for $ty {
+            fn eq(&self, other: &str) -> bool {
+                self.0.as_str() == other
+            }
+        }
+
+        impl PartialEq<&str> for $ty {
+            fn eq(&self, other: &&str) -> bool {
+                self.0.as_str() == *other
+            }
+        }
+
+        #[cfg(feature = "serde")]
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.0.as_str())
+            }
+        }
+
+        #[cfg(feature = "serde")]
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as serde::Deserialize>::deserialize(d)?;
+                Self::try_from(s).map_err(|v| serde::de::Error::custom(v.rule().text))
+            }
+        }
+    };
+}
+
+string_newtype_impls!(TopicName);
+string_newtype_impls!(TopicFilter);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(s: &str) -> Result<TopicFilter, Violation> {
+        TopicFilter::try_from(s)
+    }
+
+    // v5 v3.1.1 [MQTT-3.3.2-2]
+    // v5 [MQTT-4.7.0-1]
+    #[test]
+    fn topic_names_reject_wildcards() {
+        assert_eq!(TopicName::try_from("a/+/b"), Err(Violation::TopicNameWildcard));
+        assert_eq!(TopicName::try_from("a/#"), Err(Violation::TopicNameWildcard));
+        assert_eq!(TopicName::try_from("a/b c/$d").unwrap(), "a/b c/$d");
+    }
+
+    // v5 v3.1.1 [MQTT-4.7.1-1]
+    #[test]
+    fn multi_level_wildcard_must_be_last_and_alone() {
+        for ok in ["#", "a/#", "/#", "+/#", "a/b/#"] {
+            assert!(filter(ok).is_ok(), "{ok}");
+        }
+        for bad in ["a#", "a/#/b", "#/", "a/b#", "##"] {
+            assert_eq!(filter(bad), Err(Violation::MultiLevelWildcardMisplaced), "{bad}");
+        }
+    }
+
+    // v5 v3.1.1 [MQTT-4.7.1-2]
+    #[test]
+    fn single_level_wildcard_fills_a_level() {
+        for ok in ["+", "+/+", "/+", "a/+/b", "+/"] {
+            assert!(filter(ok).is_ok(), "{ok}");
+        }
+        for bad in ["a+", "a/+b", "++", "a/b+/c"] {
+            assert_eq!(filter(bad), Err(Violation::SingleLevelWildcardMisplaced), "{bad}");
+        }
+    }
+
+    // v5 v3.1.1 [MQTT-4.7.3-1]
+    #[test]
+    fn filters_are_not_empty() {
+        assert_eq!(filter(""), Err(Violation::TopicFilterEmpty));
+        assert!(filter("/").is_ok());
+    }
+
+    // v5 [MQTT-4.8.2-1] [MQTT-4.8.2-2]
+    #[test]
+    fn shared_subscription_syntax() {
+        let f = filter("$share/group/a/+").unwrap();
+        assert_eq!(f.shared(), Some(("group", "a/+")));
+        assert!(f.has_wildcards());
+        for bad in ["$share/", "$share//a", "$share/g", "$share/g/", "$share/g+/a", "$share/#/a"] {
+            assert_eq!(filter(bad), Err(Violation::SharedSubscriptionInvalid), "{bad}");
+        }
+        assert_eq!(filter("$share/g/a#"), Err(Violation::MultiLevelWildcardMisplaced));
+        // `$shared/...` is an ordinary filter.
+        assert!(filter("$shared/x").unwrap().shared().is_none());
+    }
+}

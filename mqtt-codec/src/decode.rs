@@ -84,8 +84,9 @@ pub fn read_fixed_header(
         Ok(None) => return Ok(Status::Incomplete(None)),
         Err(v) => return Err(err(v)),
     };
-    // v5 [MQTT-1.5.5-1] (checked for a CONNECT once its level is known).
-    if !vbi.minimal && version == Some(ProtocolVersion::V5) {
+    // v5 [MQTT-1.5.5-1]. A CONNECT is decoded by its own level, so its Remaining Length is
+    // checked once that level is known (in `Decoder::decode_frame`).
+    if !vbi.minimal && version == Some(ProtocolVersion::V5) && ty != PacketType::Connect {
         return Err(err(Violation::VariableByteIntegerNotMinimal));
     }
     let header = FixedHeader {

@@ -56,6 +56,9 @@ mod reason_code;
 mod types;
 mod wire;
 
+/// The `arbitrary` crate, re-exported for fuzz targets (feature `arbitrary`).
+#[cfg(feature = "arbitrary")]
+pub use arbitrary;
 #[cfg(feature = "tokio-util")]
 pub use codec::{CodecError, MqttCodec};
 pub use decode::{Decoder, FixedHeader, Status, read_fixed_header};

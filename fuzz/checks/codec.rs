@@ -1,0 +1,120 @@
+// The checks behind the codec fuzz targets. This file is `include!`d by the fuzz targets and by
+// `mqtt-codec/tests/fuzz_corpus.rs`, which replays the committed corpora on stable Rust, so a
+// crash found once stays a test forever. Each check panics (a fuzz finding) when the codec is
+// wrong, and returns quietly for input that is merely invalid.
+
+// Findings are reported by panicking, as libFuzzer expects.
+#[allow(dead_code, clippy::panic, clippy::indexing_slicing, clippy::unwrap_used)]
+mod codec_checks {
+    use bytes::{Bytes, BytesMut};
+    use mqtt_codec::arbitrary::Unstructured;
+    use mqtt_codec::{Decoder, Packet, ProtocolVersion, Status};
+
+    /// The version a decoded packet re-encodes in: a CONNECT's own, else the stream's.
+    fn version_of(packet: &Packet, stream: ProtocolVersion) -> ProtocolVersion {
+        match packet {
+            Packet::Connect(c) => c.protocol,
+            _ => stream,
+        }
+    }
+
+    /// Raw bytes as a stream of `version` packets (or, with `None`, as a server's connection
+    /// that starts with CONNECT): never panic; whatever decodes re-encodes to bytes that decode
+    /// to the same packet, and the encoder's length is exact.
+    pub fn decode(data: &[u8], version: Option<ProtocolVersion>) {
+        let mut decoder = match version {
+            Some(v) => Decoder::with_version(v),
+            None => Decoder::new(),
+        };
+        let mut input = Bytes::copy_from_slice(data);
+        loop {
+            let stream_version = decoder.version();
+            let (packet, len) = match decoder.decode_bytes(&input) {
+                Ok(Status::Complete(done)) => done,
+                Ok(Status::Incomplete(_)) | Err(_) => return,
+            };
+            assert!(len > 0 && len <= input.len());
+            let v = version_of(&packet, stream_version.or(decoder.version()).unwrap_or(ProtocolVersion::V5));
+            let mut out = BytesMut::new();
+            let written = match packet.encode(v, &mut out) {
+                Ok(n) => n,
+                Err(e) => panic!("decoded packet does not re-encode: {e}\n{packet:#?}"),
+            };
+            assert_eq!(written, out.len());
+            assert_eq!(packet.encoded_len(v).ok(), Some(written));
+            let mut again = Decoder::with_version(v);
+            match again.decode_bytes(&out.freeze()) {
+                Ok(Status::Complete((p, n))) => {
+                    assert_eq!(n, written);
+                    assert_eq!(p, packet, "re-encoded packet decodes differently");
+                }
+                other => panic!("re-encoded packet does not decode: {other:?}\n{packet:#?}"),
+            }
+            input = input.slice(len..);
+        }
+    }
+
+    /// Structured: a valid packet encodes, its length is exact, and it decodes to itself; the
+    /// re-encoding is byte for byte the same.
+    pub fn roundtrip(data: &[u8]) {
+        let mut u = Unstructured::new(data);
+        let Ok(version) = u.arbitrary::<ProtocolVersion>() else { return };
+        let Ok(packet) = Packet::arbitrary_for(&mut u, version) else { return };
+        let mut buf = BytesMut::new();
+        let written = match packet.encode(version, &mut buf) {
+            Ok(n) => n,
+            Err(e) => panic!("valid packet refused: {e}\n{packet:#?}"),
+        };
+        assert_eq!(packet.encoded_len(version).ok(), Some(written));
+        let bytes = buf.freeze();
+        match Decoder::with_version(version).decode_bytes(&bytes) {
+            Ok(Status::Complete((p, n))) => {
+                assert_eq!(n, written);
+                assert_eq!(p, packet);
+                let mut again = BytesMut::new();
+                assert!(p.encode(version, &mut again).is_ok());
+                assert_eq!(&again[..], &bytes[..]);
+            }
+            other => panic!("encoded packet does not decode: {other:?}\n{packet:#?}"),
+        }
+    }
+
+    /// A valid stream split at arbitrary points decodes to the same packets, in order.
+    pub fn stream(data: &[u8]) {
+        let mut u = Unstructured::new(data);
+        let Ok(version) = u.arbitrary::<ProtocolVersion>() else { return };
+        let count = u.int_in_range(1..=8).unwrap_or(1);
+        let mut packets = Vec::new();
+        let mut wire = BytesMut::new();
+        for _ in 0..count {
+            let Ok(p) = Packet::arbitrary_for(&mut u, version) else { break };
+            if matches!(p, Packet::Connect(_)) {
+                continue; // a CONNECT mid-stream is fine, but keep the decoder's version simple
+            }
+            if p.encode(version, &mut wire).is_err() {
+                panic!("valid packet refused: {p:#?}");
+            }
+            packets.push(p);
+        }
+        let wire = wire.freeze();
+        let mut decoder = Decoder::with_version(version);
+        let mut buf = BytesMut::new();
+        let mut decoded = Vec::new();
+        let mut pos = 0;
+        while pos < wire.len() {
+            let step = usize::from(u.arbitrary::<u8>().unwrap_or(255)).max(1);
+            let end = (pos + step).min(wire.len());
+            buf.extend_from_slice(&wire[pos..end]);
+            pos = end;
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(p)) => decoded.push(p),
+                    Ok(None) => break,
+                    Err(e) => panic!("valid stream rejected: {e}"),
+                }
+            }
+        }
+        assert!(buf.is_empty(), "{} bytes left", buf.len());
+        assert_eq!(decoded, packets);
+    }
+}

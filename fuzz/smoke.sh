@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for a while: fuzz/smoke.sh [SECONDS_PER_TARGET] (default 60).
+#
+# Uses the stable toolchain with RUSTC_BOOTSTRAP=1 (cargo-fuzz needs nightly flags); set
+# FUZZ_TOOLCHAIN=nightly to use `cargo +nightly` instead. Each target starts from the committed
+# corpus (fuzz/corpus/TARGET) and the fixed crashes (fuzz/regressions/TARGET); what it learns goes
+# to fuzz/corpus-work/TARGET (not committed). A crash stops the script with a non-zero status and
+# libFuzzer's report; the input is in fuzz/artifacts/TARGET/.
+set -euo pipefail
+seconds="${1:-60}"
+cd "$(dirname "$0")"
+
+if [ "${FUZZ_TOOLCHAIN:-}" = nightly ]; then
+  fuzz=(cargo +nightly fuzz)
+else
+  export RUSTC_BOOTSTRAP=1
+  fuzz=(cargo fuzz)
+fi
+
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+
+"${fuzz[@]}" build -O
+for target in $("${fuzz[@]}" list); do
+  work="corpus-work/$target"
+  mkdir -p "$work" "corpus/$target"
+  inputs=("corpus/$target")
+  [ -d "regressions/$target" ] && inputs+=("regressions/$target")
+  echo "== fuzz $target for ${seconds}s"
+  log="$(mktemp)"
+  set +e
+  "${fuzz[@]}" run -O "$target" "$work" "${inputs[@]}" -- \
+    -max_total_time="$seconds" -max_len=4096 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1
+  status=$?
+  set -e
+  grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb)' "$log" || true
+  if [ "$status" -ne 0 ]; then
+    tail -n 60 "$log"
+    echo "fuzz target $target failed (status $status); the input is in fuzz/artifacts/$target/" >&2
+    exit "$status"
+  fi
+  rm -f "$log"
+done
+echo "fuzz smoke run: all targets clean"

@@ -1,0 +1,84 @@
+//! Decoding a PUBLISH without user properties allocates nothing: the topic, the payload and the
+//! string and binary properties are reference-counted slices of the input buffer.
+//!
+//! Measured with a counting global allocator, around the decode calls only. The input buffer is
+//! a `BytesMut` already shared (its first `split_to` made it reference-counted), which is what a
+//! connection's read buffer is after its first packet.
+
+use bytes::{BufMut, BytesMut};
+use mqtt_codec::{Decoder, Packet, PacketId, ProtocolVersion, Publish, QoS, TopicName};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+
+fn publishes(version: ProtocolVersion, count: usize) -> BytesMut {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    for i in 0..count {
+        let mut p = Publish::new(TopicName::try_from("sensors/building-7/floor-3/t").unwrap(), vec![i as u8; 100]);
+        p.qos = QoS::AtLeastOnce;
+        p.packet_id = PacketId::new(i as u16 + 1);
+        if version.is_v5() {
+            p.properties.message_expiry_interval = Some(60);
+            p.properties.content_type = Some("application/json".try_into().unwrap());
+            p.properties.correlation_data = Some(bytes::Bytes::from_static(b"corr"));
+            p.properties.response_topic = Some(TopicName::try_from("reply/here").unwrap());
+        }
+        Packet::Publish(p).encode(version, &mut buf).unwrap();
+    }
+    // A PINGREQ first, decoded before measuring, makes the buffer shared the way a live
+    // connection's is.
+    let mut with_ping = BytesMut::with_capacity(buf.len() + 2);
+    with_ping.put_slice(&[0xC0, 0x00]);
+    with_ping.put_slice(&buf);
+    with_ping
+}
+
+fn decode_allocations(version: ProtocolVersion) -> (usize, usize) {
+    let mut decoder = Decoder::with_version(version);
+    let mut buf = publishes(version, 100);
+    assert_eq!(decoder.decode(&mut buf).unwrap(), Some(Packet::PingReq));
+    let mut decoded = Vec::with_capacity(100);
+    let region = Region::new(GLOBAL);
+    while let Some(p) = decoder.decode(&mut buf).unwrap() {
+        decoded.push(p);
+    }
+    let stats = region.change();
+    assert_eq!(decoded.len(), 100);
+    for (i, p) in decoded.iter().enumerate() {
+        let Packet::Publish(p) = p else { panic!("not a publish") };
+        assert_eq!(p.payload.len(), 100);
+        assert_eq!(p.payload[0], i as u8);
+        assert_eq!(p.topic, "sensors/building-7/floor-3/t");
+    }
+    (stats.allocations + stats.reallocations, decoded.len())
+}
+
+#[test]
+fn decoding_a_v311_publish_allocates_nothing() {
+    let (allocations, n) = decode_allocations(ProtocolVersion::V3_1_1);
+    assert_eq!(allocations, 0, "{allocations} allocations for {n} PUBLISH packets");
+}
+
+#[test]
+fn decoding_a_v5_publish_with_properties_allocates_nothing() {
+    let (allocations, n) = decode_allocations(ProtocolVersion::V5);
+    assert_eq!(allocations, 0, "{allocations} allocations for {n} PUBLISH packets");
+}
+
+#[test]
+fn the_counter_does_count() {
+    // Guards against a test that cannot fail: a user property does allocate (a Vec).
+    let mut p = Publish::new(TopicName::try_from("t").unwrap(), &b"x"[..]);
+    p.properties.user_properties.push(("k".try_into().unwrap(), "v".try_into().unwrap()));
+    let mut buf = BytesMut::new();
+    buf.put_slice(&[0xC0, 0x00]);
+    Packet::Publish(p).encode(ProtocolVersion::V5, &mut buf).unwrap();
+    let mut decoder = Decoder::with_version(ProtocolVersion::V5);
+    decoder.decode(&mut buf).unwrap();
+    let region = Region::new(GLOBAL);
+    let packet = decoder.decode(&mut buf).unwrap();
+    let stats = region.change();
+    assert!(packet.is_some());
+    assert!(stats.allocations >= 1);
+}

@@ -367,10 +367,14 @@ impl Packet {
                 reason_code: reason(u, v, ty)?,
                 properties: props(u, v, ty)?,
             }),
-            PacketType::Auth => Packet::Auth(Auth {
-                reason_code: reason(u, v, ty)?,
-                properties: props(u, v, ty)?,
-            }),
+            PacketType::Auth => {
+                let mut auth = Auth { reason_code: reason(u, v, ty)?, properties: props(u, v, ty)? };
+                let short_form = auth.reason_code == ReasonCode::SUCCESS && auth.properties.is_empty();
+                if !short_form && auth.properties.authentication_method.is_none() {
+                    auth.properties.authentication_method = Some(u.arbitrary()?);
+                }
+                Packet::Auth(auth)
+            }
         })
     }
 }

@@ -56,7 +56,9 @@ pub enum Violation {
     MultiLevelWildcardMisplaced,
     /// `+` does not occupy a whole level of a Topic Filter.
     SingleLevelWildcardMisplaced,
-    /// A `$share/` filter has an empty or ill-formed ShareName, or no filter after it.
+    /// A `$share/` filter has an empty ShareName (MQTT 5.0).
+    ShareNameEmpty,
+    /// A `$share/` filter has a ShareName with `+` or `#`, or no filter after it (MQTT 5.0).
     SharedSubscriptionInvalid,
     /// The CONNECT protocol name is not `MQTT` (or `MQIsdp` for level 3).
     ProtocolNameInvalid,
@@ -103,6 +105,8 @@ pub enum Violation {
     InvalidPropertyValue,
     /// Authentication Data is present without an Authentication Method.
     AuthenticationDataWithoutMethod,
+    /// An AUTH packet that is not the two-byte short form has no Authentication Method.
+    AuthenticationMethodMissing,
     /// A Topic Alias of 0.
     TopicAliasZero,
     /// A Response Topic contains wildcard characters or is empty.
@@ -287,17 +291,24 @@ impl Violation {
             ),
             V::MultiLevelWildcardMisplaced => rule(
                 Some("MQTT-4.7.1-1"),
-                Some("MQTT-4.7.1-1"),
+                Some("MQTT-4.7.1-2"),
                 "4.7.1.2",
                 ReasonCode::TOPIC_FILTER_INVALID,
                 "'#' must be alone in the last level of a topic filter",
             ),
             V::SingleLevelWildcardMisplaced => rule(
                 Some("MQTT-4.7.1-2"),
-                Some("MQTT-4.7.1-2"),
+                Some("MQTT-4.7.1-3"),
                 "4.7.1.3",
                 ReasonCode::TOPIC_FILTER_INVALID,
                 "'+' must occupy a whole level of a topic filter",
+            ),
+            V::ShareNameEmpty => rule(
+                Some("MQTT-4.8.2-1"),
+                None,
+                "4.8.2",
+                ReasonCode::TOPIC_FILTER_INVALID,
+                "$share/ filter needs a ShareName at least one character long",
             ),
             V::SharedSubscriptionInvalid => rule(
                 Some("MQTT-4.8.2-2"),
@@ -444,6 +455,13 @@ impl Violation {
                 PROTOCOL,
                 "Authentication Data without Authentication Method",
             ),
+            V::AuthenticationMethodMissing => rule(
+                None,
+                None,
+                "3.15.2.2.2",
+                PROTOCOL,
+                "AUTH without Authentication Method",
+            ),
             V::TopicAliasZero => rule(
                 Some("MQTT-3.3.2-8"),
                 None,
@@ -540,17 +558,36 @@ impl Error {
             self.version,
             Some(ProtocolVersion::V3_1 | ProtocolVersion::V3_1_1)
         );
-        if self.violation == Violation::ReservedFlags {
-            let specific = match self.packet_type {
-                Some(PacketType::PubRel) => Some("MQTT-3.6.1-1"),
-                Some(PacketType::Subscribe) => Some("MQTT-3.8.1-1"),
-                Some(PacketType::Unsubscribe) => Some("MQTT-3.10.1-1"),
-                Some(PacketType::Auth) if v5 => Some("MQTT-3.15.1-1"),
+        // Rules the specification states once per packet type.
+        let specific = match (self.violation, self.packet_type) {
+            (Violation::ReservedFlags, Some(t)) => match t {
+                PacketType::PubRel => Some("MQTT-3.6.1-1"),
+                PacketType::Subscribe => Some("MQTT-3.8.1-1"),
+                PacketType::Unsubscribe => Some("MQTT-3.10.1-1"),
+                PacketType::Disconnect => Some("MQTT-3.14.1-1"),
+                PacketType::Auth if v5 => Some("MQTT-3.15.1-1"),
                 _ => None,
-            };
-            if specific.is_some() {
-                return specific;
+            },
+            (Violation::InvalidReasonCode, Some(t)) if v5 => match t {
+                PacketType::ConnAck => Some("MQTT-3.2.2-8"),
+                PacketType::PubAck => Some("MQTT-3.4.2-1"),
+                PacketType::PubRec => Some("MQTT-3.5.2-1"),
+                PacketType::PubRel => Some("MQTT-3.6.2-1"),
+                PacketType::PubComp => Some("MQTT-3.7.2-1"),
+                PacketType::SubAck => Some("MQTT-3.9.3-2"),
+                PacketType::UnsubAck => Some("MQTT-3.11.3-2"),
+                PacketType::Disconnect => Some("MQTT-3.14.2-1"),
+                PacketType::Auth => Some("MQTT-3.15.2-1"),
+                _ => None,
+            },
+            (Violation::InvalidReasonCode, Some(PacketType::SubAck)) => Some("MQTT-3.9.3-2"),
+            (Violation::AckWithoutReasonCodes, Some(PacketType::UnsubAck)) if v5 => {
+                Some("MQTT-3.11.3-2")
             }
+            _ => None,
+        };
+        if specific.is_some() {
+            return specific;
         }
         let rule = self.violation.rule();
         if v5 { rule.v5 } else { rule.v3_1_1 }

@@ -1,8 +1,22 @@
 //! Deterministic, sans-IO MQTT session engines built on [`mqtt_codec`].
 //!
-//! The broker and client engines are being built (see the project's issues); this crate
-//! currently re-exports the codec so that dependants can already name it.
+//! - [`broker::Broker`]: every session and connection of an MQTT 3.1.1 / 5.0 server — Clean
+//!   Start and Session Expiry, wills with Will Delay, subscriptions (shared ones too), retained
+//!   messages, offline queues, QoS 1/2 flows, flow control, topic aliases, keep alive — with
+//!   durable state handed out as [`broker::StorageRecord`]s.
+//!
+//! The engines own no sockets and read no clock: bytes and time go in; bytes to send,
+//! connections to close, records to persist, events and the next deadline come out. The same
+//! inputs at the same times give the same outputs. Errors in input mean bad input, never a
+//! panic: a broker keeps serving its other connections whatever one of them sends.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub use mqtt_codec as codec;
+
+pub mod broker;
+mod time;
+pub mod topic_match;
+pub mod topic_tree;
+
+pub use time::Timestamp;

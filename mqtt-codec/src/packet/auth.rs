@@ -19,19 +19,35 @@ pub struct Auth {
     pub properties: Properties,
 }
 
+impl Auth {
+    /// Section 3.15.2.2.2: "It is a Protocol Error to omit the Authentication Method" — except
+    /// in the empty short form (Success, no properties).
+    fn check_method(&self) -> Result<(), Violation> {
+        let short_form = self.reason_code == ReasonCode::SUCCESS && self.properties.is_empty();
+        if short_form || self.properties.authentication_method.is_some() {
+            Ok(())
+        } else {
+            Err(Violation::AuthenticationMethodMissing)
+        }
+    }
+}
+
 impl Body for Auth {
     const TYPE: PacketType = PacketType::Auth;
 
     fn decode(src: &Bytes, _flags: u8, _version: ProtocolVersion) -> Result<Self, Violation> {
         let (reason_code, properties) = decode_reason_props(src, PacketType::Auth, false)?;
-        Ok(Self { reason_code, properties })
+        let auth = Self { reason_code, properties };
+        auth.check_method()?;
+        Ok(auth)
     }
 
     fn validate(&self, _version: ProtocolVersion) -> Result<(), Violation> {
         if !self.reason_code.is_valid_for(PacketType::Auth) {
             return Err(Violation::InvalidReasonCode);
         }
-        self.properties.validate(PropertyContext::Packet(PacketType::Auth))
+        self.properties.validate(PropertyContext::Packet(PacketType::Auth))?;
+        self.check_method()
     }
 
     fn body_len(&self, _version: ProtocolVersion) -> usize {

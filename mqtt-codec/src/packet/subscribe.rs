@@ -101,14 +101,21 @@ fn check_pair(filter: &TopicFilter, opts: SubscriptionOptions, v5: bool) -> Resu
     Ok(())
 }
 
-pub(crate) fn parse_filter<'a>(src: &Bytes, i: &'a [u8]) -> PResult<'a, TopicFilter> {
+/// A Topic Filter of a SUBSCRIBE or UNSUBSCRIBE; in MQTT 5.0 a `$share/` filter must also be a
+/// well-formed shared subscription.
+pub(crate) fn parse_filter<'a>(src: &Bytes, i: &'a [u8], v5: bool) -> PResult<'a, TopicFilter> {
     // v5 [MQTT-3.8.3-1] [MQTT-3.10.3-1], v3.1.1 [MQTT-3.8.3-1] [MQTT-3.10.3-1]: Topic Filters
     // are UTF-8 Encoded Strings.
     let (i, s) = utf8(src, i)?;
-    match TopicFilter::new(s) {
+    match TopicFilter::new(s).and_then(|f| check_version(&f, v5).map(|()| f)) {
         Ok(f) => Ok((i, f)),
         Err(v) => fail(v),
     }
+}
+
+/// The version-specific filter rules (the shared-subscription syntax of MQTT 5.0).
+pub(crate) fn check_version(filter: &TopicFilter, v5: bool) -> Result<(), Violation> {
+    if v5 { filter.check_shared() } else { Ok(()) }
 }
 
 impl Body for Subscribe {
@@ -125,7 +132,7 @@ impl Body for Subscribe {
             };
             let mut filters = Vec::new();
             while !i.is_empty() {
-                let (rest, filter) = parse_filter(src, i)?;
+                let (rest, filter) = parse_filter(src, i, v5)?;
                 let (rest, b) = u8_(rest)?;
                 let opts = match SubscriptionOptions::from_byte(b, v5) {
                     Ok(o) => o,
@@ -151,6 +158,7 @@ impl Body for Subscribe {
             return Err(Violation::SubscribeWithoutFilters);
         }
         for (f, o) in &self.filters {
+            check_version(f, v5)?;
             check_pair(f, *o, v5)?;
         }
         if v5 {

@@ -3,7 +3,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::Body;
-use super::subscribe::parse_filter;
+use super::subscribe::{check_version, parse_filter};
 use crate::error::Violation;
 use crate::properties::{Properties, PropertyContext};
 use crate::types::{PacketId, PacketType, ProtocolVersion, TopicFilter};
@@ -34,7 +34,7 @@ impl Body for Unsubscribe {
             };
             let mut filters = Vec::new();
             while !i.is_empty() {
-                let (rest, f) = parse_filter(src, i)?;
+                let (rest, f) = parse_filter(src, i, version.is_v5())?;
                 filters.push(f);
                 i = rest;
             }
@@ -50,6 +50,9 @@ impl Body for Unsubscribe {
     fn validate(&self, version: ProtocolVersion) -> Result<(), Violation> {
         if self.filters.is_empty() {
             return Err(Violation::UnsubscribeWithoutFilters);
+        }
+        for f in &self.filters {
+            check_version(f, version.is_v5())?;
         }
         if version.is_v5() {
             self.properties.validate(PropertyContext::Packet(PacketType::Unsubscribe))

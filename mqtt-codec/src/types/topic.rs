@@ -55,31 +55,45 @@ pub struct TopicFilter(Utf8String);
 const SHARE_PREFIX: &str = "$share/";
 
 impl TopicFilter {
-    /// Checks the syntax of section 4.7.1 and, for `$share/` filters, of 4.8.2.
+    /// Checks the syntax of section 4.7.1: `#` alone in the last level, `+` alone in its level,
+    /// at least one character.
+    ///
+    /// This is the same in every protocol version. The shared-subscription syntax of MQTT 5.0
+    /// (section 4.8.2) is checked by [`TopicFilter::check_shared`], which the codec applies to
+    /// MQTT 5.0 packets only: in 3.1.1, `$share/g` is an ordinary filter.
     ///
     /// # Errors
     /// [`Violation::TopicFilterEmpty`] ([MQTT-4.7.3-1]),
-    /// [`Violation::MultiLevelWildcardMisplaced`] ([MQTT-4.7.1-1]),
-    /// [`Violation::SingleLevelWildcardMisplaced`] ([MQTT-4.7.1-2]),
-    /// [`Violation::SharedSubscriptionInvalid`] (v5 [MQTT-4.8.2-1], [MQTT-4.8.2-2]).
+    /// [`Violation::MultiLevelWildcardMisplaced`] (v5 [MQTT-4.7.1-1], v3.1.1 [MQTT-4.7.1-2]),
+    /// [`Violation::SingleLevelWildcardMisplaced`] (v5 [MQTT-4.7.1-2], v3.1.1 [MQTT-4.7.1-3]).
     pub fn new(s: Utf8String) -> Result<Self, Violation> {
-        let text = s.as_str();
-        let filter = match text.strip_prefix(SHARE_PREFIX) {
-            Some(rest) => {
-                // [MQTT-4.8.2-1] ... MUST contain a ShareName that is at least one character long.
-                // [MQTT-4.8.2-2] The ShareName MUST NOT contain "/", "+" or "#", but MUST be
-                // followed by a "/" character. This "/" MUST be followed by a Topic Filter.
-                let (share, filter) =
-                    rest.split_once('/').ok_or(Violation::SharedSubscriptionInvalid)?;
-                if share.is_empty() || share.contains(['+', '#']) || filter.is_empty() {
-                    return Err(Violation::SharedSubscriptionInvalid);
-                }
-                filter
-            }
-            None => text,
-        };
-        check_filter(filter)?;
+        check_filter(s.as_str())?;
         Ok(Self(s))
+    }
+
+    /// For a filter starting with `$share/`, checks the shared-subscription syntax of MQTT 5.0.
+    ///
+    /// # Errors
+    /// [`Violation::ShareNameEmpty`] (v5 [MQTT-4.8.2-1]),
+    /// [`Violation::SharedSubscriptionInvalid`] (v5 [MQTT-4.8.2-2]), or a filter syntax error of
+    /// the part after the ShareName.
+    pub fn check_shared(&self) -> Result<(), Violation> {
+        let Some(rest) = self.0.as_str().strip_prefix(SHARE_PREFIX) else { return Ok(()) };
+        // v5 [MQTT-4.8.2-1] ... MUST contain a ShareName that is at least one character long.
+        // v5 [MQTT-4.8.2-2] The ShareName MUST NOT contain "/", "+" or "#", but MUST be followed
+        // by a "/" character. This "/" character MUST be followed by a Topic Filter.
+        let (share, filter) = rest.split_once('/').ok_or(if rest.is_empty() {
+            Violation::ShareNameEmpty
+        } else {
+            Violation::SharedSubscriptionInvalid
+        })?;
+        if share.is_empty() {
+            return Err(Violation::ShareNameEmpty);
+        }
+        if share.contains(['+', '#']) || filter.is_empty() {
+            return Err(Violation::SharedSubscriptionInvalid);
+        }
+        check_filter(filter)
     }
 
     /// The string.
@@ -94,9 +108,13 @@ impl TopicFilter {
         self.0
     }
 
-    /// For a shared subscription `$share/{ShareName}/{filter}`: the ShareName and the filter.
+    /// For a well-formed shared subscription `$share/{ShareName}/{filter}`: the ShareName and
+    /// the filter. `None` for any other filter (including a 3.1.1 filter such as `$share/g`).
     #[must_use]
     pub fn shared(&self) -> Option<(&str, &str)> {
+        if self.check_shared().is_err() {
+            return None;
+        }
         self.0.as_str().strip_prefix(SHARE_PREFIX)?.split_once('/')
     }
 
@@ -116,14 +134,15 @@ fn check_filter(filter: &str) -> Result<(), Violation> {
     let mut levels = filter.split('/').peekable();
     while let Some(level) = levels.next() {
         if level.contains('#') {
-            // [MQTT-4.7.1-1] The multi-level wildcard character MUST be specified either on its
+            // v5 [MQTT-4.7.1-1], v3.1.1 [MQTT-4.7.1-2]: The multi-level wildcard character MUST be specified either on its
             // own or following a topic level separator. In either case it MUST be the last
             // character specified in the Topic Filter.
             if level != "#" || levels.peek().is_some() {
                 return Err(Violation::MultiLevelWildcardMisplaced);
             }
         } else if level.contains('+') && level != "+" {
-            // [MQTT-4.7.1-2] Where it is used, [the single-level wildcard] MUST occupy an entire
+            // v5 [MQTT-4.7.1-2], v3.1.1 [MQTT-4.7.1-3]: Where it is used, [the single-level
+            // wildcard] MUST occupy an entire
             // level of the filter.
             return Err(Violation::SingleLevelWildcardMisplaced);
         }
@@ -221,7 +240,8 @@ mod tests {
         assert_eq!(TopicName::try_from("a/b c/$d").unwrap(), "a/b c/$d");
     }
 
-    // v5 v3.1.1 [MQTT-4.7.1-1]
+    // v5 [MQTT-4.7.1-1]
+    // v3.1.1 [MQTT-4.7.1-2]
     #[test]
     fn multi_level_wildcard_must_be_last_and_alone() {
         for ok in ["#", "a/#", "/#", "+/#", "a/b/#"] {
@@ -232,7 +252,8 @@ mod tests {
         }
     }
 
-    // v5 v3.1.1 [MQTT-4.7.1-2]
+    // v5 [MQTT-4.7.1-2]
+    // v3.1.1 [MQTT-4.7.1-3]
     #[test]
     fn single_level_wildcard_fills_a_level() {
         for ok in ["+", "+/+", "/+", "a/+/b", "+/"] {
@@ -254,13 +275,28 @@ mod tests {
     #[test]
     fn shared_subscription_syntax() {
         let f = filter("$share/group/a/+").unwrap();
+        assert_eq!(f.check_shared(), Ok(()));
         assert_eq!(f.shared(), Some(("group", "a/+")));
         assert!(f.has_wildcards());
-        for bad in ["$share/", "$share//a", "$share/g", "$share/g/", "$share/g+/a", "$share/#/a"] {
-            assert_eq!(filter(bad), Err(Violation::SharedSubscriptionInvalid), "{bad}");
+        for bad in ["$share/", "$share//a"] {
+            let f = filter(bad).unwrap();
+            assert_eq!(f.check_shared(), Err(Violation::ShareNameEmpty), "{bad}");
+            assert_eq!(f.shared(), None);
         }
-        assert_eq!(filter("$share/g/a#"), Err(Violation::MultiLevelWildcardMisplaced));
+        for bad in ["$share/g", "$share/g/", "$share/g+/a", "$share/#/a"] {
+            let Ok(f) = filter(bad) else { continue };
+            assert_eq!(f.check_shared(), Err(Violation::SharedSubscriptionInvalid), "{bad}");
+        }
+        let f = filter("$share/g/a/+x");
+        assert_eq!(f, Err(Violation::SingleLevelWildcardMisplaced));
         // `$shared/...` is an ordinary filter.
         assert!(filter("$shared/x").unwrap().shared().is_none());
+    }
+
+    #[test]
+    fn share_syntax_is_not_applied_by_new() {
+        // An ordinary 3.1.1 filter, though not a valid 5.0 shared subscription.
+        assert!(filter("$share/g").is_ok());
+        assert!(filter("$share//a").is_ok());
     }
 }

@@ -4,7 +4,7 @@
 // wrong, and returns quietly for input that is merely invalid.
 
 // Findings are reported by panicking, as libFuzzer expects.
-#[allow(dead_code, clippy::panic, clippy::indexing_slicing, clippy::unwrap_used)]
+#[allow(dead_code, unreachable_pub, clippy::panic, clippy::indexing_slicing, clippy::unwrap_used)]
 mod codec_checks {
     use bytes::{Bytes, BytesMut};
     use mqtt_codec::arbitrary::Unstructured;

@@ -10,18 +10,19 @@ use arbitrary::{Arbitrary, Result, Unstructured};
 use bytes::Bytes;
 
 use crate::packet::{
-    Auth, ConnAck, Connect, Disconnect, Packet, PubAck, PubComp, PubRec, PubRel, Publish,
-    SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
+    Auth, ConnAck, Connect, Disconnect, Packet, PubAck, PubComp, PubRec, PubRel, Publish, SubAck,
+    Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
 };
 use crate::properties::{PayloadFormatIndicator, Properties, PropertyContext};
 use crate::reason_code::ReasonCode;
-use crate::types::{
-    PacketType, ProtocolVersion, QoS, TopicFilter, TopicName, Utf8String, VBI_MAX,
-};
+use crate::types::{PacketType, ProtocolVersion, QoS, TopicFilter, TopicName, Utf8String, VBI_MAX};
 
 fn clean_string(u: &mut Unstructured<'_>, forbidden: &[char]) -> Result<String> {
     let s: String = u.arbitrary()?;
-    Ok(s.chars().filter(|c| *c != '\0' && !forbidden.contains(c)).take(64).collect())
+    Ok(s.chars()
+        .filter(|c| *c != '\0' && !forbidden.contains(c))
+        .take(64)
+        .collect())
 }
 
 impl<'a> Arbitrary<'a> for Utf8String {
@@ -70,13 +71,21 @@ impl<'a> Arbitrary<'a> for TopicFilter {
 
 impl<'a> Arbitrary<'a> for ProtocolVersion {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-        Ok(*u.choose(&[ProtocolVersion::V3_1, ProtocolVersion::V3_1_1, ProtocolVersion::V5])?)
+        Ok(*u.choose(&[
+            ProtocolVersion::V3_1,
+            ProtocolVersion::V3_1_1,
+            ProtocolVersion::V5,
+        ])?)
     }
 }
 
 fn opt<'a, T: Arbitrary<'a>>(u: &mut Unstructured<'a>) -> Result<Option<T>> {
     // Mostly absent, so that packets stay small and the interesting ones are varied.
-    if u.ratio(1, 4)? { Ok(Some(u.arbitrary()?)) } else { Ok(None) }
+    if u.ratio(1, 4)? {
+        Ok(Some(u.arbitrary()?))
+    } else {
+        Ok(None)
+    }
 }
 
 fn bytes(u: &mut Unstructured<'_>, max: usize) -> Result<Bytes> {
@@ -89,18 +98,34 @@ impl Properties {
     fn arbitrary_in(u: &mut Unstructured<'_>, ctx: PropertyContext) -> Result<Self> {
         let mut p = Properties {
             payload_format_indicator: opt::<bool>(u)?.map(|b| {
-                if b { PayloadFormatIndicator::Utf8 } else { PayloadFormatIndicator::Unspecified }
+                if b {
+                    PayloadFormatIndicator::Utf8
+                } else {
+                    PayloadFormatIndicator::Unspecified
+                }
             }),
             message_expiry_interval: opt(u)?,
             content_type: opt(u)?,
-            response_topic: if u.ratio(1, 4)? { Some(topic_name(u)?) } else { None },
-            correlation_data: if u.ratio(1, 4)? { Some(bytes(u, 32)?) } else { None },
+            response_topic: if u.ratio(1, 4)? {
+                Some(topic_name(u)?)
+            } else {
+                None
+            },
+            correlation_data: if u.ratio(1, 4)? {
+                Some(bytes(u, 32)?)
+            } else {
+                None
+            },
             subscription_identifiers: Vec::new(),
             session_expiry_interval: opt(u)?,
             assigned_client_identifier: opt(u)?,
             server_keep_alive: opt(u)?,
             authentication_method: opt(u)?,
-            authentication_data: if u.ratio(1, 4)? { Some(bytes(u, 32)?) } else { None },
+            authentication_data: if u.ratio(1, 4)? {
+                Some(bytes(u, 32)?)
+            } else {
+                None
+            },
             request_problem_information: opt(u)?,
             will_delay_interval: opt(u)?,
             request_response_information: opt(u)?,
@@ -110,7 +135,8 @@ impl Properties {
             receive_maximum: opt::<u16>(u)?.and_then(NonZeroU16::new),
             topic_alias_maximum: opt(u)?,
             topic_alias: opt::<u16>(u)?.and_then(NonZeroU16::new),
-            maximum_qos: opt::<bool>(u)?.map(|b| if b { QoS::AtLeastOnce } else { QoS::AtMostOnce }),
+            maximum_qos: opt::<bool>(u)?
+                .map(|b| if b { QoS::AtLeastOnce } else { QoS::AtMostOnce }),
             retain_available: opt(u)?,
             user_properties: Vec::new(),
             maximum_packet_size: opt::<u32>(u)?.and_then(NonZeroU32::new),
@@ -119,7 +145,8 @@ impl Properties {
             shared_subscription_available: opt(u)?,
         };
         for _ in 0..u.int_in_range(0..=2)? {
-            p.subscription_identifiers.push(u.int_in_range(1..=VBI_MAX)?);
+            p.subscription_identifiers
+                .push(u.int_in_range(1..=VBI_MAX)?);
         }
         for _ in 0..u.int_in_range(0..=3)? {
             p.user_properties.push((u.arbitrary()?, u.arbitrary()?));
@@ -189,8 +216,10 @@ fn reason(u: &mut Unstructured<'_>, v: ProtocolVersion, ty: PacketType) -> Resul
     if !v.is_v5() {
         return Ok(ReasonCode::SUCCESS);
     }
-    let valid: Vec<ReasonCode> =
-        (0..=u8::MAX).map(ReasonCode).filter(|c| c.is_valid_for(ty)).collect();
+    let valid: Vec<ReasonCode> = (0..=u8::MAX)
+        .map(ReasonCode)
+        .filter(|c| c.is_valid_for(ty))
+        .collect();
     Ok(*u.choose(&valid)?)
 }
 
@@ -206,7 +235,11 @@ impl Packet {
     pub fn arbitrary_for(u: &mut Unstructured<'_>, version: ProtocolVersion) -> Result<Packet> {
         let v = version;
         let v5 = v.is_v5();
-        let ty = if v5 { u.int_in_range(1..=15)? } else { u.int_in_range(1..=14)? };
+        let ty = if v5 {
+            u.int_in_range(1..=15)?
+        } else {
+            u.int_in_range(1..=14)?
+        };
         let ty = PacketType::from_nibble(ty).unwrap_or(PacketType::PingReq);
         Ok(match ty {
             PacketType::Connect => {
@@ -271,7 +304,11 @@ impl Packet {
                     qos,
                     retain: u.arbitrary()?,
                     topic,
-                    packet_id: if qos == QoS::AtMostOnce { None } else { Some(u.arbitrary()?) },
+                    packet_id: if qos == QoS::AtMostOnce {
+                        None
+                    } else {
+                        Some(u.arbitrary()?)
+                    },
                     properties,
                     payload: bytes(u, 256)?,
                 })
@@ -368,8 +405,12 @@ impl Packet {
                 properties: props(u, v, ty)?,
             }),
             PacketType::Auth => {
-                let mut auth = Auth { reason_code: reason(u, v, ty)?, properties: props(u, v, ty)? };
-                let short_form = auth.reason_code == ReasonCode::SUCCESS && auth.properties.is_empty();
+                let mut auth = Auth {
+                    reason_code: reason(u, v, ty)?,
+                    properties: props(u, v, ty)?,
+                };
+                let short_form =
+                    auth.reason_code == ReasonCode::SUCCESS && auth.properties.is_empty();
                 if !short_form && auth.properties.authentication_method.is_none() {
                     auth.properties.authentication_method = Some(u.arbitrary()?);
                 }
@@ -406,10 +447,16 @@ mod tests {
                 *b = seed as u8;
             }
             let mut u = Unstructured::new(&data);
-            let Ok(version) = u.arbitrary::<ProtocolVersion>() else { continue };
-            let Ok(packet) = Packet::arbitrary_for(&mut u, version) else { continue };
+            let Ok(version) = u.arbitrary::<ProtocolVersion>() else {
+                continue;
+            };
+            let Ok(packet) = Packet::arbitrary_for(&mut u, version) else {
+                continue;
+            };
             let mut buf = BytesMut::new();
-            packet.encode(version, &mut buf).unwrap_or_else(|e| panic!("{e}: {packet:?}"));
+            packet
+                .encode(version, &mut buf)
+                .unwrap_or_else(|e| panic!("{e}: {packet:?}"));
             let bytes = buf.freeze();
             let mut decoder = Decoder::with_version(version);
             match decoder.decode_bytes(&bytes).unwrap() {

@@ -43,7 +43,10 @@ impl MqttCodec {
     /// A codec for a connection whose version is known.
     #[must_use]
     pub fn with_version(version: ProtocolVersion) -> Self {
-        Self { decoder: Decoder::with_version(version), max_outgoing: None }
+        Self {
+            decoder: Decoder::with_version(version),
+            max_outgoing: None,
+        }
     }
 
     /// The decoder, to set the maximum incoming packet size.

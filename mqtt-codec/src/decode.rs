@@ -137,13 +137,19 @@ impl Decoder {
     /// A decoder for a server's side of a connection: the first packet must be CONNECT.
     #[must_use]
     pub fn new() -> Self {
-        Self { version: None, max_packet_size: Self::MAX_PACKET_SIZE }
+        Self {
+            version: None,
+            max_packet_size: Self::MAX_PACKET_SIZE,
+        }
     }
 
     /// A decoder for a connection whose protocol version is known.
     #[must_use]
     pub fn with_version(version: ProtocolVersion) -> Self {
-        Self { version: Some(version), max_packet_size: Self::MAX_PACKET_SIZE }
+        Self {
+            version: Some(version),
+            max_packet_size: Self::MAX_PACKET_SIZE,
+        }
     }
 
     /// Refuse packets larger than `max_packet_size` bytes (the whole packet, fixed header

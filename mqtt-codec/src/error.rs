@@ -155,7 +155,13 @@ const fn rule(
     reason_code: ReasonCode,
     text: &'static str,
 ) -> Rule {
-    Rule { v5, v3_1_1, section, reason_code, text }
+    Rule {
+        v5,
+        v3_1_1,
+        section,
+        reason_code,
+        text,
+    }
 }
 
 const MALFORMED: ReasonCode = ReasonCode::MALFORMED_PACKET;
@@ -167,9 +173,13 @@ impl Violation {
     pub const fn rule(self) -> Rule {
         use Violation as V;
         match self {
-            V::InvalidPacketType => {
-                rule(None, None, "2.1.2", MALFORMED, "reserved or unknown packet type")
-            }
+            V::InvalidPacketType => rule(
+                None,
+                None,
+                "2.1.2",
+                MALFORMED,
+                "reserved or unknown packet type",
+            ),
             V::ReservedFlags => rule(
                 Some("MQTT-2.1.3-1"),
                 Some("MQTT-2.2.2-1"),
@@ -432,9 +442,13 @@ impl Violation {
                 MALFORMED,
                 "reason code not defined for this packet",
             ),
-            V::UnknownProperty => {
-                rule(None, None, "2.2.2.2", MALFORMED, "unknown property identifier")
-            }
+            V::UnknownProperty => rule(
+                None,
+                None,
+                "2.2.2.2",
+                MALFORMED,
+                "unknown property identifier",
+            ),
             V::PropertyNotAllowed => rule(
                 None,
                 None,
@@ -442,12 +456,20 @@ impl Violation {
                 MALFORMED,
                 "property not valid for this packet type",
             ),
-            V::DuplicateProperty => {
-                rule(None, None, "2.2.2.2", PROTOCOL, "property included more than once")
-            }
-            V::InvalidPropertyValue => {
-                rule(None, None, "2.2.2.2", PROTOCOL, "property value not allowed")
-            }
+            V::DuplicateProperty => rule(
+                None,
+                None,
+                "2.2.2.2",
+                PROTOCOL,
+                "property included more than once",
+            ),
+            V::InvalidPropertyValue => rule(
+                None,
+                None,
+                "2.2.2.2",
+                PROTOCOL,
+                "property value not allowed",
+            ),
             V::AuthenticationDataWithoutMethod => rule(
                 None,
                 None,
@@ -514,7 +536,11 @@ impl Error {
         packet_type: Option<PacketType>,
         version: Option<ProtocolVersion>,
     ) -> Self {
-        Self { violation, packet_type, version }
+        Self {
+            violation,
+            packet_type,
+            version,
+        }
     }
 
     /// What was wrong.

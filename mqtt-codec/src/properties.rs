@@ -262,7 +262,11 @@ impl Properties {
         match id {
             P::PayloadFormatIndicator => {
                 let (i, b) = bool_value(i)?;
-                let v = if b { PayloadFormatIndicator::Utf8 } else { PayloadFormatIndicator::Unspecified };
+                let v = if b {
+                    PayloadFormatIndicator::Utf8
+                } else {
+                    PayloadFormatIndicator::Unspecified
+                };
                 set_once(&mut self.payload_format_indicator, i, v)
             }
             P::MessageExpiryInterval => {
@@ -414,20 +418,44 @@ impl Properties {
     pub fn present(&self) -> impl Iterator<Item = PropertyId> + '_ {
         use PropertyId as P;
         [
-            (P::PayloadFormatIndicator, self.payload_format_indicator.is_some()),
-            (P::MessageExpiryInterval, self.message_expiry_interval.is_some()),
+            (
+                P::PayloadFormatIndicator,
+                self.payload_format_indicator.is_some(),
+            ),
+            (
+                P::MessageExpiryInterval,
+                self.message_expiry_interval.is_some(),
+            ),
             (P::ContentType, self.content_type.is_some()),
             (P::ResponseTopic, self.response_topic.is_some()),
             (P::CorrelationData, self.correlation_data.is_some()),
-            (P::SubscriptionIdentifier, !self.subscription_identifiers.is_empty()),
-            (P::SessionExpiryInterval, self.session_expiry_interval.is_some()),
-            (P::AssignedClientIdentifier, self.assigned_client_identifier.is_some()),
+            (
+                P::SubscriptionIdentifier,
+                !self.subscription_identifiers.is_empty(),
+            ),
+            (
+                P::SessionExpiryInterval,
+                self.session_expiry_interval.is_some(),
+            ),
+            (
+                P::AssignedClientIdentifier,
+                self.assigned_client_identifier.is_some(),
+            ),
             (P::ServerKeepAlive, self.server_keep_alive.is_some()),
-            (P::AuthenticationMethod, self.authentication_method.is_some()),
+            (
+                P::AuthenticationMethod,
+                self.authentication_method.is_some(),
+            ),
             (P::AuthenticationData, self.authentication_data.is_some()),
-            (P::RequestProblemInformation, self.request_problem_information.is_some()),
+            (
+                P::RequestProblemInformation,
+                self.request_problem_information.is_some(),
+            ),
             (P::WillDelayInterval, self.will_delay_interval.is_some()),
-            (P::RequestResponseInformation, self.request_response_information.is_some()),
+            (
+                P::RequestResponseInformation,
+                self.request_response_information.is_some(),
+            ),
             (P::ResponseInformation, self.response_information.is_some()),
             (P::ServerReference, self.server_reference.is_some()),
             (P::ReasonString, self.reason_string.is_some()),
@@ -438,9 +466,18 @@ impl Properties {
             (P::RetainAvailable, self.retain_available.is_some()),
             (P::UserProperty, !self.user_properties.is_empty()),
             (P::MaximumPacketSize, self.maximum_packet_size.is_some()),
-            (P::WildcardSubscriptionAvailable, self.wildcard_subscription_available.is_some()),
-            (P::SubscriptionIdentifierAvailable, self.subscription_identifier_available.is_some()),
-            (P::SharedSubscriptionAvailable, self.shared_subscription_available.is_some()),
+            (
+                P::WildcardSubscriptionAvailable,
+                self.wildcard_subscription_available.is_some(),
+            ),
+            (
+                P::SubscriptionIdentifierAvailable,
+                self.subscription_identifier_available.is_some(),
+            ),
+            (
+                P::SharedSubscriptionAvailable,
+                self.shared_subscription_available.is_some(),
+            ),
         ]
         .into_iter()
         .filter_map(|(id, present)| present.then_some(id))
@@ -455,11 +492,16 @@ impl Properties {
         if self.present().any(|id| !id.is_allowed_in(ctx)) {
             return Err(Violation::PropertyNotAllowed);
         }
-        if self.subscription_identifiers.len() > 1 && ctx != PropertyContext::Packet(PacketType::Publish)
+        if self.subscription_identifiers.len() > 1
+            && ctx != PropertyContext::Packet(PacketType::Publish)
         {
             return Err(Violation::DuplicateProperty);
         }
-        if self.subscription_identifiers.iter().any(|&v| v == 0 || v > VBI_MAX) {
+        if self
+            .subscription_identifiers
+            .iter()
+            .any(|&v| v == 0 || v > VBI_MAX)
+        {
             return Err(Violation::InvalidPropertyValue);
         }
         if self.maximum_qos == Some(QoS::ExactlyOnce) {
@@ -471,7 +513,10 @@ impl Properties {
         if self.authentication_data.is_some() && self.authentication_method.is_none() {
             return Err(Violation::AuthenticationDataWithoutMethod);
         }
-        for b in [&self.correlation_data, &self.authentication_data].into_iter().flatten() {
+        for b in [&self.correlation_data, &self.authentication_data]
+            .into_iter()
+            .flatten()
+        {
             check_binary(b)?;
         }
         if self.len() > VBI_MAX as usize {
@@ -489,9 +534,16 @@ impl Properties {
         n(self.payload_format_indicator.is_some(), 1)
             + n(self.message_expiry_interval.is_some(), 4)
             + s(&self.content_type)
-            + self.response_topic.as_ref().map_or(0, |t| 1 + t.as_utf8().encoded_len())
+            + self
+                .response_topic
+                .as_ref()
+                .map_or(0, |t| 1 + t.as_utf8().encoded_len())
             + b(&self.correlation_data)
-            + self.subscription_identifiers.iter().map(|&v| 1 + vbi_len(v)).sum::<usize>()
+            + self
+                .subscription_identifiers
+                .iter()
+                .map(|&v| 1 + vbi_len(v))
+                .sum::<usize>()
             + n(self.session_expiry_interval.is_some(), 4)
             + s(&self.assigned_client_identifier)
             + n(self.server_keep_alive.is_some(), 2)

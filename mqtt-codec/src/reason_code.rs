@@ -28,7 +28,11 @@ const AUTH: u16 = 1 << 8;
 
 /// (code, name, packets) for every defined code; the name of 0x00 depends on the packet.
 const TABLE: &[(u8, &str, u16)] = &[
-    (0x00, "Success", CONNACK | PUBACK | PUBREC | PUBREL | PUBCOMP | SUBACK | UNSUBACK | DISCONNECT | AUTH),
+    (
+        0x00,
+        "Success",
+        CONNACK | PUBACK | PUBREC | PUBREL | PUBCOMP | SUBACK | UNSUBACK | DISCONNECT | AUTH,
+    ),
     (0x01, "Granted QoS 1", SUBACK),
     (0x02, "Granted QoS 2", SUBACK),
     (0x04, "Disconnect with Will Message", DISCONNECT),
@@ -36,14 +40,26 @@ const TABLE: &[(u8, &str, u16)] = &[
     (0x11, "No subscription existed", UNSUBACK),
     (0x18, "Continue authentication", AUTH),
     (0x19, "Re-authenticate", AUTH),
-    (0x80, "Unspecified error", CONNACK | PUBACK | PUBREC | SUBACK | UNSUBACK | DISCONNECT),
+    (
+        0x80,
+        "Unspecified error",
+        CONNACK | PUBACK | PUBREC | SUBACK | UNSUBACK | DISCONNECT,
+    ),
     (0x81, "Malformed Packet", CONNACK | DISCONNECT),
     (0x82, "Protocol Error", CONNACK | DISCONNECT),
-    (0x83, "Implementation specific error", CONNACK | PUBACK | PUBREC | SUBACK | UNSUBACK | DISCONNECT),
+    (
+        0x83,
+        "Implementation specific error",
+        CONNACK | PUBACK | PUBREC | SUBACK | UNSUBACK | DISCONNECT,
+    ),
     (0x84, "Unsupported Protocol Version", CONNACK),
     (0x85, "Client Identifier not valid", CONNACK),
     (0x86, "Bad User Name or Password", CONNACK),
-    (0x87, "Not authorized", CONNACK | PUBACK | PUBREC | SUBACK | UNSUBACK | DISCONNECT),
+    (
+        0x87,
+        "Not authorized",
+        CONNACK | PUBACK | PUBREC | SUBACK | UNSUBACK | DISCONNECT,
+    ),
     (0x88, "Server unavailable", CONNACK),
     (0x89, "Server busy", CONNACK | DISCONNECT),
     (0x8A, "Banned", CONNACK),
@@ -52,25 +68,53 @@ const TABLE: &[(u8, &str, u16)] = &[
     (0x8D, "Keep Alive timeout", DISCONNECT),
     (0x8E, "Session taken over", DISCONNECT),
     (0x8F, "Topic Filter invalid", SUBACK | UNSUBACK | DISCONNECT),
-    (0x90, "Topic Name invalid", CONNACK | PUBACK | PUBREC | DISCONNECT),
-    (0x91, "Packet Identifier in use", PUBACK | PUBREC | SUBACK | UNSUBACK),
+    (
+        0x90,
+        "Topic Name invalid",
+        CONNACK | PUBACK | PUBREC | DISCONNECT,
+    ),
+    (
+        0x91,
+        "Packet Identifier in use",
+        PUBACK | PUBREC | SUBACK | UNSUBACK,
+    ),
     (0x92, "Packet Identifier not found", PUBREL | PUBCOMP),
     (0x93, "Receive Maximum exceeded", DISCONNECT),
     (0x94, "Topic Alias invalid", DISCONNECT),
     (0x95, "Packet too large", CONNACK | DISCONNECT),
     (0x96, "Message rate too high", DISCONNECT),
-    (0x97, "Quota exceeded", CONNACK | PUBACK | PUBREC | SUBACK | DISCONNECT),
+    (
+        0x97,
+        "Quota exceeded",
+        CONNACK | PUBACK | PUBREC | SUBACK | DISCONNECT,
+    ),
     (0x98, "Administrative action", DISCONNECT),
-    (0x99, "Payload format invalid", CONNACK | PUBACK | PUBREC | DISCONNECT),
+    (
+        0x99,
+        "Payload format invalid",
+        CONNACK | PUBACK | PUBREC | DISCONNECT,
+    ),
     (0x9A, "Retain not supported", CONNACK | DISCONNECT),
     (0x9B, "QoS not supported", CONNACK | DISCONNECT),
     (0x9C, "Use another server", CONNACK | DISCONNECT),
     (0x9D, "Server moved", CONNACK | DISCONNECT),
-    (0x9E, "Shared Subscriptions not supported", SUBACK | DISCONNECT),
+    (
+        0x9E,
+        "Shared Subscriptions not supported",
+        SUBACK | DISCONNECT,
+    ),
     (0x9F, "Connection rate exceeded", CONNACK | DISCONNECT),
     (0xA0, "Maximum connect time", DISCONNECT),
-    (0xA1, "Subscription Identifiers not supported", SUBACK | DISCONNECT),
-    (0xA2, "Wildcard Subscriptions not supported", SUBACK | DISCONNECT),
+    (
+        0xA1,
+        "Subscription Identifiers not supported",
+        SUBACK | DISCONNECT,
+    ),
+    (
+        0xA2,
+        "Wildcard Subscriptions not supported",
+        SUBACK | DISCONNECT,
+    ),
 ];
 
 const fn packet_bit(packet: PacketType) -> u16 {
@@ -141,7 +185,10 @@ impl ReasonCode {
     /// The specification's name for this code, if it defines one (0x00 is called "Success").
     #[must_use]
     pub fn name(self) -> Option<&'static str> {
-        TABLE.iter().find(|(c, _, _)| *c == self.0).map(|(_, n, _)| *n)
+        TABLE
+            .iter()
+            .find(|(c, _, _)| *c == self.0)
+            .map(|(_, n, _)| *n)
     }
 
     /// Whether an MQTT 5.0 `packet` may carry this code (section 3's per-packet tables).
@@ -220,7 +267,10 @@ mod tests {
 
     #[test]
     fn debug_shows_hex_and_name() {
-        assert_eq!(format!("{:?}", ReasonCode::PACKET_TOO_LARGE), "0x95 Packet too large");
+        assert_eq!(
+            format!("{:?}", ReasonCode::PACKET_TOO_LARGE),
+            "0x95 Packet too large"
+        );
         assert_eq!(format!("{:?}", ReasonCode(0x42)), "0x42");
     }
 

@@ -123,5 +123,9 @@ pub(crate) fn put_binary(buf: &mut impl BufMut, b: &[u8]) {
 
 /// Binary data fits a two-byte length.
 pub(crate) fn check_binary(b: &[u8]) -> Result<(), Violation> {
-    if b.len() > usize::from(u16::MAX) { Err(Violation::FieldTooLong) } else { Ok(()) }
+    if b.len() > usize::from(u16::MAX) {
+        Err(Violation::FieldTooLong)
+    } else {
+        Ok(())
+    }
 }

@@ -1,5 +1,12 @@
 //! Replays the committed fuzz corpora (seeds, and every crash fixed) on stable Rust, through the
 //! same checks the fuzz targets run (`fuzz/checks/codec.rs`).
+// Test code: a panic is a failure report. (The workspace denies these in library code.)
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,8 +16,13 @@ include!("../../fuzz/checks/codec.rs");
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     let mut inputs = Vec::new();
-    for dir in [root.join("corpus").join(target), root.join("regressions").join(target)] {
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
+    for dir in [
+        root.join("corpus").join(target),
+        root.join("regressions").join(target),
+    ] {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
         for e in entries.flatten() {
             let path = e.path();
             if path.is_file() {
@@ -25,7 +37,10 @@ fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 
 fn replay(target: &str, check: impl Fn(&[u8])) {
     let inputs = corpus(target);
-    assert!(!inputs.is_empty(), "no committed corpus for fuzz target {target}");
+    assert!(
+        !inputs.is_empty(),
+        "no committed corpus for fuzz target {target}"
+    );
     for (path, data) in &inputs {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(data)));
         assert!(result.is_ok(), "fuzz input {} fails", path.display());
@@ -77,7 +92,10 @@ fn write_seed_corpora() {
         seed
     };
     let mut random = |len: usize| (0..len).map(|_| next() as u8).collect::<Vec<u8>>();
-    for (target, version) in [("decode_v311", ProtocolVersion::V3_1_1), ("decode_v5", ProtocolVersion::V5)] {
+    for (target, version) in [
+        ("decode_v311", ProtocolVersion::V3_1_1),
+        ("decode_v5", ProtocolVersion::V5),
+    ] {
         let dir = root.join(target);
         fs::create_dir_all(&dir).unwrap();
         let mut n = 0;
@@ -92,7 +110,9 @@ fn write_seed_corpora() {
                 Packet::from(connect).encode(version, &mut wire).unwrap();
             }
             for _ in 0..(n % 4 + 1) {
-                let Ok(p) = Packet::arbitrary_for(&mut u, version) else { break };
+                let Ok(p) = Packet::arbitrary_for(&mut u, version) else {
+                    break;
+                };
                 p.encode(version, &mut wire).unwrap();
             }
             fs::write(dir.join(format!("seed-{n:03}")), &wire).unwrap();

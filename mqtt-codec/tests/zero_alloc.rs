@@ -4,6 +4,13 @@
 //! Measured with a counting global allocator, around the decode calls only. The input buffer is
 //! a `BytesMut` already shared (its first `split_to` made it reference-counted), which is what a
 //! connection's read buffer is after its first packet.
+// Test code: a panic is a failure report. (The workspace denies these in library code.)
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use bytes::{BufMut, BytesMut};
 use mqtt_codec::{Decoder, Packet, PacketId, ProtocolVersion, Publish, QoS, TopicName};
@@ -15,7 +22,10 @@ static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 fn publishes(version: ProtocolVersion, count: usize) -> BytesMut {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     for i in 0..count {
-        let mut p = Publish::new(TopicName::try_from("sensors/building-7/floor-3/t").unwrap(), vec![i as u8; 100]);
+        let mut p = Publish::new(
+            TopicName::try_from("sensors/building-7/floor-3/t").unwrap(),
+            vec![i as u8; 100],
+        );
         p.qos = QoS::AtLeastOnce;
         p.packet_id = PacketId::new(i as u16 + 1);
         if version.is_v5() {
@@ -46,7 +56,9 @@ fn decode_allocations(version: ProtocolVersion) -> (usize, usize) {
     let stats = region.change();
     assert_eq!(decoded.len(), 100);
     for (i, p) in decoded.iter().enumerate() {
-        let Packet::Publish(p) = p else { panic!("not a publish") };
+        let Packet::Publish(p) = p else {
+            panic!("not a publish")
+        };
         assert_eq!(p.payload.len(), 100);
         assert_eq!(p.payload[0], i as u8);
         assert_eq!(p.topic, "sensors/building-7/floor-3/t");
@@ -57,23 +69,33 @@ fn decode_allocations(version: ProtocolVersion) -> (usize, usize) {
 #[test]
 fn decoding_a_v311_publish_allocates_nothing() {
     let (allocations, n) = decode_allocations(ProtocolVersion::V3_1_1);
-    assert_eq!(allocations, 0, "{allocations} allocations for {n} PUBLISH packets");
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations for {n} PUBLISH packets"
+    );
 }
 
 #[test]
 fn decoding_a_v5_publish_with_properties_allocates_nothing() {
     let (allocations, n) = decode_allocations(ProtocolVersion::V5);
-    assert_eq!(allocations, 0, "{allocations} allocations for {n} PUBLISH packets");
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations for {n} PUBLISH packets"
+    );
 }
 
 #[test]
 fn the_counter_does_count() {
     // Guards against a test that cannot fail: a user property does allocate (a Vec).
     let mut p = Publish::new(TopicName::try_from("t").unwrap(), &b"x"[..]);
-    p.properties.user_properties.push(("k".try_into().unwrap(), "v".try_into().unwrap()));
+    p.properties
+        .user_properties
+        .push(("k".try_into().unwrap(), "v".try_into().unwrap()));
     let mut buf = BytesMut::new();
     buf.put_slice(&[0xC0, 0x00]);
-    Packet::Publish(p).encode(ProtocolVersion::V5, &mut buf).unwrap();
+    Packet::Publish(p)
+        .encode(ProtocolVersion::V5, &mut buf)
+        .unwrap();
     let mut decoder = Decoder::with_version(ProtocolVersion::V5);
     decoder.decode(&mut buf).unwrap();
     let region = Region::new(GLOBAL);

@@ -179,7 +179,11 @@ pub(crate) fn decode_reason_props(
     })
 }
 
-pub(crate) fn reason_props_len(code: ReasonCode, props: &Properties, reason_only_allowed: bool) -> usize {
+pub(crate) fn reason_props_len(
+    code: ReasonCode,
+    props: &Properties,
+    reason_only_allowed: bool,
+) -> usize {
     if code == ReasonCode::SUCCESS && props.is_empty() {
         0
     } else if props.is_empty() && reason_only_allowed {

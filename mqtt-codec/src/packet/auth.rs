@@ -37,7 +37,10 @@ impl Body for Auth {
 
     fn decode(src: &Bytes, _flags: u8, _version: ProtocolVersion) -> Result<Self, Violation> {
         let (reason_code, properties) = decode_reason_props(src, PacketType::Auth, false)?;
-        let auth = Self { reason_code, properties };
+        let auth = Self {
+            reason_code,
+            properties,
+        };
         auth.check_method()?;
         Ok(auth)
     }
@@ -46,7 +49,8 @@ impl Body for Auth {
         if !self.reason_code.is_valid_for(PacketType::Auth) {
             return Err(Violation::InvalidReasonCode);
         }
-        self.properties.validate(PropertyContext::Packet(PacketType::Auth))?;
+        self.properties
+            .validate(PropertyContext::Packet(PacketType::Auth))?;
         self.check_method()
     }
 

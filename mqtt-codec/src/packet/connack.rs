@@ -29,7 +29,11 @@ impl ConnAck {
     /// A CONNACK with `reason_code`, without properties.
     #[must_use]
     pub fn new(session_present: bool, reason_code: ReasonCode) -> Self {
-        Self { session_present, reason_code, properties: Properties::default() }
+        Self {
+            session_present,
+            reason_code,
+            properties: Properties::default(),
+        }
     }
 }
 
@@ -41,7 +45,11 @@ fn check_code(code: ReasonCode, version: ProtocolVersion) -> Result<(), Violatio
     } else {
         code.to_v3_connect_return_code().is_some()
     };
-    if ok { Ok(()) } else { Err(Violation::InvalidReasonCode) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Violation::InvalidReasonCode)
+    }
 }
 
 impl Body for ConnAck {
@@ -77,7 +85,14 @@ impl Body for ConnAck {
             } else {
                 (i, Properties::default())
             };
-            Ok((i, Self { session_present, reason_code, properties }))
+            Ok((
+                i,
+                Self {
+                    session_present,
+                    reason_code,
+                    properties,
+                },
+            ))
         })
     }
 
@@ -87,7 +102,8 @@ impl Body for ConnAck {
             return Err(Violation::SessionPresentOnError);
         }
         if version.is_v5() {
-            self.properties.validate(PropertyContext::Packet(PacketType::ConnAck))
+            self.properties
+                .validate(PropertyContext::Packet(PacketType::ConnAck))
         } else if self.properties.is_empty() {
             Ok(())
         } else {
@@ -96,7 +112,11 @@ impl Body for ConnAck {
     }
 
     fn body_len(&self, version: ProtocolVersion) -> usize {
-        2 + if version.is_v5() { self.properties.wire_len() } else { 0 }
+        2 + if version.is_v5() {
+            self.properties.wire_len()
+        } else {
+            0
+        }
     }
 
     fn write(&self, version: ProtocolVersion, buf: &mut BytesMut) {

@@ -100,15 +100,12 @@ fn parse_protocol(i: &[u8]) -> PResult<'_, ProtocolVersion> {
     }
 }
 
-fn parse_will<'a>(
-    src: &Bytes,
-    i: &'a [u8],
-    v5: bool,
-    qos: QoS,
-    retain: bool,
-) -> PResult<'a, Will> {
-    let (i, properties) =
-        if v5 { Properties::parse(src, i, PropertyContext::Will)? } else { (i, Properties::default()) };
+fn parse_will<'a>(src: &Bytes, i: &'a [u8], v5: bool, qos: QoS, retain: bool) -> PResult<'a, Will> {
+    let (i, properties) = if v5 {
+        Properties::parse(src, i, PropertyContext::Will)?
+    } else {
+        (i, Properties::default())
+    };
     // v5 [MQTT-3.1.3-11], v3.1.1 [MQTT-3.1.3-10]: the Will Topic MUST be a UTF-8 Encoded String.
     let (i, topic) = utf8(src, i)?;
     let topic = match TopicName::new(topic) {
@@ -117,7 +114,16 @@ fn parse_will<'a>(
         Err(v) => return fail(v),
     };
     let (i, payload) = binary_bytes(src, i)?;
-    Ok((i, Will { topic, payload, qos, retain, properties }))
+    Ok((
+        i,
+        Will {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties,
+        },
+    ))
 }
 
 impl Body for Connect {
@@ -205,7 +211,8 @@ impl Body for Connect {
     fn validate(&self, version: ProtocolVersion) -> Result<(), Violation> {
         let v5 = version.is_v5();
         if v5 {
-            self.properties.validate(PropertyContext::Packet(PacketType::Connect))?;
+            self.properties
+                .validate(PropertyContext::Packet(PacketType::Connect))?;
         } else if !self.properties.is_empty() {
             return Err(Violation::NotRepresentable);
         }

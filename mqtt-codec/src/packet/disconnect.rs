@@ -25,7 +25,10 @@ impl Disconnect {
     /// A DISCONNECT with `reason_code` and no properties.
     #[must_use]
     pub fn new(reason_code: ReasonCode) -> Self {
-        Self { reason_code, properties: Properties::default() }
+        Self {
+            reason_code,
+            properties: Properties::default(),
+        }
     }
 }
 
@@ -34,24 +37,40 @@ impl Body for Disconnect {
 
     fn decode(src: &Bytes, _flags: u8, version: ProtocolVersion) -> Result<Self, Violation> {
         if !version.is_v5() {
-            return if src.is_empty() { Ok(Self::default()) } else { Err(Violation::TrailingBytes) };
+            return if src.is_empty() {
+                Ok(Self::default())
+            } else {
+                Err(Violation::TrailingBytes)
+            };
         }
         let (reason_code, properties) = decode_reason_props(src, PacketType::Disconnect, true)?;
-        Ok(Self { reason_code, properties })
+        Ok(Self {
+            reason_code,
+            properties,
+        })
     }
 
     fn validate(&self, version: ProtocolVersion) -> Result<(), Violation> {
         if !version.is_v5() {
-            return if *self == Self::default() { Ok(()) } else { Err(Violation::NotRepresentable) };
+            return if *self == Self::default() {
+                Ok(())
+            } else {
+                Err(Violation::NotRepresentable)
+            };
         }
         if !self.reason_code.is_valid_for(PacketType::Disconnect) {
             return Err(Violation::InvalidReasonCode);
         }
-        self.properties.validate(PropertyContext::Packet(PacketType::Disconnect))
+        self.properties
+            .validate(PropertyContext::Packet(PacketType::Disconnect))
     }
 
     fn body_len(&self, version: ProtocolVersion) -> usize {
-        if version.is_v5() { reason_props_len(self.reason_code, &self.properties, true) } else { 0 }
+        if version.is_v5() {
+            reason_props_len(self.reason_code, &self.properties, true)
+        } else {
+            0
+        }
     }
 
     fn write(&self, version: ProtocolVersion, buf: &mut BytesMut) {

@@ -105,8 +105,18 @@ impl From<Connect> for Packet {
 }
 
 packet_from!(
-    ConnAck, Publish, PubAck, PubRec, PubRel, PubComp, Subscribe, SubAck, Unsubscribe,
-    UnsubAck, Disconnect, Auth
+    ConnAck,
+    Publish,
+    PubAck,
+    PubRec,
+    PubRel,
+    PubComp,
+    Subscribe,
+    SubAck,
+    Unsubscribe,
+    UnsubAck,
+    Disconnect,
+    Auth
 );
 
 /// Dispatches `$body` over the packets that have a body type.
@@ -176,7 +186,11 @@ impl Packet {
         let nibble = first_byte >> 4;
         let flags = first_byte & 0x0F;
         let Some(ty) = PacketType::from_nibble(nibble) else {
-            return Err(Error::new(Violation::InvalidPacketType, None, Some(version)));
+            return Err(Error::new(
+                Violation::InvalidPacketType,
+                None,
+                Some(version),
+            ));
         };
         let version = if ty == PacketType::Connect {
             connect::peek_version(body).unwrap_or(version)

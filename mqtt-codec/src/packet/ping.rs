@@ -6,5 +6,9 @@ use crate::error::Violation;
 
 /// A PINGREQ or PINGRESP body must be empty (Remaining Length 0).
 pub(crate) fn decode_empty(src: &Bytes) -> Result<(), Violation> {
-    if src.is_empty() { Ok(()) } else { Err(Violation::TrailingBytes) }
+    if src.is_empty() {
+        Ok(())
+    } else {
+        Err(Violation::TrailingBytes)
+    }
 }

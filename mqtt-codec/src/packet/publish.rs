@@ -46,7 +46,12 @@ impl Publish {
         }
     }
 
-    fn parse<'a>(src: &Bytes, i: &'a [u8], flags: u8, version: ProtocolVersion) -> PResult<'a, Self> {
+    fn parse<'a>(
+        src: &Bytes,
+        i: &'a [u8],
+        flags: u8,
+        version: ProtocolVersion,
+    ) -> PResult<'a, Self> {
         let dup = flags & 0b1000 != 0;
         let retain = flags & 0b0001 != 0;
         // [MQTT-3.3.1-4] A PUBLISH Packet MUST NOT have both QoS bits set to 1.
@@ -83,7 +88,18 @@ impl Publish {
             return fail(Violation::TopicNameEmpty);
         }
         let payload = src.slice_ref(i);
-        Ok((&[], Self { dup, qos, retain, topic, packet_id, properties, payload }))
+        Ok((
+            &[],
+            Self {
+                dup,
+                qos,
+                retain,
+                topic,
+                packet_id,
+                properties,
+                payload,
+            },
+        ))
     }
 }
 
@@ -102,7 +118,8 @@ impl Body for Publish {
             return Err(Violation::PacketIdMismatch);
         }
         if version.is_v5() {
-            self.properties.validate(PropertyContext::Packet(PacketType::Publish))?;
+            self.properties
+                .validate(PropertyContext::Packet(PacketType::Publish))?;
         } else if !self.properties.is_empty() {
             return Err(Violation::NotRepresentable);
         }
@@ -115,7 +132,11 @@ impl Body for Publish {
     fn body_len(&self, version: ProtocolVersion) -> usize {
         self.topic.as_utf8().encoded_len()
             + if self.packet_id.is_some() { 2 } else { 0 }
-            + if version.is_v5() { self.properties.wire_len() } else { 0 }
+            + if version.is_v5() {
+                self.properties.wire_len()
+            } else {
+                0
+            }
             + self.payload.len()
     }
 

@@ -25,8 +25,16 @@ pub struct SubAck {
 fn check_code(code: ReasonCode, v5: bool) -> Result<(), Violation> {
     // v5 [MQTT-3.9.3-2]: one of the Subscribe Reason Codes; v3.1.1 [MQTT-3.9.3-2]: return codes
     // other than 0x00, 0x01, 0x02 and 0x80 are reserved and MUST NOT be used.
-    let ok = if v5 { code.is_valid_for(PacketType::SubAck) } else { code.is_v3_suback_return_code() };
-    if ok { Ok(()) } else { Err(Violation::InvalidReasonCode) }
+    let ok = if v5 {
+        code.is_valid_for(PacketType::SubAck)
+    } else {
+        code.is_v3_suback_return_code()
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Violation::InvalidReasonCode)
+    }
 }
 
 impl Body for SubAck {
@@ -52,7 +60,14 @@ impl Body for SubAck {
                 }
                 reason_codes.push(code);
             }
-            Ok((&[], Self { packet_id, properties, reason_codes }))
+            Ok((
+                &[],
+                Self {
+                    packet_id,
+                    properties,
+                    reason_codes,
+                },
+            ))
         })
     }
 
@@ -65,7 +80,8 @@ impl Body for SubAck {
             check_code(c, v5)?;
         }
         if v5 {
-            self.properties.validate(PropertyContext::Packet(PacketType::SubAck))
+            self.properties
+                .validate(PropertyContext::Packet(PacketType::SubAck))
         } else if self.properties.is_empty() {
             Ok(())
         } else {
@@ -74,7 +90,11 @@ impl Body for SubAck {
     }
 
     fn body_len(&self, version: ProtocolVersion) -> usize {
-        2 + if version.is_v5() { self.properties.wire_len() } else { 0 } + self.reason_codes.len()
+        2 + if version.is_v5() {
+            self.properties.wire_len()
+        } else {
+            0
+        } + self.reason_codes.len()
     }
 
     fn write(&self, version: ProtocolVersion, buf: &mut BytesMut) {

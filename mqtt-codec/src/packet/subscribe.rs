@@ -42,7 +42,10 @@ impl SubscriptionOptions {
     /// Options with this Maximum QoS and the defaults for the rest.
     #[must_use]
     pub fn qos(qos: QoS) -> Self {
-        Self { qos, ..Self::default() }
+        Self {
+            qos,
+            ..Self::default()
+        }
     }
 
     fn byte(self) -> u8 {
@@ -107,7 +110,12 @@ pub(crate) fn parse_filter<'a>(src: &Bytes, i: &'a [u8], v5: bool) -> PResult<'a
     // v5 [MQTT-3.8.3-1] [MQTT-3.10.3-1], v3.1.1 [MQTT-3.8.3-1] [MQTT-3.10.3-1]: Topic Filters
     // are UTF-8 Encoded Strings.
     let (i, s) = utf8(src, i)?;
-    match TopicFilter::new(s).and_then(|f| check_version(&f, v5).map(|()| f)) {
+    let filter = if v5 {
+        TopicFilter::new_v5(s)
+    } else {
+        TopicFilter::new(s)
+    };
+    match filter {
         Ok(f) => Ok((i, f)),
         Err(v) => fail(v),
     }
@@ -148,7 +156,14 @@ impl Body for Subscribe {
             if filters.is_empty() {
                 return fail(Violation::SubscribeWithoutFilters);
             }
-            Ok((i, Self { packet_id, properties, filters }))
+            Ok((
+                i,
+                Self {
+                    packet_id,
+                    properties,
+                    filters,
+                },
+            ))
         })
     }
 
@@ -162,7 +177,8 @@ impl Body for Subscribe {
             check_pair(f, *o, v5)?;
         }
         if v5 {
-            self.properties.validate(PropertyContext::Packet(PacketType::Subscribe))
+            self.properties
+                .validate(PropertyContext::Packet(PacketType::Subscribe))
         } else if self.properties.is_empty() {
             Ok(())
         } else {
@@ -171,8 +187,15 @@ impl Body for Subscribe {
     }
 
     fn body_len(&self, version: ProtocolVersion) -> usize {
-        2 + if version.is_v5() { self.properties.wire_len() } else { 0 }
-            + self.filters.iter().map(|(f, _)| f.as_utf8().encoded_len() + 1).sum::<usize>()
+        2 + if version.is_v5() {
+            self.properties.wire_len()
+        } else {
+            0
+        } + self
+            .filters
+            .iter()
+            .map(|(f, _)| f.as_utf8().encoded_len() + 1)
+            .sum::<usize>()
     }
 
     fn write(&self, version: ProtocolVersion, buf: &mut BytesMut) {

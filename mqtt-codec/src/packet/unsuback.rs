@@ -30,7 +30,11 @@ impl Body for UnsubAck {
             if !version.is_v5() {
                 return Ok((
                     i,
-                    Self { packet_id, properties: Properties::default(), reason_codes: Vec::new() },
+                    Self {
+                        packet_id,
+                        properties: Properties::default(),
+                        reason_codes: Vec::new(),
+                    },
                 ));
             }
             let (i, properties) =
@@ -47,7 +51,14 @@ impl Body for UnsubAck {
                 }
                 reason_codes.push(code);
             }
-            Ok((&[], Self { packet_id, properties, reason_codes }))
+            Ok((
+                &[],
+                Self {
+                    packet_id,
+                    properties,
+                    reason_codes,
+                },
+            ))
         })
     }
 
@@ -62,14 +73,23 @@ impl Body for UnsubAck {
         if self.reason_codes.is_empty() {
             return Err(Violation::AckWithoutReasonCodes);
         }
-        if self.reason_codes.iter().any(|c| !c.is_valid_for(PacketType::UnsubAck)) {
+        if self
+            .reason_codes
+            .iter()
+            .any(|c| !c.is_valid_for(PacketType::UnsubAck))
+        {
             return Err(Violation::InvalidReasonCode);
         }
-        self.properties.validate(PropertyContext::Packet(PacketType::UnsubAck))
+        self.properties
+            .validate(PropertyContext::Packet(PacketType::UnsubAck))
     }
 
     fn body_len(&self, version: ProtocolVersion) -> usize {
-        if version.is_v5() { 2 + self.properties.wire_len() + self.reason_codes.len() } else { 2 }
+        if version.is_v5() {
+            2 + self.properties.wire_len() + self.reason_codes.len()
+        } else {
+            2
+        }
     }
 
     fn write(&self, version: ProtocolVersion, buf: &mut BytesMut) {

@@ -43,7 +43,14 @@ impl Body for Unsubscribe {
             if filters.is_empty() {
                 return fail(Violation::UnsubscribeWithoutFilters);
             }
-            Ok((i, Self { packet_id, properties, filters }))
+            Ok((
+                i,
+                Self {
+                    packet_id,
+                    properties,
+                    filters,
+                },
+            ))
         })
     }
 
@@ -55,7 +62,8 @@ impl Body for Unsubscribe {
             check_version(f, version.is_v5())?;
         }
         if version.is_v5() {
-            self.properties.validate(PropertyContext::Packet(PacketType::Unsubscribe))
+            self.properties
+                .validate(PropertyContext::Packet(PacketType::Unsubscribe))
         } else if self.properties.is_empty() {
             Ok(())
         } else {
@@ -64,8 +72,15 @@ impl Body for Unsubscribe {
     }
 
     fn body_len(&self, version: ProtocolVersion) -> usize {
-        2 + if version.is_v5() { self.properties.wire_len() } else { 0 }
-            + self.filters.iter().map(|f| f.as_utf8().encoded_len()).sum::<usize>()
+        2 + if version.is_v5() {
+            self.properties.wire_len()
+        } else {
+            0
+        } + self
+            .filters
+            .iter()
+            .map(|f| f.as_utf8().encoded_len())
+            .sum::<usize>()
     }
 
     fn write(&self, version: ProtocolVersion, buf: &mut BytesMut) {

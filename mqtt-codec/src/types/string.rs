@@ -38,7 +38,9 @@ impl Utf8String {
         }
         // [MQTT-1.5.4-1] The character data MUST be well-formed UTF-8 ... MUST NOT include
         // encodings of code points between U+D800 and U+DFFF. (`str` rejects both.)
-        ByteString::try_from(bytes).map(Self).map_err(|_| Violation::InvalidUtf8)
+        ByteString::try_from(bytes)
+            .map(Self)
+            .map_err(|_| Violation::InvalidUtf8)
     }
 
     /// A string from `&'static str` (checked like any other).
@@ -161,7 +163,12 @@ mod tests {
     #[test]
     fn ill_formed_utf8_and_surrogates_are_rejected() {
         // An encoded surrogate U+D800 and a lone continuation byte.
-        for bad in [&b"\xED\xA0\x80"[..], b"\x80", b"ab\xC3", b"\xF8\x88\x80\x80\x80"] {
+        for bad in [
+            &b"\xED\xA0\x80"[..],
+            b"\x80",
+            b"ab\xC3",
+            b"\xF8\x88\x80\x80\x80",
+        ] {
             assert_eq!(
                 Utf8String::from_bytes(Bytes::copy_from_slice(bad)),
                 Err(Violation::InvalidUtf8)
@@ -188,7 +195,10 @@ mod tests {
     #[test]
     fn too_long_is_rejected() {
         let long = "a".repeat(65_536);
-        assert_eq!(Utf8String::try_from(long.as_str()), Err(Violation::FieldTooLong));
+        assert_eq!(
+            Utf8String::try_from(long.as_str()),
+            Err(Violation::FieldTooLong)
+        );
         assert!(Utf8String::try_from("a".repeat(65_535)).is_ok());
     }
 }

@@ -78,22 +78,17 @@ impl TopicFilter {
     /// [`Violation::SharedSubscriptionInvalid`] (v5 [MQTT-4.8.2-2]), or a filter syntax error of
     /// the part after the ShareName.
     pub fn check_shared(&self) -> Result<(), Violation> {
-        let Some(rest) = self.0.as_str().strip_prefix(SHARE_PREFIX) else { return Ok(()) };
-        // v5 [MQTT-4.8.2-1] ... MUST contain a ShareName that is at least one character long.
-        // v5 [MQTT-4.8.2-2] The ShareName MUST NOT contain "/", "+" or "#", but MUST be followed
-        // by a "/" character. This "/" character MUST be followed by a Topic Filter.
-        let (share, filter) = rest.split_once('/').ok_or(if rest.is_empty() {
-            Violation::ShareNameEmpty
-        } else {
-            Violation::SharedSubscriptionInvalid
-        })?;
-        if share.is_empty() {
-            return Err(Violation::ShareNameEmpty);
-        }
-        if share.contains(['+', '#']) || filter.is_empty() {
-            return Err(Violation::SharedSubscriptionInvalid);
-        }
-        check_filter(filter)
+        check_shared_syntax(self.0.as_str())
+    }
+
+    /// Makes a filter of an MQTT 5.0 packet: the shared-subscription syntax is checked first
+    /// (so that `$share/g+/a` is named as an ill-formed ShareName), then the filter syntax.
+    ///
+    /// # Errors
+    /// As [`TopicFilter::check_shared`] and [`TopicFilter::new`].
+    pub fn new_v5(s: Utf8String) -> Result<Self, Violation> {
+        check_shared_syntax(s.as_str())?;
+        Self::new(s)
     }
 
     /// The string.
@@ -124,6 +119,29 @@ impl TopicFilter {
         let f = self.shared().map_or(self.0.as_str(), |(_, f)| f);
         f.contains(['+', '#'])
     }
+}
+
+/// The shared-subscription syntax of MQTT 5.0 (section 4.8.2) for a filter starting with
+/// `$share/`; other filters pass.
+fn check_shared_syntax(text: &str) -> Result<(), Violation> {
+    let Some(rest) = text.strip_prefix(SHARE_PREFIX) else {
+        return Ok(());
+    };
+    // v5 [MQTT-4.8.2-1] ... MUST contain a ShareName that is at least one character long.
+    // v5 [MQTT-4.8.2-2] The ShareName MUST NOT contain "/", "+" or "#", but MUST be followed
+    // by a "/" character. This "/" character MUST be followed by a Topic Filter.
+    let (share, filter) = rest.split_once('/').ok_or(if rest.is_empty() {
+        Violation::ShareNameEmpty
+    } else {
+        Violation::SharedSubscriptionInvalid
+    })?;
+    if share.is_empty() {
+        return Err(Violation::ShareNameEmpty);
+    }
+    if share.contains(['+', '#']) || filter.is_empty() {
+        return Err(Violation::SharedSubscriptionInvalid);
+    }
+    check_filter(filter)
 }
 
 fn check_filter(filter: &str) -> Result<(), Violation> {
@@ -235,8 +253,14 @@ mod tests {
     // v5 [MQTT-4.7.0-1]
     #[test]
     fn topic_names_reject_wildcards() {
-        assert_eq!(TopicName::try_from("a/+/b"), Err(Violation::TopicNameWildcard));
-        assert_eq!(TopicName::try_from("a/#"), Err(Violation::TopicNameWildcard));
+        assert_eq!(
+            TopicName::try_from("a/+/b"),
+            Err(Violation::TopicNameWildcard)
+        );
+        assert_eq!(
+            TopicName::try_from("a/#"),
+            Err(Violation::TopicNameWildcard)
+        );
         assert_eq!(TopicName::try_from("a/b c/$d").unwrap(), "a/b c/$d");
     }
 
@@ -248,7 +272,11 @@ mod tests {
             assert!(filter(ok).is_ok(), "{ok}");
         }
         for bad in ["a#", "a/#/b", "#/", "a/b#", "##"] {
-            assert_eq!(filter(bad), Err(Violation::MultiLevelWildcardMisplaced), "{bad}");
+            assert_eq!(
+                filter(bad),
+                Err(Violation::MultiLevelWildcardMisplaced),
+                "{bad}"
+            );
         }
     }
 
@@ -260,7 +288,11 @@ mod tests {
             assert!(filter(ok).is_ok(), "{ok}");
         }
         for bad in ["a+", "a/+b", "++", "a/b+/c"] {
-            assert_eq!(filter(bad), Err(Violation::SingleLevelWildcardMisplaced), "{bad}");
+            assert_eq!(
+                filter(bad),
+                Err(Violation::SingleLevelWildcardMisplaced),
+                "{bad}"
+            );
         }
     }
 
@@ -285,7 +317,11 @@ mod tests {
         }
         for bad in ["$share/g", "$share/g/", "$share/g+/a", "$share/#/a"] {
             let Ok(f) = filter(bad) else { continue };
-            assert_eq!(f.check_shared(), Err(Violation::SharedSubscriptionInvalid), "{bad}");
+            assert_eq!(
+                f.check_shared(),
+                Err(Violation::SharedSubscriptionInvalid),
+                "{bad}"
+            );
         }
         let f = filter("$share/g/a/+x");
         assert_eq!(f, Err(Violation::SingleLevelWildcardMisplaced));

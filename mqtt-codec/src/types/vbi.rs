@@ -44,10 +44,18 @@ pub(crate) fn read_vbi(buf: &[u8]) -> Result<Option<Vbi>, Violation> {
         if b & 0x80 == 0 {
             // A multi-byte encoding whose last (most significant) group is zero could have
             // been shorter.
-            return Ok(Some(Vbi { value, len: i + 1, minimal: i == 0 || b != 0 }));
+            return Ok(Some(Vbi {
+                value,
+                len: i + 1,
+                minimal: i == 0 || b != 0,
+            }));
         }
     }
-    if buf.len() >= 4 { Err(Violation::VariableByteIntegerTooLong) } else { Ok(None) }
+    if buf.len() >= 4 {
+        Err(Violation::VariableByteIntegerTooLong)
+    } else {
+        Ok(None)
+    }
 }
 
 /// Writes the minimal encoding of `value` (which must be at most [`VBI_MAX`]).
@@ -88,7 +96,10 @@ mod tests {
             assert_eq!(enc(value), bytes, "{value}");
             assert_eq!(vbi_len(value), bytes.len());
             let got = read_vbi(bytes).unwrap().unwrap();
-            assert_eq!((got.value, got.len, got.minimal), (value, bytes.len(), true));
+            assert_eq!(
+                (got.value, got.len, got.minimal),
+                (value, bytes.len(), true)
+            );
         }
     }
 
@@ -98,7 +109,10 @@ mod tests {
             read_vbi(&[0xFF, 0xFF, 0xFF, 0xFF, 0x01]),
             Err(Violation::VariableByteIntegerTooLong)
         );
-        assert_eq!(read_vbi(&[0x80, 0x80, 0x80, 0x80]), Err(Violation::VariableByteIntegerTooLong));
+        assert_eq!(
+            read_vbi(&[0x80, 0x80, 0x80, 0x80]),
+            Err(Violation::VariableByteIntegerTooLong)
+        );
     }
 
     #[test]

@@ -9,8 +9,9 @@ use core::time::Duration;
 /// host that wants them to keep their meaning across a restart passes wall-clock time (for
 /// example milliseconds since the UNIX epoch). A host that needs no persistence may pass any
 /// monotonic count.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(u64);
 
@@ -41,7 +42,10 @@ impl Timestamp {
     /// This time plus `d` (saturating at [`Timestamp::NEVER`]).
     #[must_use]
     pub fn plus(self, d: Duration) -> Self {
-        Self(self.0.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+        Self(
+            self.0
+                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        )
     }
 
     /// This time plus `secs` seconds (saturating).
@@ -65,6 +69,10 @@ impl Timestamp {
 
 impl fmt::Debug for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if *self == Self::NEVER { f.write_str("never") } else { write!(f, "{}ms", self.0) }
+        if *self == Self::NEVER {
+            f.write_str("never")
+        } else {
+            write!(f, "{}ms", self.0)
+        }
     }
 }

@@ -33,7 +33,10 @@ mod tests {
     #[test]
     fn wildcards_of_section_4_7_1() {
         assert!(matches("sport/tennis/player1/#", "sport/tennis/player1"));
-        assert!(matches("sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon"));
+        assert!(matches(
+            "sport/tennis/player1/#",
+            "sport/tennis/player1/score/wimbledon"
+        ));
         assert!(matches("sport/#", "sport"));
         assert!(matches("#", "a/b"));
         assert!(matches("sport/+", "sport/"));

@@ -51,7 +51,7 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
-            max_keep_alive: Some(3600),
+            max_keep_alive: None,
             receive_maximum: 1024,
             maximum_packet_size: 1024 * 1024,
             topic_alias_maximum: 64,

@@ -11,29 +11,52 @@ use mqtt_codec::{
 use super::message::Message;
 use super::session::{NEVER_EXPIRES, PendingWill, Session};
 use super::{
-    AuthDecision, Broker, BrokerEvent, ConnState, ConnectInfo, ConnectionId, Policy,
-    StorageRecord, Timer,
+    AuthDecision, Broker, BrokerEvent, ConnState, ConnectInfo, ConnectionId, Policy, StorageRecord,
+    Timer,
 };
 use crate::time::Timestamp;
 
 impl<P: Policy> Broker<P> {
     /// Dispatches one decoded packet.
-    pub(super) fn handle_packet(&mut self, connection: ConnectionId, packet: Packet, now: Timestamp) {
-        let Some(state) = self.connections.get(&connection).map(|c| c.state) else { return };
+    pub(super) fn handle_packet(
+        &mut self,
+        connection: ConnectionId,
+        packet: Packet,
+        now: Timestamp,
+    ) {
+        let Some(state) = self.connections.get(&connection).map(|c| c.state) else {
+            return;
+        };
         match (state, packet) {
-            (ConnState::AwaitingConnect, Packet::Connect(c)) => self.handle_connect(connection, *c, now),
+            (ConnState::AwaitingConnect, Packet::Connect(c)) => {
+                self.handle_connect(connection, *c, now)
+            }
             // [MQTT-3.1.0-2] a second CONNECT is a Protocol Error.
             (_, Packet::Connect(_)) => self.fail(connection, ReasonCode::PROTOCOL_ERROR, None, now),
-            (ConnState::Authenticating, Packet::Auth(a)) => self.handle_auth_continue(connection, a, now),
+            (ConnState::Authenticating, Packet::Auth(a)) => {
+                self.handle_auth_continue(connection, a, now)
+            }
             (ConnState::Connected, Packet::Auth(a)) => self.handle_reauth(connection, a, now),
             (_, Packet::Disconnect(d)) => self.handle_disconnect(connection, d, now),
             (ConnState::Connected, Packet::Publish(p)) => self.handle_publish(connection, p, now),
-            (ConnState::Connected, Packet::PubAck(p)) => self.handle_puback(connection, p.packet_id, p.reason_code, now),
-            (ConnState::Connected, Packet::PubRec(p)) => self.handle_pubrec(connection, p.packet_id, p.reason_code, now),
-            (ConnState::Connected, Packet::PubRel(p)) => self.handle_pubrel(connection, p.packet_id),
-            (ConnState::Connected, Packet::PubComp(p)) => self.handle_pubcomp(connection, p.packet_id, now),
-            (ConnState::Connected, Packet::Subscribe(s)) => self.handle_subscribe(connection, s, now),
-            (ConnState::Connected, Packet::Unsubscribe(u)) => self.handle_unsubscribe(connection, u),
+            (ConnState::Connected, Packet::PubAck(p)) => {
+                self.handle_puback(connection, p.packet_id, p.reason_code, now)
+            }
+            (ConnState::Connected, Packet::PubRec(p)) => {
+                self.handle_pubrec(connection, p.packet_id, p.reason_code, now)
+            }
+            (ConnState::Connected, Packet::PubRel(p)) => {
+                self.handle_pubrel(connection, p.packet_id)
+            }
+            (ConnState::Connected, Packet::PubComp(p)) => {
+                self.handle_pubcomp(connection, p.packet_id, now)
+            }
+            (ConnState::Connected, Packet::Subscribe(s)) => {
+                self.handle_subscribe(connection, s, now)
+            }
+            (ConnState::Connected, Packet::Unsubscribe(u)) => {
+                self.handle_unsubscribe(connection, u)
+            }
             (ConnState::Connected, Packet::PingReq) => {
                 // [MQTT-3.12.4-1] The Server MUST send a PINGRESP packet in response to a PINGREQ.
                 self.send(connection, &Packet::PingResp);
@@ -46,7 +69,9 @@ impl<P: Policy> Broker<P> {
 
     fn handle_connect(&mut self, connection: ConnectionId, connect: Connect, now: Timestamp) {
         let version = connect.protocol;
-        let Some(conn) = self.connections.get_mut(&connection) else { return };
+        let Some(conn) = self.connections.get_mut(&connection) else {
+            return;
+        };
         conn.version = version;
         conn.decoder.set_version(version);
         let v5 = version.is_v5();
@@ -84,13 +109,20 @@ impl<P: Policy> Broker<P> {
                     self.reject(connection, ReasonCode::NOT_AUTHORIZED, now);
                     return;
                 };
-                let Some(conn) = self.connections.get_mut(&connection) else { return };
+                let Some(conn) = self.connections.get_mut(&connection) else {
+                    return;
+                };
                 conn.state = ConnState::Authenticating;
                 conn.authentication_method = Some(method.clone());
                 conn.client_id = Some(client_id);
                 conn.pending_assigned_id = assigned;
                 conn.pending_connect = Some(Box::new(connect));
-                self.send_auth(connection, ReasonCode::CONTINUE_AUTHENTICATION, method, data);
+                self.send_auth(
+                    connection,
+                    ReasonCode::CONTINUE_AUTHENTICATION,
+                    method,
+                    data,
+                );
             }
         }
     }
@@ -103,15 +135,21 @@ impl<P: Policy> Broker<P> {
         data: Option<bytes::Bytes>,
     ) {
         // [MQTT-4.12.0-2] Continue authentication; [MQTT-4.12.0-5] with the same method.
-        let mut auth = Auth { reason_code, properties: Properties::default() };
+        let mut auth = Auth {
+            reason_code,
+            properties: Properties::default(),
+        };
         auth.properties.authentication_method = Some(method);
         auth.properties.authentication_data = data;
         self.send(connection, &Packet::Auth(auth));
     }
 
     fn handle_auth_continue(&mut self, connection: ConnectionId, auth: Auth, now: Timestamp) {
-        let Some(conn) = self.connections.get(&connection) else { return };
-        let (Some(method), Some(client_id)) = (conn.authentication_method.clone(), conn.client_id.clone())
+        let Some(conn) = self.connections.get(&connection) else {
+            return;
+        };
+        let (Some(method), Some(client_id)) =
+            (conn.authentication_method.clone(), conn.client_id.clone())
         else {
             return;
         };
@@ -129,29 +167,44 @@ impl<P: Policy> Broker<P> {
         );
         match decision {
             AuthDecision::Accept => {
-                let Some(conn) = self.connections.get_mut(&connection) else { return };
+                let Some(conn) = self.connections.get_mut(&connection) else {
+                    return;
+                };
                 let assigned = conn.pending_assigned_id;
-                let Some(connect) = conn.pending_connect.take() else { return };
+                let Some(connect) = conn.pending_connect.take() else {
+                    return;
+                };
                 conn.state = ConnState::AwaitingConnect;
                 self.complete_connect(connection, *connect, client_id, assigned, now);
             }
             // [MQTT-4.12.0-4] reject at any point with a CONNACK of 0x80 or above.
             AuthDecision::Reject(code) => self.reject(connection, code, now),
             AuthDecision::Continue(data) => {
-                self.send_auth(connection, ReasonCode::CONTINUE_AUTHENTICATION, method, data);
+                self.send_auth(
+                    connection,
+                    ReasonCode::CONTINUE_AUTHENTICATION,
+                    method,
+                    data,
+                );
             }
         }
     }
 
     fn handle_reauth(&mut self, connection: ConnectionId, auth: Auth, now: Timestamp) {
-        let Some(conn) = self.connections.get(&connection) else { return };
-        let (Some(method), Some(client_id)) = (conn.authentication_method.clone(), conn.client_id.clone())
+        let Some(conn) = self.connections.get(&connection) else {
+            return;
+        };
+        let (Some(method), Some(client_id)) =
+            (conn.authentication_method.clone(), conn.client_id.clone())
         else {
             // [MQTT-4.12.0-7] no AUTH from a client that did not use enhanced authentication.
             self.fail(connection, ReasonCode::PROTOCOL_ERROR, None, now);
             return;
         };
-        let allowed = [ReasonCode::RE_AUTHENTICATE, ReasonCode::CONTINUE_AUTHENTICATION];
+        let allowed = [
+            ReasonCode::RE_AUTHENTICATE,
+            ReasonCode::CONTINUE_AUTHENTICATION,
+        ];
         if !allowed.contains(&auth.reason_code)
             || auth.properties.authentication_method.as_ref() != Some(&method)
         {
@@ -165,7 +218,12 @@ impl<P: Policy> Broker<P> {
         ) {
             AuthDecision::Accept => self.send_auth(connection, ReasonCode::SUCCESS, method, None),
             AuthDecision::Continue(data) => {
-                self.send_auth(connection, ReasonCode::CONTINUE_AUTHENTICATION, method, data);
+                self.send_auth(
+                    connection,
+                    ReasonCode::CONTINUE_AUTHENTICATION,
+                    method,
+                    data,
+                );
             }
             // [MQTT-4.12.1-2] a failed re-authentication closes the connection.
             AuthDecision::Reject(code) => self.fail(connection, code, None, now),
@@ -174,22 +232,34 @@ impl<P: Policy> Broker<P> {
 
     /// Refuses a CONNECT with `code` and closes the connection. [MQTT-3.2.2-6] [MQTT-3.2.2-7]
     fn reject(&mut self, connection: ConnectionId, code: ReasonCode, now: Timestamp) {
-        let Some(conn) = self.connections.get(&connection) else { return };
+        let Some(conn) = self.connections.get(&connection) else {
+            return;
+        };
         let code = if conn.version.is_v5() {
-            if code.is_valid_for(PacketType::ConnAck) { code } else { ReasonCode::UNSPECIFIED_ERROR }
+            if code.is_valid_for(PacketType::ConnAck) {
+                code
+            } else {
+                ReasonCode::UNSPECIFIED_ERROR
+            }
         } else if code.to_v3_connect_return_code().is_some() && code != ReasonCode::SUCCESS {
             code
         } else {
             ReasonCode::NOT_AUTHORIZED
         };
         self.send(connection, &Packet::ConnAck(ConnAck::new(false, code)));
-        self.event(BrokerEvent::ConnectionRejected { connection, reason_code: code });
+        self.event(BrokerEvent::ConnectionRejected {
+            connection,
+            reason_code: code,
+        });
         self.close_connection(connection, false, now);
     }
 
     fn assign_client_id(&mut self) -> String {
         loop {
-            let id = format!("{}{}", self.config.assigned_client_id_prefix, self.next_assigned_id);
+            let id = format!(
+                "{}{}",
+                self.config.assigned_client_id_prefix, self.next_assigned_id
+            );
             self.next_assigned_id += 1;
             if !self.sessions.contains_key(&id) {
                 return id;
@@ -212,8 +282,15 @@ impl<P: Policy> Broker<P> {
         // ClientID is disconnected (0x8E Session taken over in 5.0). Its close is abnormal, so
         // its will follows the usual rules (and is then cancelled by this connection).
         if let Some(old) = self.sessions.get(&client_id).and_then(|s| s.connection) {
-            if self.connections.get(&old).is_some_and(|c| c.version.is_v5()) {
-                self.send(old, &Packet::Disconnect(Disconnect::new(ReasonCode::SESSION_TAKEN_OVER)));
+            if self
+                .connections
+                .get(&old)
+                .is_some_and(|c| c.version.is_v5())
+            {
+                self.send(
+                    old,
+                    &Packet::Disconnect(Disconnect::new(ReasonCode::SESSION_TAKEN_OVER)),
+                );
             }
             self.close_connection(old, false, now);
         }
@@ -221,9 +298,12 @@ impl<P: Policy> Broker<P> {
         // [MQTT-3.1.3-9] a new connection before the Will Delay Interval has passed: the old
         // will is not sent.
         if let Some(session) = self.sessions.get_mut(&client_id)
-            && session.will.take().is_some() {
-                self.persist(StorageRecord::WillCleared { client_id: client_id.clone() });
-            }
+            && session.will.take().is_some()
+        {
+            self.persist(StorageRecord::WillCleared {
+                client_id: client_id.clone(),
+            });
+        }
 
         // Session Expiry Interval: 5.0 from the property (absent: 0); 3.1.1 Clean Session 1
         // means a session as long as the connection, 0 one that never expires.
@@ -234,7 +314,10 @@ impl<P: Policy> Broker<P> {
         } else {
             NEVER_EXPIRES
         };
-        let granted = self.config.max_session_expiry.map_or(requested, |m| requested.min(m));
+        let granted = self
+            .config
+            .max_session_expiry
+            .map_or(requested, |m| requested.min(m));
 
         // v5 [MQTT-3.1.2-4] v3.1.1 [MQTT-3.1.2-6]: Clean Start 1 discards any existing session.
         if connect.clean_start && self.sessions.contains_key(&client_id) {
@@ -243,15 +326,23 @@ impl<P: Policy> Broker<P> {
         // v5 [MQTT-3.1.2-5] [MQTT-3.2.2-3], v3.1.1 [MQTT-3.1.2-4] [MQTT-3.2.2-2]: resume the
         // existing session (Session Present 1), or create one [MQTT-3.1.2-6].
         let session_present = self.sessions.contains_key(&client_id);
-        let session = self.sessions.entry(client_id.clone()).or_insert_with(|| Session::new(granted));
+        let session = self
+            .sessions
+            .entry(client_id.clone())
+            .or_insert_with(|| Session::new(granted));
         let expiry_changed = !session_present || session.expiry_interval != granted;
         session.expiry_interval = granted;
         session.connection = Some(connection);
         session.expires_at = None;
         if expiry_changed {
-            self.persist(StorageRecord::Session { client_id: client_id.clone(), expiry_interval: granted });
+            self.persist(StorageRecord::Session {
+                client_id: client_id.clone(),
+                expiry_interval: granted,
+            });
         } else {
-            self.persist(StorageRecord::SessionConnected { client_id: client_id.clone() });
+            self.persist(StorageRecord::SessionConnected {
+                client_id: client_id.clone(),
+            });
         }
 
         // The will, stored with the session [MQTT-3.1.2-7] and persisted so that a restart
@@ -259,7 +350,9 @@ impl<P: Policy> Broker<P> {
         if let Some(will) = &connect.will {
             let mut properties = will.properties.clone();
             let delay = properties.will_delay_interval.take().unwrap_or(0);
-            let expires_at = properties.message_expiry_interval.take().map(|s| now.plus_secs(u64::from(s)));
+            // The will's Message Expiry Interval counts from its publication (section
+            // 3.1.3.2.4), so it stays in the properties until then.
+            let expires_at = None;
             let message = Message {
                 topic: will.topic.clone(),
                 payload: will.payload.clone(),
@@ -275,7 +368,11 @@ impl<P: Policy> Broker<P> {
                 delay,
             });
             if let Some(s) = self.sessions.get_mut(&client_id) {
-                s.will = Some(PendingWill { message: Arc::new(message), delay, due: None });
+                s.will = Some(PendingWill {
+                    message: Arc::new(message),
+                    delay,
+                    due: None,
+                });
             }
         }
 
@@ -287,7 +384,9 @@ impl<P: Policy> Broker<P> {
         };
         // [MQTT-3.2.2-22] without Server Keep Alive the client's value is used.
         let keep_alive = server_keep_alive.unwrap_or(connect.keep_alive);
-        let Some(conn) = self.connections.get_mut(&connection) else { return };
+        let Some(conn) = self.connections.get_mut(&connection) else {
+            return;
+        };
         conn.state = ConnState::Connected;
         conn.client_id = Some(client_id.clone());
         conn.username = connect.username.as_ref().map(|u| u.as_str().to_owned());
@@ -337,8 +436,11 @@ impl<P: Policy> Broker<P> {
             p.server_keep_alive = server_keep_alive;
             // [MQTT-3.1.2-28] Response Information only when asked for.
             if request_response {
-                p.response_information =
-                    self.config.response_information.as_deref().and_then(|r| Utf8String::try_from(r).ok());
+                p.response_information = self
+                    .config
+                    .response_information
+                    .as_deref()
+                    .and_then(|r| Utf8String::try_from(r).ok());
             }
             // [MQTT-4.12.0-5] a successful CONNACK carries the Authentication Method.
             p.authentication_method = auth_method;
@@ -358,16 +460,23 @@ impl<P: Policy> Broker<P> {
     }
 
     fn handle_disconnect(&mut self, connection: ConnectionId, d: Disconnect, now: Timestamp) {
-        let Some(conn) = self.connections.get(&connection) else { return };
+        let Some(conn) = self.connections.get(&connection) else {
+            return;
+        };
         let client_id = conn.client_id.clone();
-        if let (Some(new_expiry), Some(client_id)) = (d.properties.session_expiry_interval, &client_id) {
+        if let (Some(new_expiry), Some(client_id)) =
+            (d.properties.session_expiry_interval, &client_id)
+        {
             // It is a Protocol Error to set a non-zero Session Expiry Interval at DISCONNECT
             // when the CONNECT's was zero (section 3.14.2.2.2).
             if conn.connect_session_expiry == 0 && new_expiry != 0 {
                 self.fail(connection, ReasonCode::PROTOCOL_ERROR, None, now);
                 return;
             }
-            let granted = self.config.max_session_expiry.map_or(new_expiry, |m| new_expiry.min(m));
+            let granted = self
+                .config
+                .max_session_expiry
+                .map_or(new_expiry, |m| new_expiry.min(m));
             if let Some(s) = self.sessions.get_mut(client_id) {
                 s.expiry_interval = granted;
             }
@@ -385,7 +494,9 @@ impl<P: Policy> Broker<P> {
         graceful: bool,
         now: Timestamp,
     ) {
-        let Some(session) = self.sessions.get_mut(client_id) else { return };
+        let Some(session) = self.sessions.get_mut(client_id) else {
+            return;
+        };
         if session.connection != Some(connection) {
             return;
         }
@@ -394,7 +505,9 @@ impl<P: Policy> Broker<P> {
         if graceful {
             // [MQTT-3.1.2-10] removed on a normal DISCONNECT.
             if session.will.take().is_some() {
-                self.persist(StorageRecord::WillCleared { client_id: client_id.to_owned() });
+                self.persist(StorageRecord::WillCleared {
+                    client_id: client_id.to_owned(),
+                });
             }
         } else if let Some(will) = session.will.as_mut() {
             // [MQTT-3.1.2-8] published after the Will Delay Interval, or when the session ends.
@@ -403,7 +516,10 @@ impl<P: Policy> Broker<P> {
             if will.delay == 0 {
                 self.publish_will(client_id, now);
             } else {
-                self.persist(StorageRecord::WillScheduled { client_id: client_id.to_owned(), at: due });
+                self.persist(StorageRecord::WillScheduled {
+                    client_id: client_id.to_owned(),
+                    at: due,
+                });
                 self.arm(due, Timer::Will(client_id.to_owned()));
             }
         }
@@ -427,7 +543,9 @@ impl<P: Policy> Broker<P> {
     }
 
     pub(super) fn check_session_expiry(&mut self, client_id: &str, now: Timestamp) {
-        let Some(session) = self.sessions.get(client_id) else { return };
+        let Some(session) = self.sessions.get(client_id) else {
+            return;
+        };
         // [MQTT-4.1.0-2] discard the session state once the interval has passed.
         if session.connection.is_none() && session.expires_at.is_some_and(|t| t <= now) {
             self.end_session(client_id, now);
@@ -435,8 +553,15 @@ impl<P: Policy> Broker<P> {
     }
 
     pub(super) fn fire_will(&mut self, client_id: &str, at: Timestamp, now: Timestamp) {
-        let due = self.sessions.get(client_id).and_then(|s| s.will.as_ref()).and_then(|w| w.due);
-        let connected = self.sessions.get(client_id).is_some_and(|s| s.connection.is_some());
+        let due = self
+            .sessions
+            .get(client_id)
+            .and_then(|s| s.will.as_ref())
+            .and_then(|w| w.due);
+        let connected = self
+            .sessions
+            .get(client_id)
+            .is_some_and(|s| s.connection.is_some());
         if due == Some(at) && !connected {
             self.publish_will(client_id, now);
         }
@@ -444,29 +569,50 @@ impl<P: Policy> Broker<P> {
 
     /// Publishes the session's will now and removes it. [MQTT-3.1.2-10]
     pub(super) fn publish_will(&mut self, client_id: &str, now: Timestamp) {
-        let Some(will) = self.sessions.get_mut(client_id).and_then(|s| s.will.take()) else { return };
-        self.persist(StorageRecord::WillCleared { client_id: client_id.to_owned() });
+        let Some(will) = self.sessions.get_mut(client_id).and_then(|s| s.will.take()) else {
+            return;
+        };
+        self.persist(StorageRecord::WillCleared {
+            client_id: client_id.to_owned(),
+        });
         self.event(BrokerEvent::WillPublished {
             client_id: client_id.to_owned(),
             topic: will.message.topic.clone(),
         });
+        // The Message Expiry Interval starts now.
+        let mut message = Arc::unwrap_or_clone(will.message);
+        message.expires_at = message
+            .properties
+            .message_expiry_interval
+            .take()
+            .map(|s| now.plus_secs(u64::from(s)));
         // v5 [MQTT-3.1.2-14] [MQTT-3.1.2-15]: retained or not as Will Retain says.
-        self.accept_message(will.message, now);
+        self.accept_message(Arc::new(message), now);
     }
 
     /// Ends a session: its will is published if still pending [MQTT-3.1.2-8], its
     /// subscriptions and queue are discarded, and a record says so.
     pub(super) fn end_session(&mut self, client_id: &str, now: Timestamp) {
-        if self.sessions.get(client_id).is_some_and(|s| s.will.is_some() && s.connection.is_none()) {
+        if self
+            .sessions
+            .get(client_id)
+            .is_some_and(|s| s.will.is_some() && s.connection.is_none())
+        {
             self.publish_will(client_id, now);
         }
-        let Some(session) = self.sessions.remove(client_id) else { return };
+        let Some(session) = self.sessions.remove(client_id) else {
+            return;
+        };
         for filter in session.subscriptions.keys() {
             let (key, inner) = Self::tree_key(client_id, filter);
             self.tree.remove(inner, &key);
         }
-        self.persist(StorageRecord::SessionEnded { client_id: client_id.to_owned() });
-        self.event(BrokerEvent::SessionEnded { client_id: client_id.to_owned() });
+        self.persist(StorageRecord::SessionEnded {
+            client_id: client_id.to_owned(),
+        });
+        self.event(BrokerEvent::SessionEnded {
+            client_id: client_id.to_owned(),
+        });
     }
 
     /// The protocol version a session's client uses, when connected.

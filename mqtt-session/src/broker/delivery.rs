@@ -5,15 +5,17 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use mqtt_codec::Packet;
 use mqtt_codec::{
     PacketId, Properties, PubAck, PubComp, PubRec, PubRel, Publish, QoS, ReasonCode,
     RetainHandling, SubAck, Subscribe, TopicFilter, TopicName, UnsubAck, Unsubscribe,
 };
-use mqtt_codec::Packet;
 
 use super::message::Message;
 use super::session::{OutState, Outbound, Subscription};
-use super::{Broker, BrokerEvent, ConnectionId, DropReason, Policy, StorageRecord, SubKey, SubValue};
+use super::{
+    Broker, BrokerEvent, ConnectionId, DropReason, Policy, StorageRecord, SubKey, SubValue,
+};
 use crate::time::Timestamp;
 
 /// One delivery a published message makes to a session.
@@ -25,21 +27,42 @@ struct Delivery {
 
 impl<P: Policy> Broker<P> {
     pub(super) fn tree_key<'f>(client_id: &str, filter: &'f str) -> (SubKey, &'f str) {
-        match filter.strip_prefix("$share/").and_then(|r| r.split_once('/')) {
+        match filter
+            .strip_prefix("$share/")
+            .and_then(|r| r.split_once('/'))
+        {
             Some((group, inner)) => (
-                SubKey { client_id: client_id.to_owned(), share_group: Some(group.to_owned()) },
+                SubKey {
+                    client_id: client_id.to_owned(),
+                    share_group: Some(group.to_owned()),
+                },
                 inner,
             ),
-            None => (SubKey { client_id: client_id.to_owned(), share_group: None }, filter),
+            None => (
+                SubKey {
+                    client_id: client_id.to_owned(),
+                    share_group: None,
+                },
+                filter,
+            ),
         }
     }
 
     // ---- incoming PUBLISH -----------------------------------------------------------------
 
-    pub(super) fn handle_publish(&mut self, connection: ConnectionId, mut p: Publish, now: Timestamp) {
-        let Some(conn) = self.connections.get_mut(&connection) else { return };
+    pub(super) fn handle_publish(
+        &mut self,
+        connection: ConnectionId,
+        mut p: Publish,
+        now: Timestamp,
+    ) {
+        let Some(conn) = self.connections.get_mut(&connection) else {
+            return;
+        };
         let v5 = conn.version.is_v5();
-        let Some(client_id) = conn.client_id.clone() else { return };
+        let Some(client_id) = conn.client_id.clone() else {
+            return;
+        };
         let username = conn.username.clone();
 
         // Topic Alias (section 3.3.2.3.4): 0 or above our maximum is a Protocol Error (0x94);
@@ -79,9 +102,14 @@ impl<P: Policy> Broker<P> {
         // Receive Maximum (section 3.3.4): more unacknowledged QoS 2 flows than we allow (QoS 1
         // is acknowledged at once) is 0x93.
         if p.qos == QoS::ExactlyOnce {
-            let in_flight = self.sessions.get(&client_id).map_or(0, |s| s.incoming_qos2.len());
+            let in_flight = self
+                .sessions
+                .get(&client_id)
+                .map_or(0, |s| s.incoming_qos2.len());
             let duplicate = p.packet_id.is_some_and(|id| {
-                self.sessions.get(&client_id).is_some_and(|s| s.incoming_qos2.contains(&id))
+                self.sessions
+                    .get(&client_id)
+                    .is_some_and(|s| s.incoming_qos2.contains(&id))
             });
             if !duplicate && in_flight >= usize::from(self.config.receive_maximum) {
                 self.fail(connection, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, None, now);
@@ -97,9 +125,15 @@ impl<P: Policy> Broker<P> {
             }
         }
 
-        let authorized = self.policy.may_publish(&client_id, username.as_deref(), &p.topic);
+        let authorized = self
+            .policy
+            .may_publish(&client_id, username.as_deref(), &p.topic);
         let reason = if authorized {
-            let expires_at = p.properties.message_expiry_interval.take().map(|s| now.plus_secs(u64::from(s)));
+            let expires_at = p
+                .properties
+                .message_expiry_interval
+                .take()
+                .map(|s| now.plus_secs(u64::from(s)));
             let message = Message {
                 topic: p.topic,
                 payload: p.payload,
@@ -134,12 +168,16 @@ impl<P: Policy> Broker<P> {
                 let mut rec = PubRec::new(id);
                 rec.reason_code = reason;
                 if !reason.is_error()
-                    && let Some(s) = self.sessions.get_mut(&client_id) {
-                        s.incoming_qos2.insert(id);
-                        if s.is_durable() {
-                            self.persist(StorageRecord::IncomingQos2 { client_id: client_id.clone(), packet_id: id });
-                        }
+                    && let Some(s) = self.sessions.get_mut(&client_id)
+                {
+                    s.incoming_qos2.insert(id);
+                    if s.is_durable() {
+                        self.persist(StorageRecord::IncomingQos2 {
+                            client_id: client_id.clone(),
+                            packet_id: id,
+                        });
                     }
+                }
                 // [MQTT-4.3.3-9] after a PUBREC of 0x80 or more, the id is free again.
                 self.send(connection, &Packet::PubRec(rec));
             }
@@ -148,15 +186,25 @@ impl<P: Policy> Broker<P> {
     }
 
     pub(super) fn handle_pubrel(&mut self, connection: ConnectionId, id: PacketId) {
-        let Some(client_id) = self.connections.get(&connection).and_then(|c| c.client_id.clone()) else {
+        let Some(client_id) = self
+            .connections
+            .get(&connection)
+            .and_then(|c| c.client_id.clone())
+        else {
             return;
         };
         let mut comp = PubComp::new(id);
-        let removed = self.sessions.get_mut(&client_id).map(|s| (s.incoming_qos2.remove(&id), s.is_durable()));
+        let removed = self
+            .sessions
+            .get_mut(&client_id)
+            .map(|s| (s.incoming_qos2.remove(&id), s.is_durable()));
         match removed {
             Some((true, durable)) => {
                 if durable {
-                    self.persist(StorageRecord::IncomingQos2Released { client_id, packet_id: id });
+                    self.persist(StorageRecord::IncomingQos2Released {
+                        client_id,
+                        packet_id: id,
+                    });
                 }
             }
             _ => comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
@@ -173,12 +221,17 @@ impl<P: Policy> Broker<P> {
                 // [MQTT-3.3.1-6] [MQTT-3.3.1-7] an empty retained message removes the retained
                 // message of the topic and is not stored.
                 if self.retained.remove(&message.topic).is_some() {
-                    self.persist(StorageRecord::RetainedCleared { topic: message.topic.to_string() });
+                    self.persist(StorageRecord::RetainedCleared {
+                        topic: message.topic.to_string(),
+                    });
                 }
             } else {
                 // [MQTT-3.3.1-5] replace the retained message of the topic.
-                self.persist(StorageRecord::Retained { message: Box::new((*message).clone()) });
-                self.retained.insert(message.topic.clone(), Arc::clone(&message));
+                self.persist(StorageRecord::Retained {
+                    message: Box::new((*message).clone()),
+                });
+                self.retained
+                    .insert(message.topic.clone(), Arc::clone(&message));
             }
         }
         self.route(message, now)
@@ -191,31 +244,32 @@ impl<P: Policy> Broker<P> {
         let mut direct: BTreeMap<String, Delivery> = BTreeMap::new();
         let mut shared: BTreeMap<(String, String), Vec<(String, SubValue)>> = BTreeMap::new();
         let publisher = message.publisher.as_deref();
-        self.tree.for_each_match(&message.topic, |filter, key, value| {
-            match &key.share_group {
-                None => {
-                    // [MQTT-3.8.3-3] No Local: not to the publisher's own connection.
-                    if value.options.no_local && publisher == Some(key.client_id.as_str()) {
-                        return;
+        self.tree
+            .for_each_match(&message.topic, |filter, key, value| {
+                match &key.share_group {
+                    None => {
+                        // [MQTT-3.8.3-3] No Local: not to the publisher's own connection.
+                        if value.options.no_local && publisher == Some(key.client_id.as_str()) {
+                            return;
+                        }
+                        let d = direct.entry(key.client_id.clone()).or_insert(Delivery {
+                            qos: QoS::AtMostOnce,
+                            retain: false,
+                            subscription_ids: Vec::new(),
+                        });
+                        d.qos = d.qos.max(value.options.qos);
+                        // [MQTT-3.3.1-12] [MQTT-3.3.1-13] Retain As Published.
+                        d.retain |= value.options.retain_as_published && message.retain;
+                        d.subscription_ids.extend(value.subscription_id);
                     }
-                    let d = direct.entry(key.client_id.clone()).or_insert(Delivery {
-                        qos: QoS::AtMostOnce,
-                        retain: false,
-                        subscription_ids: Vec::new(),
-                    });
-                    d.qos = d.qos.max(value.options.qos);
-                    // [MQTT-3.3.1-12] [MQTT-3.3.1-13] Retain As Published.
-                    d.retain |= value.options.retain_as_published && message.retain;
-                    d.subscription_ids.extend(value.subscription_id);
+                    Some(group) => {
+                        shared
+                            .entry((group.clone(), filter.to_owned()))
+                            .or_default()
+                            .push((key.client_id.clone(), *value));
+                    }
                 }
-                Some(group) => {
-                    shared
-                        .entry((group.clone(), filter.to_owned()))
-                        .or_default()
-                        .push((key.client_id.clone(), *value));
-                }
-            }
-        });
+            });
         let mut matched = !direct.is_empty() || !shared.is_empty();
         for (client_id, mut d) in direct {
             // [MQTT-3.8.4-8] the minimum of the published QoS and the granted QoS.
@@ -224,11 +278,19 @@ impl<P: Policy> Broker<P> {
         }
         for (group_key, members) in shared {
             // Round robin over the connected members, falling back to any member.
-            let connected: Vec<&(String, SubValue)> =
-                members.iter().filter(|(c, _)| self.is_connected(c)).collect();
-            let pool: Vec<&(String, SubValue)> = if connected.is_empty() { members.iter().collect() } else { connected };
+            let connected: Vec<&(String, SubValue)> = members
+                .iter()
+                .filter(|(c, _)| self.is_connected(c))
+                .collect();
+            let pool: Vec<&(String, SubValue)> = if connected.is_empty() {
+                members.iter().collect()
+            } else {
+                connected
+            };
             let counter = self.shared_round_robin.entry(group_key).or_insert(0);
-            let Some((client_id, value)) = pool.get((*counter as usize) % pool.len().max(1)).copied() else {
+            let Some((client_id, value)) =
+                pool.get((*counter as usize) % pool.len().max(1)).copied()
+            else {
                 continue;
             };
             *counter = counter.wrapping_add(1);
@@ -250,7 +312,9 @@ impl<P: Policy> Broker<P> {
         let max_count = self.config.max_queued_messages;
         let max_bytes = self.config.max_queued_bytes;
         let queue_qos0 = self.config.queue_qos0_when_offline;
-        let Some(session) = self.sessions.get_mut(client_id) else { return };
+        let Some(session) = self.sessions.get_mut(client_id) else {
+            return;
+        };
         let online = session.connection.is_some();
         if d.qos == QoS::AtMostOnce && !online && !queue_qos0 {
             return;
@@ -291,13 +355,21 @@ impl<P: Policy> Broker<P> {
     /// Maximum, our max in flight) QoS 1/2 messages unacknowledged [MQTT-3.3.4-9]
     /// [MQTT-4.9.0-2]. Expired messages are dropped [MQTT-3.3.2-5].
     pub(super) fn pump(&mut self, client_id: &str, now: Timestamp) {
-        let Some(connection) = self.sessions.get(client_id).and_then(|s| s.connection) else { return };
-        let Some(conn) = self.connections.get(&connection) else { return };
+        let Some(connection) = self.sessions.get(client_id).and_then(|s| s.connection) else {
+            return;
+        };
+        let Some(conn) = self.connections.get(&connection) else {
+            return;
+        };
         let window = usize::from(conn.client_receive_maximum.min(self.config.max_inflight)).max(1);
         let mut index = 0;
         loop {
-            let Some(session) = self.sessions.get_mut(client_id) else { return };
-            let Some(out) = session.outbound.get(index) else { return };
+            let Some(session) = self.sessions.get_mut(client_id) else {
+                return;
+            };
+            let Some(out) = session.outbound.get(index) else {
+                return;
+            };
             if out.state != OutState::Queued {
                 index += 1;
                 continue;
@@ -307,7 +379,10 @@ impl<P: Policy> Broker<P> {
                 let out = session.remove_at(index);
                 if let Some(out) = out {
                     if durable && out.qos != QoS::AtMostOnce {
-                        self.persist(StorageRecord::Delivered { client_id: client_id.to_owned(), seq: out.seq });
+                        self.persist(StorageRecord::Delivered {
+                            client_id: client_id.to_owned(),
+                            seq: out.seq,
+                        });
                     }
                     self.event(BrokerEvent::MessageDropped {
                         client_id: client_id.to_owned(),
@@ -318,18 +393,28 @@ impl<P: Policy> Broker<P> {
                 continue;
             }
             if out.qos == QoS::AtMostOnce {
-                let Some(out) = session.remove_at(index) else { return };
+                let Some(out) = session.remove_at(index) else {
+                    return;
+                };
                 self.send_publish(connection, client_id, &out, None, false, now);
                 continue;
             }
             if session.inflight >= window {
                 return;
             }
-            let Some(id) = session.allocate_packet_id() else { return };
+            let Some(id) = session.allocate_packet_id() else {
+                return;
+            };
             session.mark_sent(index, id);
-            let Some(out) = session.outbound.get(index).cloned() else { return };
+            let Some(out) = session.outbound.get(index).cloned() else {
+                return;
+            };
             if durable {
-                self.persist(StorageRecord::Sent { client_id: client_id.to_owned(), seq: out.seq, packet_id: id });
+                self.persist(StorageRecord::Sent {
+                    client_id: client_id.to_owned(),
+                    seq: out.seq,
+                    packet_id: id,
+                });
             }
             if !self.send_publish(connection, client_id, &out, Some(id), false, now) {
                 // [MQTT-3.1.2-25] too large for the client: discarded as if sent and done.
@@ -337,7 +422,10 @@ impl<P: Policy> Broker<P> {
                     session.remove_at(index);
                 }
                 if durable {
-                    self.persist(StorageRecord::Delivered { client_id: client_id.to_owned(), seq: out.seq });
+                    self.persist(StorageRecord::Delivered {
+                        client_id: client_id.to_owned(),
+                        seq: out.seq,
+                    });
                 }
                 continue;
             }
@@ -356,9 +444,15 @@ impl<P: Policy> Broker<P> {
         dup: bool,
         now: Timestamp,
     ) -> bool {
-        let Some(conn) = self.connections.get_mut(&connection) else { return false };
+        let Some(conn) = self.connections.get_mut(&connection) else {
+            return false;
+        };
         let v5 = conn.version.is_v5();
-        let mut properties = if v5 { out.message.properties.clone() } else { Properties::default() };
+        let mut properties = if v5 {
+            out.message.properties.clone()
+        } else {
+            Properties::default()
+        };
         let mut topic = out.message.topic.clone();
         if v5 {
             // [MQTT-3.3.2-6] the Message Expiry Interval minus the time waited.
@@ -393,7 +487,8 @@ impl<P: Policy> Broker<P> {
         let sent = self.send(connection, &Packet::Publish(publish));
         if sent {
             if let (Some(alias), Some(conn)) = (new_alias, self.connections.get_mut(&connection)) {
-                conn.outbound_aliases.insert(out.message.topic.clone(), alias);
+                conn.outbound_aliases
+                    .insert(out.message.topic.clone(), alias);
             }
         } else {
             self.event(BrokerEvent::MessageDropped {
@@ -407,10 +502,21 @@ impl<P: Policy> Broker<P> {
 
     /// On session resume: PUBLISH again (DUP) what awaits PUBACK/PUBREC, PUBREL what awaits
     /// PUBCOMP, in the original order. [MQTT-4.4.0-1] [MQTT-4.6.0-1]
-    pub(super) fn resend_inflight(&mut self, client_id: &str, connection: ConnectionId, now: Timestamp) {
-        let Some(session) = self.sessions.get(client_id) else { return };
-        let inflight: Vec<Outbound> =
-            session.outbound.iter().filter(|o| o.state != OutState::Queued).cloned().collect();
+    pub(super) fn resend_inflight(
+        &mut self,
+        client_id: &str,
+        connection: ConnectionId,
+        now: Timestamp,
+    ) {
+        let Some(session) = self.sessions.get(client_id) else {
+            return;
+        };
+        let inflight: Vec<Outbound> = session
+            .outbound
+            .iter()
+            .filter(|o| o.state != OutState::Queued)
+            .cloned()
+            .collect();
         for out in inflight {
             match out.state {
                 OutState::Sent(id) => {
@@ -426,32 +532,68 @@ impl<P: Policy> Broker<P> {
 
     // ---- acknowledgements of outgoing messages ----------------------------------------------
 
-    pub(super) fn handle_puback(&mut self, connection: ConnectionId, id: PacketId, _reason: ReasonCode, now: Timestamp) {
-        let Some(client_id) = self.connections.get(&connection).and_then(|c| c.client_id.clone()) else {
+    pub(super) fn handle_puback(
+        &mut self,
+        connection: ConnectionId,
+        id: PacketId,
+        _reason: ReasonCode,
+        now: Timestamp,
+    ) {
+        let Some(client_id) = self
+            .connections
+            .get(&connection)
+            .and_then(|c| c.client_id.clone())
+        else {
             return;
         };
-        let Some(session) = self.sessions.get_mut(&client_id) else { return };
+        let Some(session) = self.sessions.get_mut(&client_id) else {
+            return;
+        };
         // [MQTT-4.3.2-3] unacknowledged until PUBACK; [MQTT-4.4.0-2] an error code also ends it.
-        let Some(index) = session.find_inflight(id) else { return };
-        if !matches!(session.outbound.get(index).map(|o| (o.state, o.qos)), Some((OutState::Sent(_), QoS::AtLeastOnce))) {
+        let Some(index) = session.find_inflight(id) else {
+            return;
+        };
+        if !matches!(
+            session.outbound.get(index).map(|o| (o.state, o.qos)),
+            Some((OutState::Sent(_), QoS::AtLeastOnce))
+        ) {
             return;
         }
         let durable = session.is_durable();
         if let Some(out) = session.remove_at(index)
-            && durable {
-                self.persist(StorageRecord::Delivered { client_id: client_id.clone(), seq: out.seq });
-            }
+            && durable
+        {
+            self.persist(StorageRecord::Delivered {
+                client_id: client_id.clone(),
+                seq: out.seq,
+            });
+        }
         self.pump(&client_id, now);
     }
 
-    pub(super) fn handle_pubrec(&mut self, connection: ConnectionId, id: PacketId, reason: ReasonCode, now: Timestamp) {
-        let Some(client_id) = self.connections.get(&connection).and_then(|c| c.client_id.clone()) else {
+    pub(super) fn handle_pubrec(
+        &mut self,
+        connection: ConnectionId,
+        id: PacketId,
+        reason: ReasonCode,
+        now: Timestamp,
+    ) {
+        let Some(client_id) = self
+            .connections
+            .get(&connection)
+            .and_then(|c| c.client_id.clone())
+        else {
             return;
         };
-        let Some(session) = self.sessions.get_mut(&client_id) else { return };
+        let Some(session) = self.sessions.get_mut(&client_id) else {
+            return;
+        };
         let durable = session.is_durable();
         let found = session.find_inflight(id).filter(|&i| {
-            matches!(session.outbound.get(i).map(|o| (o.state, o.qos)), Some((OutState::Sent(_), QoS::ExactlyOnce)))
+            matches!(
+                session.outbound.get(i).map(|o| (o.state, o.qos)),
+                Some((OutState::Sent(_), QoS::ExactlyOnce))
+            )
         });
         let Some(index) = found else {
             // A PUBREC for a flow we do not have: answer PUBREL 0x92 (5.0).
@@ -465,62 +607,119 @@ impl<P: Policy> Broker<P> {
         if reason.is_error() {
             // [MQTT-4.4.0-2] [MQTT-4.8.2-6] treated as acknowledged; not retransmitted.
             if let Some(out) = session.remove_at(index)
-                && durable {
-                    self.persist(StorageRecord::Delivered { client_id: client_id.clone(), seq: out.seq });
-                }
+                && durable
+            {
+                self.persist(StorageRecord::Delivered {
+                    client_id: client_id.clone(),
+                    seq: out.seq,
+                });
+            }
             self.pump(&client_id, now);
             return;
         }
         // [MQTT-4.3.3-4] PUBREL with the same Packet Identifier; [MQTT-4.3.3-6] the PUBLISH is
         // not sent again.
-        let seq = session.outbound.get(index).map(|o| o.seq).unwrap_or_default();
+        let seq = session
+            .outbound
+            .get(index)
+            .map(|o| o.seq)
+            .unwrap_or_default();
         if let Some(o) = session.outbound.get_mut(index) {
             o.state = OutState::Released(id);
         }
         if durable {
-            self.persist(StorageRecord::Released { client_id: client_id.clone(), seq });
+            self.persist(StorageRecord::Released {
+                client_id: client_id.clone(),
+                seq,
+            });
         }
         self.send(connection, &Packet::PubRel(PubRel::new(id)));
     }
 
-    pub(super) fn handle_pubcomp(&mut self, connection: ConnectionId, id: PacketId, now: Timestamp) {
-        let Some(client_id) = self.connections.get(&connection).and_then(|c| c.client_id.clone()) else {
+    pub(super) fn handle_pubcomp(
+        &mut self,
+        connection: ConnectionId,
+        id: PacketId,
+        now: Timestamp,
+    ) {
+        let Some(client_id) = self
+            .connections
+            .get(&connection)
+            .and_then(|c| c.client_id.clone())
+        else {
             return;
         };
-        let Some(session) = self.sessions.get_mut(&client_id) else { return };
+        let Some(session) = self.sessions.get_mut(&client_id) else {
+            return;
+        };
         let durable = session.is_durable();
         // [MQTT-4.3.3-5] the PUBREL is unacknowledged until PUBCOMP.
-        let Some(index) = session.find_inflight(id) else { return };
-        if !matches!(session.outbound.get(index).map(|o| o.state), Some(OutState::Released(_))) {
+        let Some(index) = session.find_inflight(id) else {
+            return;
+        };
+        if !matches!(
+            session.outbound.get(index).map(|o| o.state),
+            Some(OutState::Released(_))
+        ) {
             return;
         }
         if let Some(out) = session.remove_at(index)
-            && durable {
-                self.persist(StorageRecord::Delivered { client_id: client_id.clone(), seq: out.seq });
-            }
+            && durable
+        {
+            self.persist(StorageRecord::Delivered {
+                client_id: client_id.clone(),
+                seq: out.seq,
+            });
+        }
         self.pump(&client_id, now);
     }
 
     // ---- SUBSCRIBE / UNSUBSCRIBE ------------------------------------------------------------
 
-    pub(super) fn handle_subscribe(&mut self, connection: ConnectionId, s: Subscribe, now: Timestamp) {
-        let Some(conn) = self.connections.get(&connection) else { return };
+    pub(super) fn handle_subscribe(
+        &mut self,
+        connection: ConnectionId,
+        s: Subscribe,
+        now: Timestamp,
+    ) {
+        let Some(conn) = self.connections.get(&connection) else {
+            return;
+        };
         let v5 = conn.version.is_v5();
-        let Some(client_id) = conn.client_id.clone() else { return };
+        let Some(client_id) = conn.client_id.clone() else {
+            return;
+        };
         let username = conn.username.clone();
         let subscription_id = s.properties.subscription_identifiers.first().copied();
         if subscription_id.is_some() && !self.config.subscription_identifiers_available {
-            self.fail(connection, ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED, None, now);
+            self.fail(
+                connection,
+                ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
+                None,
+                now,
+            );
             return;
         }
-        let durable = self.sessions.get(&client_id).is_some_and(|s| s.is_durable());
+        let durable = self
+            .sessions
+            .get(&client_id)
+            .is_some_and(|s| s.is_durable());
         let mut reason_codes = Vec::with_capacity(s.filters.len());
         let mut retained_to_send: Vec<(Arc<Message>, QoS, Option<u32>)> = Vec::new();
         // [MQTT-3.8.4-5] as if each filter came in its own SUBSCRIBE; one SUBACK.
         for (filter, options) in &s.filters {
             let shared = filter.shared().is_some();
-            let refuse = |code: ReasonCode| if v5 { code } else { ReasonCode::UNSPECIFIED_ERROR };
-            let code = if !self.policy.may_subscribe(&client_id, username.as_deref(), filter) {
+            let refuse = |code: ReasonCode| {
+                if v5 {
+                    code
+                } else {
+                    ReasonCode::UNSPECIFIED_ERROR
+                }
+            };
+            let code = if !self
+                .policy
+                .may_subscribe(&client_id, username.as_deref(), filter)
+            {
                 refuse(ReasonCode::NOT_AUTHORIZED)
             } else if filter.has_wildcards() && !self.config.wildcard_subscription_available {
                 refuse(ReasonCode::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED)
@@ -557,14 +756,22 @@ impl<P: Policy> Broker<P> {
         }
         // [MQTT-3.8.4-1] [MQTT-3.8.4-2] [MQTT-3.9.3-1] SUBACK with the same Packet Identifier
         // and a reason code per filter, in order [MQTT-3.8.4-6].
-        let ack = SubAck { packet_id: s.packet_id, properties: Properties::default(), reason_codes };
+        let ack = SubAck {
+            packet_id: s.packet_id,
+            properties: Properties::default(),
+            reason_codes,
+        };
         self.send(connection, &Packet::SubAck(ack));
         for (m, granted, sub_id) in retained_to_send {
             if m.is_expired(now) {
                 continue;
             }
             // [MQTT-3.3.1-8] (3.1.1) RETAIN 1 for messages sent because of a new subscription.
-            let d = Delivery { qos: m.qos.min(granted), retain: true, subscription_ids: sub_id.into_iter().collect() };
+            let d = Delivery {
+                qos: m.qos.min(granted),
+                retain: true,
+                subscription_ids: sub_id.into_iter().collect(),
+            };
             self.enqueue(&client_id, &m, d, now);
         }
     }
@@ -579,11 +786,26 @@ impl<P: Policy> Broker<P> {
         durable: bool,
     ) -> bool {
         let (key, inner) = Self::tree_key(client_id, filter);
-        self.tree.insert(inner, key, SubValue { options, subscription_id });
+        self.tree.insert(
+            inner,
+            key,
+            SubValue {
+                options,
+                subscription_id,
+            },
+        );
         let existed = self
             .sessions
             .get_mut(client_id)
-            .and_then(|s| s.subscriptions.insert(filter.to_string(), Subscription { options, subscription_id }))
+            .and_then(|s| {
+                s.subscriptions.insert(
+                    filter.to_string(),
+                    Subscription {
+                        options,
+                        subscription_id,
+                    },
+                )
+            })
             .is_some();
         if durable {
             self.persist(StorageRecord::Subscribed {
@@ -597,10 +819,17 @@ impl<P: Policy> Broker<P> {
     }
 
     pub(super) fn handle_unsubscribe(&mut self, connection: ConnectionId, u: Unsubscribe) {
-        let Some(conn) = self.connections.get(&connection) else { return };
+        let Some(conn) = self.connections.get(&connection) else {
+            return;
+        };
         let v5 = conn.version.is_v5();
-        let Some(client_id) = conn.client_id.clone() else { return };
-        let durable = self.sessions.get(&client_id).is_some_and(|s| s.is_durable());
+        let Some(client_id) = conn.client_id.clone() else {
+            return;
+        };
+        let durable = self
+            .sessions
+            .get(&client_id)
+            .is_some_and(|s| s.is_durable());
         let mut reason_codes = Vec::with_capacity(u.filters.len());
         // [MQTT-3.10.4-1] compared character by character; [MQTT-3.10.4-6] one UNSUBACK.
         for filter in &u.filters {
@@ -614,16 +843,27 @@ impl<P: Policy> Broker<P> {
                 let (key, inner) = Self::tree_key(&client_id, filter);
                 self.tree.remove(inner, &key);
                 if durable {
-                    self.persist(StorageRecord::Unsubscribed { client_id: client_id.clone(), filter: filter.to_string() });
+                    self.persist(StorageRecord::Unsubscribed {
+                        client_id: client_id.clone(),
+                        filter: filter.to_string(),
+                    });
                 }
             }
-            reason_codes.push(if removed { ReasonCode::SUCCESS } else { ReasonCode::NO_SUBSCRIPTION_EXISTED });
+            reason_codes.push(if removed {
+                ReasonCode::SUCCESS
+            } else {
+                ReasonCode::NO_SUBSCRIPTION_EXISTED
+            });
         }
         if !v5 {
             reason_codes.clear();
         }
         // [MQTT-3.10.4-4] [MQTT-3.10.4-5] UNSUBACK with the same Packet Identifier, always.
-        let ack = UnsubAck { packet_id: u.packet_id, properties: Properties::default(), reason_codes };
+        let ack = UnsubAck {
+            packet_id: u.packet_id,
+            properties: Properties::default(),
+            reason_codes,
+        };
         self.send(connection, &Packet::UnsubAck(ack));
     }
 }

@@ -307,7 +307,9 @@ impl<P: Policy> Broker<P> {
     /// Whether `client_id`'s client is connected.
     #[must_use]
     pub fn is_connected(&self, client_id: &str) -> bool {
-        self.sessions.get(client_id).is_some_and(|s| s.connection.is_some())
+        self.sessions
+            .get(client_id)
+            .is_some_and(|s| s.connection.is_some())
     }
 
     /// The number of messages queued or in flight for `client_id`.
@@ -319,7 +321,10 @@ impl<P: Policy> Broker<P> {
     /// The retained message of `topic`.
     #[must_use]
     pub fn retained(&self, topic: &str) -> Option<&Message> {
-        self.retained.iter().find(|(t, _)| t.as_utf8().as_str() == topic).map(|(_, m)| &**m)
+        self.retained
+            .iter()
+            .find(|(t, _)| t.as_utf8().as_str() == topic)
+            .map(|(_, m)| &**m)
     }
 
     /// The number of retained messages.
@@ -369,10 +374,14 @@ impl<P: Policy> Broker<P> {
 
     /// Bytes arrived on `connection`. Unknown or closed connections are ignored.
     pub fn handle_bytes(&mut self, connection: ConnectionId, data: &[u8], now: Timestamp) {
-        let Some(conn) = self.connections.get_mut(&connection) else { return };
+        let Some(conn) = self.connections.get_mut(&connection) else {
+            return;
+        };
         conn.read_buf.extend_from_slice(data);
         loop {
-            let Some(conn) = self.connections.get_mut(&connection) else { return };
+            let Some(conn) = self.connections.get_mut(&connection) else {
+                return;
+            };
             match conn.decoder.decode(&mut conn.read_buf) {
                 Ok(Some(packet)) => {
                     conn.last_activity = now;
@@ -418,9 +427,10 @@ impl<P: Policy> Broker<P> {
     pub fn poll_output(&mut self) -> Option<Output> {
         Some(match self.out.pop_front()? {
             Pending::Persist(r) => Output::Persist(r),
-            Pending::Transmit(connection, data) => {
-                Output::Transmit { connection, data: data.freeze() }
-            }
+            Pending::Transmit(connection, data) => Output::Transmit {
+                connection,
+                data: data.freeze(),
+            },
             Pending::Close(connection) => Output::Close { connection },
             Pending::Event(e) => Output::Event(e),
         })
@@ -445,13 +455,16 @@ impl<P: Policy> Broker<P> {
     /// Encodes `packet` for `connection`, refusing it when larger than the client's Maximum
     /// Packet Size [MQTT-3.1.2-24]. Returns whether it was queued.
     fn send(&mut self, connection: ConnectionId, packet: &Packet) -> bool {
-        let Some(conn) = self.connections.get(&connection) else { return false };
+        let Some(conn) = self.connections.get(&connection) else {
+            return false;
+        };
         let version = conn.version;
         let max = conn.client_maximum_packet_size;
         let buf = match self.out.back_mut() {
             Some(Pending::Transmit(c, buf)) if *c == connection => buf,
             _ => {
-                self.out.push_back(Pending::Transmit(connection, BytesMut::new()));
+                self.out
+                    .push_back(Pending::Transmit(connection, BytesMut::new()));
                 match self.out.back_mut() {
                     Some(Pending::Transmit(_, buf)) => buf,
                     _ => return false,
@@ -466,12 +479,16 @@ impl<P: Policy> Broker<P> {
     }
 
     fn check_keep_alive(&mut self, connection: ConnectionId, now: Timestamp) {
-        let Some(conn) = self.connections.get(&connection) else { return };
+        let Some(conn) = self.connections.get(&connection) else {
+            return;
+        };
         if conn.keep_alive_ms == 0 {
             return;
         }
         // [MQTT-3.1.2-22] no packet within one and a half times the Keep Alive: close.
-        let deadline = conn.last_activity.plus_millis(conn.keep_alive_ms.saturating_mul(3) / 2);
+        let deadline = conn
+            .last_activity
+            .plus_millis(conn.keep_alive_ms.saturating_mul(3) / 2);
         if deadline <= now {
             self.fail(connection, ReasonCode::KEEP_ALIVE_TIMEOUT, None, now);
         } else {
@@ -491,7 +508,9 @@ impl<P: Policy> Broker<P> {
         error: Option<CodecError>,
         now: Timestamp,
     ) {
-        let Some(conn) = self.connections.get(&connection) else { return };
+        let Some(conn) = self.connections.get(&connection) else {
+            return;
+        };
         let (v5, state) = (conn.version.is_v5(), conn.state);
         match state {
             ConnState::AwaitingConnect => {
@@ -525,7 +544,11 @@ impl<P: Policy> Broker<P> {
             }
             _ => {}
         }
-        self.event(BrokerEvent::ProtocolViolation { connection, reason_code, error });
+        self.event(BrokerEvent::ProtocolViolation {
+            connection,
+            reason_code,
+            error,
+        });
         self.close_connection(connection, false, now);
     }
 
@@ -539,12 +562,16 @@ impl<P: Policy> Broker<P> {
     /// 0x04, so its will is discarded [MQTT-3.14.4-3]; otherwise the will is published after
     /// its delay [MQTT-3.1.2-8].
     fn close_connection(&mut self, connection: ConnectionId, graceful: bool, now: Timestamp) {
-        let Some(conn) = self.connections.remove(&connection) else { return };
+        let Some(conn) = self.connections.remove(&connection) else {
+            return;
+        };
         self.out.push_back(Pending::Close(connection));
         if conn.state != ConnState::Connected {
             return;
         }
-        let Some(client_id) = conn.client_id else { return };
+        let Some(client_id) = conn.client_id else {
+            return;
+        };
         self.event(BrokerEvent::ClientDisconnected {
             connection,
             client_id: client_id.clone(),

@@ -32,20 +32,29 @@ impl<P: Policy> Broker<P> {
         let clients: Vec<String> = broker.sessions.keys().cloned().collect();
         for client_id in clients {
             let at = disconnected.get(&client_id).copied().flatten();
-            let Some(session) = broker.sessions.get_mut(&client_id) else { continue };
+            let Some(session) = broker.sessions.get_mut(&client_id) else {
+                continue;
+            };
             // Rebuild the derived state: in-flight count, packet ids, subscription tree.
             for out in &session.outbound {
                 if let OutState::Sent(id) | OutState::Released(id) = out.state {
                     session.packet_ids_in_use.insert(id.get());
                 }
             }
-            session.inflight = session.outbound.iter().filter(|o| o.state != OutState::Queued).count();
+            session.inflight = session
+                .outbound
+                .iter()
+                .filter(|o| o.state != OutState::Queued)
+                .count();
             for (filter, sub) in &session.subscriptions {
                 let (key, inner) = Self::tree_key(&client_id, filter);
                 broker.tree.insert(
                     inner,
                     key,
-                    SubValue { options: sub.options, subscription_id: sub.subscription_id },
+                    SubValue {
+                        options: sub.options,
+                        subscription_id: sub.subscription_id,
+                    },
                 );
             }
             let expiry = session.expiry_interval;
@@ -54,9 +63,11 @@ impl<P: Policy> Broker<P> {
             // The will: a scheduled one keeps its time; one whose connection was cut by the
             // restart is scheduled from now.
             if let Some(will) = session.will.as_mut()
-                && will.due.is_none() && was_connected {
-                    will.due = Some(now.plus_secs(u64::from(will.delay)));
-                }
+                && will.due.is_none()
+                && was_connected
+            {
+                will.due = Some(now.plus_secs(u64::from(will.delay)));
+            }
             let will_due = session.will.as_ref().and_then(|w| w.due);
             if expiry == 0 {
                 broker.end_session(&client_id, now);
@@ -90,15 +101,24 @@ impl<P: Policy> Broker<P> {
         disconnected: &mut std::collections::BTreeMap<String, Option<Timestamp>>,
     ) {
         match record {
-            StorageRecord::Session { client_id, expiry_interval } => {
-                self.sessions.entry(client_id.clone()).or_insert_with(|| Session::new(expiry_interval)).expiry_interval =
-                    expiry_interval;
+            StorageRecord::Session {
+                client_id,
+                expiry_interval,
+            } => {
+                self.sessions
+                    .entry(client_id.clone())
+                    .or_insert_with(|| Session::new(expiry_interval))
+                    .expiry_interval = expiry_interval;
                 disconnected.insert(client_id, None);
             }
             StorageRecord::SessionConnected { client_id } => {
                 disconnected.insert(client_id, None);
             }
-            StorageRecord::SessionDisconnected { client_id, at, expiry_interval } => {
+            StorageRecord::SessionDisconnected {
+                client_id,
+                at,
+                expiry_interval,
+            } => {
                 if let Some(s) = self.sessions.get_mut(&client_id) {
                     s.expiry_interval = expiry_interval;
                 }
@@ -108,9 +128,20 @@ impl<P: Policy> Broker<P> {
                 self.sessions.remove(&client_id);
                 disconnected.remove(&client_id);
             }
-            StorageRecord::Subscribed { client_id, filter, options, subscription_id } => {
+            StorageRecord::Subscribed {
+                client_id,
+                filter,
+                options,
+                subscription_id,
+            } => {
                 if let Some(s) = self.sessions.get_mut(&client_id) {
-                    s.subscriptions.insert(filter, Subscription { options, subscription_id });
+                    s.subscriptions.insert(
+                        filter,
+                        Subscription {
+                            options,
+                            subscription_id,
+                        },
+                    );
                 }
             }
             StorageRecord::Unsubscribed { client_id, filter } => {
@@ -118,7 +149,14 @@ impl<P: Policy> Broker<P> {
                     s.subscriptions.remove(&filter);
                 }
             }
-            StorageRecord::Queued { client_id, seq, message, qos, retain, subscription_ids } => {
+            StorageRecord::Queued {
+                client_id,
+                seq,
+                message,
+                qos,
+                retain,
+                subscription_ids,
+            } => {
                 if let Some(s) = self.sessions.get_mut(&client_id) {
                     s.push_queued(Outbound {
                         seq,
@@ -130,45 +168,70 @@ impl<P: Policy> Broker<P> {
                     });
                 }
             }
-            StorageRecord::Sent { client_id, seq, packet_id } => {
+            StorageRecord::Sent {
+                client_id,
+                seq,
+                packet_id,
+            } => {
                 if let Some(s) = self.sessions.get_mut(&client_id)
-                    && let Some(i) = s.find_seq(seq) {
-                        s.mark_sent(i, packet_id);
-                        // mark_sent counted it in flight; the count is rebuilt at the end.
-                    }
+                    && let Some(i) = s.find_seq(seq)
+                {
+                    s.mark_sent(i, packet_id);
+                    // mark_sent counted it in flight; the count is rebuilt at the end.
+                }
             }
             StorageRecord::Released { client_id, seq } => {
                 if let Some(o) = self
                     .sessions
                     .get_mut(&client_id)
                     .and_then(|s| s.find_seq(seq).and_then(|i| s.outbound.get_mut(i)))
-                    && let OutState::Sent(id) = o.state {
-                        o.state = OutState::Released(id);
-                    }
+                    && let OutState::Sent(id) = o.state
+                {
+                    o.state = OutState::Released(id);
+                }
             }
             StorageRecord::Delivered { client_id, seq } => {
                 if let Some(s) = self.sessions.get_mut(&client_id)
-                    && let Some(i) = s.find_seq(seq) {
-                        s.remove_at(i);
-                    }
+                    && let Some(i) = s.find_seq(seq)
+                {
+                    s.remove_at(i);
+                }
             }
-            StorageRecord::IncomingQos2 { client_id, packet_id } => {
+            StorageRecord::IncomingQos2 {
+                client_id,
+                packet_id,
+            } => {
                 if let Some(s) = self.sessions.get_mut(&client_id) {
                     s.incoming_qos2.insert(packet_id);
                 }
             }
-            StorageRecord::IncomingQos2Released { client_id, packet_id } => {
+            StorageRecord::IncomingQos2Released {
+                client_id,
+                packet_id,
+            } => {
                 if let Some(s) = self.sessions.get_mut(&client_id) {
                     s.incoming_qos2.remove(&packet_id);
                 }
             }
-            StorageRecord::Will { client_id, message, delay } => {
+            StorageRecord::Will {
+                client_id,
+                message,
+                delay,
+            } => {
                 if let Some(s) = self.sessions.get_mut(&client_id) {
-                    s.will = Some(PendingWill { message: Arc::from(message), delay, due: None });
+                    s.will = Some(PendingWill {
+                        message: Arc::from(message),
+                        delay,
+                        due: None,
+                    });
                 }
             }
             StorageRecord::WillScheduled { client_id, at } => {
-                if let Some(w) = self.sessions.get_mut(&client_id).and_then(|s| s.will.as_mut()) {
+                if let Some(w) = self
+                    .sessions
+                    .get_mut(&client_id)
+                    .and_then(|s| s.will.as_mut())
+                {
                     w.due = Some(at);
                 }
             }
@@ -178,11 +241,83 @@ impl<P: Policy> Broker<P> {
                 }
             }
             StorageRecord::Retained { message } => {
-                self.retained.insert(message.topic.clone(), Arc::from(message));
+                self.retained
+                    .insert(message.topic.clone(), Arc::from(message));
             }
             StorageRecord::RetainedCleared { topic } => {
                 self.retained.retain(|t, _| t.as_utf8().as_str() != topic);
             }
         }
+    }
+}
+
+impl<P: Policy> Broker<P> {
+    /// The records that rebuild the broker's current durable state, and nothing else: a host
+    /// can replace its record log with them (compaction). [`Broker::restore`] of a snapshot
+    /// behaves as `restore` of the full log would.
+    #[must_use]
+    pub fn snapshot(&self) -> Vec<StorageRecord> {
+        let mut out = Vec::new();
+        for message in self.retained.values() {
+            out.push(StorageRecord::Retained { message: Box::new((**message).clone()) });
+        }
+        for (client_id, s) in &self.sessions {
+            let id = || client_id.clone();
+            out.push(StorageRecord::Session { client_id: id(), expiry_interval: s.expiry_interval });
+            if let Some(w) = &s.will {
+                out.push(StorageRecord::Will {
+                    client_id: id(),
+                    message: Box::new((*w.message).clone()),
+                    delay: w.delay,
+                });
+                if let Some(at) = w.due {
+                    out.push(StorageRecord::WillScheduled { client_id: id(), at });
+                }
+            }
+            if !s.is_durable() {
+                continue;
+            }
+            for (filter, sub) in &s.subscriptions {
+                out.push(StorageRecord::Subscribed {
+                    client_id: id(),
+                    filter: filter.clone(),
+                    options: sub.options,
+                    subscription_id: sub.subscription_id,
+                });
+            }
+            for o in s.outbound.iter().filter(|o| o.qos != mqtt_codec::QoS::AtMostOnce) {
+                out.push(StorageRecord::Queued {
+                    client_id: id(),
+                    seq: o.seq,
+                    message: Box::new((*o.message).clone()),
+                    qos: o.qos,
+                    retain: o.retain,
+                    subscription_ids: o.subscription_ids.clone(),
+                });
+                if let OutState::Sent(packet_id) | OutState::Released(packet_id) = o.state {
+                    out.push(StorageRecord::Sent { client_id: id(), seq: o.seq, packet_id });
+                }
+                if let OutState::Released(_) = o.state {
+                    out.push(StorageRecord::Released { client_id: id(), seq: o.seq });
+                }
+            }
+            for &packet_id in &s.incoming_qos2 {
+                out.push(StorageRecord::IncomingQos2 { client_id: id(), packet_id });
+            }
+            if s.connection.is_none() {
+                // Restore computes the expiry as `at + expiry_interval`.
+                let at = s.expires_at.map_or(Timestamp::ZERO, |e| {
+                    Timestamp::from_millis(
+                        e.as_millis().saturating_sub(u64::from(s.expiry_interval) * 1000),
+                    )
+                });
+                out.push(StorageRecord::SessionDisconnected {
+                    client_id: id(),
+                    at,
+                    expiry_interval: s.expiry_interval,
+                });
+            }
+        }
+        out
     }
 }

@@ -103,9 +103,10 @@ impl Session {
             let candidate = self.next_packet_id;
             self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
             if let Some(id) = PacketId::new(candidate)
-                && self.packet_ids_in_use.insert(candidate) {
-                    return Some(id);
-                }
+                && self.packet_ids_in_use.insert(candidate)
+            {
+                return Some(id);
+            }
         }
         None
     }
@@ -152,9 +153,9 @@ impl Session {
 
     /// The index of the in-flight message with Packet Identifier `id`.
     pub(crate) fn find_inflight(&self, id: PacketId) -> Option<usize> {
-        self.outbound.iter().position(
-            |o| matches!(o.state, OutState::Sent(p) | OutState::Released(p) if p == id),
-        )
+        self.outbound
+            .iter()
+            .position(|o| matches!(o.state, OutState::Sent(p) | OutState::Released(p) if p == id))
     }
 
     pub(crate) fn find_seq(&self, seq: u64) -> Option<usize> {

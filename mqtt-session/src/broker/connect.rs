@@ -89,6 +89,19 @@ impl<P: Policy> Broker<P> {
             client_id = self.assign_client_id();
             assigned = true;
         }
+        if let Some(will) = &connect.will {
+            // v5 [MQTT-3.2.2-12] a Will QoS above our Maximum QoS, [MQTT-3.2.2-13] a retained
+            // will when retain is not available: refused (0x9B, 0x9A). A 3.1.1 client cannot be
+            // told; its will is published at the QoS we support, without RETAIN.
+            if v5 && will.qos > self.config.maximum_qos {
+                self.reject(connection, ReasonCode::QOS_NOT_SUPPORTED, now);
+                return;
+            }
+            if v5 && will.retain && !self.config.retain_available {
+                self.reject(connection, ReasonCode::RETAIN_NOT_SUPPORTED, now);
+                return;
+            }
+        }
         let info = ConnectInfo {
             connection,
             protocol: version,
@@ -113,6 +126,15 @@ impl<P: Policy> Broker<P> {
                     return;
                 };
                 conn.state = ConnState::Authenticating;
+                // [MQTT-3.1.2-22] keep alive applies while the exchange goes on.
+                conn.keep_alive_ms = u64::from(connect.keep_alive) * 1000;
+                if connect.keep_alive > 0 {
+                    let deadline = now.plus_millis(u64::from(connect.keep_alive) * 1500);
+                    self.arm(deadline, super::Timer::KeepAlive(connection));
+                }
+                let Some(conn) = self.connections.get_mut(&connection) else {
+                    return;
+                };
                 conn.authentication_method = Some(method.clone());
                 conn.client_id = Some(client_id);
                 conn.pending_assigned_id = assigned;
@@ -295,8 +317,13 @@ impl<P: Policy> Broker<P> {
             self.close_connection(old, false, now);
         }
 
-        // [MQTT-3.1.3-9] a new connection before the Will Delay Interval has passed: the old
-        // will is not sent.
+        // v5 [MQTT-3.1.2-4] v3.1.1 [MQTT-3.1.2-6]: Clean Start 1 discards any existing session;
+        // a will still pending is published as the session ends [MQTT-3.1.2-8].
+        if connect.clean_start && self.sessions.contains_key(&client_id) {
+            self.end_session(&client_id, now);
+        }
+        // [MQTT-3.1.3-9] a new connection to the session before the Will Delay Interval has
+        // passed: the old will is not sent.
         if let Some(session) = self.sessions.get_mut(&client_id)
             && session.will.take().is_some()
         {
@@ -319,10 +346,6 @@ impl<P: Policy> Broker<P> {
             .max_session_expiry
             .map_or(requested, |m| requested.min(m));
 
-        // v5 [MQTT-3.1.2-4] v3.1.1 [MQTT-3.1.2-6]: Clean Start 1 discards any existing session.
-        if connect.clean_start && self.sessions.contains_key(&client_id) {
-            self.end_session(&client_id, now);
-        }
         // v5 [MQTT-3.1.2-5] [MQTT-3.2.2-3], v3.1.1 [MQTT-3.1.2-4] [MQTT-3.2.2-2]: resume the
         // existing session (Session Present 1), or create one [MQTT-3.1.2-6].
         let session_present = self.sessions.contains_key(&client_id);
@@ -356,8 +379,8 @@ impl<P: Policy> Broker<P> {
             let message = Message {
                 topic: will.topic.clone(),
                 payload: will.payload.clone(),
-                qos: will.qos,
-                retain: will.retain,
+                qos: will.qos.min(self.config.maximum_qos),
+                retain: will.retain && self.config.retain_available,
                 properties,
                 publisher: Some(client_id.clone()),
                 expires_at,
@@ -481,8 +504,9 @@ impl<P: Policy> Broker<P> {
                 s.expiry_interval = granted;
             }
         }
-        // [MQTT-3.14.4-3] DISCONNECT with 0x00 discards the will; 0x04 asks for it.
-        let graceful = d.reason_code != ReasonCode::DISCONNECT_WITH_WILL_MESSAGE;
+        // [MQTT-3.14.4-3] [MQTT-3.1.2-10] only DISCONNECT with 0x00 (Normal disconnection)
+        // discards the will; 0x04 asks for it, and an error code is no normal disconnection.
+        let graceful = d.reason_code == ReasonCode::NORMAL_DISCONNECTION;
         self.close_connection(connection, graceful, now);
     }
 

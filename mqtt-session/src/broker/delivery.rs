@@ -207,7 +207,12 @@ impl<P: Policy> Broker<P> {
                     });
                 }
             }
-            _ => comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+            // 5.0: 0x92 Packet Identifier not found. 3.1.1 has no reason codes: a PUBREL for a
+            // flow already completed (its PUBCOMP lost) is simply completed again.
+            _ if self.version_of(connection).is_some_and(|v| v.is_v5()) => {
+                comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+            }
+            _ => {}
         }
         // [MQTT-4.3.3-11] PUBCOMP with the same Packet Identifier.
         self.send(connection, &Packet::PubComp(comp));
@@ -520,7 +525,11 @@ impl<P: Policy> Broker<P> {
         for out in inflight {
             match out.state {
                 OutState::Sent(id) => {
-                    self.send_publish(connection, client_id, &out, Some(id), true, now);
+                    if !self.send_publish(connection, client_id, &out, Some(id), true, now) {
+                        // [MQTT-3.1.2-25] too large for this connection's Maximum Packet Size:
+                        // discarded as if sent and acknowledged, freeing its send quota.
+                        self.complete_outbound(client_id, out.seq);
+                    }
                 }
                 OutState::Released(id) => {
                     self.send(connection, &Packet::PubRel(PubRel::new(id)));
@@ -528,6 +537,22 @@ impl<P: Policy> Broker<P> {
                 OutState::Queued => {}
             }
         }
+    }
+
+    /// Removes the outbound message `seq` as done (acknowledged, expired, discarded), with its
+    /// record for a durable session.
+    fn complete_outbound(&mut self, client_id: &str, seq: u64) -> Option<Outbound> {
+        let session = self.sessions.get_mut(client_id)?;
+        let durable = session.is_durable();
+        let index = session.find_seq(seq)?;
+        let out = session.remove_at(index)?;
+        if durable && out.qos != QoS::AtMostOnce {
+            self.persist(StorageRecord::Delivered {
+                client_id: client_id.to_owned(),
+                seq,
+            });
+        }
+        Some(out)
     }
 
     // ---- acknowledgements of outgoing messages ----------------------------------------------

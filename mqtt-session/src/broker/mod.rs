@@ -500,7 +500,7 @@ impl<P: Policy> Broker<P> {
     /// is published). MQTT 5.0: CONNACK with `reason_code` during enhanced authentication,
     /// DISCONNECT after the CONNACK [MQTT-3.14.0-1]; MQTT 3.1.1 closes without a word. A CONNECT
     /// that cannot be decoded is answered only when its protocol level is unsupported: with the
-    /// 3.1.1 CONNACK return code 0x01 [MQTT-3.1.2-2] (a 5.0 client reads it as "unsupported").
+    /// 3.1.1 CONNACK return code 0x01 [MQTT-3.1.2-2], which every level can read.
     fn fail(
         &mut self,
         connection: ConnectionId,
@@ -514,12 +514,10 @@ impl<P: Policy> Broker<P> {
         let (v5, state) = (conn.version.is_v5(), conn.state);
         match state {
             ConnState::AwaitingConnect => {
+                // A protocol name that is not MQTT's gets no answer: the peer may not speak MQTT
+                // at all, and a 5.0 client could not read a 3.1.1 CONNACK (v5 [MQTT-3.1.2-1]).
                 let unsupported = error.is_some_and(|e| {
-                    matches!(
-                        e.violation(),
-                        mqtt_codec::Violation::UnsupportedProtocolVersion
-                            | mqtt_codec::Violation::ProtocolNameInvalid
-                    )
+                    e.violation() == mqtt_codec::Violation::UnsupportedProtocolVersion
                 });
                 if unsupported {
                     self.send_raw(connection, &[0x20, 0x02, 0x00, 0x01]);

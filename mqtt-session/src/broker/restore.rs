@@ -30,12 +30,12 @@ impl<P: Policy> Broker<P> {
             broker.apply(record, &mut disconnected);
         }
         let clients: Vec<String> = broker.sessions.keys().cloned().collect();
-        for client_id in clients {
-            let at = disconnected.get(&client_id).copied().flatten();
-            let Some(session) = broker.sessions.get_mut(&client_id) else {
+        // First rebuild every session's derived state (in-flight count, packet identifiers,
+        // subscriptions), so that wills published below reach every subscriber.
+        for client_id in &clients {
+            let Some(session) = broker.sessions.get_mut(client_id) else {
                 continue;
             };
-            // Rebuild the derived state: in-flight count, packet ids, subscription tree.
             for out in &session.outbound {
                 if let OutState::Sent(id) | OutState::Released(id) = out.state {
                     session.packet_ids_in_use.insert(id.get());
@@ -46,17 +46,30 @@ impl<P: Policy> Broker<P> {
                 .iter()
                 .filter(|o| o.state != OutState::Queued)
                 .count();
-            for (filter, sub) in &session.subscriptions {
-                let (key, inner) = Self::tree_key(&client_id, filter);
-                broker.tree.insert(
-                    inner,
-                    key,
-                    SubValue {
-                        options: sub.options,
-                        subscription_id: sub.subscription_id,
-                    },
-                );
+            let subs: Vec<(String, SubValue)> = session
+                .subscriptions
+                .iter()
+                .map(|(f, sub)| {
+                    (
+                        f.clone(),
+                        SubValue {
+                            options: sub.options,
+                            subscription_id: sub.subscription_id,
+                        },
+                    )
+                })
+                .collect();
+            for (filter, value) in subs {
+                let (key, inner) = Self::tree_key(client_id, &filter);
+                broker.tree.insert(inner, key, value);
             }
+        }
+        // Then every session is disconnected: expiry, wills.
+        for client_id in clients {
+            let at = disconnected.get(&client_id).copied().flatten();
+            let Some(session) = broker.sessions.get_mut(&client_id) else {
+                continue;
+            };
             let expiry = session.expiry_interval;
             let was_connected = at.is_none();
             let since = at.unwrap_or(now);
@@ -259,11 +272,16 @@ impl<P: Policy> Broker<P> {
     pub fn snapshot(&self) -> Vec<StorageRecord> {
         let mut out = Vec::new();
         for message in self.retained.values() {
-            out.push(StorageRecord::Retained { message: Box::new((**message).clone()) });
+            out.push(StorageRecord::Retained {
+                message: Box::new((**message).clone()),
+            });
         }
         for (client_id, s) in &self.sessions {
             let id = || client_id.clone();
-            out.push(StorageRecord::Session { client_id: id(), expiry_interval: s.expiry_interval });
+            out.push(StorageRecord::Session {
+                client_id: id(),
+                expiry_interval: s.expiry_interval,
+            });
             if let Some(w) = &s.will {
                 out.push(StorageRecord::Will {
                     client_id: id(),
@@ -271,7 +289,10 @@ impl<P: Policy> Broker<P> {
                     delay: w.delay,
                 });
                 if let Some(at) = w.due {
-                    out.push(StorageRecord::WillScheduled { client_id: id(), at });
+                    out.push(StorageRecord::WillScheduled {
+                        client_id: id(),
+                        at,
+                    });
                 }
             }
             if !s.is_durable() {
@@ -285,7 +306,11 @@ impl<P: Policy> Broker<P> {
                     subscription_id: sub.subscription_id,
                 });
             }
-            for o in s.outbound.iter().filter(|o| o.qos != mqtt_codec::QoS::AtMostOnce) {
+            for o in s
+                .outbound
+                .iter()
+                .filter(|o| o.qos != mqtt_codec::QoS::AtMostOnce)
+            {
                 out.push(StorageRecord::Queued {
                     client_id: id(),
                     seq: o.seq,
@@ -295,20 +320,31 @@ impl<P: Policy> Broker<P> {
                     subscription_ids: o.subscription_ids.clone(),
                 });
                 if let OutState::Sent(packet_id) | OutState::Released(packet_id) = o.state {
-                    out.push(StorageRecord::Sent { client_id: id(), seq: o.seq, packet_id });
+                    out.push(StorageRecord::Sent {
+                        client_id: id(),
+                        seq: o.seq,
+                        packet_id,
+                    });
                 }
                 if let OutState::Released(_) = o.state {
-                    out.push(StorageRecord::Released { client_id: id(), seq: o.seq });
+                    out.push(StorageRecord::Released {
+                        client_id: id(),
+                        seq: o.seq,
+                    });
                 }
             }
             for &packet_id in &s.incoming_qos2 {
-                out.push(StorageRecord::IncomingQos2 { client_id: id(), packet_id });
+                out.push(StorageRecord::IncomingQos2 {
+                    client_id: id(),
+                    packet_id,
+                });
             }
             if s.connection.is_none() {
                 // Restore computes the expiry as `at + expiry_interval`.
                 let at = s.expires_at.map_or(Timestamp::ZERO, |e| {
                     Timestamp::from_millis(
-                        e.as_millis().saturating_sub(u64::from(s.expiry_interval) * 1000),
+                        e.as_millis()
+                            .saturating_sub(u64::from(s.expiry_interval) * 1000),
                     )
                 });
                 out.push(StorageRecord::SessionDisconnected {

@@ -4,19 +4,25 @@
 //! so that it reads like the specification. The harness plays the host: it drains every output
 //! after each input, keeps the storage records (so the broker can be "restarted" from them),
 //! collects events, and buffers transmitted bytes per connection.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-use std::collections::{BTreeMap, BTreeSet};
-use std::num::NonZeroU16;
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU16;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use mqtt_session::Timestamp;
 use mqtt_session::broker::{
-    AllowAll, AuthDecision, Broker, BrokerConfig, BrokerEvent, ConnectInfo, ConnectionId, DropReason,
-    Output, Policy, StorageRecord,
+    AllowAll, AuthDecision, Broker, BrokerConfig, BrokerEvent, ConnectInfo, ConnectionId,
+    DropReason, Output, Policy, StorageRecord,
 };
 use mqtt_session::codec::{
     Auth, ConnAck, Connect, Decoder, Disconnect, Packet, PacketId, Properties, ProtocolVersion,
@@ -78,8 +84,14 @@ impl<P: Policy + Clone> Sim<P> {
             match out {
                 Output::Persist(r) => self.records.push(r),
                 Output::Transmit { connection, data } => {
-                    assert!(!self.closed.contains(&connection), "transmit after close on {connection:?}");
-                    self.inbox.entry(connection).or_default().extend_from_slice(&data);
+                    assert!(
+                        !self.closed.contains(&connection),
+                        "transmit after close on {connection:?}"
+                    );
+                    self.inbox
+                        .entry(connection)
+                        .or_default()
+                        .extend_from_slice(&data);
                 }
                 Output::Close { connection } => {
                     self.closed.insert(connection);
@@ -93,7 +105,12 @@ impl<P: Policy + Clone> Sim<P> {
     /// Opens a connection.
     pub fn open(&mut self, version: ProtocolVersion) -> Client {
         let conn = self.broker.handle_connection_opened(self.now);
-        Client { conn, version, decoder: Decoder::with_version(version), pending: Vec::new() }
+        Client {
+            conn,
+            version,
+            decoder: Decoder::with_version(version),
+            pending: Vec::new(),
+        }
     }
 
     /// Opens a connection, sends `connect` and returns the client and the CONNACK.
@@ -108,7 +125,10 @@ impl<P: Policy + Clone> Sim<P> {
         c.pending = packets;
         match first {
             Packet::ConnAck(ack) => (c, ack),
-            other => panic!("expected CONNACK, got {other:?} (events: {:?})", self.events),
+            other => panic!(
+                "expected CONNACK, got {other:?} (events: {:?})",
+                self.events
+            ),
         }
     }
 
@@ -116,7 +136,9 @@ impl<P: Policy + Clone> Sim<P> {
     pub fn send(&mut self, c: &Client, packet: impl Into<Packet>) {
         let packet = packet.into();
         let mut buf = BytesMut::new();
-        packet.encode(c.version, &mut buf).expect("test packet encodes");
+        packet
+            .encode(c.version, &mut buf)
+            .expect("test packet encodes");
         self.send_bytes(c, &buf);
     }
 
@@ -129,18 +151,34 @@ impl<P: Policy + Clone> Sim<P> {
     /// The packets the broker sent to `c` since the last call.
     pub fn recv(&mut self, c: &mut Client) -> Vec<Packet> {
         let mut out = std::mem::take(&mut c.pending);
-        let Some(buf) = self.inbox.get_mut(&c.conn) else { return out };
+        let Some(buf) = self.inbox.get_mut(&c.conn) else {
+            return out;
+        };
         while let Some(p) = c.decoder.decode(buf).expect("broker sent a valid packet") {
             out.push(p);
         }
         out
     }
 
+    /// The bytes the broker sent to `c` and `recv` has not read yet, undecoded.
+    pub fn recv_raw(&mut self, c: &Client) -> Vec<u8> {
+        self.inbox
+            .get_mut(&c.conn)
+            .map(|b| b.split().to_vec())
+            .unwrap_or_default()
+    }
+
     /// The PUBLISH packets the broker sent to `c` since the last call (other packets dropped).
     pub fn recv_publishes(&mut self, c: &mut Client) -> Vec<Publish> {
         self.recv(c)
             .into_iter()
-            .filter_map(|p| if let Packet::Publish(p) = p { Some(p) } else { None })
+            .filter_map(|p| {
+                if let Packet::Publish(p) = p {
+                    Some(p)
+                } else {
+                    None
+                }
+            })
             .collect()
     }
 
@@ -182,7 +220,12 @@ impl<P: Policy + Clone> Sim<P> {
         // Connection identifiers start again in the new broker: forget the old ones.
         self.inbox.clear();
         self.closed.clear();
-        self.broker = Broker::restore(self.config.clone(), self.policy.clone(), self.records.clone(), self.now);
+        self.broker = Broker::restore(
+            self.config.clone(),
+            self.policy.clone(),
+            self.records.clone(),
+            self.now,
+        );
         self.drain();
     }
 
@@ -223,10 +266,16 @@ impl<P: Policy + Clone> Sim<P> {
         self.send(c, s);
         let all = self.recv(c);
         let mut got = all.clone().into_iter();
-        let Some(Packet::SubAck(ack)) = got.next() else { panic!("expected a SUBACK first: {all:?}") };
+        let Some(Packet::SubAck(ack)) = got.next() else {
+            panic!("expected a SUBACK first: {all:?}")
+        };
         let rest: Vec<Packet> = got.collect();
         let pubs = publishes(&rest);
-        assert_eq!(pubs.len(), rest.len(), "only PUBLISH packets after the SUBACK: {rest:?}");
+        assert_eq!(
+            pubs.len(),
+            rest.len(),
+            "only PUBLISH packets after the SUBACK: {rest:?}"
+        );
         (ack, pubs)
     }
 
@@ -251,9 +300,11 @@ impl<P: Policy + Clone> Sim<P> {
         self.events
             .iter()
             .filter_map(|e| match e {
-                BrokerEvent::MessageDropped { client_id: c, topic, reason } if c == client_id => {
-                    Some((topic.to_string(), *reason))
-                }
+                BrokerEvent::MessageDropped {
+                    client_id: c,
+                    topic,
+                    reason,
+                } if c == client_id => Some((topic.to_string(), *reason)),
                 _ => None,
             })
             .collect()
@@ -350,16 +401,27 @@ pub fn subscribe(id: u16, filters: &[(&str, QoS)]) -> Subscribe {
     Subscribe {
         packet_id: pid(id),
         properties: Properties::default(),
-        filters: filters.iter().map(|(f, q)| (filter(f), SubscriptionOptions::qos(*q))).collect(),
+        filters: filters
+            .iter()
+            .map(|(f, q)| (filter(f), SubscriptionOptions::qos(*q)))
+            .collect(),
     }
 }
 
 pub fn subscribe_with(id: u16, f: &str, options: SubscriptionOptions) -> Subscribe {
-    Subscribe { packet_id: pid(id), properties: Properties::default(), filters: vec![(filter(f), options)] }
+    Subscribe {
+        packet_id: pid(id),
+        properties: Properties::default(),
+        filters: vec![(filter(f), options)],
+    }
 }
 
 pub fn unsubscribe(id: u16, filters: &[&str]) -> Unsubscribe {
-    Unsubscribe { packet_id: pid(id), properties: Properties::default(), filters: filters.iter().map(|f| filter(f)).collect() }
+    Unsubscribe {
+        packet_id: pid(id),
+        properties: Properties::default(),
+        filters: filters.iter().map(|f| filter(f)).collect(),
+    }
 }
 
 pub fn puback(id: PacketId) -> PubAck {
@@ -404,15 +466,30 @@ pub fn publish_owned(topic_name: &str, payload: Vec<u8>, qos: QoS, id: Option<u1
 }
 
 /// A retained PUBLISH at `qos`.
-pub fn retained_qos(topic_name: &str, payload: &'static [u8], qos: QoS, id: Option<u16>) -> Publish {
+pub fn retained_qos(
+    topic_name: &str,
+    payload: &'static [u8],
+    qos: QoS,
+    id: Option<u16>,
+) -> Publish {
     let mut p = publish(topic_name, payload, qos, id);
     p.retain = true;
     p
 }
 
 /// Subscription options in full.
-pub fn options(qos: QoS, no_local: bool, retain_as_published: bool, retain_handling: RetainHandling) -> SubscriptionOptions {
-    SubscriptionOptions { qos, no_local, retain_as_published, retain_handling }
+pub fn options(
+    qos: QoS,
+    no_local: bool,
+    retain_as_published: bool,
+    retain_handling: RetainHandling,
+) -> SubscriptionOptions {
+    SubscriptionOptions {
+        qos,
+        no_local,
+        retain_as_published,
+        retain_handling,
+    }
 }
 
 /// SUBSCRIBE with a Subscription Identifier.
@@ -424,7 +501,10 @@ pub fn subscribe_id(id: u16, filters: &[(&str, QoS)], subscription_id: u32) -> S
 
 /// AUTH with a reason code, method and data.
 pub fn auth(reason_code: ReasonCode, method: &str, data: Option<&'static [u8]>) -> Auth {
-    let mut a = Auth { reason_code, properties: Properties::default() };
+    let mut a = Auth {
+        reason_code,
+        properties: Properties::default(),
+    };
     a.properties.authentication_method = Some(utf8(method));
     a.properties.authentication_data = data.map(Bytes::from_static);
     a
@@ -453,16 +533,29 @@ pub fn will_delayed(topic_name: &str, payload: &'static [u8], delay: u32) -> Wil
 
 /// The only packet of `packets`, asserting there is exactly one.
 pub fn only(packets: Vec<Packet>) -> Packet {
-    assert_eq!(packets.len(), 1, "expected exactly one packet, got {packets:?}");
+    assert_eq!(
+        packets.len(),
+        1,
+        "expected exactly one packet, got {packets:?}"
+    );
     packets.into_iter().next().unwrap()
 }
 
 /// The PUBLISH packets of `packets`.
 pub fn publishes(packets: &[Packet]) -> Vec<Publish> {
-    packets.iter().filter_map(|p| if let Packet::Publish(p) = p { Some(p.clone()) } else { None }).collect()
+    packets
+        .iter()
+        .filter_map(|p| {
+            if let Packet::Publish(p) = p {
+                Some(p.clone())
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
-/// The reason code of the only DISCONNECT of `packets`.
+/// The reason code of the DISCONNECT that ends `packets` (`None` if they do not end with one).
 pub fn disconnect_reason(packets: &[Packet]) -> Option<ReasonCode> {
     match packets {
         [.., Packet::Disconnect(d)] => Some(d.reason_code),
@@ -472,7 +565,9 @@ pub fn disconnect_reason(packets: &[Packet]) -> Option<ReasonCode> {
 
 /// Payloads of PUBLISH packets as strings.
 pub fn payloads(ps: &[Publish]) -> Vec<String> {
-    ps.iter().map(|p| String::from_utf8_lossy(&p.payload).into_owned()).collect()
+    ps.iter()
+        .map(|p| String::from_utf8_lossy(&p.payload).into_owned())
+        .collect()
 }
 
 /// A policy for tests, configurable per test; the log is shared by its clones.
@@ -534,7 +629,12 @@ impl Policy for TestPolicy {
         }
     }
 
-    fn continue_authentication(&mut self, client_id: &str, method: &str, data: Option<&[u8]>) -> AuthDecision {
+    fn continue_authentication(
+        &mut self,
+        client_id: &str,
+        method: &str,
+        data: Option<&[u8]>,
+    ) -> AuthDecision {
         self.log.borrow_mut().push(format!(
             "auth {client_id} {method} {}",
             data.map_or("-".to_owned(), |d| String::from_utf8_lossy(d).into_owned())
@@ -547,12 +647,18 @@ impl Policy for TestPolicy {
     }
 
     fn may_publish(&mut self, client_id: &str, username: Option<&str>, topic: &str) -> bool {
-        self.log.borrow_mut().push(format!("publish {client_id} {} {topic}", username.unwrap_or("-")));
+        self.log.borrow_mut().push(format!(
+            "publish {client_id} {} {topic}",
+            username.unwrap_or("-")
+        ));
         !self.deny_publish.iter().any(|t| t == topic)
     }
 
     fn may_subscribe(&mut self, client_id: &str, username: Option<&str>, filter: &str) -> bool {
-        self.log.borrow_mut().push(format!("subscribe {client_id} {} {filter}", username.unwrap_or("-")));
+        self.log.borrow_mut().push(format!(
+            "subscribe {client_id} {} {filter}",
+            username.unwrap_or("-")
+        ));
         !self.deny_subscribe.iter().any(|f| f == filter)
     }
 }
@@ -562,4 +668,37 @@ pub fn config_with(change: impl FnOnce(&mut BrokerConfig)) -> BrokerConfig {
     let mut config = BrokerConfig::default();
     change(&mut config);
     config
+}
+
+// ---- raw packets (for what the encoder refuses to build) ---------------------------------------
+
+/// A length-prefixed field (UTF-8 string or binary data).
+pub fn lp(bytes: &[u8]) -> Vec<u8> {
+    let mut v = u16::try_from(bytes.len()).unwrap().to_be_bytes().to_vec();
+    v.extend_from_slice(bytes);
+    v
+}
+
+/// A packet from its first byte and its body (Remaining Length below 128).
+pub fn framed(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![first, u8::try_from(body.len()).unwrap()];
+    v.extend_from_slice(body);
+    v
+}
+
+/// Concatenates byte slices.
+pub fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+/// CONNECT bytes: protocol `name`, `level`, connect `flags`, keep alive 60, (level 5: an empty
+/// property list,) then `payload`.
+pub fn raw_connect(name: &[u8], level: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut body = lp(name);
+    body.extend_from_slice(&[level, flags, 0, 60]);
+    if level == 5 {
+        body.push(0);
+    }
+    body.extend_from_slice(payload);
+    framed(0x10, &body)
 }

@@ -218,3 +218,30 @@ fn a_snapshot_restores_like_the_full_log() {
     assert_eq!(&sim.broker.retained("a/r").unwrap().payload[..], b"kept");
     assert_eq!(&sim.broker.retained("w").unwrap().payload[..], b"bye");
 }
+
+#[test]
+fn a_connection_that_never_sends_connect_is_closed_after_the_connect_timeout() {
+    let mut sim = Sim::new();
+    let idle = sim.open(ProtocolVersion::V5);
+    sim.advance(29);
+    assert!(!sim.is_closed(&idle));
+    sim.advance(1);
+    assert!(sim.is_closed(&idle));
+}
+
+#[test]
+fn shutdown_sends_server_shutting_down_to_v5_clients_and_closes_all() {
+    let mut sim = Sim::new();
+    let mut c = connect_v5("v5", true, Some(60));
+    c.will = Some(will("w/v5", b"gone", QoS::AtMostOnce, false));
+    let (mut v5, _) = sim.connect(c);
+    let (mut v3, _) = sim.connect(connect_v311("v3", false));
+    sim.broker.handle_shutdown(sim.now);
+    sim.drain();
+    assert!(sim.is_closed(&v5) && sim.is_closed(&v3));
+    assert!(matches!(&sim.recv(&mut v5)[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::SERVER_SHUTTING_DOWN));
+    assert!(sim.recv(&mut v3).is_empty());
+    // Not a DISCONNECT from the client: the will is published.
+    assert_eq!(sim.wills_published(), ["v5"]);
+    assert!(sim.broker.has_session("v3"));
+}

@@ -46,6 +46,9 @@ pub struct BrokerConfig {
     pub assigned_client_id_prefix: String,
     /// Response Information sent to a client that asks for it (MQTT 5.0).
     pub response_information: Option<String>,
+    /// Seconds a new connection has to complete its CONNECT (and any enhanced authentication)
+    /// before it is closed. `None`: no limit.
+    pub connect_timeout: Option<u32>,
 }
 
 impl Default for BrokerConfig {
@@ -68,6 +71,7 @@ impl Default for BrokerConfig {
             allow_empty_client_id: true,
             assigned_client_id_prefix: "auto-".to_owned(),
             response_information: None,
+            connect_timeout: Some(30),
         }
     }
 }

@@ -128,6 +128,13 @@ impl<P: Policy> Broker<P> {
         let authorized = self
             .policy
             .may_publish(&client_id, username.as_deref(), &p.topic);
+        if !authorized {
+            self.event(BrokerEvent::NotAuthorized {
+                client_id: client_id.clone(),
+                action: super::AuthorizationAction::Publish,
+                target: p.topic.to_string(),
+            });
+        }
         let reason = if authorized {
             let expires_at = p
                 .properties
@@ -198,21 +205,16 @@ impl<P: Policy> Broker<P> {
             .sessions
             .get_mut(&client_id)
             .map(|s| (s.incoming_qos2.remove(&id), s.is_durable()));
-        match removed {
-            Some((true, durable)) => {
-                if durable {
-                    self.persist(StorageRecord::IncomingQos2Released {
-                        client_id,
-                        packet_id: id,
-                    });
-                }
-            }
+        let (found, durable) = removed.unwrap_or((false, false));
+        if found && durable {
+            self.persist(StorageRecord::IncomingQos2Released {
+                client_id,
+                packet_id: id,
+            });
+        } else if !found && self.version_of(connection).is_some_and(|v| v.is_v5()) {
             // 5.0: 0x92 Packet Identifier not found. 3.1.1 has no reason codes: a PUBREL for a
             // flow already completed (its PUBCOMP lost) is simply completed again.
-            _ if self.version_of(connection).is_some_and(|v| v.is_v5()) => {
-                comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
-            }
-            _ => {}
+            comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
         }
         // [MQTT-4.3.3-11] PUBCOMP with the same Packet Identifier.
         self.send(connection, &Packet::PubComp(comp));
@@ -745,6 +747,11 @@ impl<P: Policy> Broker<P> {
                 .policy
                 .may_subscribe(&client_id, username.as_deref(), filter)
             {
+                self.event(BrokerEvent::NotAuthorized {
+                    client_id: client_id.clone(),
+                    action: super::AuthorizationAction::Subscribe,
+                    target: filter.to_string(),
+                });
                 refuse(ReasonCode::NOT_AUTHORIZED)
             } else if filter.has_wildcards() && !self.config.wildcard_subscription_available {
                 refuse(ReasonCode::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED)

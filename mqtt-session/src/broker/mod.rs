@@ -103,6 +103,16 @@ pub enum DropReason {
     TooLarge,
 }
 
+/// What a client asked to do, in a [`BrokerEvent::NotAuthorized`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthorizationAction {
+    /// Publish to a topic.
+    Publish,
+    /// Subscribe to a topic filter.
+    Subscribe,
+}
+
 /// Events for the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -155,6 +165,15 @@ pub enum BrokerEvent {
         /// The will topic.
         topic: TopicName,
     },
+    /// The policy refused a PUBLISH or a subscription.
+    NotAuthorized {
+        /// The Client Identifier.
+        client_id: String,
+        /// What was asked.
+        action: AuthorizationAction,
+        /// The topic (publish) or the topic filter (subscribe).
+        target: String,
+    },
     /// A message was not delivered to a session.
     MessageDropped {
         /// The Client Identifier.
@@ -169,6 +188,7 @@ pub enum BrokerEvent {
 /// A timer; deadlines are kept in one ordered set and checked lazily when they fire.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
+    ConnectTimeout(ConnectionId),
     KeepAlive(ConnectionId),
     SessionExpiry(String),
     Will(String),
@@ -369,7 +389,30 @@ impl<P: Policy> Broker<P> {
                 connect_session_expiry: 0,
             },
         );
+        if let Some(secs) = self.config.connect_timeout {
+            self.arm(now.plus_secs(u64::from(secs)), Timer::ConnectTimeout(id));
+        }
         id
+    }
+
+    /// The server is shutting down: every connected MQTT 5.0 client is sent DISCONNECT 0x8B
+    /// (Server shutting down), and every connection is closed. For the sessions this is a
+    /// close the clients did not ask for: their wills follow the usual rules. Draining
+    /// [`Broker::poll_output`] afterwards gives the records to persist and the last bytes.
+    pub fn handle_shutdown(&mut self, now: Timestamp) {
+        let ids: Vec<ConnectionId> = self.connections.keys().copied().collect();
+        for id in ids {
+            let Some(conn) = self.connections.get(&id) else {
+                continue;
+            };
+            if conn.state == ConnState::Connected && conn.version.is_v5() {
+                self.send(
+                    id,
+                    &Packet::Disconnect(Disconnect::new(ReasonCode::SERVER_SHUTTING_DOWN)),
+                );
+            }
+            self.close_connection(id, false, now);
+        }
     }
 
     /// Bytes arrived on `connection`. Unknown or closed connections are ignored.
@@ -415,6 +458,17 @@ impl<P: Policy> Broker<P> {
             self.timers.remove(&(at, timer.clone()));
             match timer {
                 Timer::KeepAlive(c) => self.check_keep_alive(c, now),
+                Timer::ConnectTimeout(c) => {
+                    // Still no CONNACK: close without a word (section 3.1.4 lets a server close
+                    // a connection that does not send CONNECT within a reasonable time).
+                    if self
+                        .connections
+                        .get(&c)
+                        .is_some_and(|conn| conn.state != ConnState::Connected)
+                    {
+                        self.close_connection(c, false, now);
+                    }
+                }
                 Timer::Will(client) => self.fire_will(&client, at, now),
                 Timer::SessionExpiry(client) => self.check_session_expiry(&client, now),
             }

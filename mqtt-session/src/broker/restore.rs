@@ -268,8 +268,18 @@ impl<P: Policy> Broker<P> {
     /// The records that rebuild the broker's current durable state, and nothing else: a host
     /// can replace its record log with them (compaction). [`Broker::restore`] of a snapshot
     /// behaves as `restore` of the full log would.
+    ///
+    /// Take it only with the outputs drained: records still waiting in [`Broker::poll_output`]
+    /// are already part of the snapshot, and appending them after it would apply them twice.
     #[must_use]
     pub fn snapshot(&self) -> Vec<StorageRecord> {
+        debug_assert!(
+            !self
+                .out
+                .iter()
+                .any(|p| matches!(p, super::Pending::Persist(_))),
+            "snapshot taken with persist records not yet drained"
+        );
         let mut out = Vec::new();
         for message in self.retained.values() {
             out.push(StorageRecord::Retained {

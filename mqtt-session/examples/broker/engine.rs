@@ -1,0 +1,521 @@
+//! The engine task: owns the [`Broker`] and the [`Store`], and is the only place either is
+//! touched. Connection tasks talk to it over channels:
+//!
+//! ```text
+//!  accept loop ──Accepted──┐
+//!  reader tasks ──Bytes/Closed──► engine ──WriteCmd──► one writer task per connection
+//!  writer tasks ──Closed───┘       │
+//!                                  └── redb (commit, then send)
+//! ```
+//!
+//! Each turn of the loop takes the inputs that are ready (up to [`BATCH`]), feeds them to the
+//! broker with the current time, fires due deadlines, then drains every output: all `Persist`
+//! records of the turn go into one redb transaction, committed durably **before** any of the
+//! turn's `Transmit`/`Close` is acted on (group commit; sending later than the engine could
+//! never loses anything, sending before the commit could).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use mqtt_session::Timestamp;
+use mqtt_session::broker::{Broker, BrokerEvent, ConnectionId, Output, StorageRecord};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinSet};
+
+use crate::BoxError;
+use crate::acl::AclPolicy;
+use crate::store::Store;
+
+/// The most inputs handled before the outputs are drained (and committed together).
+const BATCH: usize = 256;
+/// Capacity of the channel into the engine (readers wait when it is full).
+pub(crate) const INPUT_QUEUE: usize = 1024;
+/// Capacity of each connection's write channel, in chunks. A client that does not read until
+/// it fills is disconnected (as if its connection had dropped).
+const WRITE_QUEUE: usize = 1024;
+/// Bytes read from a socket at a time.
+const READ_CHUNK: usize = 16 * 1024;
+/// A connection that has not completed its CONNECT within this time is closed (the engine sets
+/// no such deadline itself).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A write that makes no progress for this long (the client stopped reading) ends the
+/// connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest the engine sleeps without looking at the clock again.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// The log is compacted when it holds this many records more than the last snapshot had (and
+/// at least twice as many).
+const COMPACT_MIN_GROWTH: u64 = 10_000;
+/// How long a graceful shutdown waits for writers to flush.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+
+/// What connection tasks and the accept loop tell the engine.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// A client connected.
+    Accepted(TcpStream, SocketAddr),
+    /// Bytes arrived on a connection.
+    Bytes(ConnectionId, Bytes),
+    /// A connection was closed by the peer or failed.
+    Closed(ConnectionId),
+}
+
+/// What the engine tells a writer task.
+#[derive(Debug)]
+enum WriteCmd {
+    /// Write these bytes.
+    Data(Bytes),
+    /// Close the connection (after what was queued before).
+    Close,
+}
+
+/// The wall clock as milliseconds since the UNIX epoch, never going backwards (persisted
+/// deadlines keep their meaning across restarts).
+#[derive(Debug, Default)]
+pub(crate) struct Clock {
+    last: u64,
+}
+
+impl Clock {
+    /// The current time.
+    pub(crate) fn now(&mut self) -> Timestamp {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .ok()
+            .and_then(|d| u64::try_from(d.as_millis()).ok())
+            .unwrap_or(0);
+        self.last = self.last.max(ms);
+        Timestamp::from_millis(self.last)
+    }
+}
+
+/// A connection as the engine knows it.
+#[derive(Debug)]
+struct Conn {
+    peer: SocketAddr,
+    writes: mpsc::Sender<WriteCmd>,
+    reader: AbortHandle,
+    writer: AbortHandle,
+    /// Whether the CONNECT was accepted.
+    connected: bool,
+}
+
+/// The engine: the broker, its storage and its connections.
+pub(crate) struct Engine {
+    broker: Broker<AclPolicy>,
+    store: Store,
+    clock: Clock,
+    conns: BTreeMap<ConnectionId, Conn>,
+    /// For the tasks the engine spawns.
+    inputs: mpsc::Sender<Input>,
+    readers: JoinSet<()>,
+    writers: JoinSet<()>,
+    /// Connections awaiting their CONNECT, with the time they must have it by (in order).
+    connect_deadlines: VecDeque<(Timestamp, ConnectionId)>,
+    /// The log length at which to compact next.
+    compact_at: u64,
+}
+
+impl Engine {
+    /// An engine for a restored broker whose storage was just compacted.
+    pub(crate) fn new(
+        broker: Broker<AclPolicy>,
+        store: Store,
+        clock: Clock,
+        inputs: mpsc::Sender<Input>,
+    ) -> Self {
+        let compact_at = compaction_point(store.len());
+        Self {
+            broker,
+            store,
+            clock,
+            conns: BTreeMap::new(),
+            inputs,
+            readers: JoinSet::new(),
+            writers: JoinSet::new(),
+            connect_deadlines: VecDeque::new(),
+            compact_at,
+        }
+    }
+
+    /// Runs until `shutdown` completes (then closes every connection, persists what that
+    /// changes and compacts the log) or storage fails (then returns the error at once: nothing
+    /// that was not committed has been sent).
+    pub(crate) async fn run(
+        mut self,
+        mut inputs: mpsc::Receiver<Input>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), BoxError> {
+        tokio::pin!(shutdown);
+        loop {
+            let now = self.clock.now();
+            if self.broker.poll_timeout().is_some_and(|t| t <= now) {
+                self.broker.handle_timeout(now);
+            }
+            self.expire_connects(now);
+            self.flush()?;
+            // Forget the tasks that ended.
+            while self.readers.try_join_next().is_some() {}
+            while self.writers.try_join_next().is_some() {}
+
+            let wake = [
+                self.broker.poll_timeout(),
+                self.connect_deadlines.front().map(|(t, _)| *t),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            // (At least 1 ms: a deadline that is already due was handled above.)
+            let sleep = wake.map_or(MAX_SLEEP, |t| {
+                t.since(now).clamp(Duration::from_millis(1), MAX_SLEEP)
+            });
+            let deadline = tokio::time::Instant::now() + sleep;
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                input = inputs.recv() => {
+                    let Some(input) = input else { break };
+                    self.handle(input);
+                    for _ in 1..BATCH {
+                        match inputs.try_recv() {
+                            Ok(input) => self.handle(input),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+        self.shut_down().await
+    }
+
+    /// Feeds one input to the broker.
+    fn handle(&mut self, input: Input) {
+        let now = self.clock.now();
+        match input {
+            Input::Accepted(stream, peer) => self.open(stream, peer, now),
+            Input::Bytes(conn, data) => self.broker.handle_bytes(conn, &data, now),
+            Input::Closed(conn) => {
+                if let Some(c) = self.conns.remove(&conn) {
+                    tracing::debug!(conn = conn.0, peer = %c.peer, "connection closed by the peer");
+                    c.reader.abort();
+                    // The writer ends when its channel is dropped, after writing what was queued.
+                }
+                self.broker.handle_connection_closed(conn, now);
+            }
+        }
+    }
+
+    /// Registers a new connection and starts its reader and writer.
+    fn open(&mut self, stream: TcpStream, peer: SocketAddr, now: Timestamp) {
+        let conn = self.broker.handle_connection_opened(now);
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(conn = conn.0, %peer, "TCP_NODELAY: {e}");
+        }
+        let (read, write) = stream.into_split();
+        let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+        let reader = self
+            .readers
+            .spawn(read_loop(conn, read, self.inputs.clone()));
+        let writer = self
+            .writers
+            .spawn(write_loop(conn, write, queue, self.inputs.clone()));
+        self.conns.insert(
+            conn,
+            Conn {
+                peer,
+                writes,
+                reader,
+                writer,
+                connected: false,
+            },
+        );
+        self.connect_deadlines
+            .push_back((now.plus(CONNECT_TIMEOUT), conn));
+        tracing::debug!(conn = conn.0, %peer, "connection opened");
+    }
+
+    /// Closes connections whose CONNECT did not complete in time.
+    fn expire_connects(&mut self, now: Timestamp) {
+        while let Some(&(at, conn)) = self.connect_deadlines.front() {
+            if at > now {
+                break;
+            }
+            self.connect_deadlines.pop_front();
+            if self.conns.get(&conn).is_some_and(|c| !c.connected) {
+                tracing::info!(conn = conn.0, "no CONNECT in time: closing the connection");
+                self.drop_connection(conn, now);
+            }
+        }
+    }
+
+    /// Drops a connection the engine gives up on (slow, silent or failed): its tasks are
+    /// aborted and the broker treats it as closed by the network (the will is published).
+    fn drop_connection(&mut self, conn: ConnectionId, now: Timestamp) {
+        if let Some(c) = self.conns.remove(&conn) {
+            c.reader.abort();
+            c.writer.abort();
+        }
+        self.broker.handle_connection_closed(conn, now);
+    }
+
+    /// Drains the broker's outputs until there are none: persist, then act.
+    fn flush(&mut self) -> Result<(), BoxError> {
+        loop {
+            let mut records: Vec<StorageRecord> = Vec::new();
+            let mut actions = Vec::new();
+            while let Some(output) = self.broker.poll_output() {
+                match output {
+                    Output::Persist(record) => records.push(record),
+                    other => actions.push(other),
+                }
+            }
+            if records.is_empty() && actions.is_empty() {
+                return Ok(());
+            }
+            // Persist, then send: the commit is durable when `append` returns.
+            self.store.append(&records)?;
+            if self.store.len() >= self.compact_at {
+                // Every output has been drained, so the snapshot is exactly what the log says.
+                let snapshot = self.broker.snapshot();
+                self.store.replace_all(&snapshot)?;
+                self.compact_at = compaction_point(self.store.len());
+                tracing::debug!(records = snapshot.len(), "storage compacted");
+            }
+            for action in actions {
+                self.act(action);
+            }
+        }
+    }
+
+    /// Carries out one output other than `Persist`.
+    fn act(&mut self, output: Output) {
+        match output {
+            Output::Transmit { connection, data } => {
+                let Some(c) = self.conns.get(&connection) else {
+                    return;
+                };
+                match c.writes.try_send(WriteCmd::Data(data)) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        tracing::warn!(
+                            conn = connection.0,
+                            peer = %c.peer,
+                            "client does not read fast enough: dropping the connection"
+                        );
+                        let now = self.clock.now();
+                        self.drop_connection(connection, now);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        // The writer failed; its `Closed` input is on the way.
+                        let now = self.clock.now();
+                        self.drop_connection(connection, now);
+                    }
+                }
+            }
+            Output::Close { connection } => {
+                if let Some(c) = self.conns.remove(&connection) {
+                    c.reader.abort();
+                    if c.writes.try_send(WriteCmd::Close).is_err() {
+                        c.writer.abort();
+                    }
+                    tracing::debug!(conn = connection.0, peer = %c.peer, "connection closed by the broker");
+                }
+            }
+            Output::Event(event) => self.log_event(&event),
+            // `Persist` is handled by `flush`; later kinds of output are not known here.
+            other => tracing::debug!(?other, "output ignored"),
+        }
+    }
+
+    fn log_event(&mut self, event: &BrokerEvent) {
+        if let BrokerEvent::ClientConnected { connection, .. } = event
+            && let Some(c) = self.conns.get_mut(connection)
+        {
+            c.connected = true;
+        }
+        log_event(event, |conn| self.conns.get(conn).map(|c| c.peer));
+    }
+
+    /// Graceful shutdown: the engine sends MQTT 5.0 clients DISCONNECT 0x8B (Server shutting
+    /// down) and ends every connection (wills and session expiry start now and are persisted),
+    /// writers get a moment to flush, and the log is compacted.
+    async fn shut_down(mut self) -> Result<(), BoxError> {
+        tracing::info!(connections = self.conns.len(), "shutting down");
+        let now = self.clock.now();
+        self.broker.handle_shutdown(now);
+        self.flush()?;
+        for (_, c) in std::mem::take(&mut self.conns) {
+            c.reader.abort();
+            if c.writes.try_send(WriteCmd::Close).is_err() {
+                c.writer.abort();
+            }
+        }
+        self.readers.abort_all();
+        let mut writers = std::mem::take(&mut self.writers);
+        let flushed = tokio::time::timeout(SHUTDOWN_FLUSH, async {
+            while writers.join_next().await.is_some() {}
+        })
+        .await;
+        if flushed.is_err() {
+            writers.abort_all();
+        }
+        let snapshot = self.broker.snapshot();
+        self.store.replace_all(&snapshot)?;
+        tracing::info!(
+            sessions = self.broker.session_count(),
+            retained = self.broker.retained_count(),
+            records = snapshot.len(),
+            "state saved"
+        );
+        Ok(())
+    }
+}
+
+/// The log length at which to compact a log that holds `len` records after compaction.
+fn compaction_point(len: u64) -> u64 {
+    len.saturating_mul(2)
+        .max(len.saturating_add(COMPACT_MIN_GROWTH))
+}
+
+/// Logs an engine event; `peer` tells a connection's address when it is known.
+pub(crate) fn log_event(event: &BrokerEvent, peer: impl Fn(&ConnectionId) -> Option<SocketAddr>) {
+    let peer = |conn: &ConnectionId| peer(conn).map_or_else(|| "-".to_owned(), |p| p.to_string());
+    match event {
+        BrokerEvent::ClientConnected {
+            connection,
+            client_id,
+            session_present,
+            protocol,
+        } => {
+            let peer = peer(connection);
+            let what = if *session_present {
+                "client connected, session resumed"
+            } else {
+                "client connected, session created"
+            };
+            tracing::info!(conn = connection.0, %peer, client_id, ?protocol, "{what}");
+        }
+        BrokerEvent::ConnectionRejected {
+            connection,
+            reason_code,
+        } => {
+            let peer = peer(connection);
+            tracing::warn!(conn = connection.0, %peer, %reason_code, "CONNECT refused");
+        }
+        BrokerEvent::ClientDisconnected {
+            connection,
+            client_id,
+            graceful,
+        } => {
+            tracing::info!(
+                conn = connection.0,
+                client_id,
+                graceful,
+                "client disconnected"
+            );
+        }
+        BrokerEvent::ProtocolViolation {
+            connection,
+            reason_code,
+            error,
+        } => {
+            let peer = peer(connection);
+            match error {
+                Some(error) => tracing::warn!(
+                    conn = connection.0,
+                    %peer,
+                    %reason_code,
+                    %error,
+                    "protocol violation: connection closed"
+                ),
+                None => tracing::warn!(
+                    conn = connection.0,
+                    %peer,
+                    %reason_code,
+                    "protocol violation: connection closed"
+                ),
+            }
+        }
+        BrokerEvent::SessionEnded { client_id } => {
+            tracing::info!(client_id, "session ended");
+        }
+        BrokerEvent::WillPublished { client_id, topic } => {
+            tracing::info!(client_id, %topic, "will published");
+        }
+        BrokerEvent::MessageDropped {
+            client_id,
+            topic,
+            reason,
+        } => {
+            tracing::warn!(client_id, %topic, ?reason, "message dropped");
+        }
+        BrokerEvent::NotAuthorized {
+            client_id,
+            action,
+            target,
+        } => {
+            tracing::warn!(client_id, ?action, target, "not authorized");
+        }
+        other => tracing::debug!(?other, "broker event"),
+    }
+}
+
+/// Reads from the socket and hands the bytes to the engine; tells it when the peer closes.
+async fn read_loop(conn: ConnectionId, mut read: OwnedReadHalf, inputs: mpsc::Sender<Input>) {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        buf.reserve(READ_CHUNK);
+        match read.read_buf(&mut buf).await {
+            Ok(0) => break,
+            Ok(_) => {
+                if inputs
+                    .send(Input::Bytes(conn, buf.split().freeze()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(conn = conn.0, "read failed: {e}");
+                break;
+            }
+        }
+    }
+    // The engine may be gone (shutting down): nothing left to tell then.
+    let _ = inputs.send(Input::Closed(conn)).await;
+}
+
+/// Writes what the engine sends; closes the socket when asked (or when the engine forgets the
+/// connection), and tells the engine when writing fails.
+async fn write_loop(
+    conn: ConnectionId,
+    mut write: OwnedWriteHalf,
+    mut queue: mpsc::Receiver<WriteCmd>,
+    inputs: mpsc::Sender<Input>,
+) {
+    while let Some(cmd) = queue.recv().await {
+        match cmd {
+            WriteCmd::Data(data) => {
+                let failure =
+                    match tokio::time::timeout(WRITE_TIMEOUT, write.write_all(&data)).await {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => format!("no progress in {WRITE_TIMEOUT:?}"),
+                    };
+                tracing::debug!(conn = conn.0, "write failed: {failure}");
+                let _ = inputs.send(Input::Closed(conn)).await;
+                return;
+            }
+            WriteCmd::Close => break,
+        }
+    }
+    // Sends FIN; the socket is closed when the reader half is dropped too.
+    let _ = write.shutdown().await;
+}

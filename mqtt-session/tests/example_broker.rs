@@ -545,7 +545,7 @@ fn a_persistent_session_and_a_retained_message_survive_sigkill() {
     p1.disconnect();
 }
 
-// v5 [MQTT-3.3.5-2] [MQTT-3.9.3-1]: the ACL's refusals are Not authorized.
+// v5 [MQTT-3.9.3-1]: the ACL's refusals are Not authorized (0x87).
 #[test]
 fn the_acl_decides_on_publish_and_subscribe() {
     let dir = TempDir::new("acl");

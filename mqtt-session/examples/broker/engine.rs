@@ -14,7 +14,7 @@
 //! turn's `Transmit`/`Close` is acted on (group commit; sending later than the engine could
 //! never loses anything, sending before the commit could).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -40,9 +40,6 @@ pub(crate) const INPUT_QUEUE: usize = 1024;
 const WRITE_QUEUE: usize = 1024;
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
-/// A connection that has not completed its CONNECT within this time is closed (the engine sets
-/// no such deadline itself).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A write that makes no progress for this long (the client stopped reading) ends the
 /// connection.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -116,7 +113,6 @@ pub(crate) struct Engine {
     readers: JoinSet<()>,
     writers: JoinSet<()>,
     /// Connections awaiting their CONNECT, with the time they must have it by (in order).
-    connect_deadlines: VecDeque<(Timestamp, ConnectionId)>,
     /// The log length at which to compact next.
     compact_at: u64,
 }
@@ -138,7 +134,6 @@ impl Engine {
             inputs,
             readers: JoinSet::new(),
             writers: JoinSet::new(),
-            connect_deadlines: VecDeque::new(),
             compact_at,
         }
     }
@@ -157,19 +152,14 @@ impl Engine {
             if self.broker.poll_timeout().is_some_and(|t| t <= now) {
                 self.broker.handle_timeout(now);
             }
-            self.expire_connects(now);
             self.flush()?;
             // Forget the tasks that ended.
             while self.readers.try_join_next().is_some() {}
             while self.writers.try_join_next().is_some() {}
 
-            let wake = [
-                self.broker.poll_timeout(),
-                self.connect_deadlines.front().map(|(t, _)| *t),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            // The engine's own connect timeout (`BrokerConfig::connect_timeout`) closes
+            // connections that never complete their CONNECT.
+            let wake = self.broker.poll_timeout();
             // (At least 1 ms: a deadline that is already due was handled above.)
             let sleep = wake.map_or(MAX_SLEEP, |t| {
                 t.since(now).clamp(Duration::from_millis(1), MAX_SLEEP)
@@ -235,23 +225,7 @@ impl Engine {
                 connected: false,
             },
         );
-        self.connect_deadlines
-            .push_back((now.plus(CONNECT_TIMEOUT), conn));
         tracing::debug!(conn = conn.0, %peer, "connection opened");
-    }
-
-    /// Closes connections whose CONNECT did not complete in time.
-    fn expire_connects(&mut self, now: Timestamp) {
-        while let Some(&(at, conn)) = self.connect_deadlines.front() {
-            if at > now {
-                break;
-            }
-            self.connect_deadlines.pop_front();
-            if self.conns.get(&conn).is_some_and(|c| !c.connected) {
-                tracing::info!(conn = conn.0, "no CONNECT in time: closing the connection");
-                self.drop_connection(conn, now);
-            }
-        }
     }
 
     /// Drops a connection the engine gives up on (slow, silent or failed): its tasks are

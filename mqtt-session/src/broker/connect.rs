@@ -130,7 +130,7 @@ impl<P: Policy> Broker<P> {
                 conn.keep_alive_ms = u64::from(connect.keep_alive) * 1000;
                 if connect.keep_alive > 0 {
                     let deadline = now.plus_millis(u64::from(connect.keep_alive) * 1500);
-                    self.arm(deadline, super::Timer::KeepAlive(connection));
+                    self.arm_connection(connection, deadline, super::Timer::KeepAlive(connection));
                 }
                 let Some(conn) = self.connections.get_mut(&connection) else {
                     return;
@@ -423,9 +423,10 @@ impl<P: Policy> Broker<P> {
         conn.connect_session_expiry = requested;
         let request_response = props.request_response_information.unwrap_or(false);
         let auth_method = conn.authentication_method.clone();
+        self.disarm_connection(connection, Some(&super::Timer::KeepAlive(connection)));
         if keep_alive > 0 {
             let deadline = now.plus_millis(u64::from(keep_alive) * 1500);
-            self.arm(deadline, super::Timer::KeepAlive(connection));
+            self.arm_connection(connection, deadline, super::Timer::KeepAlive(connection));
         }
 
         // [MQTT-3.2.2-2] [MQTT-3.2.2-3] [MQTT-3.1.4-5] CONNACK, Success.
@@ -468,7 +469,18 @@ impl<P: Policy> Broker<P> {
             // [MQTT-4.12.0-5] a successful CONNACK carries the Authentication Method.
             p.authentication_method = auth_method;
         }
-        self.send(connection, &Packet::ConnAck(ack));
+        self.disarm_connection(connection, Some(&super::Timer::ConnectTimeout(connection)));
+        if !self.send(connection, &Packet::ConnAck(ack)) {
+            // The client's Maximum Packet Size leaves no room for our CONNACK [MQTT-3.1.2-24]:
+            // the connection cannot be used; it ends as if dropped.
+            self.event(BrokerEvent::ProtocolViolation {
+                connection,
+                reason_code: ReasonCode::PACKET_TOO_LARGE,
+                error: None,
+            });
+            self.close_connection(connection, false, now);
+            return;
+        }
         self.event(BrokerEvent::ClientConnected {
             connection,
             client_id: client_id.clone(),

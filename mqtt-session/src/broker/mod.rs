@@ -234,6 +234,8 @@ struct Connection {
     pending_assigned_id: bool,
     /// The Session Expiry Interval of the CONNECT (to refuse 0 → non-zero at DISCONNECT).
     connect_session_expiry: u32,
+    /// The connection's deadlines in `Broker::timers` (removed when it closes).
+    armed: Vec<(Timestamp, Timer)>,
 }
 
 /// A subscription's key in the subscription tree: the session, and the share group for a
@@ -387,10 +389,15 @@ impl<P: Policy> Broker<P> {
                 pending_connect: None,
                 pending_assigned_id: false,
                 connect_session_expiry: 0,
+                armed: Vec::new(),
             },
         );
         if let Some(secs) = self.config.connect_timeout {
-            self.arm(now.plus_secs(u64::from(secs)), Timer::ConnectTimeout(id));
+            self.arm_connection(
+                id,
+                now.plus_secs(u64::from(secs)),
+                Timer::ConnectTimeout(id),
+            );
         }
         id
     }
@@ -514,18 +521,23 @@ impl<P: Policy> Broker<P> {
         };
         let version = conn.version;
         let max = conn.client_maximum_packet_size;
-        let buf = match self.out.back_mut() {
-            Some(Pending::Transmit(c, buf)) if *c == connection => buf,
+        let appended = match self.out.back_mut() {
+            Some(Pending::Transmit(c, buf)) if *c == connection => {
+                return packet.encode_limited(version, max, buf).is_ok();
+            }
             _ => {
-                self.out
-                    .push_back(Pending::Transmit(connection, BytesMut::new()));
-                match self.out.back_mut() {
-                    Some(Pending::Transmit(_, buf)) => buf,
-                    _ => return false,
-                }
+                let mut buf = BytesMut::new();
+                packet.encode_limited(version, max, &mut buf).map(|_| buf)
             }
         };
-        packet.encode_limited(version, max, buf).is_ok()
+        // A refused packet writes nothing, and leaves no empty transmit behind.
+        match appended {
+            Ok(buf) => {
+                self.out.push_back(Pending::Transmit(connection, buf));
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     fn arm(&mut self, at: Timestamp, timer: Timer) {
@@ -546,8 +558,33 @@ impl<P: Policy> Broker<P> {
         if deadline <= now {
             self.fail(connection, ReasonCode::KEEP_ALIVE_TIMEOUT, None, now);
         } else {
-            self.arm(deadline, Timer::KeepAlive(connection));
+            self.arm_connection(connection, deadline, Timer::KeepAlive(connection));
         }
+    }
+
+    /// Arms a deadline that belongs to a connection, so that closing it disarms it.
+    fn arm_connection(&mut self, connection: ConnectionId, at: Timestamp, timer: Timer) {
+        let timers = &self.timers;
+        if let Some(conn) = self.connections.get_mut(&connection) {
+            conn.armed.retain(|entry| timers.contains(entry));
+            conn.armed.push((at, timer.clone()));
+            self.timers.insert((at, timer));
+        }
+    }
+
+    /// Disarms the connection's deadlines of this kind (all of them with `None`).
+    fn disarm_connection(&mut self, connection: ConnectionId, only: Option<&Timer>) {
+        let Some(conn) = self.connections.get_mut(&connection) else {
+            return;
+        };
+        let timers = &mut self.timers;
+        conn.armed.retain(|entry| {
+            let matches = only.is_none_or(|t| *t == entry.1);
+            if matches {
+                timers.remove(entry);
+            }
+            !matches
+        });
     }
 
     /// Answers a protocol violation and closes the connection as an abnormal close (the will
@@ -614,6 +651,7 @@ impl<P: Policy> Broker<P> {
     /// 0x04, so its will is discarded [MQTT-3.14.4-3]; otherwise the will is published after
     /// its delay [MQTT-3.1.2-8].
     fn close_connection(&mut self, connection: ConnectionId, graceful: bool, now: Timestamp) {
+        self.disarm_connection(connection, None);
         let Some(conn) = self.connections.remove(&connection) else {
             return;
         };

@@ -102,6 +102,13 @@ impl<P: Policy> Broker<P> {
                     at: now,
                     expiry_interval: expiry,
                 });
+                // The will's new due time must survive the next restart too.
+                if let Some(at) = will_due {
+                    broker.persist(StorageRecord::WillScheduled {
+                        client_id: client_id.clone(),
+                        at,
+                    });
+                }
             }
         }
         broker.handle_timeout(now);

@@ -1,0 +1,192 @@
+//! Replays the committed corpus of the `broker` fuzz target (seeds, and every crash fixed) on
+//! stable Rust, through the same checks the fuzz target runs (`fuzz/checks/broker.rs`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+include!("../../fuzz/checks/broker.rs");
+
+fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let mut inputs = Vec::new();
+    for dir in [
+        root.join("corpus").join(target),
+        root.join("regressions").join(target),
+    ] {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_file() {
+                let data = fs::read(&path).unwrap();
+                inputs.push((path, data));
+            }
+        }
+    }
+    inputs.sort();
+    inputs
+}
+
+fn replay(check: impl Fn(&[u8])) {
+    let inputs = corpus("broker");
+    assert!(
+        !inputs.is_empty(),
+        "no committed corpus for fuzz target broker"
+    );
+    for (path, data) in &inputs {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(data)));
+        assert!(result.is_ok(), "fuzz input {} fails", path.display());
+    }
+}
+
+/// The corpus through the fuzz target's checks (which tolerate the known, unfixed bugs listed
+/// at `broker_checks::TOLERATE_KNOWN_BUGS`).
+#[test]
+fn broker_corpus() {
+    replay(broker_checks::run);
+}
+
+/// The corpus through the strict checks: passes once the known bugs are fixed (then set
+/// `TOLERATE_KNOWN_BUGS` to `false` and drop this test).
+#[test]
+fn broker_corpus_strict() {
+    replay(|d| broker_checks::run_with(d, false));
+}
+
+/// Writes the seed corpus of the `broker` target: pseudo-random bytes of a few sizes (the
+/// target reads them as operations), and inputs that start by connecting clients. Deterministic;
+/// run it with `cargo test -p mqtt-session --test fuzz_corpus -- --ignored write_seed_corpus`.
+#[test]
+#[ignore = "writes fuzz/corpus/broker; run by hand"]
+fn write_seed_corpus() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/broker");
+    fs::create_dir_all(&dir).unwrap();
+    let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut random = |len: usize| (0..len).map(|_| next() as u8).collect::<Vec<u8>>();
+    for n in 0..24 {
+        let mut data = Vec::new();
+        if n % 2 == 0 {
+            // Operation 8..=11 (a CONNECT) twice, so that sessions exist from the start.
+            data.extend_from_slice(&[8, 0, 0, 9, 1, 1]);
+        }
+        data.extend(random(64 + n * 48));
+        fs::write(dir.join(format!("seed-{n:03}")), &data).unwrap();
+    }
+}
+
+// ---- findings of the broker fuzz target, as plain scenarios ------------------------------------
+
+use bytes::BytesMut;
+use mqtt_codec::{
+    Connect, Decoder, Packet, ProtocolVersion, Publish, QoS, Subscribe, SubscriptionOptions,
+};
+use mqtt_session::Timestamp;
+use mqtt_session::broker::{Broker, BrokerConfig, ConnectionId, Output};
+
+/// Sends `packet` on `conn` and returns the outputs.
+fn exchange(
+    broker: &mut Broker,
+    conn: ConnectionId,
+    packet: Packet,
+    now: Timestamp,
+) -> Vec<Output> {
+    let mut buf = BytesMut::new();
+    packet.encode(ProtocolVersion::V5, &mut buf).unwrap();
+    broker.handle_bytes(conn, &buf, now);
+    std::iter::from_fn(|| broker.poll_output()).collect()
+}
+
+fn transmits(outputs: &[Output], conn: ConnectionId) -> Vec<bytes::Bytes> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Transmit { connection, data } if *connection == conn => Some(data.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Broker bug (fuzz input `regressions/broker/connack-exceeds-client-maximum-packet-size`): a
+/// 5.0 client whose Maximum Packet Size is below the size of the broker's CONNACK (16 bytes with
+/// the default configuration: Receive Maximum, Maximum Packet Size and Topic Alias Maximum
+/// properties) gets no CONNACK at all — `send` refuses the packet (v5 MQTT-3.1.2-24), leaves an
+/// empty `Output::Transmit`, and the connection stays connected (`ClientConnected` is
+/// reported) although the client never heard back. The broker should send a CONNACK that fits
+/// (the properties it may leave out) or refuse and close the connection; in no case an empty
+/// transmit ("one or more whole packets").
+#[test]
+fn connack_too_large_for_the_client_is_not_silently_dropped() {
+    let mut broker = Broker::new(BrokerConfig::default());
+    let now = Timestamp::from_secs(1_000);
+    let conn = broker.handle_connection_opened(now);
+    let mut connect = Connect::new(ProtocolVersion::V5, "a".try_into().unwrap());
+    connect.properties.maximum_packet_size = std::num::NonZeroU32::new(12);
+    let outputs = exchange(&mut broker, conn, Packet::from(connect), now);
+    let sent = transmits(&outputs, conn);
+    assert!(
+        sent.iter().all(|d| !d.is_empty()),
+        "empty transmit: {outputs:?}"
+    );
+    let closed = outputs
+        .iter()
+        .any(|o| matches!(o, Output::Close { connection } if *connection == conn));
+    let mut wire = BytesMut::from(&sent.concat()[..]);
+    let connack = Decoder::with_version(ProtocolVersion::V5)
+        .decode(&mut wire)
+        .unwrap();
+    assert!(
+        matches!(connack, Some(Packet::ConnAck(_)))
+            && sent.iter().map(|d| d.len()).sum::<usize>() <= 12
+            || closed,
+        "neither a CONNACK within 12 bytes nor a close: {outputs:?}"
+    );
+}
+
+/// Broker bug: a PUBLISH larger than the subscriber's Maximum Packet Size is dropped
+/// (v5 MQTT-3.1.2-24, and reported as `MessageDropped`), but leaves an empty `Output::Transmit`
+/// for the subscriber's connection, against the documented contract of `Output::Transmit` (one
+/// or more whole packets). `Broker::send` pushes the transmit before encoding into it.
+#[test]
+fn no_empty_transmit_when_a_publish_exceeds_the_subscriber_maximum_packet_size() {
+    let mut broker = Broker::new(BrokerConfig::default());
+    let now = Timestamp::from_secs(1_000);
+    let sub = broker.handle_connection_opened(now);
+    let mut connect = Connect::new(ProtocolVersion::V5, "sub".try_into().unwrap());
+    connect.properties.maximum_packet_size = std::num::NonZeroU32::new(64);
+    let _ = exchange(&mut broker, sub, Packet::from(connect), now);
+    let subscribe = Subscribe {
+        packet_id: mqtt_codec::PacketId::new(1).unwrap(),
+        properties: Default::default(),
+        filters: vec![(
+            "t".try_into().unwrap(),
+            SubscriptionOptions::qos(QoS::AtMostOnce),
+        )],
+    };
+    let _ = exchange(&mut broker, sub, Packet::Subscribe(subscribe), now);
+    let publisher = broker.handle_connection_opened(now);
+    let _ = exchange(
+        &mut broker,
+        publisher,
+        Packet::from(Connect::new(ProtocolVersion::V5, "pub".try_into().unwrap())),
+        now,
+    );
+    let publish = Publish::new("t".try_into().unwrap(), vec![0u8; 100]);
+    let outputs = exchange(&mut broker, publisher, Packet::Publish(publish), now);
+    assert!(
+        transmits(&outputs, sub).iter().all(|d| !d.is_empty()),
+        "empty transmit to the subscriber: {outputs:?}"
+    );
+}

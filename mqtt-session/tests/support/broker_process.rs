@@ -1,0 +1,224 @@
+//! The example broker (`examples/broker/`) as a child process, for the process-level tests
+//! (copied from `tests/example_broker.rs`, which keeps its own copy).
+//!
+//! The binary is found next to the test's executable (`target/<profile>/deps/<test>-…` →
+//! `target/<profile>/examples/broker`); when it is missing or older than its sources (for
+//! example with `cargo test --test interop`, which does not build examples) it is built once
+//! with the `cargo` that built the test. The broker is started on `--listen 127.0.0.1:0` and
+//! the address it prints is read back; every wait is bounded by [`STEP`], and the process is
+//! killed when its handle drops, so a failure never hangs the run.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long any one step may take.
+pub(crate) const STEP: Duration = Duration::from_secs(10);
+
+fn newest_mtime(path: &Path) -> Option<SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|entry| newest_mtime(&entry.ok()?.path()))
+        .max()
+}
+
+/// The example binary, built first if it is missing or older than its sources.
+pub(crate) fn binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test runs from target/<profile>/deps");
+        let bin = profile_dir.join("examples").join("broker");
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let sources = [
+            manifest.join("examples/broker"),
+            manifest.join("src"),
+            manifest.join("../mqtt-codec/src"),
+        ]
+        .iter()
+        .filter_map(|p| newest_mtime(p))
+        .max();
+        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+        let stale = match (built, sources) {
+            (Some(built), Some(sources)) => built < sources,
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        if stale {
+            let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+                Some("debug") | None => "dev",
+                Some(other) => other,
+            };
+            let target_dir = profile_dir.parent().expect("target directory");
+            let status = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "mqtt-session",
+                    "--example",
+                    "broker",
+                ])
+                .arg("--profile")
+                .arg(profile)
+                .arg("--target-dir")
+                .arg(target_dir)
+                .current_dir(manifest)
+                .status()
+                .expect("run cargo build for the broker example");
+            assert!(status.success(), "cargo build --example broker failed");
+        }
+        assert!(bin.is_file(), "{} not found", bin.display());
+        bin
+    })
+}
+
+/// A fresh, empty directory for one test (under the target directory; removed when dropped).
+pub(crate) struct TempDir(PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(name: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("interop-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running broker. Dropping it kills the process.
+pub(crate) struct Broker {
+    child: Child,
+    pub(crate) addr: SocketAddr,
+    /// The "restored … sessions and … retained messages …" line.
+    pub(crate) restored: String,
+    log: PathBuf,
+}
+
+impl Broker {
+    /// Starts the broker on a free loopback port (`--listen 127.0.0.1:0`: it prints the one it
+    /// got) with `dir/data` as its data directory, and waits until it listens.
+    pub(crate) fn start(dir: &TempDir) -> Self {
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        let log = dir.0.join(format!(
+            "broker-{}.log",
+            RUNS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut child = Command::new(binary())
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.0.join("data"))
+            .env("RUST_LOG", "debug")
+            // Plain log lines, searched by `wait_for_log`.
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn the broker");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut restored = String::new();
+        let deadline = Instant::now() + STEP;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with("restored ") => restored = line,
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("listening on ") {
+                        let addr = addr.trim().parse().expect("a socket address");
+                        return Self {
+                            child,
+                            addr,
+                            restored,
+                            log,
+                        };
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "the broker did not start listening:\n{}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+
+    /// The port it listens on.
+    pub(crate) fn port(&self) -> String {
+        self.addr.port().to_string()
+    }
+
+    /// What it logged so far.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// How many log lines contain every one of `needles`.
+    pub(crate) fn log_count(&self, needles: &[&str]) -> usize {
+        self.log()
+            .lines()
+            .filter(|line| needles.iter().all(|n| line.contains(n)))
+            .count()
+    }
+
+    /// Waits (at most [`STEP`]) until `count` log lines contain every one of `needles`.
+    pub(crate) fn wait_for_log(&self, needles: &[&str], count: usize) {
+        let deadline = Instant::now() + STEP;
+        while self.log_count(needles) < count {
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not log {count} line(s) with {needles:?} within {STEP:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILL: no chance to save anything.
+    pub(crate) fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -4,6 +4,10 @@
 //!   Start and Session Expiry, wills with Will Delay, subscriptions (shared ones too), retained
 //!   messages, offline queues, QoS 1/2 flows, flow control, topic aliases, keep alive — with
 //!   durable state handed out as [`broker::StorageRecord`]s.
+//! - [`client::Client`]: one MQTT 3.1.1 / 5.0 client session over successive connections —
+//!   CONNECT (Clean Start, Session Expiry, will, credentials, enhanced authentication), Session
+//!   Present, QoS 1/2 flows both ways with re-delivery on resume, flow control, packet size
+//!   limits, topic aliases, keep alive, and requests queued while disconnected.
 //!
 //! The engines own no sockets and read no clock: bytes and time go in; bytes to send,
 //! connections to close, records to persist, events and the next deadline come out. The same
@@ -15,6 +19,7 @@
 pub use mqtt_codec as codec;
 
 pub mod broker;
+pub mod client;
 mod time;
 pub mod topic_match;
 pub mod topic_tree;

@@ -111,7 +111,9 @@ impl<P: Policy> Broker<P> {
                     .get(&client_id)
                     .is_some_and(|s| s.incoming_qos2.contains(&id))
             });
-            if !duplicate && in_flight >= usize::from(self.config.receive_maximum) {
+            // Only a 5.0 client is told our Receive Maximum (in CONNACK); a 3.1.1 client is
+            // bounded by its 65 535 packet identifiers alone.
+            if v5 && !duplicate && in_flight >= usize::from(self.config.receive_maximum) {
                 self.fail(connection, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, None, now);
                 return;
             }

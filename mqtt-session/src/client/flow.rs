@@ -1,0 +1,513 @@
+//! The QoS 0/1/2 flows in both directions, flow control (Receive Maximum both ways), topic
+//! aliases, and SUBSCRIBE / UNSUBSCRIBE with their acknowledgements.
+
+use mqtt_codec::{
+    Packet, PacketId, Properties, PubAck, PubComp, PubRec, PubRel, Publish, QoS, ReasonCode,
+    Subscribe, SubscriptionOptions, TopicFilter, TopicName, Unsubscribe,
+};
+
+use super::alias::AliasUse;
+use super::session::{OutState, Request, RequestPacket};
+use super::{Client, ClientError, ClientEvent, DropReason};
+use crate::time::Timestamp;
+
+impl Client {
+    // ---- commands ---------------------------------------------------------------------------
+
+    /// Publishes an Application Message: `message`'s topic, payload, QoS, RETAIN and properties
+    /// (its DUP flag, Packet Identifier and Topic Alias are the client's to set and are
+    /// ignored). Returns the Packet Identifier of a QoS 1 or 2 message, which the
+    /// [`ClientEvent::Published`] that completes its flow carries.
+    ///
+    /// The message is sent at once when connected and the server's Receive Maximum allows
+    /// (v5 [MQTT-3.3.4-7]); otherwise it waits, in order, for the next connection or a free slot.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidPacket`] for a PUBLISH the codec refuses (empty topic, wildcards,
+    /// MQTT 5.0 properties in 3.1.1, ...); [`ClientError::NotAllowed`] for a Subscription
+    /// Identifier (v5 [MQTT-3.3.4-6]); when connected, what the server's CONNACK forbids
+    /// ([`ClientError::QosNotSupported`], [`ClientError::RetainNotSupported`],
+    /// [`ClientError::PacketTooLarge`]); [`ClientError::QueueFull`],
+    /// [`ClientError::PacketIdsExhausted`].
+    pub fn publish(
+        &mut self,
+        message: Publish,
+        now: Timestamp,
+    ) -> Result<Option<PacketId>, ClientError> {
+        let mut message = message;
+        message.dup = false;
+        message.properties.topic_alias = None;
+        // v5 [MQTT-3.3.4-6] a PUBLISH from a client carries no Subscription Identifier.
+        if !message.properties.subscription_identifiers.is_empty() {
+            return Err(ClientError::NotAllowed(
+                "a PUBLISH from a client carries no Subscription Identifier",
+            ));
+        }
+        // v5 [MQTT-2.2.1-2] v3.1.1 [MQTT-2.3.1-5] a Packet Identifier exactly when QoS > 0 (a
+        // placeholder to check the encoding; the real one is allocated below).
+        message.packet_id = match message.qos {
+            QoS::AtMostOnce => None,
+            _ => PacketId::new(u16::MAX),
+        };
+        let packet = Packet::Publish(message);
+        let size = packet
+            .encoded_len(self.version())
+            .map_err(ClientError::InvalidPacket)?;
+        let Packet::Publish(mut message) = packet else {
+            return Err(ClientError::NotAllowed("not a PUBLISH"));
+        };
+        if let Some(limits) = self.server_limits() {
+            // v5 [MQTT-3.2.2-11] not above the server's Maximum QoS.
+            if message.qos > limits.maximum_qos {
+                return Err(ClientError::QosNotSupported {
+                    maximum: limits.maximum_qos,
+                });
+            }
+            // v5 [MQTT-3.2.2-14] no RETAIN when the server has no retained messages.
+            if message.retain && !limits.retain_available {
+                return Err(ClientError::RetainNotSupported);
+            }
+            // v5 [MQTT-3.2.2-15] not larger than the server's Maximum Packet Size.
+            if size > limits.maximum_packet_size as usize {
+                return Err(ClientError::PacketTooLarge {
+                    size,
+                    maximum: limits.maximum_packet_size,
+                });
+            }
+        }
+        if self.session.pending >= self.config.max_queued_messages {
+            return Err(ClientError::QueueFull);
+        }
+        message.packet_id = match message.qos {
+            QoS::AtMostOnce => None,
+            // v5 [MQTT-2.2.1-3] [MQTT-4.3.2-1] [MQTT-4.3.3-1] v3.1.1 [MQTT-2.3.1-2] an unused
+            // non-zero Packet Identifier.
+            _ => Some(
+                self.session
+                    .allocate_packet_id()
+                    .ok_or(ClientError::PacketIdsExhausted)?,
+            ),
+        };
+        let id = message.packet_id;
+        self.session.push(message);
+        self.pump(now);
+        Ok(id)
+    }
+
+    /// Subscribes to `filters`, each with its options; `properties` may carry a Subscription
+    /// Identifier and User Properties (MQTT 5.0). Returns the Packet Identifier that the
+    /// [`ClientEvent::Subscribed`] with the SUBACK's reason codes carries. Sent at once when
+    /// connected, else on the next connection; sent again on the next connection if this one
+    /// ends before the SUBACK.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidPacket`] for a SUBSCRIBE the codec refuses (no filter, invalid
+    /// filter or options, ...); when connected, [`ClientError::NotAllowed`] for what the
+    /// server said it does not support (wildcards, shared subscriptions, Subscription
+    /// Identifiers) and [`ClientError::PacketTooLarge`]; [`ClientError::PacketIdsExhausted`].
+    pub fn subscribe(
+        &mut self,
+        filters: Vec<(TopicFilter, SubscriptionOptions)>,
+        properties: Properties,
+        now: Timestamp,
+    ) -> Result<PacketId, ClientError> {
+        if let Some(limits) = self.server_limits() {
+            if !limits.subscription_identifiers_available
+                && !properties.subscription_identifiers.is_empty()
+            {
+                return Err(ClientError::NotAllowed(
+                    "the server does not support Subscription Identifiers",
+                ));
+            }
+            if !limits.wildcard_subscription_available
+                && filters.iter().any(|(f, _)| f.has_wildcards())
+            {
+                return Err(ClientError::NotAllowed(
+                    "the server does not support wildcard subscriptions",
+                ));
+            }
+            if !limits.shared_subscription_available
+                && filters.iter().any(|(f, _)| f.shared().is_some())
+            {
+                return Err(ClientError::NotAllowed(
+                    "the server does not support shared subscriptions",
+                ));
+            }
+        }
+        let placeholder = PacketId::new(u16::MAX).ok_or(ClientError::PacketIdsExhausted)?;
+        let packet = Packet::Subscribe(Subscribe {
+            packet_id: placeholder,
+            properties,
+            filters,
+        });
+        self.check_request_size(&packet)?;
+        let Packet::Subscribe(mut s) = packet else {
+            return Err(ClientError::NotAllowed("not a SUBSCRIBE"));
+        };
+        // v5 [MQTT-2.2.1-3] v3.1.1 [MQTT-2.3.1-2] an unused non-zero Packet Identifier.
+        let id = self
+            .session
+            .allocate_packet_id()
+            .ok_or(ClientError::PacketIdsExhausted)?;
+        s.packet_id = id;
+        self.session.requests.push_back(Request {
+            packet: RequestPacket::Subscribe(s),
+            sent: false,
+        });
+        self.send_requests(now);
+        Ok(id)
+    }
+
+    /// Unsubscribes from `filters`; `properties` may carry User Properties (MQTT 5.0). Returns
+    /// the Packet Identifier that the [`ClientEvent::Unsubscribed`] carries; queued and sent
+    /// again like [`Client::subscribe`].
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidPacket`] for an UNSUBSCRIBE the codec refuses;
+    /// [`ClientError::PacketTooLarge`] when connected; [`ClientError::PacketIdsExhausted`].
+    pub fn unsubscribe(
+        &mut self,
+        filters: Vec<TopicFilter>,
+        properties: Properties,
+        now: Timestamp,
+    ) -> Result<PacketId, ClientError> {
+        let placeholder = PacketId::new(u16::MAX).ok_or(ClientError::PacketIdsExhausted)?;
+        let packet = Packet::Unsubscribe(Unsubscribe {
+            packet_id: placeholder,
+            properties,
+            filters,
+        });
+        self.check_request_size(&packet)?;
+        let Packet::Unsubscribe(mut u) = packet else {
+            return Err(ClientError::NotAllowed("not an UNSUBSCRIBE"));
+        };
+        let id = self
+            .session
+            .allocate_packet_id()
+            .ok_or(ClientError::PacketIdsExhausted)?;
+        u.packet_id = id;
+        self.session.requests.push_back(Request {
+            packet: RequestPacket::Unsubscribe(u),
+            sent: false,
+        });
+        self.send_requests(now);
+        Ok(id)
+    }
+
+    /// Checks that a request encodes, within the server's Maximum Packet Size when known.
+    fn check_request_size(&self, packet: &Packet) -> Result<(), ClientError> {
+        let size = packet
+            .encoded_len(self.version())
+            .map_err(ClientError::InvalidPacket)?;
+        if let Some(limits) = self.server_limits() {
+            // v5 [MQTT-3.2.2-15]
+            if size > limits.maximum_packet_size as usize {
+                return Err(ClientError::PacketTooLarge {
+                    size,
+                    maximum: limits.maximum_packet_size,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    // ---- outgoing PUBLISH ---------------------------------------------------------------------
+
+    /// Sends waiting messages, in order, while the send quota allows: at most the server's
+    /// Receive Maximum QoS 1/2 PUBLISH packets unacknowledged (v5 [MQTT-3.3.4-7]
+    /// v5 [MQTT-4.9.0-1] [MQTT-4.9.0-2]). A message the server cannot take (QoS, RETAIN, size)
+    /// is dropped and reported.
+    pub(super) fn pump(&mut self, now: Timestamp) {
+        let Some(limits) = self.server_limits() else {
+            return;
+        };
+        let quota = usize::from(limits.receive_maximum).max(1);
+        let maximum_qos = limits.maximum_qos;
+        let retain_available = limits.retain_available;
+        if self.session.pending == 0 {
+            return;
+        }
+        let mut i = self.session.first_pending();
+        loop {
+            let Some(out) = self.session.outbound.get(i) else {
+                return;
+            };
+            if out.state != OutState::Pending {
+                i += 1;
+                continue;
+            }
+            let qos = out.publish.qos;
+            let drop = if qos > maximum_qos {
+                // v5 [MQTT-3.2.2-11]
+                Some(DropReason::QosNotSupported)
+            } else if out.publish.retain && !retain_available {
+                // v5 [MQTT-3.2.2-14]
+                Some(DropReason::RetainNotSupported)
+            } else {
+                None
+            };
+            if let Some(reason) = drop {
+                if let Some(out) = self.session.remove_at(i) {
+                    self.event(ClientEvent::PublishDropped {
+                        packet_id: out.publish.packet_id,
+                        reason,
+                    });
+                }
+                continue;
+            }
+            if qos != QoS::AtMostOnce && self.session.in_flight >= quota {
+                // The send quota is used up; the rest waits (in order) for acknowledgements.
+                return;
+            }
+            // v5 v3.1.1 [MQTT-3.3.1-1] DUP on a re-delivery only; DUP 0 the first time:
+            // v5 v3.1.1 [MQTT-4.3.1-1] at QoS 0,
+            // v5 [MQTT-4.3.2-2] [MQTT-4.3.3-2] v3.1.1 [MQTT-4.3.2-1] [MQTT-4.3.3-1] at QoS 1, 2.
+            let dup = out.sent_once && qos != QoS::AtMostOnce;
+            let publish = out.publish.clone();
+            if !self.send_publish(publish, dup, now) {
+                // v5 [MQTT-3.2.2-15] too large for the server: never sent.
+                if let Some(out) = self.session.remove_at(i) {
+                    self.event(ClientEvent::PublishDropped {
+                        packet_id: out.publish.packet_id,
+                        reason: DropReason::TooLarge,
+                    });
+                }
+                continue;
+            }
+            if qos == QoS::AtMostOnce {
+                self.session.remove_at(i);
+            } else {
+                // v5 [MQTT-4.3.2-3] [MQTT-4.3.3-3] unacknowledged until PUBACK / PUBREC.
+                self.session.set_state(i, OutState::InFlight);
+                i += 1;
+            }
+        }
+    }
+
+    /// Sends one PUBLISH, with a topic alias when the strategy gives one (see
+    /// [`alias`](super::alias)); `false` when it exceeds the server's Maximum Packet Size.
+    fn send_publish(&mut self, mut publish: Publish, dup: bool, now: Timestamp) -> bool {
+        let v5 = self.version().is_v5();
+        let Some(conn) = self.conn.as_ref() else {
+            return false;
+        };
+        publish.dup = dup;
+        let alias = if v5 {
+            conn.outbound_aliases.lookup(&publish.topic)
+        } else {
+            AliasUse::None
+        };
+        let topic = publish.topic.clone();
+        match alias {
+            AliasUse::None => {}
+            AliasUse::Establish(a) => publish.properties.topic_alias = Some(a),
+            AliasUse::Use(a) => {
+                publish.properties.topic_alias = Some(a);
+                publish.topic = TopicName::empty();
+            }
+        }
+        if self.send(&Packet::Publish(publish), now).is_err() {
+            return false;
+        }
+        if let (AliasUse::Establish(a), Some(conn)) = (alias, self.conn.as_mut()) {
+            conn.outbound_aliases.established(topic, a);
+        }
+        true
+    }
+
+    // ---- incoming PUBLISH -----------------------------------------------------------------------
+
+    pub(super) fn handle_publish(&mut self, mut p: Publish, now: Timestamp) {
+        let v5 = self.version().is_v5();
+        let receive_maximum = if v5 {
+            usize::from(self.config.receive_maximum)
+        } else {
+            usize::MAX
+        };
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let alias = p.properties.topic_alias.take();
+        if let Err(code) = conn.inbound_aliases.resolve(&mut p.topic, alias) {
+            self.fail(code, None, now);
+            return;
+        }
+        // v5 v3.1.1 [MQTT-3.3.4-1] the response the QoS asks for, whatever the application does
+        // with the message (v5 v3.1.1 [MQTT-4.5.0-2]).
+        match (p.qos, p.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => {
+                self.event(ClientEvent::Message(Box::new(p)));
+                // v5 [MQTT-4.3.2-4] v3.1.1 [MQTT-4.3.2-2] PUBACK with the same identifier,
+                // in the order of the PUBLISH packets (v5 v3.1.1 [MQTT-4.6.0-2]).
+                let _ = self.send(&Packet::PubAck(PubAck::new(id)), now);
+            }
+            (QoS::ExactlyOnce, Some(id)) => {
+                if self.session.inbound_qos2.contains(&id) {
+                    // v5 [MQTT-4.3.3-10] until its PUBREL, the same Packet Identifier is the
+                    // same message: PUBREC again, not delivered again.
+                    let _ = self.send(&Packet::PubRec(PubRec::new(id)), now);
+                    return;
+                }
+                if self.session.inbound_qos2.len() >= receive_maximum {
+                    // Section 3.3.4: more unacknowledged QoS 2 PUBLISH packets than our Receive
+                    // Maximum: DISCONNECT 0x93 (Receive Maximum exceeded).
+                    self.fail(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, None, now);
+                    return;
+                }
+                self.session.inbound_qos2.insert(id);
+                self.event(ClientEvent::Message(Box::new(p)));
+                // v5 [MQTT-4.3.3-8] v3.1.1 [MQTT-4.3.3-2] PUBREC with the same identifier, in
+                // order (v5 v3.1.1 [MQTT-4.6.0-3]).
+                let _ = self.send(&Packet::PubRec(PubRec::new(id)), now);
+            }
+            _ => self.event(ClientEvent::Message(Box::new(p))),
+        }
+    }
+
+    pub(super) fn handle_pubrel(&mut self, id: PacketId, now: Timestamp) {
+        let mut comp = PubComp::new(id);
+        // v5 [MQTT-4.3.3-12] after the PUBCOMP the identifier is a new message again.
+        let found = self.session.inbound_qos2.remove(&id);
+        if !found && self.version().is_v5() {
+            // 5.0: 0x92 Packet Identifier not found (its flow completed before, and our PUBCOMP
+            // was lost). 3.1.1 has no reason codes: completed again.
+            comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+        }
+        // v5 [MQTT-4.3.3-11] PUBCOMP with the same Packet Identifier.
+        let _ = self.send(&Packet::PubComp(comp), now);
+    }
+
+    // ---- acknowledgements of our messages -------------------------------------------------------
+
+    pub(super) fn handle_puback(&mut self, id: PacketId, reason: ReasonCode, now: Timestamp) {
+        let Some(i) = self.session.find_sent(id) else {
+            return;
+        };
+        let is_qos1 =
+            self.session.outbound.get(i).is_some_and(|o| {
+                o.state == OutState::InFlight && o.publish.qos == QoS::AtLeastOnce
+            });
+        if !is_qos1 {
+            return;
+        }
+        // v5 [MQTT-4.3.2-3] acknowledged by the PUBACK; v5 [MQTT-4.4.0-2] an error code
+        // too.
+        self.session.remove_at(i);
+        self.event(ClientEvent::Published {
+            packet_id: id,
+            reason_code: reason,
+        });
+        self.pump(now);
+    }
+
+    pub(super) fn handle_pubrec(&mut self, id: PacketId, reason: ReasonCode, now: Timestamp) {
+        let found = self.session.find_sent(id).and_then(|i| {
+            self.session
+                .outbound
+                .get(i)
+                .map(|o| (i, o.state, o.publish.qos))
+        });
+        match found {
+            Some((i, OutState::InFlight, QoS::ExactlyOnce)) => {
+                if reason.is_error() {
+                    // v5 [MQTT-4.4.0-2] acknowledged, and not retransmitted.
+                    self.session.remove_at(i);
+                    self.event(ClientEvent::Published {
+                        packet_id: id,
+                        reason_code: reason,
+                    });
+                    self.pump(now);
+                    return;
+                }
+                // v5 [MQTT-4.3.3-4] PUBREL with the same identifier, in the order of the
+                // PUBRECs (v5 v3.1.1 [MQTT-4.6.0-4]); v5 [MQTT-4.3.3-5] unacknowledged until
+                // PUBCOMP; v5 [MQTT-4.3.3-6] the PUBLISH is not sent again.
+                self.session.set_state(i, OutState::Released);
+                let _ = self.send(&Packet::PubRel(PubRel::new(id)), now);
+            }
+            Some((_, OutState::Released, _)) => {
+                let _ = self.send(&Packet::PubRel(PubRel::new(id)), now);
+            }
+            Some(_) => {}
+            None => {
+                // A PUBREC for a flow we do not have: PUBREL 0x92 (5.0), so the server can
+                // complete it.
+                let mut rel = PubRel::new(id);
+                if self.version().is_v5() {
+                    rel.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+                }
+                let _ = self.send(&Packet::PubRel(rel), now);
+            }
+        }
+    }
+
+    pub(super) fn handle_pubcomp(&mut self, id: PacketId, reason: ReasonCode, now: Timestamp) {
+        let Some(i) = self.session.find_sent(id) else {
+            return;
+        };
+        if self.session.outbound.get(i).map(|o| o.state) != Some(OutState::Released) {
+            return;
+        }
+        self.session.remove_at(i);
+        self.event(ClientEvent::Published {
+            packet_id: id,
+            reason_code: reason,
+        });
+        self.pump(now);
+    }
+
+    // ---- SUBACK / UNSUBACK -----------------------------------------------------------------
+
+    pub(super) fn handle_suback(
+        &mut self,
+        id: PacketId,
+        reason_codes: Vec<ReasonCode>,
+        now: Timestamp,
+    ) {
+        // v5 [MQTT-2.2.1-6] v3.1.1 [MQTT-2.3.1-7] the SUBACK carries the identifier of its
+        // SUBSCRIBE.
+        let Some(i) = self.session.find_request(id) else {
+            return;
+        };
+        let expected = match self.session.requests.get(i).map(|r| &r.packet) {
+            Some(RequestPacket::Subscribe(s)) => s.filters.len(),
+            _ => return,
+        };
+        // v5 [MQTT-3.8.4-6] [MQTT-3.9.3-2] v3.1.1 [MQTT-3.8.4-5] one reason code per filter.
+        if reason_codes.len() != expected {
+            self.fail(ReasonCode::PROTOCOL_ERROR, None, now);
+            return;
+        }
+        self.session.remove_request(i);
+        self.event(ClientEvent::Subscribed {
+            packet_id: id,
+            reason_codes,
+        });
+    }
+
+    pub(super) fn handle_unsuback(
+        &mut self,
+        id: PacketId,
+        reason_codes: Vec<ReasonCode>,
+        now: Timestamp,
+    ) {
+        let Some(i) = self.session.find_request(id) else {
+            return;
+        };
+        let expected = match self.session.requests.get(i).map(|r| &r.packet) {
+            Some(RequestPacket::Unsubscribe(u)) => u.filters.len(),
+            _ => return,
+        };
+        // v5 [MQTT-3.11.3-2] one reason code per filter (3.1.1: none at all).
+        let expected = if self.version().is_v5() { expected } else { 0 };
+        if reason_codes.len() != expected {
+            self.fail(ReasonCode::PROTOCOL_ERROR, None, now);
+            return;
+        }
+        self.session.remove_request(i);
+        self.event(ClientEvent::Unsubscribed {
+            packet_id: id,
+            reason_codes,
+        });
+    }
+}

@@ -11,7 +11,7 @@
 //! Options: `--connect HOST:PORT` (default `127.0.0.1:1883`), `--id ID` (default empty: the
 //! server assigns one in 5.0), `--protocol 5|3.1.1`, `--no-clean-start`, `--session-expiry
 //! SECS`, `--keep-alive SECS`, `--username`, `--password`, and a will: `--will-topic`,
-//! `--will-message`, `--will-qos`, `--will-retain`.
+//! `--will-message`, `--will-qos`, `--will-retain`, `--will-delay` (5.0).
 //!
 //! `pub` publishes the message `--count` times and exits once every QoS 1/2 message is
 //! acknowledged (QoS 0: once sent). `sub` prints each message's payload (`-v`: topic first) and
@@ -81,6 +81,9 @@ struct Cli {
     /// Will Retain.
     #[arg(long)]
     will_retain: bool,
+    /// Will Delay Interval in seconds (MQTT 5.0).
+    #[arg(long)]
+    will_delay: Option<u32>,
     #[command(subcommand)]
     command: Command,
 }
@@ -146,12 +149,14 @@ struct App {
     remaining: Option<u64>,
     /// QoS 0 publishing: done once the queue is empty on a live connection.
     fire_and_forget: bool,
+    /// The count is reached: leave once no inbound QoS 2 exchange is half done.
+    leaving: bool,
     done: bool,
     failed: bool,
 }
 
 impl App {
-    fn on_event(&mut self, client: &mut Client, event: ClientEvent) {
+    fn on_event(&mut self, event: ClientEvent) {
         match event {
             ClientEvent::Connected {
                 session_present,
@@ -174,7 +179,7 @@ impl App {
                 } else {
                     println!("{payload}");
                 }
-                self.count_down(client);
+                self.count_down();
             }
             ClientEvent::Published {
                 packet_id,
@@ -183,11 +188,11 @@ impl App {
                 if reason_code.is_error() {
                     eprintln!("message {packet_id} refused: {reason_code}");
                 }
-                self.count_down(client);
+                self.count_down();
             }
             ClientEvent::PublishDropped { packet_id, reason } => {
                 eprintln!("message {packet_id:?} dropped: {reason:?}");
-                self.count_down(client);
+                self.count_down();
             }
             ClientEvent::Subscribed { reason_codes, .. } => {
                 for code in reason_codes.iter().filter(|c| c.is_error()) {
@@ -217,11 +222,11 @@ impl App {
         }
     }
 
-    fn count_down(&mut self, client: &mut Client) {
+    fn count_down(&mut self) {
         if let Some(n) = self.remaining.as_mut() {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                self.finish(client);
+                self.leaving = true;
             }
         }
     }
@@ -254,7 +259,10 @@ fn config(cli: &Cli) -> ClientConfig {
             payload: Bytes::from(cli.will_message.clone()),
             qos: qos(cli.will_qos),
             retain: cli.will_retain,
-            properties: Properties::default(),
+            properties: Properties {
+                will_delay_interval: cli.will_delay.filter(|_| version.is_v5()),
+                ..Properties::default()
+            },
         });
     }
     c
@@ -277,6 +285,7 @@ fn queue_requests(cli: &Cli, client: &mut Client) -> Result<App, String> {
                 verbose: false,
                 remaining: (!fire_and_forget).then_some(u64::from(p.count)),
                 fire_and_forget,
+                leaving: false,
                 done: false,
                 failed: false,
             })
@@ -298,6 +307,7 @@ fn queue_requests(cli: &Cli, client: &mut Client) -> Result<App, String> {
                 verbose: s.verbose,
                 remaining: s.count,
                 fire_and_forget: false,
+                leaving: false,
                 done: false,
                 failed: false,
             })
@@ -321,11 +331,21 @@ async fn connection(stream: TcpStream, client: &mut Client, app: &mut App) {
                 }
                 ClientOutput::Close => {
                     let _ = wr.shutdown().await;
+                    // Read (and drop) until the server closes too, for at most a second:
+                    // closing a socket with unread data in it sends a RST, and the server may
+                    // then lose what it had not read yet, such as our DISCONNECT.
+                    let drain =
+                        async { while matches!(rd.read(&mut buf).await, Ok(n) if n > 0) {} };
+                    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
                 }
-                ClientOutput::Event(e) => app.on_event(client, e),
+                ClientOutput::Event(e) => app.on_event(e),
                 _ => {}
             }
             if app.fire_and_forget && client.is_connected() && client.queued() == 0 {
+                app.finish(client);
+            }
+            // (A message counts when it arrives; its QoS 2 exchange completes before leaving.)
+            if app.leaving && client.inbound_qos2_pending() == 0 {
                 app.finish(client);
             }
         }

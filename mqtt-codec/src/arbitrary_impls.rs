@@ -69,7 +69,8 @@ impl<'a> Arbitrary<'a> for TopicFilter {
         if f.check_shared().is_err() {
             // A first level of "$share" that does not make a valid 5.0 shared subscription
             // (such as `$share//a`): valid in 3.1.1 only, so keep the packet valid in both.
-            return TopicFilter::try_from(format!("x{f}")).map_err(|_| arbitrary::Error::IncorrectFormat);
+            return TopicFilter::try_from(format!("x{f}"))
+                .map_err(|_| arbitrary::Error::IncorrectFormat);
         }
         Ok(f)
     }

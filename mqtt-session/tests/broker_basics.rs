@@ -147,7 +147,9 @@ fn keep_alive_timeout_closes_and_publishes_will() {
     assert!(!sim.is_closed(&k));
     sim.advance(2);
     assert!(sim.is_closed(&k));
-    assert!(matches!(&sim.recv(&mut k)[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::KEEP_ALIVE_TIMEOUT));
+    assert!(
+        matches!(&sim.recv(&mut k)[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::KEEP_ALIVE_TIMEOUT)
+    );
     assert_eq!(sim.wills_published(), ["k"]);
 }
 
@@ -159,7 +161,9 @@ fn second_connection_with_the_same_client_id_takes_over() {
     let (_second, ack) = sim.connect(connect_v5("same", false, Some(60)));
     assert!(ack.session_present);
     assert!(sim.is_closed(&first));
-    assert!(matches!(&sim.recv(&mut first)[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::SESSION_TAKEN_OVER));
+    assert!(
+        matches!(&sim.recv(&mut first)[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::SESSION_TAKEN_OVER)
+    );
 }
 
 // v5 [MQTT-3.1.0-2]
@@ -169,7 +173,9 @@ fn second_connect_is_a_protocol_error() {
     let (mut c, _) = sim.connect(connect_v5("x", true, None));
     sim.send(&c, connect_v5("x", true, None));
     assert!(sim.is_closed(&c));
-    assert!(matches!(&sim.recv(&mut c)[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::PROTOCOL_ERROR));
+    assert!(
+        matches!(&sim.recv(&mut c)[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::PROTOCOL_ERROR)
+    );
 }
 
 #[test]
@@ -200,12 +206,20 @@ fn a_snapshot_restores_like_the_full_log() {
     w.properties.will_delay_interval = Some(100);
     c.will = Some(w);
     let (publisher, _) = sim.connect(c);
-    sim.send(&publisher, publish("a/1", b"one", QoS::AtLeastOnce, Some(1)));
+    sim.send(
+        &publisher,
+        publish("a/1", b"one", QoS::AtLeastOnce, Some(1)),
+    );
     sim.send(&publisher, retained("a/r", b"kept"));
     sim.drop_connection(&publisher);
     sim.advance(5);
     let snapshot = sim.broker.snapshot();
-    assert!(snapshot.len() <= sim.records.len(), "{} vs {}", snapshot.len(), sim.records.len());
+    assert!(
+        snapshot.len() <= sim.records.len(),
+        "{} vs {}",
+        snapshot.len(),
+        sim.records.len()
+    );
     sim.records = snapshot;
     sim.restart();
     sim.advance(100);
@@ -239,7 +253,9 @@ fn shutdown_sends_server_shutting_down_to_v5_clients_and_closes_all() {
     sim.broker.handle_shutdown(sim.now);
     sim.drain();
     assert!(sim.is_closed(&v5) && sim.is_closed(&v3));
-    assert!(matches!(&sim.recv(&mut v5)[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::SERVER_SHUTTING_DOWN));
+    assert!(
+        matches!(&sim.recv(&mut v5)[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::SERVER_SHUTTING_DOWN)
+    );
     assert!(sim.recv(&mut v3).is_empty());
     // Not a DISCONNECT from the client: the will is published.
     assert_eq!(sim.wills_published(), ["v5"]);

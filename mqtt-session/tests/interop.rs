@@ -24,6 +24,8 @@
 
 #[path = "support/broker_process.rs"]
 mod broker_process;
+#[path = "support/example_binary.rs"]
+mod example_binary;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};

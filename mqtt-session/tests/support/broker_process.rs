@@ -1,5 +1,5 @@
 //! The example broker (`examples/broker/`) as a child process, for the process-level tests
-//! (copied from `tests/example_broker.rs`, which keeps its own copy).
+//! (the binary is found by `support/example_binary.rs`, which the including test declares).
 //!
 //! The binary is found next to the test's executable (`target/<profile>/deps/<test>-…` →
 //! `target/<profile>/examples/broker`); when it is missing or older than its sources (for
@@ -15,74 +15,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// How long any one step may take.
 pub(crate) const STEP: Duration = Duration::from_secs(10);
 
-fn newest_mtime(path: &Path) -> Option<SystemTime> {
-    let meta = std::fs::metadata(path).ok()?;
-    if !meta.is_dir() {
-        return meta.modified().ok();
-    }
-    std::fs::read_dir(path)
-        .ok()?
-        .filter_map(|entry| newest_mtime(&entry.ok()?.path()))
-        .max()
-}
-
 /// The example binary, built first if it is missing or older than its sources.
 pub(crate) fn binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("the test runs from target/<profile>/deps");
-        let bin = profile_dir.join("examples").join("broker");
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let sources = [
-            manifest.join("examples/broker"),
-            manifest.join("src"),
-            manifest.join("../mqtt-codec/src"),
-        ]
-        .iter()
-        .filter_map(|p| newest_mtime(p))
-        .max();
-        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
-        let stale = match (built, sources) {
-            (Some(built), Some(sources)) => built < sources,
-            (Some(_), None) => false,
-            (None, _) => true,
-        };
-        if stale {
-            let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-                Some("debug") | None => "dev",
-                Some(other) => other,
-            };
-            let target_dir = profile_dir.parent().expect("target directory");
-            let status = Command::new(env!("CARGO"))
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "mqtt-session",
-                    "--example",
-                    "broker",
-                ])
-                .arg("--profile")
-                .arg(profile)
-                .arg("--target-dir")
-                .arg(target_dir)
-                .current_dir(manifest)
-                .status()
-                .expect("run cargo build for the broker example");
-            assert!(status.success(), "cargo build --example broker failed");
-        }
-        assert!(bin.is_file(), "{} not found", bin.display());
-        bin
-    })
+    BINARY.get_or_init(|| crate::example_binary::locate("broker", "examples/broker"))
 }
 
 /// A fresh, empty directory for one test (under the target directory; removed when dropped).

@@ -561,6 +561,20 @@ impl<P: Policy> Broker<P> {
 
     // ---- acknowledgements of outgoing messages ----------------------------------------------
 
+    /// The session of `connection` and the sequence number of its in-flight message with
+    /// Packet Identifier `id`, when that message is in a state `expected` accepts.
+    fn inflight_for_ack(
+        &self,
+        connection: ConnectionId,
+        id: PacketId,
+        expected: fn(OutState, QoS) -> bool,
+    ) -> Option<(String, u64)> {
+        let client_id = self.connections.get(&connection)?.client_id.clone()?;
+        let session = self.sessions.get(&client_id)?;
+        let out = session.outbound.get(session.find_inflight(id)?)?;
+        expected(out.state, out.qos).then_some((client_id, out.seq))
+    }
+
     pub(super) fn handle_puback(
         &mut self,
         connection: ConnectionId,
@@ -568,35 +582,12 @@ impl<P: Policy> Broker<P> {
         _reason: ReasonCode,
         now: Timestamp,
     ) {
-        let Some(client_id) = self
-            .connections
-            .get(&connection)
-            .and_then(|c| c.client_id.clone())
-        else {
-            return;
-        };
-        let Some(session) = self.sessions.get_mut(&client_id) else {
-            return;
-        };
         // [MQTT-4.3.2-3] unacknowledged until PUBACK; [MQTT-4.4.0-2] an error code also ends it.
-        let Some(index) = session.find_inflight(id) else {
+        let expected = |state, qos| matches!((state, qos), (OutState::Sent(_), QoS::AtLeastOnce));
+        let Some((client_id, seq)) = self.inflight_for_ack(connection, id, expected) else {
             return;
         };
-        if !matches!(
-            session.outbound.get(index).map(|o| (o.state, o.qos)),
-            Some((OutState::Sent(_), QoS::AtLeastOnce))
-        ) {
-            return;
-        }
-        let durable = session.is_durable();
-        if let Some(out) = session.remove_at(index)
-            && durable
-        {
-            self.persist(StorageRecord::Delivered {
-                client_id: client_id.clone(),
-                seq: out.seq,
-            });
-        }
+        self.complete_outbound(&client_id, seq);
         self.pump(&client_id, now);
     }
 
@@ -607,24 +598,8 @@ impl<P: Policy> Broker<P> {
         reason: ReasonCode,
         now: Timestamp,
     ) {
-        let Some(client_id) = self
-            .connections
-            .get(&connection)
-            .and_then(|c| c.client_id.clone())
-        else {
-            return;
-        };
-        let Some(session) = self.sessions.get_mut(&client_id) else {
-            return;
-        };
-        let durable = session.is_durable();
-        let found = session.find_inflight(id).filter(|&i| {
-            matches!(
-                session.outbound.get(i).map(|o| (o.state, o.qos)),
-                Some((OutState::Sent(_), QoS::ExactlyOnce))
-            )
-        });
-        let Some(index) = found else {
+        let expected = |state, qos| matches!((state, qos), (OutState::Sent(_), QoS::ExactlyOnce));
+        let Some((client_id, seq)) = self.inflight_for_ack(connection, id, expected) else {
             // A PUBREC for a flow we do not have: answer PUBREL 0x92 (5.0).
             let mut rel = PubRel::new(id);
             if self.version_of(connection).is_some_and(|v| v.is_v5()) {
@@ -635,25 +610,20 @@ impl<P: Policy> Broker<P> {
         };
         if reason.is_error() {
             // [MQTT-4.4.0-2] [MQTT-4.8.2-6] treated as acknowledged; not retransmitted.
-            if let Some(out) = session.remove_at(index)
-                && durable
-            {
-                self.persist(StorageRecord::Delivered {
-                    client_id: client_id.clone(),
-                    seq: out.seq,
-                });
-            }
+            self.complete_outbound(&client_id, seq);
             self.pump(&client_id, now);
             return;
         }
         // [MQTT-4.3.3-4] PUBREL with the same Packet Identifier; [MQTT-4.3.3-6] the PUBLISH is
         // not sent again.
-        let seq = session
-            .outbound
-            .get(index)
-            .map(|o| o.seq)
-            .unwrap_or_default();
-        if let Some(o) = session.outbound.get_mut(index) {
+        let Some(session) = self.sessions.get_mut(&client_id) else {
+            return;
+        };
+        let durable = session.is_durable();
+        if let Some(o) = session
+            .find_seq(seq)
+            .and_then(|i| session.outbound.get_mut(i))
+        {
             o.state = OutState::Released(id);
         }
         if durable {
@@ -671,35 +641,12 @@ impl<P: Policy> Broker<P> {
         id: PacketId,
         now: Timestamp,
     ) {
-        let Some(client_id) = self
-            .connections
-            .get(&connection)
-            .and_then(|c| c.client_id.clone())
-        else {
-            return;
-        };
-        let Some(session) = self.sessions.get_mut(&client_id) else {
-            return;
-        };
-        let durable = session.is_durable();
         // [MQTT-4.3.3-5] the PUBREL is unacknowledged until PUBCOMP.
-        let Some(index) = session.find_inflight(id) else {
+        let expected = |state, _| matches!(state, OutState::Released(_));
+        let Some((client_id, seq)) = self.inflight_for_ack(connection, id, expected) else {
             return;
         };
-        if !matches!(
-            session.outbound.get(index).map(|o| o.state),
-            Some(OutState::Released(_))
-        ) {
-            return;
-        }
-        if let Some(out) = session.remove_at(index)
-            && durable
-        {
-            self.persist(StorageRecord::Delivered {
-                client_id: client_id.clone(),
-                seq: out.seq,
-            });
-        }
+        self.complete_outbound(&client_id, seq);
         self.pump(&client_id, now);
     }
 

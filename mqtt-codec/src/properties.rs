@@ -249,11 +249,45 @@ fn set_once<'a, T>(slot: &mut Option<T>, i: &'a [u8], value: T) -> PResult<'a, (
     Ok((i, ()))
 }
 
+/// The properties in the order [`Properties`] encodes them (the order of its fields).
+const ENCODING_ORDER: [PropertyId; 27] = {
+    use PropertyId as P;
+    [
+        P::PayloadFormatIndicator,
+        P::MessageExpiryInterval,
+        P::ContentType,
+        P::ResponseTopic,
+        P::CorrelationData,
+        P::SubscriptionIdentifier,
+        P::SessionExpiryInterval,
+        P::AssignedClientIdentifier,
+        P::ServerKeepAlive,
+        P::AuthenticationMethod,
+        P::AuthenticationData,
+        P::RequestProblemInformation,
+        P::WillDelayInterval,
+        P::RequestResponseInformation,
+        P::ResponseInformation,
+        P::ServerReference,
+        P::ReasonString,
+        P::ReceiveMaximum,
+        P::TopicAliasMaximum,
+        P::TopicAlias,
+        P::MaximumQos,
+        P::RetainAvailable,
+        P::UserProperty,
+        P::MaximumPacketSize,
+        P::WildcardSubscriptionAvailable,
+        P::SubscriptionIdentifierAvailable,
+        P::SharedSubscriptionAvailable,
+    ]
+};
+
 impl Properties {
     /// Whether no property is present.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        *self == Self::default()
+        self.presence() == 0
     }
 
     /// Parses a Property Length and the properties it covers, as allowed in `ctx`.
@@ -446,71 +480,50 @@ impl Properties {
 
     /// The identifiers of the properties present, in the order they are encoded.
     pub fn present(&self) -> impl Iterator<Item = PropertyId> + '_ {
-        use PropertyId as P;
-        [
-            (
-                P::PayloadFormatIndicator,
-                self.payload_format_indicator.is_some(),
-            ),
-            (
-                P::MessageExpiryInterval,
-                self.message_expiry_interval.is_some(),
-            ),
-            (P::ContentType, self.content_type.is_some()),
-            (P::ResponseTopic, self.response_topic.is_some()),
-            (P::CorrelationData, self.correlation_data.is_some()),
-            (
-                P::SubscriptionIdentifier,
-                !self.subscription_identifiers.is_empty(),
-            ),
-            (
-                P::SessionExpiryInterval,
-                self.session_expiry_interval.is_some(),
-            ),
-            (
-                P::AssignedClientIdentifier,
-                self.assigned_client_identifier.is_some(),
-            ),
-            (P::ServerKeepAlive, self.server_keep_alive.is_some()),
-            (
-                P::AuthenticationMethod,
-                self.authentication_method.is_some(),
-            ),
-            (P::AuthenticationData, self.authentication_data.is_some()),
-            (
-                P::RequestProblemInformation,
-                self.request_problem_information.is_some(),
-            ),
-            (P::WillDelayInterval, self.will_delay_interval.is_some()),
-            (
-                P::RequestResponseInformation,
-                self.request_response_information.is_some(),
-            ),
-            (P::ResponseInformation, self.response_information.is_some()),
-            (P::ServerReference, self.server_reference.is_some()),
-            (P::ReasonString, self.reason_string.is_some()),
-            (P::ReceiveMaximum, self.receive_maximum.is_some()),
-            (P::TopicAliasMaximum, self.topic_alias_maximum.is_some()),
-            (P::TopicAlias, self.topic_alias.is_some()),
-            (P::MaximumQos, self.maximum_qos.is_some()),
-            (P::RetainAvailable, self.retain_available.is_some()),
-            (P::UserProperty, !self.user_properties.is_empty()),
-            (P::MaximumPacketSize, self.maximum_packet_size.is_some()),
-            (
-                P::WildcardSubscriptionAvailable,
-                self.wildcard_subscription_available.is_some(),
-            ),
-            (
-                P::SubscriptionIdentifierAvailable,
-                self.subscription_identifier_available.is_some(),
-            ),
-            (
-                P::SharedSubscriptionAvailable,
-                self.shared_subscription_available.is_some(),
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(id, present)| present.then_some(id))
+        let presence = self.presence();
+        ENCODING_ORDER
+            .iter()
+            .enumerate()
+            .filter(move |&(bit, _)| presence & (1 << bit) != 0)
+            .map(|(_, &id)| id)
+    }
+
+    /// One bit per property present: bit `i` for `ENCODING_ORDER[i]`. Computed without
+    /// branches, so that the common case — few properties or none — costs little in the
+    /// encoder.
+    fn presence(&self) -> u32 {
+        let bits = [
+            self.payload_format_indicator.is_some(),
+            self.message_expiry_interval.is_some(),
+            self.content_type.is_some(),
+            self.response_topic.is_some(),
+            self.correlation_data.is_some(),
+            !self.subscription_identifiers.is_empty(),
+            self.session_expiry_interval.is_some(),
+            self.assigned_client_identifier.is_some(),
+            self.server_keep_alive.is_some(),
+            self.authentication_method.is_some(),
+            self.authentication_data.is_some(),
+            self.request_problem_information.is_some(),
+            self.will_delay_interval.is_some(),
+            self.request_response_information.is_some(),
+            self.response_information.is_some(),
+            self.server_reference.is_some(),
+            self.reason_string.is_some(),
+            self.receive_maximum.is_some(),
+            self.topic_alias_maximum.is_some(),
+            self.topic_alias.is_some(),
+            self.maximum_qos.is_some(),
+            self.retain_available.is_some(),
+            !self.user_properties.is_empty(),
+            self.maximum_packet_size.is_some(),
+            self.wildcard_subscription_available.is_some(),
+            self.subscription_identifier_available.is_some(),
+            self.shared_subscription_available.is_some(),
+        ];
+        bits.iter()
+            .enumerate()
+            .fold(0, |acc, (bit, &set)| acc | u32::from(set) << bit)
     }
 
     /// Checks what the decoder checks, for the encoder: every property allowed in `ctx`, values
@@ -519,7 +532,21 @@ impl Properties {
     /// # Errors
     /// The first violation found.
     pub fn validate(&self, ctx: PropertyContext) -> Result<(), Violation> {
-        if self.present().any(|id| !id.is_allowed_in(ctx)) {
+        self.checked_len(ctx).map(|_| ())
+    }
+
+    /// [`Properties::validate`], returning [`Properties::len`]: the encoder's one pass over
+    /// the properties before [`Properties::write_with_len`].
+    pub(crate) fn checked_len(&self, ctx: PropertyContext) -> Result<usize, Violation> {
+        let presence = self.presence();
+        if presence == 0 {
+            return Ok(0);
+        }
+        if ENCODING_ORDER
+            .iter()
+            .enumerate()
+            .any(|(bit, id)| presence & (1 << bit) != 0 && !id.is_allowed_in(ctx))
+        {
             return Err(Violation::PropertyNotAllowed);
         }
         if self.subscription_identifiers.len() > 1
@@ -549,15 +576,23 @@ impl Properties {
         {
             check_binary(b)?;
         }
-        if self.len() > VBI_MAX as usize {
+        let len = self.len_of_present();
+        if len > VBI_MAX as usize {
             return Err(Violation::RemainingLengthTooLarge);
         }
-        Ok(())
+        Ok(len)
     }
 
     /// The length of the properties, without the Property Length in front of them.
     #[must_use]
     pub fn len(&self) -> usize {
+        if self.presence() == 0 {
+            return 0;
+        }
+        self.len_of_present()
+    }
+
+    fn len_of_present(&self) -> usize {
         let s = |o: &Option<Utf8String>| o.as_ref().map_or(0, |s| 1 + s.encoded_len());
         let b = |o: &Option<Bytes>| o.as_ref().map_or(0, |b| 3 + b.len());
         let n = |present: bool, size: usize| if present { 1 + size } else { 0 };
@@ -610,8 +645,17 @@ impl Properties {
 
     /// Writes the Property Length and the properties (validated by the caller).
     pub(crate) fn write(&self, buf: &mut impl BufMut) {
+        self.write_with_len(self.len(), buf);
+    }
+
+    /// [`Properties::write`] with the length already known (from
+    /// [`Properties::checked_len`]).
+    pub(crate) fn write_with_len(&self, len: usize, buf: &mut impl BufMut) {
         use PropertyId as P;
-        put_vbi(buf, u32::try_from(self.len()).unwrap_or(VBI_MAX));
+        put_vbi(buf, u32::try_from(len).unwrap_or(VBI_MAX));
+        if len == 0 {
+            return;
+        }
         let id = |buf: &mut dyn BufMut, id: PropertyId| buf.put_u8(id as u8);
         if let Some(v) = self.payload_format_indicator {
             id(buf, P::PayloadFormatIndicator);

@@ -21,8 +21,9 @@
 //! an order that depends only on which subscriptions the tree holds (not on the order they were
 //! added in, nor on the process), as the deterministic engine requires.
 //!
-//! The exact children are kept in a [`HashMap`] with std's randomly keyed hasher: filters come
-//! from clients, and a fixed hash function would let a client pick levels that collide.
+//! The exact children are kept in a [`HashMap`] with a randomly seeded hasher (foldhash):
+//! filters come from clients, and a fixed hash function would let a client pick levels that
+//! collide.
 //!
 //! # Input
 //!
@@ -62,6 +63,8 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap, btree_map};
+
+use foldhash::fast::RandomState;
 use std::fmt;
 use std::iter::FusedIterator;
 
@@ -88,7 +91,7 @@ pub struct SubscriptionTree<K, V> {
 /// A node of the trie: the filters whose levels so far are the path from the root.
 struct Node<K, V> {
     /// Children for levels other than `+` and `#`, compared byte for byte.
-    exact: HashMap<Box<str>, Node<K, V>>,
+    exact: Children<K, V>,
     /// The child for a `+` level.
     single: Option<Box<Node<K, V>>>,
     /// The child for a `#` level. A valid filter ends there, so only its subscribers count.
@@ -102,7 +105,198 @@ struct Subscribers<K, V> {
     /// The Topic Filter, as given to the first [`SubscriptionTree::insert`].
     filter: Box<str>,
     /// Never empty while it is in a node.
-    entries: BTreeMap<K, V>,
+    entries: Entries<K, V>,
+}
+
+/// Up to this many exact children or subscribers, a node keeps them in a vector sized to fit;
+/// beyond, in a map. Most nodes of a large tree have one child and one subscriber, and a map
+/// costs hundreds of bytes even for one entry (measured in `benches/`).
+const FEW: usize = 8;
+
+/// The exact children of a node: few in a vector searched linearly, many in a hash map.
+enum Children<K, V> {
+    Few(Vec<(Box<str>, Node<K, V>)>),
+    Many(HashMap<Box<str>, Node<K, V>, RandomState>),
+}
+
+impl<K, V> Children<K, V> {
+    fn get(&self, level: &str) -> Option<&Node<K, V>> {
+        match self {
+            Self::Few(v) => v.iter().find(|(l, _)| **l == *level).map(|(_, n)| n),
+            Self::Many(m) => m.get(level),
+        }
+    }
+
+    fn get_mut(&mut self, level: &str) -> Option<&mut Node<K, V>> {
+        match self {
+            Self::Few(v) => v.iter_mut().find(|(l, _)| **l == *level).map(|(_, n)| n),
+            Self::Many(m) => m.get_mut(level),
+        }
+    }
+
+    /// The child for `level`, added if missing. `None` never happens (the child was just
+    /// found or added); it is an `Option` only because the vector's accessors are.
+    fn get_or_insert(&mut self, level: &str) -> Option<&mut Node<K, V>> {
+        if let Self::Few(v) = self
+            && v.len() >= FEW
+            && !v.iter().any(|(l, _)| **l == *level)
+        {
+            let mut map = HashMap::with_capacity_and_hasher(FEW * 2, RandomState::default());
+            map.extend(v.drain(..));
+            *self = Self::Many(map);
+        }
+        match self {
+            Self::Few(v) => {
+                let index = match v.iter().position(|(l, _)| **l == *level) {
+                    Some(index) => index,
+                    None => {
+                        v.reserve_exact(1);
+                        v.push((Box::from(level), Node::new()));
+                        v.len() - 1
+                    }
+                };
+                v.get_mut(index).map(|(_, node)| node)
+            }
+            Self::Many(m) => Some(m.entry(Box::from(level)).or_insert_with(Node::new)),
+        }
+    }
+
+    fn remove(&mut self, level: &str) -> Option<Node<K, V>> {
+        match self {
+            Self::Few(v) => {
+                let index = v.iter().position(|(l, _)| **l == *level)?;
+                let (_, node) = v.swap_remove(index);
+                v.shrink_to_fit();
+                Some(node)
+            }
+            Self::Many(m) => m.remove(level),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Few(v) => v.len(),
+            Self::Many(m) => m.len(),
+        }
+    }
+
+    /// In no particular order.
+    fn iter(&self) -> impl Iterator<Item = (&str, &Node<K, V>)> {
+        let (few, many) = match self {
+            Self::Few(v) => (Some(v.iter().map(|(l, n)| (&**l, n))), None),
+            Self::Many(m) => (None, Some(m.iter().map(|(l, n)| (&**l, n)))),
+        };
+        few.into_iter().flatten().chain(many.into_iter().flatten())
+    }
+
+    fn drain_into(&mut self, into: &mut Vec<Node<K, V>>) {
+        match self {
+            Self::Few(v) => into.extend(v.drain(..).map(|(_, n)| n)),
+            Self::Many(m) => into.extend(m.drain().map(|(_, n)| n)),
+        }
+    }
+}
+
+/// The subscribers of one filter, ordered by key: few in a sorted vector sized to fit, many in
+/// a B-tree.
+enum Entries<K, V> {
+    Few(Vec<(K, V)>),
+    Many(BTreeMap<K, V>),
+}
+
+impl<K: Ord, V> Entries<K, V> {
+    fn get(&self, key: &K) -> Option<&V> {
+        match self {
+            Self::Few(v) => v
+                .binary_search_by(|(k, _)| k.cmp(key))
+                .ok()
+                .and_then(|i| v.get(i))
+                .map(|(_, value)| value),
+            Self::Many(m) => m.get(key),
+        }
+    }
+
+    fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        match self {
+            Self::Few(v) => match v.binary_search_by(|(k, _)| k.cmp(key)) {
+                Ok(i) => v.get_mut(i).map(|(_, value)| value),
+                Err(_) => None,
+            },
+            Self::Many(m) => m.get_mut(key),
+        }
+    }
+
+    fn insert(&mut self, key: K, value: V) -> Option<V> {
+        if let Self::Few(v) = self {
+            match v.binary_search_by(|(k, _)| k.cmp(&key)) {
+                Ok(i) => {
+                    return v.get_mut(i).map(|(_, old)| std::mem::replace(old, value));
+                }
+                Err(i) if v.len() < FEW => {
+                    v.reserve_exact(1);
+                    v.insert(i, (key, value));
+                    return None;
+                }
+                Err(_) => {
+                    let map: BTreeMap<K, V> = v.drain(..).collect();
+                    *self = Self::Many(map);
+                }
+            }
+        }
+        match self {
+            Self::Few(_) => None,
+            Self::Many(m) => m.insert(key, value),
+        }
+    }
+
+    fn remove(&mut self, key: &K) -> Option<V> {
+        match self {
+            Self::Few(v) => {
+                let i = v.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
+                let (_, value) = v.remove(i);
+                v.shrink_to_fit();
+                Some(value)
+            }
+            Self::Many(m) => m.remove(key),
+        }
+    }
+}
+
+impl<K, V> Entries<K, V> {
+    fn len(&self) -> usize {
+        match self {
+            Self::Few(v) => v.len(),
+            Self::Many(m) => m.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn iter(&self) -> EntriesIter<'_, K, V> {
+        match self {
+            Self::Few(v) => EntriesIter::Few(v.iter()),
+            Self::Many(m) => EntriesIter::Many(m.iter()),
+        }
+    }
+}
+
+/// The subscribers of one filter in key order.
+enum EntriesIter<'a, K, V> {
+    Few(std::slice::Iter<'a, (K, V)>),
+    Many(btree_map::Iter<'a, K, V>),
+}
+
+impl<'a, K, V> Iterator for EntriesIter<'a, K, V> {
+    type Item = (&'a K, &'a V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Self::Few(i) => i.next().map(|(k, v)| (k, v)),
+            Self::Many(i) => i.next(),
+        }
+    }
 }
 
 /// Splits the first level off `levels`: the level, and the levels after it (`None` when it was
@@ -118,7 +312,7 @@ fn split_level(levels: &str) -> (&str, Option<&str>) {
 impl<K, V> Node<K, V> {
     fn new() -> Self {
         Self {
-            exact: HashMap::new(),
+            exact: Children::Few(Vec::new()),
             single: None,
             multi: None,
             subscribers: None,
@@ -141,11 +335,13 @@ impl<K, V> Node<K, V> {
         }
     }
 
-    fn child_or_insert(&mut self, level: &str) -> &mut Self {
+    /// The child for `level`, added if missing (`None` never happens: see
+    /// `Children::get_or_insert`).
+    fn child_or_insert(&mut self, level: &str) -> Option<&mut Self> {
         match level {
-            SINGLE_LEVEL => self.single.get_or_insert_with(|| Box::new(Self::new())),
-            MULTI_LEVEL => self.multi.get_or_insert_with(|| Box::new(Self::new())),
-            _ => self.exact.entry(Box::from(level)).or_insert_with(Self::new),
+            SINGLE_LEVEL => Some(self.single.get_or_insert_with(|| Box::new(Self::new()))),
+            MULTI_LEVEL => Some(self.multi.get_or_insert_with(|| Box::new(Self::new()))),
+            _ => self.exact.get_or_insert(level),
         }
     }
 
@@ -164,7 +360,7 @@ impl<K, V> Node<K, V> {
 
     /// The children with their levels, in no particular order.
     fn children(&self) -> impl Iterator<Item = (&str, &Self)> {
-        let exact = self.exact.iter().map(|(level, child)| (&**level, child));
+        let exact = self.exact.iter();
         let single = self.single.as_deref().map(|child| (SINGLE_LEVEL, child));
         let multi = self.multi.as_deref().map(|child| (MULTI_LEVEL, child));
         exact.chain(single).chain(multi)
@@ -172,7 +368,7 @@ impl<K, V> Node<K, V> {
 
     /// Moves the children of this node (not their own children) into `into`.
     fn take_children(&mut self, into: &mut Vec<Self>) {
-        into.extend(self.exact.drain().map(|(_, child)| child));
+        self.exact.drain_into(into);
         into.extend(self.single.take().map(|child| *child));
         into.extend(self.multi.take().map(|child| *child));
     }
@@ -180,7 +376,7 @@ impl<K, V> Node<K, V> {
     /// Calls `visit` for each subscriber whose filter ends at this node, in key order.
     fn visit_subscribers<'a>(&'a self, visit: &mut impl FnMut(&'a str, &'a K, &'a V)) {
         if let Some(subscribers) = self.subscribers.as_deref() {
-            for (key, value) in &subscribers.entries {
+            for (key, value) in subscribers.entries.iter() {
                 visit(&subscribers.filter, key, value);
             }
         }
@@ -302,12 +498,12 @@ impl<K: Ord, V> SubscriptionTree<K, V> {
     pub fn insert(&mut self, filter: &str, key: K, value: V) -> Option<V> {
         let mut node = &mut self.root;
         for level in filter.split(SEPARATOR) {
-            node = node.child_or_insert(level);
+            node = node.child_or_insert(level)?;
         }
         let subscribers = node.subscribers.get_or_insert_with(|| {
             Box::new(Subscribers {
                 filter: Box::from(filter),
-                entries: BTreeMap::new(),
+                entries: Entries::Few(Vec::new()),
             })
         });
         let previous = subscribers.entries.insert(key, value);
@@ -335,9 +531,7 @@ impl<K: Ord, V> SubscriptionTree<K, V> {
             depth += 1;
         }
         let subscribers = node.subscribers.as_deref()?;
-        if !subscribers.entries.contains_key(key) {
-            return None;
-        }
+        subscribers.entries.get(key)?;
         if subscribers.entries.len() > 1 || node.child_count() > 0 {
             keep_depth = depth;
         }
@@ -424,7 +618,7 @@ pub struct Iter<'a, K, V> {
     /// Nodes still to visit with their levels, the next one last.
     pending: Vec<(&'a str, &'a Node<K, V>)>,
     /// The filter and the remaining subscribers of the node being visited.
-    current: Option<(&'a str, btree_map::Iter<'a, K, V>)>,
+    current: Option<(&'a str, EntriesIter<'a, K, V>)>,
     /// Subscriptions not yielded yet.
     remaining: usize,
 }
@@ -714,7 +908,7 @@ mod tests {
         }
         assert!(tree.is_empty());
         assert_eq!(node_count(&tree), 1);
-        assert!(tree.root.exact.is_empty() && tree.root.subscribers.is_none());
+        assert!(tree.root.exact.len() == 0 && tree.root.subscribers.is_none());
     }
 
     #[test]
@@ -849,6 +1043,74 @@ mod tests {
         drop(copy);
         tree.insert(&deepest, 1, ());
         drop(tree);
+    }
+
+    /// Many children under one level and many subscribers to one filter: the vector and map
+    /// forms of `Children` and `Entries`, and the switch from one to the other, in both
+    /// directions of use (the map form stays after removals).
+    #[test]
+    fn many_children_and_subscribers_switch_to_maps_and_still_match() {
+        let mut tree = SubscriptionTree::new();
+        let mut model: BTreeMap<(String, u8), u32> = BTreeMap::new();
+        for level in 0..3 * FEW {
+            for key in 0..u8::try_from(2 * FEW).unwrap() {
+                let filter = format!("x/{level}/y");
+                let value = u32::try_from(level).unwrap() * 100 + u32::from(key);
+                assert_eq!(tree.insert(&filter, key, value), None);
+                model.insert((filter, key), value);
+            }
+            tree.insert("x/+/y", 0, 7);
+            model.insert(("x/+/y".to_owned(), 0), 7);
+        }
+        let check = |tree: &SubscriptionTree<u8, u32>, model: &BTreeMap<(String, u8), u32>| {
+            for level in 0..3 * FEW + 1 {
+                let topic = format!("x/{level}/y");
+                let mut got = matching(tree, &topic);
+                got.sort();
+                let expected: Vec<(String, u8, u32)> = model
+                    .iter()
+                    .filter(|((f, _), _)| matches(f, &topic))
+                    .map(|((f, k), v)| (f.clone(), *k, *v))
+                    .collect();
+                assert_eq!(got, expected, "{topic}");
+            }
+            assert_eq!(tree.len(), model.len());
+            let listed: Vec<(String, u8, u32)> = tree
+                .iter()
+                .map(|(f, k, v)| (f.to_owned(), *k, *v))
+                .collect();
+            let mut sorted = listed.clone();
+            sorted.sort_by(|a, b| {
+                (a.0.split('/').collect::<Vec<_>>(), a.1)
+                    .cmp(&(b.0.split('/').collect::<Vec<_>>(), b.1))
+            });
+            assert_eq!(listed, sorted);
+        };
+        check(&tree, &model);
+        // Remove every other subscriber, then every other level entirely.
+        for level in 0..3 * FEW {
+            for key in (0..u8::try_from(2 * FEW).unwrap()).step_by(2) {
+                let filter = format!("x/{level}/y");
+                assert_eq!(tree.remove(&filter, &key), model.remove(&(filter, key)));
+            }
+        }
+        check(&tree, &model);
+        for level in (0..3 * FEW).step_by(2) {
+            for key in 0..u8::try_from(2 * FEW).unwrap() {
+                let filter = format!("x/{level}/y");
+                assert_eq!(
+                    tree.remove(&filter, &key),
+                    model.remove(&(filter.clone(), key))
+                );
+                assert_eq!(tree.get(&filter, &key), None);
+            }
+        }
+        check(&tree, &model);
+        for (filter, key) in model.keys() {
+            assert!(tree.remove(filter, key).is_some());
+        }
+        assert!(tree.is_empty());
+        assert_eq!(node_count(&tree), 1);
     }
 
     #[derive(Clone, Debug)]

@@ -63,6 +63,19 @@ pub(crate) trait Body: Sized {
 
     /// Writes the body (valid after `validate`).
     fn write(&self, version: ProtocolVersion, buf: &mut BytesMut);
+
+    /// `validate`, then `body_len`: the encoder's single pass. Packets whose length is costly
+    /// to compute twice (PUBLISH, with its properties) do both at once.
+    fn checked_body_len(&self, version: ProtocolVersion) -> Result<usize, Violation> {
+        self.validate(version)?;
+        Ok(self.body_len(version))
+    }
+
+    /// `write`, knowing the Remaining Length `checked_body_len` returned.
+    fn write_sized(&self, version: ProtocolVersion, body_len: usize, buf: &mut BytesMut) {
+        let _ = body_len;
+        self.write(version, buf);
+    }
 }
 
 /// An MQTT control packet.
@@ -260,9 +273,7 @@ impl Packet {
             return Err(err(Violation::NotRepresentable));
         }
         let len = with_body!(self, p => {
-            let p = body_of(p);
-            p.validate(version).map_err(err)?;
-            p.body_len(version)
+            body_of(p).checked_body_len(version).map_err(err)?
         }, ping => 0);
         if len > VBI_MAX as usize {
             return Err(err(Violation::RemainingLengthTooLarge));
@@ -320,7 +331,7 @@ impl Packet {
             let p = body_of(p);
             buf.put_u8(ty << 4 | p.flags());
             put_vbi(buf, body32);
-            p.write(v, buf);
+            p.write_sized(v, body, buf);
         }, ping => {
             buf.put_u8(ty << 4);
             put_vbi(buf, 0);

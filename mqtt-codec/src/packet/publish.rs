@@ -5,7 +5,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::Body;
 use crate::error::Violation;
 use crate::properties::{Properties, PropertyContext};
-use crate::types::{PacketId, PacketType, ProtocolVersion, QoS, TopicName};
+use crate::types::{PacketId, PacketType, ProtocolVersion, QoS, TopicName, vbi_len};
 use crate::wire::{PResult, fail, packet_id, put_utf8, utf8};
 
 /// PUBLISH (section 3.3).
@@ -103,6 +103,23 @@ impl Publish {
     }
 }
 
+impl Publish {
+    /// The body without the properties: topic, Packet Identifier, payload.
+    fn fixed_len(&self) -> usize {
+        self.topic.as_utf8().encoded_len()
+            + if self.packet_id.is_some() { 2 } else { 0 }
+            + self.payload.len()
+    }
+}
+
+/// The Property Length `n` whose encoding with its VBI takes `wire` bytes (`vbi_len(n) + n`).
+fn property_len_of_wire(wire: usize) -> usize {
+    (1..=4)
+        .map(|k| wire.saturating_sub(k))
+        .find(|&n| vbi_len(u32::try_from(n).unwrap_or(u32::MAX)) + n == wire)
+        .unwrap_or(0)
+}
+
 impl Body for Publish {
     const TYPE: PacketType = PacketType::Publish;
 
@@ -111,33 +128,39 @@ impl Body for Publish {
     }
 
     fn validate(&self, version: ProtocolVersion) -> Result<(), Violation> {
+        self.checked_body_len(version).map(|_| ())
+    }
+
+    fn body_len(&self, version: ProtocolVersion) -> usize {
+        let properties = if version.is_v5() {
+            self.properties.wire_len()
+        } else {
+            0
+        };
+        self.fixed_len() + properties
+    }
+
+    fn checked_body_len(&self, version: ProtocolVersion) -> Result<usize, Violation> {
         if self.dup && self.qos == QoS::AtMostOnce {
             return Err(Violation::DupWithQos0);
         }
         if (self.qos == QoS::AtMostOnce) != self.packet_id.is_none() {
             return Err(Violation::PacketIdMismatch);
         }
-        if version.is_v5() {
-            self.properties
-                .validate(PropertyContext::Packet(PacketType::Publish))?;
-        } else if !self.properties.is_empty() {
+        let properties = if version.is_v5() {
+            let len = self
+                .properties
+                .checked_len(PropertyContext::Packet(PacketType::Publish))?;
+            vbi_len(u32::try_from(len).unwrap_or(u32::MAX)) + len
+        } else if self.properties.is_empty() {
+            0
+        } else {
             return Err(Violation::NotRepresentable);
-        }
+        };
         if self.topic.is_empty() && self.properties.topic_alias.is_none() {
             return Err(Violation::TopicNameEmpty);
         }
-        Ok(())
-    }
-
-    fn body_len(&self, version: ProtocolVersion) -> usize {
-        self.topic.as_utf8().encoded_len()
-            + if self.packet_id.is_some() { 2 } else { 0 }
-            + if version.is_v5() {
-                self.properties.wire_len()
-            } else {
-                0
-            }
-            + self.payload.len()
+        Ok(self.fixed_len() + properties)
     }
 
     fn flags(&self) -> u8 {
@@ -145,12 +168,20 @@ impl Body for Publish {
     }
 
     fn write(&self, version: ProtocolVersion, buf: &mut BytesMut) {
+        self.write_sized(version, self.body_len(version), buf);
+    }
+
+    fn write_sized(&self, version: ProtocolVersion, body_len: usize, buf: &mut BytesMut) {
         put_utf8(buf, self.topic.as_utf8());
         if let Some(id) = self.packet_id {
             buf.put_u16(id.get());
         }
         if version.is_v5() {
-            self.properties.write(buf);
+            // The Property Length is what the body leaves after the other fields and the
+            // Property Length's own encoding.
+            let wire = body_len.saturating_sub(self.fixed_len());
+            self.properties
+                .write_with_len(property_len_of_wire(wire), buf);
         }
         buf.put_slice(&self.payload);
     }

@@ -2,7 +2,7 @@
 //! subscriptions (shared ones included), the outbound queue and flow control; SUBSCRIBE and
 //! UNSUBSCRIBE.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use mqtt_codec::Packet;
@@ -14,7 +14,8 @@ use mqtt_codec::{
 use super::message::Message;
 use super::session::{OutState, Outbound, Subscription};
 use super::{
-    Broker, BrokerEvent, ConnectionId, DropReason, Policy, StorageRecord, SubKey, SubValue,
+    Broker, BrokerEvent, Connection, ConnectionId, DropReason, Pending, Policy, StorageRecord,
+    SubKey, SubValue, encode_to,
 };
 use crate::time::Timestamp;
 
@@ -33,14 +34,14 @@ impl<P: Policy> Broker<P> {
         {
             Some((group, inner)) => (
                 SubKey {
-                    client_id: client_id.to_owned(),
+                    client_id: Arc::from(client_id),
                     share_group: Some(group.to_owned()),
                 },
                 inner,
             ),
             None => (
                 SubKey {
-                    client_id: client_id.to_owned(),
+                    client_id: Arc::from(client_id),
                     share_group: None,
                 },
                 filter,
@@ -250,7 +251,12 @@ impl<P: Policy> Broker<P> {
     /// of its matching subscriptions [MQTT-3.3.4-2], with all their Subscription Identifiers
     /// [MQTT-3.3.4-3] [MQTT-3.3.4-4]; one member of each share group [MQTT-4.8.2-3].
     fn route(&mut self, message: Arc<Message>, now: Timestamp) -> bool {
-        let mut direct: BTreeMap<String, Delivery> = BTreeMap::new();
+        // One entry per matching subscription, in the tree's (deterministic) order. A session
+        // appears more than once only when several of its filters match, which needs several
+        // matching filters: only then are the entries sorted and merged.
+        let mut direct: Vec<(Arc<str>, Delivery)> = Vec::new();
+        let mut filters_matched = 0_usize;
+        let mut last_filter: Option<&str> = None;
         let mut shared: BTreeMap<(String, String), Vec<(String, SubValue)>> = BTreeMap::new();
         let publisher = message.publisher.as_deref();
         self.tree
@@ -258,27 +264,47 @@ impl<P: Policy> Broker<P> {
                 match &key.share_group {
                     None => {
                         // [MQTT-3.8.3-3] No Local: not to the publisher's own connection.
-                        if value.options.no_local && publisher == Some(key.client_id.as_str()) {
+                        if value.options.no_local && publisher == Some(&*key.client_id) {
                             return;
                         }
-                        let d = direct.entry(key.client_id.clone()).or_insert(Delivery {
-                            qos: QoS::AtMostOnce,
-                            retain: false,
-                            subscription_ids: Vec::new(),
-                        });
-                        d.qos = d.qos.max(value.options.qos);
-                        // [MQTT-3.3.1-12] [MQTT-3.3.1-13] Retain As Published.
-                        d.retain |= value.options.retain_as_published && message.retain;
-                        d.subscription_ids.extend(value.subscription_id);
+                        if last_filter.is_none_or(|f| !core::ptr::eq(f, filter)) {
+                            filters_matched += 1;
+                            last_filter = Some(filter);
+                        }
+                        direct.push((
+                            Arc::clone(&key.client_id),
+                            Delivery {
+                                qos: value.options.qos,
+                                // [MQTT-3.3.1-12] [MQTT-3.3.1-13] Retain As Published.
+                                retain: value.options.retain_as_published && message.retain,
+                                subscription_ids: value.subscription_id.into_iter().collect(),
+                            },
+                        ));
                     }
                     Some(group) => {
                         shared
                             .entry((group.clone(), filter.to_owned()))
                             .or_default()
-                            .push((key.client_id.clone(), *value));
+                            .push((key.client_id.to_string(), *value));
                     }
                 }
             });
+        if filters_matched > 1 {
+            // Sorted by Client Identifier (stable, so each session's Subscription Identifiers
+            // keep the tree's order), then merged: one copy per session.
+            direct.sort_by(|a, b| a.0.cmp(&b.0));
+            direct.dedup_by(|later, kept| {
+                if later.0 != kept.0 {
+                    return false;
+                }
+                kept.1.qos = kept.1.qos.max(later.1.qos);
+                kept.1.retain |= later.1.retain;
+                kept.1
+                    .subscription_ids
+                    .append(&mut later.1.subscription_ids);
+                true
+            });
+        }
         let mut matched = !direct.is_empty() || !shared.is_empty();
         for (client_id, mut d) in direct {
             // [MQTT-3.8.4-8] the minimum of the published QoS and the granted QoS.
@@ -364,18 +390,39 @@ impl<P: Policy> Broker<P> {
     /// Maximum, our max in flight) QoS 1/2 messages unacknowledged [MQTT-3.3.4-9]
     /// [MQTT-4.9.0-2]. Expired messages are dropped [MQTT-3.3.2-5].
     pub(super) fn pump(&mut self, client_id: &str, now: Timestamp) {
-        let Some(connection) = self.sessions.get(client_id).and_then(|s| s.connection) else {
+        // One lookup of the session and one of its connection; then the fields are borrowed
+        // apart (session, connection, output queue) for the whole loop.
+        let Self {
+            sessions,
+            connections,
+            out: pending,
+            config,
+            ..
+        } = self;
+        let Some(session) = sessions.get_mut(client_id) else {
             return;
         };
-        let Some(conn) = self.connections.get(&connection) else {
+        let Some(connection) = session.connection else {
             return;
         };
-        let window = usize::from(conn.client_receive_maximum.min(self.config.max_inflight)).max(1);
-        let mut index = 0;
+        let Some(conn) = connections.get_mut(&connection) else {
+            return;
+        };
+        let window = usize::from(conn.client_receive_maximum.min(config.max_inflight)).max(1);
+        let durable = session.is_durable();
+        // The messages in flight are the front of the queue: messages are sent in queue order,
+        // and sending stops at the first one the quota holds back. So the scan starts after
+        // them, and a session with many messages in flight does not rescan them each time.
+        debug_assert!(
+            session
+                .outbound
+                .iter()
+                .enumerate()
+                .all(|(i, o)| (i < session.inflight) == (o.state != OutState::Queued)),
+            "in-flight messages are not the front of the queue"
+        );
+        let mut index = session.inflight;
         loop {
-            let Some(session) = self.sessions.get_mut(client_id) else {
-                return;
-            };
             let Some(out) = session.outbound.get(index) else {
                 return;
             };
@@ -383,21 +430,19 @@ impl<P: Policy> Broker<P> {
                 index += 1;
                 continue;
             }
-            let durable = session.is_durable();
             if out.message.is_expired(now) {
-                let out = session.remove_at(index);
-                if let Some(out) = out {
+                if let Some(out) = session.remove_at(index) {
                     if durable && out.qos != QoS::AtMostOnce {
-                        self.persist(StorageRecord::Delivered {
+                        pending.push_back(Pending::Persist(StorageRecord::Delivered {
                             client_id: client_id.to_owned(),
                             seq: out.seq,
-                        });
+                        }));
                     }
-                    self.event(BrokerEvent::MessageDropped {
+                    pending.push_back(Pending::Event(BrokerEvent::MessageDropped {
                         client_id: client_id.to_owned(),
                         topic: out.message.topic.clone(),
                         reason: DropReason::Expired,
-                    });
+                    }));
                 }
                 continue;
             }
@@ -405,7 +450,7 @@ impl<P: Policy> Broker<P> {
                 let Some(out) = session.remove_at(index) else {
                     return;
                 };
-                self.send_publish(connection, client_id, &out, None, false, now);
+                publish_to(pending, connection, conn, client_id, &out, None, false, now);
                 continue;
             }
             if session.inflight >= window {
@@ -415,26 +460,34 @@ impl<P: Policy> Broker<P> {
                 return;
             };
             session.mark_sent(index, id);
-            let Some(out) = session.outbound.get(index).cloned() else {
+            let Some(out) = session.outbound.get(index) else {
                 return;
             };
             if durable {
-                self.persist(StorageRecord::Sent {
+                pending.push_back(Pending::Persist(StorageRecord::Sent {
                     client_id: client_id.to_owned(),
                     seq: out.seq,
                     packet_id: id,
-                });
+                }));
             }
-            if !self.send_publish(connection, client_id, &out, Some(id), false, now) {
+            if !publish_to(
+                pending,
+                connection,
+                conn,
+                client_id,
+                out,
+                Some(id),
+                false,
+                now,
+            ) {
                 // [MQTT-3.1.2-25] too large for the client: discarded as if sent and done.
-                if let Some(session) = self.sessions.get_mut(client_id) {
-                    session.remove_at(index);
-                }
-                if durable {
-                    self.persist(StorageRecord::Delivered {
+                if let Some(out) = session.remove_at(index)
+                    && durable
+                {
+                    pending.push_back(Pending::Persist(StorageRecord::Delivered {
                         client_id: client_id.to_owned(),
                         seq: out.seq,
-                    });
+                    }));
                 }
                 continue;
             }
@@ -456,57 +509,16 @@ impl<P: Policy> Broker<P> {
         let Some(conn) = self.connections.get_mut(&connection) else {
             return false;
         };
-        let v5 = conn.version.is_v5();
-        let mut properties = if v5 {
-            out.message.properties.clone()
-        } else {
-            Properties::default()
-        };
-        let mut topic = out.message.topic.clone();
-        if v5 {
-            // [MQTT-3.3.2-6] the Message Expiry Interval minus the time waited.
-            properties.message_expiry_interval = out.message.remaining_expiry(now);
-            // [MQTT-3.3.4-3] the Subscription Identifiers of the matching subscriptions.
-            properties.subscription_identifiers = out.subscription_ids.clone();
-        }
-        // Outbound Topic Alias, when the client accepts them [MQTT-3.1.2-26] [MQTT-3.3.2-11]:
-        // the first `Topic Alias Maximum` distinct topics get aliases 1.., sent with the topic
-        // the first time and alone afterwards; other topics are sent in full.
-        let mut new_alias = None;
-        if v5 && conn.client_topic_alias_maximum > 0 {
-            if let Some(&alias) = conn.outbound_aliases.get(&topic) {
-                properties.topic_alias = core::num::NonZeroU16::new(alias);
-                topic = TopicName::empty();
-            } else if conn.outbound_aliases.len() < usize::from(conn.client_topic_alias_maximum) {
-                let alias = u16::try_from(conn.outbound_aliases.len() + 1).unwrap_or(u16::MAX);
-                properties.topic_alias = core::num::NonZeroU16::new(alias);
-                new_alias = Some(alias);
-            }
-        }
-        let publish = Publish {
-            // [MQTT-3.3.1-1] [MQTT-3.3.1-3] DUP only on a re-delivery; [MQTT-4.3.1-1] never at QoS 0.
-            dup: dup && out.qos != QoS::AtMostOnce,
-            qos: out.qos,
-            retain: out.retain,
-            topic,
+        publish_to(
+            &mut self.out,
+            connection,
+            conn,
+            client_id,
+            out,
             packet_id,
-            properties,
-            payload: out.message.payload.clone(),
-        };
-        let sent = self.send(connection, &Packet::Publish(publish));
-        if sent {
-            if let (Some(alias), Some(conn)) = (new_alias, self.connections.get_mut(&connection)) {
-                conn.outbound_aliases
-                    .insert(out.message.topic.clone(), alias);
-            }
-        } else {
-            self.event(BrokerEvent::MessageDropped {
-                client_id: client_id.to_owned(),
-                topic: out.message.topic.clone(),
-                reason: DropReason::TooLarge,
-            });
-        }
-        sent
+            dup,
+            now,
+        )
     }
 
     /// On session resume: PUBLISH again (DUP) what awaits PUBACK/PUBREC, PUBREL what awaits
@@ -847,4 +859,73 @@ impl<P: Policy> Broker<P> {
         };
         self.send(connection, &Packet::UnsubAck(ack));
     }
+}
+
+/// Encodes an outbound PUBLISH for `conn` into the output queue; `false` (and a
+/// `MessageDropped` event) when it exceeds the client's Maximum Packet Size, and then nothing
+/// is sent [MQTT-3.1.2-24].
+#[allow(clippy::too_many_arguments)]
+fn publish_to(
+    pending: &mut VecDeque<Pending>,
+    connection: ConnectionId,
+    conn: &mut Connection,
+    client_id: &str,
+    out: &Outbound,
+    packet_id: Option<PacketId>,
+    dup: bool,
+    now: Timestamp,
+) -> bool {
+    let v5 = conn.version.is_v5();
+    let mut properties = if v5 {
+        out.message.properties.clone()
+    } else {
+        Properties::default()
+    };
+    let mut topic = out.message.topic.clone();
+    if v5 {
+        // [MQTT-3.3.2-6] the Message Expiry Interval minus the time waited.
+        properties.message_expiry_interval = out.message.remaining_expiry(now);
+        // [MQTT-3.3.4-3] the Subscription Identifiers of the matching subscriptions.
+        properties
+            .subscription_identifiers
+            .clone_from(&out.subscription_ids);
+    }
+    // Outbound Topic Alias, when the client accepts them [MQTT-3.1.2-26] [MQTT-3.3.2-11]:
+    // the first `Topic Alias Maximum` distinct topics get aliases 1.., sent with the topic
+    // the first time and alone afterwards; other topics are sent in full.
+    let mut new_alias = None;
+    if v5 && conn.client_topic_alias_maximum > 0 {
+        if let Some(&alias) = conn.outbound_aliases.get(&topic) {
+            properties.topic_alias = core::num::NonZeroU16::new(alias);
+            topic = TopicName::empty();
+        } else if conn.outbound_aliases.len() < usize::from(conn.client_topic_alias_maximum) {
+            let alias = u16::try_from(conn.outbound_aliases.len() + 1).unwrap_or(u16::MAX);
+            properties.topic_alias = core::num::NonZeroU16::new(alias);
+            new_alias = Some(alias);
+        }
+    }
+    let publish = Publish {
+        // [MQTT-3.3.1-1] [MQTT-3.3.1-3] DUP only on a re-delivery; [MQTT-4.3.1-1] never at QoS 0.
+        dup: dup && out.qos != QoS::AtMostOnce,
+        qos: out.qos,
+        retain: out.retain,
+        topic,
+        packet_id,
+        properties,
+        payload: out.message.payload.clone(),
+    };
+    let sent = encode_to(pending, connection, conn, &Packet::Publish(publish));
+    if sent {
+        if let Some(alias) = new_alias {
+            conn.outbound_aliases
+                .insert(out.message.topic.clone(), alias);
+        }
+    } else {
+        pending.push_back(Pending::Event(BrokerEvent::MessageDropped {
+            client_id: client_id.to_owned(),
+            topic: out.message.topic.clone(),
+            reason: DropReason::TooLarge,
+        }));
+    }
+    sent
 }

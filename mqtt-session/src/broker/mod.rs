@@ -45,10 +45,11 @@ mod restore;
 mod session;
 mod storage;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use foldhash::fast::RandomState;
 use mqtt_codec::{
     ConnAck, Decoder, Disconnect, Error as CodecError, Packet, PacketType, ProtocolVersion,
     ReasonCode, SubscriptionOptions, TopicName,
@@ -242,7 +243,8 @@ struct Connection {
 /// shared subscription.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct SubKey {
-    client_id: String,
+    /// Shared, so that routing copies it without allocating.
+    client_id: Arc<str>,
     share_group: Option<String>,
 }
 
@@ -257,8 +259,12 @@ struct SubValue {
 pub struct Broker<P = AllowAll> {
     config: BrokerConfig,
     policy: P,
-    connections: BTreeMap<ConnectionId, Connection>,
-    sessions: BTreeMap<String, Session>,
+    /// Never iterated in hash order (see `handle_shutdown`).
+    connections: HashMap<ConnectionId, Connection, RandomState>,
+    /// By Client Identifier. Never iterated in hash order (see `restore::snapshot`), so the
+    /// engine stays deterministic; randomly seeded, because client identifiers come from
+    /// clients.
+    sessions: HashMap<String, Session, RandomState>,
     tree: SubscriptionTree<SubKey, SubValue>,
     retained: BTreeMap<TopicName, Arc<Message>>,
     timers: BTreeSet<(Timestamp, Timer)>,
@@ -283,8 +289,8 @@ impl<P: Policy> Broker<P> {
         Self {
             config,
             policy,
-            connections: BTreeMap::new(),
-            sessions: BTreeMap::new(),
+            connections: HashMap::default(),
+            sessions: HashMap::default(),
             tree: SubscriptionTree::new(),
             retained: BTreeMap::new(),
             timers: BTreeSet::new(),
@@ -407,7 +413,8 @@ impl<P: Policy> Broker<P> {
     /// close the clients did not ask for: their wills follow the usual rules. Draining
     /// [`Broker::poll_output`] afterwards gives the records to persist and the last bytes.
     pub fn handle_shutdown(&mut self, now: Timestamp) {
-        let ids: Vec<ConnectionId> = self.connections.keys().copied().collect();
+        let mut ids: Vec<ConnectionId> = self.connections.keys().copied().collect();
+        ids.sort_unstable();
         for id in ids {
             let Some(conn) = self.connections.get(&id) else {
                 continue;
@@ -519,25 +526,7 @@ impl<P: Policy> Broker<P> {
         let Some(conn) = self.connections.get(&connection) else {
             return false;
         };
-        let version = conn.version;
-        let max = conn.client_maximum_packet_size;
-        let appended = match self.out.back_mut() {
-            Some(Pending::Transmit(c, buf)) if *c == connection => {
-                return packet.encode_limited(version, max, buf).is_ok();
-            }
-            _ => {
-                let mut buf = BytesMut::new();
-                packet.encode_limited(version, max, &mut buf).map(|_| buf)
-            }
-        };
-        // A refused packet writes nothing, and leaves no empty transmit behind.
-        match appended {
-            Ok(buf) => {
-                self.out.push_back(Pending::Transmit(connection, buf));
-                true
-            }
-            Err(_) => false,
-        }
+        encode_to(&mut self.out, connection, conn, packet)
     }
 
     fn arm(&mut self, at: Timestamp, timer: Timer) {
@@ -668,5 +657,35 @@ impl<P: Policy> Broker<P> {
             graceful,
         });
         self.session_disconnected(&client_id, connection, graceful, now);
+    }
+}
+
+/// Encodes `packet` for `conn` at the end of the output queue (appended to the last transmit
+/// when it is for the same connection), refusing it when larger than the client's Maximum
+/// Packet Size [MQTT-3.1.2-24]. Returns whether it was queued.
+fn encode_to(
+    pending: &mut VecDeque<Pending>,
+    connection: ConnectionId,
+    conn: &Connection,
+    packet: &Packet,
+) -> bool {
+    let version = conn.version;
+    let max = conn.client_maximum_packet_size;
+    let appended = match pending.back_mut() {
+        Some(Pending::Transmit(c, buf)) if *c == connection => {
+            return packet.encode_limited(version, max, buf).is_ok();
+        }
+        _ => {
+            let mut buf = BytesMut::new();
+            packet.encode_limited(version, max, &mut buf).map(|_| buf)
+        }
+    };
+    // A refused packet writes nothing, and leaves no empty transmit behind.
+    match appended {
+        Ok(buf) => {
+            pending.push_back(Pending::Transmit(connection, buf));
+            true
+        }
+        Err(_) => false,
     }
 }

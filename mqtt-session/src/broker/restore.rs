@@ -29,7 +29,10 @@ impl<P: Policy> Broker<P> {
         for record in records {
             broker.apply(record, &mut disconnected);
         }
-        let clients: Vec<String> = broker.sessions.keys().cloned().collect();
+        // Sorted: the sessions map is a hash map, and what follows (wills published, records)
+        // must not depend on its order.
+        let mut clients: Vec<String> = broker.sessions.keys().cloned().collect();
+        clients.sort_unstable();
         // First rebuild every session's derived state (in-flight count, packet identifiers,
         // subscriptions), so that wills published below reach every subscriber.
         for client_id in &clients {
@@ -293,7 +296,11 @@ impl<P: Policy> Broker<P> {
                 message: Box::new((**message).clone()),
             });
         }
-        for (client_id, s) in &self.sessions {
+        // In Client Identifier order: the map is a hash map, and the snapshot must not depend
+        // on its order.
+        let mut sessions: Vec<(&String, &Session)> = self.sessions.iter().collect();
+        sessions.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (client_id, s) in sessions {
             let id = || client_id.clone();
             out.push(StorageRecord::Session {
                 client_id: id(),

@@ -8,7 +8,40 @@
 mod codec_checks {
     use bytes::{Bytes, BytesMut};
     use mqtt_codec::arbitrary::Unstructured;
-    use mqtt_codec::{Decoder, Packet, ProtocolVersion, Status};
+    use mqtt_codec::{Decoder, Packet, ProtocolVersion, PublishRef, Status, read_fixed_header};
+
+    /// The borrowed PUBLISH decoder agrees with the owned one on any body: both accept, with
+    /// the same packet and the same encoding, or both refuse with the same violation.
+    pub fn publish_ref_agrees(first_byte: u8, body: &[u8], version: ProtocolVersion) {
+        let owned = Packet::decode_body(first_byte, &Bytes::copy_from_slice(body), version);
+        let borrowed = PublishRef::decode(first_byte, body, version);
+        match (owned, borrowed) {
+            (Ok(Packet::Publish(p)), Ok(r)) => {
+                assert_eq!(r.to_publish(), p, "PublishRef and Publish decode differently");
+                // The same length; the same packet once decoded (the bytes may differ in the
+                // order of the properties: PublishRef keeps the wire order, Publish its own).
+                let mut b = BytesMut::new();
+                let nb = r.encode(version, &mut b).expect("decoded PublishRef encodes");
+                assert_eq!(r.encoded_len(version).ok(), Some(nb));
+                assert_eq!(nb, b.len());
+                let packet = Packet::Publish(p);
+                assert_eq!(packet.encoded_len(version).ok(), Some(nb), "PublishRef encodes to another length");
+                match Decoder::with_version(version).decode_bytes(&b.freeze()) {
+                    Ok(Status::Complete((again, n))) => {
+                        assert_eq!(n, nb);
+                        assert_eq!(again, packet, "PublishRef encodes another packet");
+                    }
+                    other => panic!("PublishRef's encoding does not decode: {other:?}"),
+                }
+            }
+            (Err(a), Err(b)) => assert_eq!(
+                a.violation(),
+                b.violation(),
+                "PublishRef and Publish refuse for different reasons"
+            ),
+            (a, b) => panic!("PublishRef and Publish disagree: {a:?} / {b:?}"),
+        }
+    }
 
     /// The version a decoded packet re-encodes in: a CONNECT's own, else the stream's.
     fn version_of(packet: &Packet, stream: ProtocolVersion) -> ProtocolVersion {
@@ -29,6 +62,13 @@ mod codec_checks {
         let mut input = Bytes::copy_from_slice(data);
         loop {
             let stream_version = decoder.version();
+            if let (Some(v), Ok(Status::Complete(h))) =
+                (stream_version, read_fixed_header(&input, stream_version, u32::MAX))
+                && h.first_byte >> 4 == 3
+                && let Some(body) = input.get(h.header_length..h.packet_length())
+            {
+                publish_ref_agrees(h.first_byte, body, v);
+            }
             let (packet, len) = match decoder.decode_bytes(&input) {
                 Ok(Status::Complete(done)) => done,
                 Ok(Status::Incomplete(_)) | Err(_) => return,
@@ -67,6 +107,11 @@ mod codec_checks {
         };
         assert_eq!(packet.encoded_len(version).ok(), Some(written));
         let bytes = buf.freeze();
+        if let Packet::Publish(_) = &packet
+            && let Ok(Status::Complete(h)) = read_fixed_header(&bytes, Some(version), u32::MAX)
+        {
+            publish_ref_agrees(h.first_byte, &bytes[h.header_length..h.packet_length()], version);
+        }
         match Decoder::with_version(version).decode_bytes(&bytes) {
             Ok(Status::Complete((p, n))) => {
                 assert_eq!(n, written);

@@ -45,6 +45,7 @@ pub(crate) fn violation_of(e: nom::Err<Fail>) -> Violation {
 }
 
 /// Runs `parser` over the whole of `input`: bytes left over are [`Violation::TrailingBytes`].
+#[inline]
 pub(crate) fn all_consumed<'a, T>(
     input: &'a [u8],
     parser: impl FnOnce(&'a [u8]) -> PResult<'a, T>,

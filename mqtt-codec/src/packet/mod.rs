@@ -13,6 +13,7 @@ mod ping;
 mod puback;
 mod pubcomp;
 mod publish;
+mod publish_ref;
 mod pubrec;
 mod pubrel;
 mod suback;
@@ -29,6 +30,7 @@ pub use disconnect::Disconnect;
 pub use puback::PubAck;
 pub use pubcomp::PubComp;
 pub use publish::Publish;
+pub use publish_ref::{PropertiesRef, PropertyValue, PublishRef};
 pub use pubrec::PubRec;
 pub use pubrel::PubRel;
 pub use suback::SubAck;
@@ -329,8 +331,13 @@ impl Packet {
         let ty = self.packet_type() as u8;
         with_body!(self, p => {
             let p = body_of(p);
-            buf.put_u8(ty << 4 | p.flags());
-            put_vbi(buf, body32);
+            // The fixed header in one write.
+            let mut head = [0_u8; 5];
+            let mut w = &mut head[..];
+            w.put_u8(ty << 4 | p.flags());
+            put_vbi(&mut w, body32);
+            let used = 5 - w.len();
+            buf.put_slice(head.get(..used).unwrap_or_default());
             p.write_sized(v, body, buf);
         }, ping => {
             buf.put_u8(ty << 4);

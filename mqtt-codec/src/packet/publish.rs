@@ -46,6 +46,7 @@ impl Publish {
         }
     }
 
+    #[inline]
     fn parse<'a>(
         src: &Bytes,
         i: &'a [u8],
@@ -123,6 +124,7 @@ fn property_len_of_wire(wire: usize) -> usize {
 impl Body for Publish {
     const TYPE: PacketType = PacketType::Publish;
 
+    #[inline]
     fn decode(src: &Bytes, flags: u8, version: ProtocolVersion) -> Result<Self, Violation> {
         crate::wire::all_consumed(src, |i| Self::parse(src, i, flags, version))
     }

@@ -1,5 +1,6 @@
 //! The data types of section 1.5 and the small enums every packet shares.
 
+pub(crate) mod scan;
 mod string;
 mod topic;
 pub(crate) mod vbi;

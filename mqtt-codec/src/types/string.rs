@@ -33,7 +33,7 @@ impl Utf8String {
         // [MQTT-1.5.4-2] A UTF-8 Encoded String MUST NOT include an encoding of the null
         // character U+0000. (U+0000 encodes as the single byte 0 and no other UTF-8 sequence
         // contains a zero byte.)
-        if bytes.contains(&0) {
+        if super::scan::has_null(&bytes) {
             return Err(Violation::NullCharacter);
         }
         // [MQTT-1.5.4-1] The character data MUST be well-formed UTF-8 ... MUST NOT include

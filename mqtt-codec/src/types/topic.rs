@@ -21,7 +21,7 @@ impl TopicName {
     /// [`Violation::TopicNameWildcard`]: v5 and v3.1.1 [MQTT-3.3.2-2]; v5 [MQTT-4.7.0-1].
     pub fn new(s: Utf8String) -> Result<Self, Violation> {
         // [MQTT-3.3.2-2] The Topic Name in the PUBLISH packet MUST NOT contain wildcard characters.
-        if s.as_bytes().iter().any(|&b| b == b'+' || b == b'#') {
+        if super::scan::has_wildcard(s.as_bytes()) {
             return Err(Violation::TopicNameWildcard);
         }
         Ok(Self(s))

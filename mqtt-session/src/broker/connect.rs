@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use mqtt_codec::{
     Auth, ConnAck, Connect, Disconnect, Packet, PacketType, Properties, ProtocolVersion, QoS,
     ReasonCode, Utf8String,
@@ -352,7 +353,7 @@ impl<P: Policy> Broker<P> {
         let session = self
             .sessions
             .entry(client_id.clone())
-            .or_insert_with(|| Session::new(granted));
+            .or_insert_with_key(|id| Session::new(id, granted));
         let expiry_changed = !session_present || session.expiry_interval != granted;
         session.expiry_interval = granted;
         session.connection = Some(connection);
@@ -490,8 +491,13 @@ impl<P: Policy> Broker<P> {
 
         // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (DUP) and PUBREL with their original
         // Packet Identifiers, in the original order [MQTT-4.6.0-1], then continue the queue.
-        self.resend_inflight(&client_id, connection, now);
-        self.pump(&client_id, now);
+        // Records first, then every packet in one transmit.
+        let mut bytes = BytesMut::new();
+        self.resend_inflight(&client_id, connection, &mut bytes, now);
+        let pumped = self.pump_into(&client_id, &mut bytes, now);
+        // The session was attached to this connection above.
+        debug_assert!(pumped.is_none_or(|c| c == connection));
+        super::transmit(&mut self.out, connection, bytes);
     }
 
     fn handle_disconnect(&mut self, connection: ConnectionId, d: Disconnect, now: Timestamp) {
@@ -640,7 +646,7 @@ impl<P: Policy> Broker<P> {
             return;
         };
         for filter in session.subscriptions.keys() {
-            let (key, inner) = Self::tree_key(client_id, filter);
+            let (key, inner) = Self::tree_key(Arc::clone(&session.client_id), filter);
             self.tree.remove(inner, &key);
         }
         self.persist(StorageRecord::SessionEnded {

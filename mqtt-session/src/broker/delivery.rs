@@ -2,9 +2,13 @@
 //! subscriptions (shared ones included), the outbound queue and flow control; SUBSCRIBE and
 //! UNSUBSCRIBE.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::cmp::Ordering;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use bytes::BytesMut;
+use foldhash::fast::RandomState;
 use mqtt_codec::Packet;
 use mqtt_codec::{
     PacketId, Properties, PubAck, PubComp, PubRec, PubRel, Publish, QoS, ReasonCode,
@@ -12,10 +16,10 @@ use mqtt_codec::{
 };
 
 use super::message::Message;
-use super::session::{OutState, Outbound, Subscription};
+use super::session::{OutState, Outbound, Session, Subscription};
 use super::{
-    Broker, BrokerEvent, Connection, ConnectionId, DropReason, Pending, Policy, StorageRecord,
-    SubKey, SubValue, encode_to,
+    Broker, BrokerConfig, BrokerEvent, Connection, ConnectionId, DropReason, Pending, Policy,
+    StorageRecord, SubKey, SubValue, encode, transmit,
 };
 use crate::time::Timestamp;
 
@@ -27,21 +31,24 @@ struct Delivery {
 }
 
 impl<P: Policy> Broker<P> {
-    pub(super) fn tree_key<'f>(client_id: &str, filter: &'f str) -> (SubKey, &'f str) {
+    /// The key and the filter (without `$share/{ShareName}/`) of a subscription in the tree.
+    /// `client_id`: the session's own `Arc` when there is one, so that its subscriptions share
+    /// it.
+    pub(super) fn tree_key(client_id: Arc<str>, filter: &str) -> (SubKey, &str) {
         match filter
             .strip_prefix("$share/")
             .and_then(|r| r.split_once('/'))
         {
             Some((group, inner)) => (
                 SubKey {
-                    client_id: Arc::from(client_id),
+                    client_id,
                     share_group: Some(group.to_owned()),
                 },
                 inner,
             ),
             None => (
                 SubKey {
-                    client_id: Arc::from(client_id),
+                    client_id,
                     share_group: None,
                 },
                 filter,
@@ -253,9 +260,12 @@ impl<P: Policy> Broker<P> {
     fn route(&mut self, message: Arc<Message>, now: Timestamp) -> bool {
         // One entry per matching subscription, in the tree's (deterministic) order. A session
         // appears more than once only when several of its filters match, which needs several
-        // matching filters: only then are the entries sorted and merged.
+        // matching filters: only then are the entries merged.
         let mut direct: Vec<(Arc<str>, Delivery)> = Vec::new();
-        let mut filters_matched = 0_usize;
+        // Where the entries of each matching filter start in `direct`: `run_start` for the
+        // current filter, `runs` for the earlier ones (so nothing is allocated for one filter).
+        let mut runs: Vec<usize> = Vec::new();
+        let mut run_start = 0_usize;
         let mut last_filter: Option<&str> = None;
         let mut shared: BTreeMap<(String, String), Vec<(String, SubValue)>> = BTreeMap::new();
         let publisher = message.publisher.as_deref();
@@ -268,7 +278,10 @@ impl<P: Policy> Broker<P> {
                             return;
                         }
                         if last_filter.is_none_or(|f| !core::ptr::eq(f, filter)) {
-                            filters_matched += 1;
+                            if last_filter.is_some() {
+                                runs.push(run_start);
+                            }
+                            run_start = direct.len();
                             last_filter = Some(filter);
                         }
                         direct.push((
@@ -289,21 +302,9 @@ impl<P: Policy> Broker<P> {
                     }
                 }
             });
-        if filters_matched > 1 {
-            // Sorted by Client Identifier (stable, so each session's Subscription Identifiers
-            // keep the tree's order), then merged: one copy per session.
-            direct.sort_by(|a, b| a.0.cmp(&b.0));
-            direct.dedup_by(|later, kept| {
-                if later.0 != kept.0 {
-                    return false;
-                }
-                kept.1.qos = kept.1.qos.max(later.1.qos);
-                kept.1.retain |= later.1.retain;
-                kept.1
-                    .subscription_ids
-                    .append(&mut later.1.subscription_ids);
-                true
-            });
+        if !runs.is_empty() {
+            runs.push(run_start);
+            merge_duplicates(&mut direct, &runs);
         }
         let mut matched = !direct.is_empty() || !shared.is_empty();
         for (client_id, mut d) in direct {
@@ -344,22 +345,29 @@ impl<P: Policy> Broker<P> {
     /// Adds a message to a session's outbound queue (subject to its limits) and sends what the
     /// send quota allows.
     fn enqueue(&mut self, client_id: &str, message: &Arc<Message>, d: Delivery, now: Timestamp) {
-        let max_count = self.config.max_queued_messages;
-        let max_bytes = self.config.max_queued_bytes;
-        let queue_qos0 = self.config.queue_qos0_when_offline;
-        let Some(session) = self.sessions.get_mut(client_id) else {
+        // One lookup of the session, for queueing and sending.
+        let Self {
+            sessions,
+            connections,
+            out: pending,
+            config,
+            ..
+        } = self;
+        let Some(session) = sessions.get_mut(client_id) else {
             return;
         };
         let online = session.connection.is_some();
-        if d.qos == QoS::AtMostOnce && !online && !queue_qos0 {
+        if d.qos == QoS::AtMostOnce && !online && !config.queue_qos0_when_offline {
             return;
         }
-        if session.queued_count >= max_count || session.queued_bytes + message.size() > max_bytes {
-            self.event(BrokerEvent::MessageDropped {
+        if session.queued_count >= config.max_queued_messages
+            || session.queued_bytes + message.size() > config.max_queued_bytes
+        {
+            pending.push_back(Pending::Event(BrokerEvent::MessageDropped {
                 client_id: client_id.to_owned(),
                 topic: message.topic.clone(),
                 reason: DropReason::QueueFull,
-            });
+            }));
             return;
         }
         let seq = session.next_seq;
@@ -372,26 +380,112 @@ impl<P: Policy> Broker<P> {
             state: OutState::Queued,
         });
         if session.is_durable() && d.qos != QoS::AtMostOnce {
-            self.persist(StorageRecord::Queued {
+            pending.push_back(Pending::Persist(StorageRecord::Queued {
                 client_id: client_id.to_owned(),
                 seq,
                 message: Box::new((**message).clone()),
                 qos: d.qos,
                 retain: d.retain,
                 subscription_ids: d.subscription_ids,
-            });
+            }));
         }
         if online {
-            self.pump(client_id, now);
+            let mut bytes = BytesMut::new();
+            if let Some(connection) = pump_session(
+                session,
+                client_id,
+                connections,
+                pending,
+                config,
+                &mut bytes,
+                now,
+            ) {
+                transmit(pending, connection, bytes);
+            }
         }
     }
 
-    /// Sends queued messages while the send quota allows: at most min(client's Receive
-    /// Maximum, our max in flight) QoS 1/2 messages unacknowledged [MQTT-3.3.4-9]
+    /// Sends the session's queued messages while the send quota allows: at most min(client's
+    /// Receive Maximum, our max in flight) QoS 1/2 messages unacknowledged [MQTT-3.3.4-9]
     /// [MQTT-4.9.0-2]. Expired messages are dropped [MQTT-3.3.2-5].
-    pub(super) fn pump(&mut self, client_id: &str, now: Timestamp) {
-        // One lookup of the session and one of its connection; then the fields are borrowed
-        // apart (session, connection, output queue) for the whole loop.
+    ///
+    /// The packets are encoded into `bytes` (after what it holds) for the session's connection,
+    /// which it returns; records and events go to the output queue. The caller queues `bytes`
+    /// after them as one transmit ([`transmit`]): the records precede the packets that depend
+    /// on them, and a session resuming with thousands of queued messages gives the host one
+    /// write rather than one per message.
+    pub(super) fn pump_into(
+        &mut self,
+        client_id: &str,
+        bytes: &mut BytesMut,
+        now: Timestamp,
+    ) -> Option<ConnectionId> {
+        let Self {
+            sessions,
+            connections,
+            out: pending,
+            config,
+            ..
+        } = self;
+        let session = sessions.get_mut(client_id)?;
+        pump_session(session, client_id, connections, pending, config, bytes, now)
+    }
+
+    /// On session resume: PUBLISH again (DUP) what awaits PUBACK/PUBREC, PUBREL what awaits
+    /// PUBCOMP, in the original order [MQTT-4.4.0-1] [MQTT-4.6.0-1], encoded into `bytes`.
+    pub(super) fn resend_inflight(
+        &mut self,
+        client_id: &str,
+        connection: ConnectionId,
+        bytes: &mut BytesMut,
+        now: Timestamp,
+    ) {
+        let Self {
+            sessions,
+            connections,
+            out: pending,
+            ..
+        } = self;
+        let (Some(session), Some(conn)) =
+            (sessions.get(client_id), connections.get_mut(&connection))
+        else {
+            return;
+        };
+        // The messages too large for this connection's Maximum Packet Size.
+        let mut too_large = Vec::new();
+        for out in session
+            .outbound
+            .iter()
+            .filter(|o| o.state != OutState::Queued)
+        {
+            match out.state {
+                OutState::Sent(id) => {
+                    if !publish_to(bytes, pending, conn, client_id, out, Some(id), true, now) {
+                        too_large.push(out.seq);
+                    }
+                }
+                OutState::Released(id) => {
+                    encode(conn, &Packet::PubRel(PubRel::new(id)), bytes);
+                }
+                OutState::Queued => {}
+            }
+        }
+        for seq in too_large {
+            // [MQTT-3.1.2-25] discarded as if sent and acknowledged, freeing its send quota.
+            self.complete_outbound(client_id, seq);
+        }
+    }
+
+    /// Removes the outbound message `seq` as done (acknowledged, expired, discarded), with its
+    /// record for a durable session.
+    fn complete_outbound(&mut self, client_id: &str, seq: u64) -> Option<Outbound> {
+        let session = self.sessions.get_mut(client_id)?;
+        complete_in(session, client_id, seq, &mut self.out)
+    }
+
+    /// Completes the outbound message `seq` (acknowledged, or refused with an error code) and
+    /// sends what the send quota now allows, with one lookup of the session.
+    fn settle(&mut self, client_id: &str, seq: u64, now: Timestamp) {
         let Self {
             sessions,
             connections,
@@ -402,189 +496,36 @@ impl<P: Policy> Broker<P> {
         let Some(session) = sessions.get_mut(client_id) else {
             return;
         };
-        let Some(connection) = session.connection else {
-            return;
-        };
-        let Some(conn) = connections.get_mut(&connection) else {
-            return;
-        };
-        let window = usize::from(conn.client_receive_maximum.min(config.max_inflight)).max(1);
-        let durable = session.is_durable();
-        // The messages in flight are the front of the queue: messages are sent in queue order,
-        // and sending stops at the first one the quota holds back. So the scan starts after
-        // them, and a session with many messages in flight does not rescan them each time.
-        debug_assert!(
-            session
-                .outbound
-                .iter()
-                .enumerate()
-                .all(|(i, o)| (i < session.inflight) == (o.state != OutState::Queued)),
-            "in-flight messages are not the front of the queue"
-        );
-        let mut index = session.inflight;
-        loop {
-            let Some(out) = session.outbound.get(index) else {
-                return;
-            };
-            if out.state != OutState::Queued {
-                index += 1;
-                continue;
-            }
-            if out.message.is_expired(now) {
-                if let Some(out) = session.remove_at(index) {
-                    if durable && out.qos != QoS::AtMostOnce {
-                        pending.push_back(Pending::Persist(StorageRecord::Delivered {
-                            client_id: client_id.to_owned(),
-                            seq: out.seq,
-                        }));
-                    }
-                    pending.push_back(Pending::Event(BrokerEvent::MessageDropped {
-                        client_id: client_id.to_owned(),
-                        topic: out.message.topic.clone(),
-                        reason: DropReason::Expired,
-                    }));
-                }
-                continue;
-            }
-            if out.qos == QoS::AtMostOnce {
-                let Some(out) = session.remove_at(index) else {
-                    return;
-                };
-                publish_to(pending, connection, conn, client_id, &out, None, false, now);
-                continue;
-            }
-            if session.inflight >= window {
-                return;
-            }
-            let Some(id) = session.allocate_packet_id() else {
-                return;
-            };
-            session.mark_sent(index, id);
-            let Some(out) = session.outbound.get(index) else {
-                return;
-            };
-            if durable {
-                pending.push_back(Pending::Persist(StorageRecord::Sent {
-                    client_id: client_id.to_owned(),
-                    seq: out.seq,
-                    packet_id: id,
-                }));
-            }
-            if !publish_to(
-                pending,
-                connection,
-                conn,
-                client_id,
-                out,
-                Some(id),
-                false,
-                now,
-            ) {
-                // [MQTT-3.1.2-25] too large for the client: discarded as if sent and done.
-                if let Some(out) = session.remove_at(index)
-                    && durable
-                {
-                    pending.push_back(Pending::Persist(StorageRecord::Delivered {
-                        client_id: client_id.to_owned(),
-                        seq: out.seq,
-                    }));
-                }
-                continue;
-            }
-            index += 1;
-        }
-    }
-
-    /// Encodes an outbound PUBLISH for the connection; `false` when it exceeds the client's
-    /// Maximum Packet Size (then nothing is sent [MQTT-3.1.2-24]).
-    fn send_publish(
-        &mut self,
-        connection: ConnectionId,
-        client_id: &str,
-        out: &Outbound,
-        packet_id: Option<PacketId>,
-        dup: bool,
-        now: Timestamp,
-    ) -> bool {
-        let Some(conn) = self.connections.get_mut(&connection) else {
-            return false;
-        };
-        publish_to(
-            &mut self.out,
-            connection,
-            conn,
+        complete_in(session, client_id, seq, pending);
+        let mut bytes = BytesMut::new();
+        if let Some(connection) = pump_session(
+            session,
             client_id,
-            out,
-            packet_id,
-            dup,
+            connections,
+            pending,
+            config,
+            &mut bytes,
             now,
-        )
-    }
-
-    /// On session resume: PUBLISH again (DUP) what awaits PUBACK/PUBREC, PUBREL what awaits
-    /// PUBCOMP, in the original order. [MQTT-4.4.0-1] [MQTT-4.6.0-1]
-    pub(super) fn resend_inflight(
-        &mut self,
-        client_id: &str,
-        connection: ConnectionId,
-        now: Timestamp,
-    ) {
-        let Some(session) = self.sessions.get(client_id) else {
-            return;
-        };
-        let inflight: Vec<Outbound> = session
-            .outbound
-            .iter()
-            .filter(|o| o.state != OutState::Queued)
-            .cloned()
-            .collect();
-        for out in inflight {
-            match out.state {
-                OutState::Sent(id) => {
-                    if !self.send_publish(connection, client_id, &out, Some(id), true, now) {
-                        // [MQTT-3.1.2-25] too large for this connection's Maximum Packet Size:
-                        // discarded as if sent and acknowledged, freeing its send quota.
-                        self.complete_outbound(client_id, out.seq);
-                    }
-                }
-                OutState::Released(id) => {
-                    self.send(connection, &Packet::PubRel(PubRel::new(id)));
-                }
-                OutState::Queued => {}
-            }
+        ) {
+            transmit(pending, connection, bytes);
         }
-    }
-
-    /// Removes the outbound message `seq` as done (acknowledged, expired, discarded), with its
-    /// record for a durable session.
-    fn complete_outbound(&mut self, client_id: &str, seq: u64) -> Option<Outbound> {
-        let session = self.sessions.get_mut(client_id)?;
-        let durable = session.is_durable();
-        let index = session.find_seq(seq)?;
-        let out = session.remove_at(index)?;
-        if durable && out.qos != QoS::AtMostOnce {
-            self.persist(StorageRecord::Delivered {
-                client_id: client_id.to_owned(),
-                seq,
-            });
-        }
-        Some(out)
     }
 
     // ---- acknowledgements of outgoing messages ----------------------------------------------
 
-    /// The session of `connection` and the sequence number of its in-flight message with
-    /// Packet Identifier `id`, when that message is in a state `expected` accepts.
+    /// The session of `connection` (its Client Identifier, shared rather than copied) and the
+    /// sequence number of its in-flight message with Packet Identifier `id`, when that message
+    /// is in a state `expected` accepts.
     fn inflight_for_ack(
         &self,
         connection: ConnectionId,
         id: PacketId,
         expected: fn(OutState, QoS) -> bool,
-    ) -> Option<(String, u64)> {
-        let client_id = self.connections.get(&connection)?.client_id.clone()?;
-        let session = self.sessions.get(&client_id)?;
+    ) -> Option<(Arc<str>, u64)> {
+        let client_id = self.connections.get(&connection)?.client_id.as_deref()?;
+        let session = self.sessions.get(client_id)?;
         let out = session.outbound.get(session.find_inflight(id)?)?;
-        expected(out.state, out.qos).then_some((client_id, out.seq))
+        expected(out.state, out.qos).then(|| (Arc::clone(&session.client_id), out.seq))
     }
 
     pub(super) fn handle_puback(
@@ -599,8 +540,7 @@ impl<P: Policy> Broker<P> {
         let Some((client_id, seq)) = self.inflight_for_ack(connection, id, expected) else {
             return;
         };
-        self.complete_outbound(&client_id, seq);
-        self.pump(&client_id, now);
+        self.settle(&client_id, seq, now);
     }
 
     pub(super) fn handle_pubrec(
@@ -622,13 +562,12 @@ impl<P: Policy> Broker<P> {
         };
         if reason.is_error() {
             // [MQTT-4.4.0-2] [MQTT-4.8.2-6] treated as acknowledged; not retransmitted.
-            self.complete_outbound(&client_id, seq);
-            self.pump(&client_id, now);
+            self.settle(&client_id, seq, now);
             return;
         }
         // [MQTT-4.3.3-4] PUBREL with the same Packet Identifier; [MQTT-4.3.3-6] the PUBLISH is
         // not sent again.
-        let Some(session) = self.sessions.get_mut(&client_id) else {
+        let Some(session) = self.sessions.get_mut(&*client_id) else {
             return;
         };
         let durable = session.is_durable();
@@ -640,7 +579,7 @@ impl<P: Policy> Broker<P> {
         }
         if durable {
             self.persist(StorageRecord::Released {
-                client_id: client_id.clone(),
+                client_id: client_id.to_string(),
                 seq,
             });
         }
@@ -658,8 +597,7 @@ impl<P: Policy> Broker<P> {
         let Some((client_id, seq)) = self.inflight_for_ack(connection, id, expected) else {
             return;
         };
-        self.complete_outbound(&client_id, seq);
-        self.pump(&client_id, now);
+        self.settle(&client_id, seq, now);
     }
 
     // ---- SUBSCRIBE / UNSUBSCRIBE ------------------------------------------------------------
@@ -778,7 +716,20 @@ impl<P: Policy> Broker<P> {
         subscription_id: Option<u32>,
         durable: bool,
     ) -> bool {
-        let (key, inner) = Self::tree_key(client_id, filter);
+        let (owner, existed) = match self.sessions.get_mut(client_id) {
+            Some(s) => {
+                let previous = s.subscriptions.insert(
+                    filter.to_string(),
+                    Subscription {
+                        options,
+                        subscription_id,
+                    },
+                );
+                (Arc::clone(&s.client_id), previous.is_some())
+            }
+            None => (Arc::from(client_id), false),
+        };
+        let (key, inner) = Self::tree_key(owner, filter);
         self.tree.insert(
             inner,
             key,
@@ -787,19 +738,6 @@ impl<P: Policy> Broker<P> {
                 subscription_id,
             },
         );
-        let existed = self
-            .sessions
-            .get_mut(client_id)
-            .and_then(|s| {
-                s.subscriptions.insert(
-                    filter.to_string(),
-                    Subscription {
-                        options,
-                        subscription_id,
-                    },
-                )
-            })
-            .is_some();
         if durable {
             self.persist(StorageRecord::Subscribed {
                 client_id: client_id.to_owned(),
@@ -826,14 +764,14 @@ impl<P: Policy> Broker<P> {
         let mut reason_codes = Vec::with_capacity(u.filters.len());
         // [MQTT-3.10.4-1] compared character by character; [MQTT-3.10.4-6] one UNSUBACK.
         for filter in &u.filters {
-            let removed = self
-                .sessions
-                .get_mut(&client_id)
-                .and_then(|s| s.subscriptions.remove(filter.as_utf8().as_str()))
-                .is_some();
-            if removed {
+            let removed = self.sessions.get_mut(&client_id).and_then(|s| {
+                s.subscriptions
+                    .remove(filter.as_utf8().as_str())
+                    .map(|_| Arc::clone(&s.client_id))
+            });
+            if let Some(owner) = &removed {
                 // [MQTT-3.10.4-2] no new messages for it; in-flight ones complete [MQTT-3.10.4-3].
-                let (key, inner) = Self::tree_key(&client_id, filter);
+                let (key, inner) = Self::tree_key(Arc::clone(owner), filter);
                 self.tree.remove(inner, &key);
                 if durable {
                     self.persist(StorageRecord::Unsubscribed {
@@ -842,7 +780,7 @@ impl<P: Policy> Broker<P> {
                     });
                 }
             }
-            reason_codes.push(if removed {
+            reason_codes.push(if removed.is_some() {
                 ReasonCode::SUCCESS
             } else {
                 ReasonCode::NO_SUBSCRIPTION_EXISTED
@@ -861,13 +799,315 @@ impl<P: Policy> Broker<P> {
     }
 }
 
-/// Encodes an outbound PUBLISH for `conn` into the output queue; `false` (and a
-/// `MessageDropped` event) when it exceeds the client's Maximum Packet Size, and then nothing
-/// is sent [MQTT-3.1.2-24].
+/// [`Broker::pump_into`] for `session` (the session of `client_id`), with the fields of the
+/// broker it needs borrowed apart, so that a caller that has just looked the session up (to
+/// queue a message, or complete one) does not look it up again.
+fn pump_session(
+    session: &mut Session,
+    client_id: &str,
+    connections: &mut HashMap<ConnectionId, Connection, RandomState>,
+    pending: &mut VecDeque<Pending>,
+    config: &BrokerConfig,
+    bytes: &mut BytesMut,
+    now: Timestamp,
+) -> Option<ConnectionId> {
+    let connection = session.connection?;
+    let conn = connections.get_mut(&connection)?;
+    let window = usize::from(conn.client_receive_maximum.min(config.max_inflight)).max(1);
+    let durable = session.is_durable();
+    // The messages in flight are the front of the queue: messages are sent in queue order,
+    // and sending stops at the first one the quota holds back. So the scan starts after
+    // them, and a session with many messages in flight does not rescan them each time.
+    debug_assert!(
+        session
+            .outbound
+            .iter()
+            .enumerate()
+            .all(|(i, o)| (i < session.inflight) == (o.state != OutState::Queued)),
+        "in-flight messages are not the front of the queue"
+    );
+    let mut index = session.inflight;
+    while let Some(out) = session.outbound.get(index) {
+        if out.state != OutState::Queued {
+            index += 1;
+            continue;
+        }
+        if out.message.is_expired(now) {
+            if let Some(out) = session.remove_at(index) {
+                if durable && out.qos != QoS::AtMostOnce {
+                    pending.push_back(Pending::Persist(StorageRecord::Delivered {
+                        client_id: client_id.to_owned(),
+                        seq: out.seq,
+                    }));
+                }
+                pending.push_back(Pending::Event(BrokerEvent::MessageDropped {
+                    client_id: client_id.to_owned(),
+                    topic: out.message.topic.clone(),
+                    reason: DropReason::Expired,
+                }));
+            }
+            continue;
+        }
+        if out.qos == QoS::AtMostOnce {
+            let Some(out) = session.remove_at(index) else {
+                break;
+            };
+            publish_to(bytes, pending, conn, client_id, &out, None, false, now);
+            continue;
+        }
+        if session.inflight >= window {
+            break;
+        }
+        let Some(id) = session.allocate_packet_id() else {
+            break;
+        };
+        session.mark_sent(index, id);
+        let Some(out) = session.outbound.get(index) else {
+            break;
+        };
+        if durable {
+            pending.push_back(Pending::Persist(StorageRecord::Sent {
+                client_id: client_id.to_owned(),
+                seq: out.seq,
+                packet_id: id,
+            }));
+        }
+        if !publish_to(bytes, pending, conn, client_id, out, Some(id), false, now) {
+            // [MQTT-3.1.2-25] too large for the client: discarded as if sent and done.
+            if let Some(out) = session.remove_at(index)
+                && durable
+            {
+                pending.push_back(Pending::Persist(StorageRecord::Delivered {
+                    client_id: client_id.to_owned(),
+                    seq: out.seq,
+                }));
+            }
+            continue;
+        }
+        index += 1;
+    }
+    Some(connection)
+}
+
+/// Removes the outbound message `seq` of `session` (the session of `client_id`) as done, with
+/// its record for a durable session.
+fn complete_in(
+    session: &mut Session,
+    client_id: &str,
+    seq: u64,
+    pending: &mut VecDeque<Pending>,
+) -> Option<Outbound> {
+    let durable = session.is_durable();
+    let index = session.find_seq(seq)?;
+    let out = session.remove_at(index)?;
+    if durable && out.qos != QoS::AtMostOnce {
+        pending.push_back(Pending::Persist(StorageRecord::Delivered {
+            client_id: client_id.to_owned(),
+            seq,
+        }));
+    }
+    Some(out)
+}
+
+/// Up to this many matching filters, `merge_duplicates` merges their sorted runs; beyond, it
+/// looks the sessions up in a hash map.
+const MERGE_RUNS: usize = 8;
+
+/// Merges the deliveries to the same session into one [MQTT-3.3.4-2]: the first entry of each
+/// session stays where it is, and takes the highest QoS, the Retain flag if any entry has it,
+/// and every Subscription Identifier in the order of the entries [MQTT-3.3.4-3]
+/// [MQTT-3.3.4-5]. The order of the other entries is kept, so the result depends only on the
+/// order of `direct`.
+///
+/// `runs` holds the index where each filter's entries start (the first is 0, increasing). The
+/// tree visits the subscribers of a filter in key order, and a session has one non-shared
+/// subscription per filter, so each run is in strictly increasing Client Identifier order:
+/// the runs are merged like sorted lists, comparing the heads, and equal heads are the
+/// duplicates. Linear in the number of entries for a few runs.
+fn merge_duplicates(direct: &mut Vec<(Arc<str>, Delivery)>, runs: &[usize]) {
+    debug_assert!(
+        runs.iter()
+            .zip(runs.iter().skip(1).chain([&direct.len()]))
+            .all(|(&start, &end)| direct
+                .get(start..end)
+                .is_some_and(|run| run.windows(2).all(|w| matches!(w, [a, b] if a.0 < b.0)))),
+        "a filter's subscribers are not in Client Identifier order"
+    );
+    if runs.len() > MERGE_RUNS {
+        merge_duplicates_hashed(direct);
+        return;
+    }
+    // Each run's next entry, end, and the sort prefix of the next entry's Client Identifier.
+    let mut heads = [Head::default(); MERGE_RUNS];
+    let ends = runs.iter().skip(1).copied().chain([direct.len()]);
+    for (head, (&start, end)) in heads.iter_mut().zip(runs.iter().zip(ends)) {
+        *head = Head::new(direct, start, end);
+    }
+    let heads = heads.get_mut(..runs.len()).unwrap_or_default();
+    // The later heads equal to the smallest one.
+    let mut equal = [0_usize; MERGE_RUNS];
+    // The entries merged into an earlier one (sized when the first duplicate is found).
+    let mut merged: Vec<bool> = Vec::new();
+    loop {
+        // The smallest head (the earliest run's among equal ones: the first entry of its
+        // session), and the later runs' heads equal to it.
+        let mut smallest: Option<(usize, Head)> = None;
+        let mut equals = 0_usize;
+        for (h, &head) in heads.iter().enumerate() {
+            if head.next >= head.end {
+                continue;
+            }
+            let Some((_, s)) = smallest else {
+                smallest = Some((h, head));
+                continue;
+            };
+            match head.compare(&s, direct) {
+                Ordering::Less => {
+                    smallest = Some((h, head));
+                    equals = 0;
+                }
+                Ordering::Equal => {
+                    if let Some(e) = equal.get_mut(equals) {
+                        *e = h;
+                        equals += 1;
+                    }
+                }
+                Ordering::Greater => {}
+            }
+        }
+        let Some((h, Head { next: kept, .. })) = smallest else {
+            break;
+        };
+        if let Some(head) = heads.get_mut(h) {
+            head.advance(direct);
+        }
+        for &h in equal.get(..equals).unwrap_or_default() {
+            let Some(head) = heads.get_mut(h) else {
+                continue;
+            };
+            if merged.is_empty() {
+                merged.resize(direct.len(), false);
+            }
+            if let Some(m) = merged.get_mut(head.next) {
+                *m = true;
+            }
+            fold_into(direct, kept, head.next);
+            head.advance(direct);
+        }
+    }
+    remove_merged(direct, &merged);
+}
+
+/// Where `merge_duplicates` stands in one run of entries.
+#[derive(Debug, Clone, Copy, Default)]
+struct Head {
+    /// The next entry of the run.
+    next: usize,
+    /// The end of the run.
+    end: usize,
+    /// The first 8 bytes of the next entry's Client Identifier, zero-padded, as a big-endian
+    /// number: when two of these differ, they order the strings as bytewise comparison does
+    /// (at the first difference, a string that has ended has a 0 and the other a non-zero
+    /// byte, so the first is a prefix of the second).
+    prefix: u64,
+}
+
+impl Head {
+    fn new(direct: &[(Arc<str>, Delivery)], next: usize, end: usize) -> Self {
+        let prefix = direct
+            .get(next)
+            .map_or(0, |(c, _)| Self::prefix_of(c.as_bytes()));
+        Self { next, end, prefix }
+    }
+
+    fn advance(&mut self, direct: &[(Arc<str>, Delivery)]) {
+        *self = Self::new(direct, self.next + 1, self.end);
+    }
+
+    fn prefix_of(s: &[u8]) -> u64 {
+        if let Some(first) = s.first_chunk::<8>() {
+            return u64::from_be_bytes(*first);
+        }
+        s.iter()
+            .zip((0..8).rev())
+            .fold(0, |n, (&b, byte)| n | u64::from(b) << (8 * byte))
+    }
+
+    /// Compares the Client Identifiers of the two heads' next entries.
+    fn compare(&self, other: &Self, direct: &[(Arc<str>, Delivery)]) -> Ordering {
+        self.prefix.cmp(&other.prefix).then_with(|| {
+            match (direct.get(self.next), direct.get(other.next)) {
+                (Some((a, _)), Some((b, _))) if !Arc::ptr_eq(a, b) => a.cmp(b),
+                _ => Ordering::Equal,
+            }
+        })
+    }
+}
+
+/// `merge_duplicates` for many runs: the first entry of each session found with a hash map
+/// (only looked up, never iterated).
+fn merge_duplicates_hashed(direct: &mut Vec<(Arc<str>, Delivery)>) {
+    let mut first: HashMap<&str, usize, RandomState> =
+        HashMap::with_capacity_and_hasher(direct.len(), RandomState::default());
+    // (kept, later) pairs, in the order of `later`.
+    let mut merges: Vec<(usize, usize)> = Vec::new();
+    for (i, (client_id, _)) in direct.iter().enumerate() {
+        match first.entry(client_id) {
+            Entry::Vacant(e) => {
+                e.insert(i);
+            }
+            Entry::Occupied(e) => merges.push((*e.get(), i)),
+        }
+    }
+    drop(first);
+    if merges.is_empty() {
+        return;
+    }
+    let mut merged = vec![false; direct.len()];
+    for (kept, later) in merges {
+        if let Some(m) = merged.get_mut(later) {
+            *m = true;
+        }
+        fold_into(direct, kept, later);
+    }
+    remove_merged(direct, &merged);
+}
+
+/// Merges the delivery at `later` into the one at `kept`: highest QoS, Retain if either,
+/// Subscription Identifiers appended.
+fn fold_into(direct: &mut [(Arc<str>, Delivery)], kept: usize, later: usize) {
+    let Some((_, d)) = direct.get_mut(later) else {
+        return;
+    };
+    let (qos, retain) = (d.qos, d.retain);
+    let mut ids = std::mem::take(&mut d.subscription_ids);
+    if let Some((_, k)) = direct.get_mut(kept) {
+        k.qos = k.qos.max(qos);
+        k.retain |= retain;
+        k.subscription_ids.append(&mut ids);
+    }
+}
+
+/// Removes the entries marked in `merged` (empty: none), keeping the order of the others.
+fn remove_merged(direct: &mut Vec<(Arc<str>, Delivery)>, merged: &[bool]) {
+    if merged.is_empty() {
+        return;
+    }
+    let mut index = 0_usize;
+    direct.retain(|_| {
+        let remove = merged.get(index).copied().unwrap_or(false);
+        index += 1;
+        !remove
+    });
+}
+
+/// Encodes an outbound PUBLISH for `conn` into `bytes`; `false` (and a `MessageDropped` event
+/// in `pending`) when it exceeds the client's Maximum Packet Size, and then nothing is written
+/// [MQTT-3.1.2-24].
 #[allow(clippy::too_many_arguments)]
 fn publish_to(
+    bytes: &mut BytesMut,
     pending: &mut VecDeque<Pending>,
-    connection: ConnectionId,
     conn: &mut Connection,
     client_id: &str,
     out: &Outbound,
@@ -914,7 +1154,7 @@ fn publish_to(
         properties,
         payload: out.message.payload.clone(),
     };
-    let sent = encode_to(pending, connection, conn, &Packet::Publish(publish));
+    let sent = encode(conn, &Packet::Publish(publish), bytes);
     if sent {
         if let Some(alias) = new_alias {
             conn.outbound_aliases
@@ -928,4 +1168,127 @@ fn publish_to(
         }));
     }
     sent
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Client Identifiers that share 8-byte prefixes, are prefixes of one another, or differ
+    /// only after a U+0000 (never valid in MQTT, but the comparison must not care).
+    const IDS: [&str; 12] = [
+        "a",
+        "ab",
+        "b",
+        "abcdefgh",
+        "abcdefgh\0",
+        "abcdefghi",
+        "abcdefgi",
+        "sub-1",
+        "sub-10",
+        "sub-2",
+        "client-0001",
+        "client-0002",
+    ];
+
+    /// The merge as it was first written: sorted by Client Identifier (stable), then merged.
+    fn reference(mut direct: Vec<(Arc<str>, Delivery)>) -> Vec<(Arc<str>, Delivery)> {
+        direct.sort_by(|a, b| a.0.cmp(&b.0));
+        direct.dedup_by(|later, kept| {
+            if later.0 != kept.0 {
+                return false;
+            }
+            kept.1.qos = kept.1.qos.max(later.1.qos);
+            kept.1.retain |= later.1.retain;
+            kept.1
+                .subscription_ids
+                .append(&mut later.1.subscription_ids);
+            true
+        });
+        direct
+    }
+
+    fn flat(direct: &[(Arc<str>, Delivery)]) -> Vec<(String, QoS, bool, Vec<u32>)> {
+        direct
+            .iter()
+            .map(|(c, d)| (c.to_string(), d.qos, d.retain, d.subscription_ids.clone()))
+            .collect()
+    }
+
+    /// An entry: index in `IDS`, QoS, Retain As Published, Subscription Identifier.
+    type Entry = (usize, u8, bool, Option<u32>);
+
+    /// Runs of entries (sorted and deduplicated by the test, as the tree gives one filter's
+    /// subscribers), with random options; 2 to 11 runs, so both merges are exercised.
+    fn runs() -> impl Strategy<Value = Vec<Vec<Entry>>> {
+        let entry = (
+            0..IDS.len(),
+            0..3_u8,
+            any::<bool>(),
+            prop::option::of(1..100_u32),
+        );
+        prop::collection::vec(prop::collection::vec(entry, 1..8), 2..12)
+    }
+
+    proptest! {
+        /// Against the sort-and-merge it replaced: the same deliveries, each session's at the
+        /// position of its first entry. `shared`: a session's entries share one `Arc`, as the
+        /// broker's do.
+        #[test]
+        fn merging_agrees_with_sorting(runs in runs(), shared in any::<bool>()) {
+            let arcs: Vec<Arc<str>> = IDS.iter().map(|&s| Arc::from(s)).collect();
+            let mut direct = Vec::new();
+            let mut starts = Vec::new();
+            for run in runs {
+                let mut run = run;
+                run.sort_by(|a, b| IDS[a.0].cmp(IDS[b.0]));
+                run.dedup_by(|a, b| a.0 == b.0);
+                starts.push(direct.len());
+                for (id, qos, retain, sub_id) in run {
+                    let client_id = if shared { Arc::clone(&arcs[id]) } else { Arc::from(IDS[id]) };
+                    let qos = match qos {
+                        0 => QoS::AtMostOnce,
+                        1 => QoS::AtLeastOnce,
+                        _ => QoS::ExactlyOnce,
+                    };
+                    let subscription_ids = sub_id.into_iter().collect();
+                    direct.push((client_id, Delivery { qos, retain, subscription_ids }));
+                }
+            }
+            let copy = |d: &[(Arc<str>, Delivery)]| -> Vec<(Arc<str>, Delivery)> {
+                d.iter()
+                    .map(|(c, d)| {
+                        let d = Delivery {
+                            qos: d.qos,
+                            retain: d.retain,
+                            subscription_ids: d.subscription_ids.clone(),
+                        };
+                        (Arc::clone(c), d)
+                    })
+                    .collect()
+            };
+            // The order of first occurrences.
+            let mut first_order: Vec<String> = Vec::new();
+            for (c, _) in &direct {
+                if !first_order.iter().any(|f| **f == **c) {
+                    first_order.push(c.to_string());
+                }
+            }
+            let expected = reference(copy(&direct));
+            let mut merged = copy(&direct);
+            merge_duplicates(&mut merged, &starts);
+            let mut hashed = copy(&direct);
+            merge_duplicates_hashed(&mut hashed);
+            for result in [&merged, &hashed] {
+                let order: Vec<String> = result.iter().map(|(c, _)| c.to_string()).collect();
+                prop_assert_eq!(&order, &first_order);
+                let mut sorted = copy(result);
+                sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                prop_assert_eq!(flat(&sorted), flat(&expected));
+            }
+        }
+    }
 }

@@ -243,7 +243,8 @@ struct Connection {
 /// shared subscription.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct SubKey {
-    /// Shared, so that routing copies it without allocating.
+    /// The session's own `Arc` (`Session::client_id`), shared by all its subscriptions, so
+    /// that a subscription costs no allocation for it and routing copies it without allocating.
     client_id: Arc<str>,
     share_group: Option<String>,
 }
@@ -669,23 +670,39 @@ fn encode_to(
     conn: &Connection,
     packet: &Packet,
 ) -> bool {
-    let version = conn.version;
-    let max = conn.client_maximum_packet_size;
-    let appended = match pending.back_mut() {
-        Some(Pending::Transmit(c, buf)) if *c == connection => {
-            return packet.encode_limited(version, max, buf).is_ok();
-        }
-        _ => {
-            let mut buf = BytesMut::new();
-            packet.encode_limited(version, max, &mut buf).map(|_| buf)
-        }
-    };
+    if let Some(Pending::Transmit(c, buf)) = pending.back_mut()
+        && *c == connection
+    {
+        return encode(conn, packet, buf);
+    }
+    let mut buf = BytesMut::new();
     // A refused packet writes nothing, and leaves no empty transmit behind.
-    match appended {
-        Ok(buf) => {
-            pending.push_back(Pending::Transmit(connection, buf));
-            true
-        }
-        Err(_) => false,
+    let sent = encode(conn, packet, &mut buf);
+    if sent {
+        pending.push_back(Pending::Transmit(connection, buf));
+    }
+    sent
+}
+
+/// Encodes `packet` for `conn` at the end of `buf`, refusing it when larger than the client's
+/// Maximum Packet Size [MQTT-3.1.2-24] (and then writing nothing). Returns whether it was
+/// written.
+#[inline]
+fn encode(conn: &Connection, packet: &Packet, buf: &mut BytesMut) -> bool {
+    packet
+        .encode_limited(conn.version, conn.client_maximum_packet_size, buf)
+        .is_ok()
+}
+
+/// Queues `bytes` (whole packets) for `connection`: appended to the last transmit when it is
+/// for the same connection, nothing when empty.
+#[inline]
+fn transmit(pending: &mut VecDeque<Pending>, connection: ConnectionId, bytes: BytesMut) {
+    if bytes.is_empty() {
+        return;
+    }
+    match pending.back_mut() {
+        Some(Pending::Transmit(c, buf)) if *c == connection => buf.unsplit(bytes),
+        _ => pending.push_back(Pending::Transmit(connection, bytes)),
     }
 }

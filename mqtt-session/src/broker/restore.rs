@@ -49,21 +49,12 @@ impl<P: Policy> Broker<P> {
                 .iter()
                 .filter(|o| o.state != OutState::Queued)
                 .count();
-            let subs: Vec<(String, SubValue)> = session
-                .subscriptions
-                .iter()
-                .map(|(f, sub)| {
-                    (
-                        f.clone(),
-                        SubValue {
-                            options: sub.options,
-                            subscription_id: sub.subscription_id,
-                        },
-                    )
-                })
-                .collect();
-            for (filter, value) in subs {
-                let (key, inner) = Self::tree_key(client_id, &filter);
+            for (filter, sub) in &session.subscriptions {
+                let (key, inner) = Self::tree_key(Arc::clone(&session.client_id), filter);
+                let value = SubValue {
+                    options: sub.options,
+                    subscription_id: sub.subscription_id,
+                };
                 broker.tree.insert(inner, key, value);
             }
         }
@@ -130,7 +121,7 @@ impl<P: Policy> Broker<P> {
             } => {
                 self.sessions
                     .entry(client_id.clone())
-                    .or_insert_with(|| Session::new(expiry_interval))
+                    .or_insert_with_key(|id| Session::new(id, expiry_interval))
                     .expiry_interval = expiry_interval;
                 disconnected.insert(client_id, None);
             }

@@ -6,9 +6,10 @@
 #   RUNS=1 benches/run.sh          # one run
 #   BENCH=codec benches/run.sh     # one bench target (codec or engine)
 #   FILTER=publish benches/run.sh  # a criterion filter
+#   KEEP=1 BENCH=engine benches/run.sh   # keep the other results (e.g. codec's) for the report
 #
 # The results of each run are kept as the criterion baselines run1, run2, ... under
-# target/criterion (the previous results there are removed first); the counted values
+# target/criterion (the previous results there are removed first, unless KEEP=1); the counted values
 # (allocations, memory) are in target/criterion/extra/. The report needs Python 3 and, for the
 # plots, matplotlib (installed with pip if missing).
 set -euo pipefail
@@ -19,7 +20,9 @@ BENCH=${BENCH:-}
 FILTER=${FILTER:-}
 
 target_dir=${CARGO_TARGET_DIR:-target}
-rm -rf "$target_dir/criterion"
+if [[ -z ${KEEP:-} ]]; then
+    rm -rf "$target_dir/criterion"
+fi
 
 bench_args=(-p benches)
 if [[ -n $BENCH ]]; then

@@ -64,9 +64,9 @@ pub use codec::{CodecError, MqttCodec};
 pub use decode::{Decoder, FixedHeader, Status, read_fixed_header};
 pub use error::{Error, Rule, Violation};
 pub use packet::{
-    Auth, ConnAck, Connect, Disconnect, Packet, PropertiesRef, PropertyValue, PubAck, PubComp,
-    PubRec, PubRel, Publish, PublishRef, RetainHandling, SubAck, Subscribe, SubscriptionOptions,
-    UnsubAck, Unsubscribe, Will,
+    Auth, ConnAck, Connect, Delivery, Disconnect, Packet, PropertiesRef, PropertyValue, PubAck,
+    PubComp, PubRec, PubRel, Publish, PublishRef, RetainHandling, SubAck, Subscribe,
+    SubscriptionOptions, UnsubAck, Unsubscribe, Will,
 };
 pub use properties::{PayloadFormatIndicator, Properties, PropertyContext, PropertyId};
 pub use reason_code::ReasonCode;

@@ -249,6 +249,17 @@ fn set_once<'a, T>(slot: &mut Option<T>, i: &'a [u8], value: T) -> PResult<'a, (
     Ok((i, ()))
 }
 
+/// The three properties that change from one delivery of a message to the next (MQTT 5.0
+/// section 3.3.4: the Message Expiry Interval counts down, the Subscription Identifiers and
+/// the Topic Alias are the subscriber's), for encoding a message for a subscriber without
+/// copying its other properties.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Overrides<'a> {
+    pub(crate) message_expiry_interval: Option<u32>,
+    pub(crate) subscription_identifiers: &'a [u32],
+    pub(crate) topic_alias: Option<NonZeroU16>,
+}
+
 /// The properties in the order [`Properties`] encodes them (the order of its fields).
 const ENCODING_ORDER: [PropertyId; 27] = {
     use PropertyId as P;
@@ -284,6 +295,15 @@ const ENCODING_ORDER: [PropertyId; 27] = {
 };
 
 impl Properties {
+    /// These properties' own values of the fields [`Overrides`] can replace.
+    fn own(&self) -> Overrides<'_> {
+        Overrides {
+            message_expiry_interval: self.message_expiry_interval,
+            subscription_identifiers: &self.subscription_identifiers,
+            topic_alias: self.topic_alias,
+        }
+    }
+
     /// Whether no property is present.
     #[must_use]
     pub fn is_empty(&self) -> bool {
@@ -492,13 +512,17 @@ impl Properties {
     /// branches, so that the common case — few properties or none — costs little in the
     /// encoder.
     fn presence(&self) -> u32 {
+        self.presence_with(&self.own())
+    }
+
+    pub(crate) fn presence_with(&self, ov: &Overrides<'_>) -> u32 {
         let bits = [
             self.payload_format_indicator.is_some(),
-            self.message_expiry_interval.is_some(),
+            ov.message_expiry_interval.is_some(),
             self.content_type.is_some(),
             self.response_topic.is_some(),
             self.correlation_data.is_some(),
-            !self.subscription_identifiers.is_empty(),
+            !ov.subscription_identifiers.is_empty(),
             self.session_expiry_interval.is_some(),
             self.assigned_client_identifier.is_some(),
             self.server_keep_alive.is_some(),
@@ -512,7 +536,7 @@ impl Properties {
             self.reason_string.is_some(),
             self.receive_maximum.is_some(),
             self.topic_alias_maximum.is_some(),
-            self.topic_alias.is_some(),
+            ov.topic_alias.is_some(),
             self.maximum_qos.is_some(),
             self.retain_available.is_some(),
             !self.user_properties.is_empty(),
@@ -538,7 +562,17 @@ impl Properties {
     /// [`Properties::validate`], returning [`Properties::len`]: the encoder's one pass over
     /// the properties before [`Properties::write_with_len`].
     pub(crate) fn checked_len(&self, ctx: PropertyContext) -> Result<usize, Violation> {
-        let presence = self.presence();
+        self.checked_len_with(ctx, &self.own())
+    }
+
+    /// [`Properties::checked_len`] of these properties with `ov`'s three fields instead of
+    /// their own.
+    pub(crate) fn checked_len_with(
+        &self,
+        ctx: PropertyContext,
+        ov: &Overrides<'_>,
+    ) -> Result<usize, Violation> {
+        let presence = self.presence_with(ov);
         if presence == 0 {
             return Ok(0);
         }
@@ -549,12 +583,12 @@ impl Properties {
         {
             return Err(Violation::PropertyNotAllowed);
         }
-        if self.subscription_identifiers.len() > 1
+        if ov.subscription_identifiers.len() > 1
             && ctx != PropertyContext::Packet(PacketType::Publish)
         {
             return Err(Violation::DuplicateProperty);
         }
-        if self
+        if ov
             .subscription_identifiers
             .iter()
             .any(|&v| v == 0 || v > VBI_MAX)
@@ -576,7 +610,7 @@ impl Properties {
         {
             check_binary(b)?;
         }
-        let len = self.len_of_present();
+        let len = self.len_of_present(ov);
         if len > VBI_MAX as usize {
             return Err(Violation::RemainingLengthTooLarge);
         }
@@ -586,26 +620,26 @@ impl Properties {
     /// The length of the properties, without the Property Length in front of them.
     #[must_use]
     pub fn len(&self) -> usize {
-        if self.presence() == 0 {
+        let ov = self.own();
+        if self.presence_with(&ov) == 0 {
             return 0;
         }
-        self.len_of_present()
+        self.len_of_present(&ov)
     }
 
-    fn len_of_present(&self) -> usize {
+    fn len_of_present(&self, ov: &Overrides<'_>) -> usize {
         let s = |o: &Option<Utf8String>| o.as_ref().map_or(0, |s| 1 + s.encoded_len());
         let b = |o: &Option<Bytes>| o.as_ref().map_or(0, |b| 3 + b.len());
         let n = |present: bool, size: usize| if present { 1 + size } else { 0 };
         n(self.payload_format_indicator.is_some(), 1)
-            + n(self.message_expiry_interval.is_some(), 4)
+            + n(ov.message_expiry_interval.is_some(), 4)
             + s(&self.content_type)
             + self
                 .response_topic
                 .as_ref()
                 .map_or(0, |t| 1 + t.as_utf8().encoded_len())
             + b(&self.correlation_data)
-            + self
-                .subscription_identifiers
+            + ov.subscription_identifiers
                 .iter()
                 .map(|&v| 1 + vbi_len(v))
                 .sum::<usize>()
@@ -622,7 +656,7 @@ impl Properties {
             + s(&self.reason_string)
             + n(self.receive_maximum.is_some(), 2)
             + n(self.topic_alias_maximum.is_some(), 2)
-            + n(self.topic_alias.is_some(), 2)
+            + n(ov.topic_alias.is_some(), 2)
             + n(self.maximum_qos.is_some(), 1)
             + n(self.retain_available.is_some(), 1)
             + self
@@ -651,6 +685,16 @@ impl Properties {
     /// [`Properties::write`] with the length already known (from
     /// [`Properties::checked_len`]).
     pub(crate) fn write_with_len(&self, len: usize, buf: &mut impl BufMut) {
+        self.write_with_len_with(len, &self.own(), buf);
+    }
+
+    /// [`Properties::write_with_len`] with `ov`'s three fields instead of their own.
+    pub(crate) fn write_with_len_with(
+        &self,
+        len: usize,
+        ov: &Overrides<'_>,
+        buf: &mut impl BufMut,
+    ) {
         use PropertyId as P;
         put_vbi(buf, u32::try_from(len).unwrap_or(VBI_MAX));
         if len == 0 {
@@ -661,7 +705,7 @@ impl Properties {
             id(buf, P::PayloadFormatIndicator);
             buf.put_u8(v as u8);
         }
-        if let Some(v) = self.message_expiry_interval {
+        if let Some(v) = ov.message_expiry_interval {
             id(buf, P::MessageExpiryInterval);
             buf.put_u32(v);
         }
@@ -677,7 +721,7 @@ impl Properties {
             id(buf, P::CorrelationData);
             put_binary(buf, v);
         }
-        for &v in &self.subscription_identifiers {
+        for &v in ov.subscription_identifiers {
             id(buf, P::SubscriptionIdentifier);
             put_vbi(buf, v);
         }
@@ -733,7 +777,7 @@ impl Properties {
             id(buf, P::TopicAliasMaximum);
             buf.put_u16(v);
         }
-        if let Some(v) = self.topic_alias {
+        if let Some(v) = ov.topic_alias {
             id(buf, P::TopicAlias);
             buf.put_u16(v.get());
         }

@@ -29,7 +29,7 @@ pub use connect::{Connect, Will};
 pub use disconnect::Disconnect;
 pub use puback::PubAck;
 pub use pubcomp::PubComp;
-pub use publish::Publish;
+pub use publish::{Delivery, Publish};
 pub use publish_ref::{PropertiesRef, PropertyValue, PublishRef};
 pub use pubrec::PubRec;
 pub use pubrel::PubRel;

@@ -4,9 +4,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::Body;
 use crate::error::Violation;
-use crate::properties::{Properties, PropertyContext};
+use crate::properties::{Overrides, Properties, PropertyContext};
+use crate::types::VBI_MAX;
+use crate::types::vbi::put_vbi;
 use crate::types::{PacketId, PacketType, ProtocolVersion, QoS, TopicName, vbi_len};
 use crate::wire::{PResult, fail, packet_id, put_utf8, utf8};
+use core::num::NonZeroU16;
 
 /// PUBLISH (section 3.3).
 ///
@@ -101,6 +104,144 @@ impl Publish {
                 payload,
             },
         ))
+    }
+}
+
+/// What changes when a broker sends one message to one subscriber (MQTT 5.0 section 3.3.4):
+/// the flags, the Packet Identifier, the Topic Name when a Topic Alias replaces it, and the
+/// three properties that belong to the delivery rather than to the message. See
+/// [`Publish::encode_delivery`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery<'a> {
+    /// DUP.
+    pub dup: bool,
+    /// The QoS of this delivery.
+    pub qos: QoS,
+    /// RETAIN.
+    pub retain: bool,
+    /// The Packet Identifier: present exactly when `qos` is 1 or 2.
+    pub packet_id: Option<PacketId>,
+    /// Send an empty Topic Name: the receiver knows the topic by `topic_alias`.
+    pub omit_topic: bool,
+    /// The Topic Alias (5.0).
+    pub topic_alias: Option<NonZeroU16>,
+    /// The Message Expiry Interval left (5.0) [MQTT-3.3.2-6].
+    pub message_expiry_interval: Option<u32>,
+    /// The Subscription Identifiers of the matching subscriptions (5.0) [MQTT-3.3.4-3].
+    pub subscription_identifiers: &'a [u32],
+}
+
+impl Publish {
+    /// Encodes this message as `delivery` says: the same bytes as a copy of it with
+    /// `delivery`'s fields set (the topic emptied for `omit_topic`) given to
+    /// [`crate::Packet::encode_limited`], without making the copy. For MQTT 3.1.1 the
+    /// properties are left out (a message from a 5.0 publisher goes to a 3.1.1 subscriber
+    /// without them).
+    ///
+    /// # Errors
+    /// What [`crate::Packet::encode_limited`] refuses, for the copy; nothing is written then.
+    pub fn encode_delivery(
+        &self,
+        delivery: &Delivery<'_>,
+        version: ProtocolVersion,
+        max_packet_size: u32,
+        buf: &mut BytesMut,
+    ) -> Result<usize, crate::Error> {
+        delivery.encode(
+            &self.topic,
+            &self.properties,
+            &self.payload,
+            version,
+            max_packet_size,
+            buf,
+        )
+    }
+}
+
+impl Delivery<'_> {
+    /// Encodes the message of `topic`, `properties` and `payload` (a stored message, in a
+    /// broker) as this delivery of it; see [`Publish::encode_delivery`].
+    ///
+    /// # Errors
+    /// As [`Publish::encode_delivery`].
+    pub fn encode(
+        &self,
+        topic: &TopicName,
+        properties: &Properties,
+        payload: &[u8],
+        version: ProtocolVersion,
+        max_packet_size: u32,
+        buf: &mut BytesMut,
+    ) -> Result<usize, crate::Error> {
+        let err = |v| crate::Error::new(v, Some(PacketType::Publish), Some(version));
+        let d = self;
+        if d.dup && d.qos == QoS::AtMostOnce {
+            return Err(err(Violation::DupWithQos0));
+        }
+        if (d.qos == QoS::AtMostOnce) != d.packet_id.is_none() {
+            return Err(err(Violation::PacketIdMismatch));
+        }
+        let ov = Overrides {
+            message_expiry_interval: d.message_expiry_interval,
+            subscription_identifiers: d.subscription_identifiers,
+            topic_alias: d.topic_alias,
+        };
+        let v5 = version.is_v5();
+        let props_len = if v5 {
+            properties
+                .checked_len_with(PropertyContext::Packet(PacketType::Publish), &ov)
+                .map_err(err)?
+        } else {
+            0
+        };
+        let topic: &[u8] = if d.omit_topic {
+            &[]
+        } else {
+            topic.as_utf8().as_bytes()
+        };
+        let alias = if v5 { d.topic_alias } else { None };
+        if topic.is_empty() && alias.is_none() {
+            return Err(err(Violation::TopicNameEmpty));
+        }
+        let body = 2
+            + topic.len()
+            + if d.packet_id.is_some() { 2 } else { 0 }
+            + if v5 {
+                vbi_len(u32::try_from(props_len).unwrap_or(u32::MAX)) + props_len
+            } else {
+                0
+            }
+            + payload.len();
+        if body > VBI_MAX as usize {
+            return Err(err(Violation::RemainingLengthTooLarge));
+        }
+        let body32 = u32::try_from(body).unwrap_or(VBI_MAX);
+        let total = 1 + vbi_len(body32) + body;
+        if total > max_packet_size as usize {
+            return Err(err(Violation::PacketTooLarge));
+        }
+        buf.reserve(total);
+        let mut head = [0_u8; 7];
+        let mut w = &mut head[..];
+        w.put_u8(
+            (PacketType::Publish as u8) << 4
+                | u8::from(d.dup) << 3
+                | d.qos.bits() << 1
+                | u8::from(d.retain),
+        );
+        put_vbi(&mut w, body32);
+        w.put_u16(u16::try_from(topic.len()).unwrap_or(u16::MAX));
+        let used = 7 - w.len();
+        buf.put_slice(head.get(..used).unwrap_or_default());
+        buf.put_slice(topic);
+        if let Some(id) = d.packet_id {
+            buf.put_u16(id.get());
+        }
+        if v5 {
+            properties.write_with_len_with(props_len, &ov, buf);
+        }
+        buf.put_slice(payload);
+        Ok(total)
     }
 }
 

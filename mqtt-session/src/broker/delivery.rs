@@ -12,7 +12,7 @@ use foldhash::fast::RandomState;
 use mqtt_codec::Packet;
 use mqtt_codec::{
     PacketId, Properties, PubAck, PubComp, PubRec, PubRel, Publish, QoS, ReasonCode,
-    RetainHandling, SubAck, Subscribe, TopicFilter, TopicName, UnsubAck, Unsubscribe,
+    RetainHandling, SubAck, Subscribe, TopicFilter, UnsubAck, Unsubscribe,
 };
 
 use super::message::Message;
@@ -1116,45 +1116,48 @@ fn publish_to(
     now: Timestamp,
 ) -> bool {
     let v5 = conn.version.is_v5();
-    let mut properties = if v5 {
-        out.message.properties.clone()
-    } else {
-        Properties::default()
-    };
-    let mut topic = out.message.topic.clone();
-    if v5 {
-        // [MQTT-3.3.2-6] the Message Expiry Interval minus the time waited.
-        properties.message_expiry_interval = out.message.remaining_expiry(now);
-        // [MQTT-3.3.4-3] the Subscription Identifiers of the matching subscriptions.
-        properties
-            .subscription_identifiers
-            .clone_from(&out.subscription_ids);
-    }
     // Outbound Topic Alias, when the client accepts them [MQTT-3.1.2-26] [MQTT-3.3.2-11]:
     // the first `Topic Alias Maximum` distinct topics get aliases 1.., sent with the topic
     // the first time and alone afterwards; other topics are sent in full.
     let mut new_alias = None;
+    let mut topic_alias = None;
+    let mut omit_topic = false;
     if v5 && conn.client_topic_alias_maximum > 0 {
-        if let Some(&alias) = conn.outbound_aliases.get(&topic) {
-            properties.topic_alias = core::num::NonZeroU16::new(alias);
-            topic = TopicName::empty();
+        if let Some(&alias) = conn.outbound_aliases.get(&out.message.topic) {
+            topic_alias = core::num::NonZeroU16::new(alias);
+            omit_topic = true;
         } else if conn.outbound_aliases.len() < usize::from(conn.client_topic_alias_maximum) {
             let alias = u16::try_from(conn.outbound_aliases.len() + 1).unwrap_or(u16::MAX);
-            properties.topic_alias = core::num::NonZeroU16::new(alias);
+            topic_alias = core::num::NonZeroU16::new(alias);
             new_alias = Some(alias);
         }
     }
-    let publish = Publish {
+    // The message as stored, with what belongs to this delivery (section 3.3.4), encoded
+    // without copying the message's properties.
+    let delivery = mqtt_codec::Delivery {
         // [MQTT-3.3.1-1] [MQTT-3.3.1-3] DUP only on a re-delivery; [MQTT-4.3.1-1] never at QoS 0.
         dup: dup && out.qos != QoS::AtMostOnce,
         qos: out.qos,
         retain: out.retain,
-        topic,
         packet_id,
-        properties,
-        payload: out.message.payload.clone(),
+        omit_topic,
+        topic_alias,
+        // [MQTT-3.3.2-6] the Message Expiry Interval minus the time waited.
+        message_expiry_interval: out.message.remaining_expiry(now),
+        // [MQTT-3.3.4-3] the Subscription Identifiers of the matching subscriptions.
+        subscription_identifiers: &out.subscription_ids,
     };
-    let sent = encode(conn, &Packet::Publish(publish), bytes);
+    let message = &out.message;
+    let sent = delivery
+        .encode(
+            &message.topic,
+            &message.properties,
+            &message.payload,
+            conn.version,
+            conn.client_maximum_packet_size,
+            bytes,
+        )
+        .is_ok();
     if sent {
         if let Some(alias) = new_alias {
             conn.outbound_aliases

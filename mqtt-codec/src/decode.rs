@@ -217,6 +217,7 @@ impl Decoder {
         self.decode_frame(header, &body).map(Some)
     }
 
+    #[inline]
     fn decode_frame(&mut self, header: FixedHeader, body: &Bytes) -> Result<Packet, Error> {
         let version = self.version.unwrap_or(ProtocolVersion::V5);
         let packet = Packet::decode_body(header.first_byte, body, version)?;

@@ -193,6 +193,7 @@ impl Packet {
     ///
     /// # Errors
     /// The first violation found, with the packet type and version.
+    #[inline]
     pub fn decode_body(
         first_byte: u8,
         body: &Bytes,
@@ -222,6 +223,7 @@ impl Packet {
         if ty != PacketType::Publish && flags != ty.required_flags() {
             return Err(err(Violation::ReservedFlags));
         }
+        #[inline(always)]
         fn dec<T: Body>(
             src: &Bytes,
             flags: u8,

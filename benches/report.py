@@ -250,6 +250,16 @@ def engine_tables(results, extras, plots_dir, readme_dir):
     return "\n".join(out) + "\n"
 
 
+# What the parameter of a group is, and what its throughput counts.
+X_LABELS = {
+    "route/fanout": ("subscribers of the topic", "deliveries per second"),
+    "route/sessions": ("sessions (10 subscriptions each)", "deliveries per second"),
+    "route/subscriptions": ("subscriptions (1 000 sessions)", "deliveries per second"),
+    "match/subscriptions": ("subscriptions", ""),
+    "match/tree": ("subscriptions in the tree", ""),
+}
+
+
 def plot_group(group, entries, plots_dir):
     """A log-x plot of the median time (and throughput, if any) against a numeric parameter."""
     series = defaultdict(list)
@@ -281,15 +291,16 @@ def plot_group(group, entries, plots_dir):
     axes[0].set_xscale("log")
     axes[0].set_yscale("log")
     axes[0].set_ylabel("median time per iteration (µs)")
-    axes[0].set_xlabel("parameter")
+    xlabel, ylabel = X_LABELS.get(group, ("parameter", ""))
+    axes[0].set_xlabel(xlabel)
     axes[0].grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
     if with_tp:
         kind = throughput_of(series[next(iter(series))][0][1])[0]
         axes[1].set_xscale("log")
         axes[1].set_yscale("log")
-        axes[1].set_ylabel("bytes per second" if kind.startswith("Bytes") else "elements per second")
-        axes[1].set_xlabel("parameter")
+        axes[1].set_ylabel(ylabel or ("bytes per second" if kind.startswith("Bytes") else "per second"))
+        axes[1].set_xlabel(xlabel)
         axes[1].grid(True, which="both", alpha=0.3)
         axes[1].legend(fontsize=8)
     fig.suptitle(group)

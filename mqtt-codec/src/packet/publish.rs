@@ -56,16 +56,10 @@ impl Publish {
         flags: u8,
         version: ProtocolVersion,
     ) -> PResult<'a, Self> {
-        let dup = flags & 0b1000 != 0;
-        let retain = flags & 0b0001 != 0;
-        // [MQTT-3.3.1-4] A PUBLISH Packet MUST NOT have both QoS bits set to 1.
-        let Some(qos) = QoS::from_bits((flags >> 1) & 0b11) else {
-            return fail(Violation::InvalidQos);
+        let (dup, qos, retain) = match publish_flags(flags) {
+            Ok(f) => f,
+            Err(v) => return fail(v),
         };
-        // [MQTT-3.3.1-2] The DUP flag MUST be set to 0 for all QoS 0 messages.
-        if dup && qos == QoS::AtMostOnce {
-            return fail(Violation::DupWithQos0);
-        }
         // [MQTT-3.3.2-1] The Topic Name MUST be present as the first field ... It MUST be a
         // UTF-8 Encoded String.
         let (i, topic) = utf8(src, i)?;
@@ -243,6 +237,21 @@ impl Delivery<'_> {
         buf.put_slice(payload);
         Ok(total)
     }
+}
+
+/// The DUP, QoS and RETAIN of a PUBLISH's fixed header, checked.
+pub(super) fn publish_flags(flags: u8) -> Result<(bool, QoS, bool), Violation> {
+    let dup = flags & 0b1000 != 0;
+    let retain = flags & 0b0001 != 0;
+    // [MQTT-3.3.1-4] A PUBLISH Packet MUST NOT have both QoS bits set to 1.
+    let Some(qos) = QoS::from_bits((flags >> 1) & 0b11) else {
+        return Err(Violation::InvalidQos);
+    };
+    // [MQTT-3.3.1-2] The DUP flag MUST be set to 0 for all QoS 0 messages.
+    if dup && qos == QoS::AtMostOnce {
+        return Err(Violation::DupWithQos0);
+    }
+    Ok((dup, qos, retain))
 }
 
 impl Publish {

@@ -224,16 +224,7 @@ impl<'a> PublishRef<'a> {
     }
 
     fn parse(i: &'a [u8], flags: u8, version: ProtocolVersion) -> Result<Self, Violation> {
-        let dup = flags & 0b1000 != 0;
-        let retain = flags & 0b0001 != 0;
-        // [MQTT-3.3.1-4] A PUBLISH Packet MUST NOT have both QoS bits set to 1.
-        let Some(qos) = QoS::from_bits((flags >> 1) & 0b11) else {
-            return Err(Violation::InvalidQos);
-        };
-        // [MQTT-3.3.1-2] The DUP flag MUST be set to 0 for all QoS 0 messages.
-        if dup && qos == QoS::AtMostOnce {
-            return Err(Violation::DupWithQos0);
-        }
+        let (dup, qos, retain) = super::publish::publish_flags(flags)?;
         let parsed: PResult<'a, (&'a str, Option<PacketId>, &'a [u8])> = (|| {
             // [MQTT-3.3.2-1] a UTF-8 Encoded String; [MQTT-3.3.2-2] without wildcards.
             let (i, topic) = binary(i)?;

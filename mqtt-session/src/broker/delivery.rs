@@ -390,18 +390,7 @@ impl<P: Policy> Broker<P> {
             }));
         }
         if online {
-            let mut bytes = BytesMut::new();
-            if let Some(connection) = pump_session(
-                session,
-                client_id,
-                connections,
-                pending,
-                config,
-                &mut bytes,
-                now,
-            ) {
-                transmit(pending, connection, bytes);
-            }
+            pump_and_transmit(session, client_id, connections, pending, config, now);
         }
     }
 
@@ -497,18 +486,7 @@ impl<P: Policy> Broker<P> {
             return;
         };
         complete_in(session, client_id, seq, pending);
-        let mut bytes = BytesMut::new();
-        if let Some(connection) = pump_session(
-            session,
-            client_id,
-            connections,
-            pending,
-            config,
-            &mut bytes,
-            now,
-        ) {
-            transmit(pending, connection, bytes);
-        }
+        pump_and_transmit(session, client_id, connections, pending, config, now);
     }
 
     // ---- acknowledgements of outgoing messages ----------------------------------------------
@@ -802,6 +780,29 @@ impl<P: Policy> Broker<P> {
 /// [`Broker::pump_into`] for `session` (the session of `client_id`), with the fields of the
 /// broker it needs borrowed apart, so that a caller that has just looked the session up (to
 /// queue a message, or complete one) does not look it up again.
+/// [`pump_session`] into a new buffer, queued as one transmit after the records.
+fn pump_and_transmit(
+    session: &mut Session,
+    client_id: &str,
+    connections: &mut HashMap<ConnectionId, Connection, RandomState>,
+    pending: &mut VecDeque<Pending>,
+    config: &BrokerConfig,
+    now: Timestamp,
+) {
+    let mut bytes = BytesMut::new();
+    if let Some(connection) = pump_session(
+        session,
+        client_id,
+        connections,
+        pending,
+        config,
+        &mut bytes,
+        now,
+    ) {
+        transmit(pending, connection, bytes);
+    }
+}
+
 fn pump_session(
     session: &mut Session,
     client_id: &str,

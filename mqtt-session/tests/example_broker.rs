@@ -16,14 +16,9 @@
 #![allow(clippy::disallowed_methods)] // a real process on a real clock: the test waits for it
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::{Command, Stdio};
 
 use bytes::{Bytes, BytesMut};
 use mqtt_session::codec::{
@@ -31,147 +26,15 @@ use mqtt_session::codec::{
     ReasonCode, SubAck, Subscribe, SubscriptionOptions, TopicFilter, TopicName, Utf8String,
 };
 
-/// How long any one step may take.
-const STEP: Duration = Duration::from_secs(10);
-
 #[path = "support/example_binary.rs"]
 mod example_binary;
 
-/// The example binary, built first if it is missing or older than its sources.
-fn binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| example_binary::locate("broker", "examples/broker"))
-}
+// The broker process, its data directory and the step timeout, shared with `interop.rs`.
+#[allow(dead_code)]
+#[path = "support/broker_process.rs"]
+mod broker_process;
 
-/// A fresh, empty directory for one test (under the target directory; removed when dropped).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("example-broker-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running broker. Dropping it kills the process.
-struct Broker {
-    child: Child,
-    addr: SocketAddr,
-    /// The "restored … sessions and … retained messages …" line.
-    restored: String,
-    log: PathBuf,
-}
-
-impl Broker {
-    /// Starts the broker on a free loopback port (`--listen 127.0.0.1:0`: it prints the one it
-    /// got) with `data` as its data directory, and waits until it listens.
-    fn start(dir: &TempDir, extra: &[&str]) -> Self {
-        static RUNS: AtomicUsize = AtomicUsize::new(0);
-        let log = dir.0.join(format!(
-            "broker-{}.log",
-            RUNS.fetch_add(1, Ordering::Relaxed)
-        ));
-        let mut child = Command::new(binary())
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.0.join("data"))
-            .args(extra)
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn the broker");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut restored = String::new();
-        let deadline = Instant::now() + STEP;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line.starts_with("restored ") => restored = line,
-                Ok(line) => {
-                    if let Some(addr) = line.strip_prefix("listening on ") {
-                        let addr = addr.trim().parse().expect("a socket address");
-                        return Self {
-                            child,
-                            addr,
-                            restored,
-                            log,
-                        };
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "the broker did not start listening:\n{}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    );
-                }
-            }
-        }
-    }
-
-    /// What it logged so far.
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGKILL: no chance to save anything.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM, and the exit status (success expected).
-    fn terminate(mut self) -> std::process::ExitStatus {
-        // `kill` through `sh`: a builtin there, wherever the binary is (or is not).
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg(format!("kill -TERM {}", self.child.id()))
-            .status()
-            .expect("run sh -c kill");
-        assert!(status.success());
-        let deadline = Instant::now() + STEP;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the broker did not stop on SIGTERM:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use broker_process::{Broker, STEP, TempDir, binary};
 
 /// A blocking MQTT 5.0 client on a `TcpStream`, every read bounded by [`STEP`].
 struct Client {
@@ -371,7 +234,7 @@ fn help_documents_every_flag() {
 #[test]
 fn connect_subscribe_and_a_qos1_round_trip() {
     let dir = TempDir::new("roundtrip");
-    let broker = Broker::start(&dir, &[]);
+    let broker = Broker::start(&dir);
     assert!(
         broker
             .restored
@@ -409,7 +272,7 @@ fn connect_subscribe_and_a_qos1_round_trip() {
 #[test]
 fn a_persistent_session_and_a_retained_message_survive_sigkill() {
     let dir = TempDir::new("sigkill");
-    let broker = Broker::start(&dir, &[]);
+    let broker = Broker::start(&dir);
 
     let (mut p1, ack) = Client::connect(&broker, connect("p1", true, Some(300)));
     assert_accepted(&ack, false);
@@ -445,7 +308,7 @@ fn a_persistent_session_and_a_retained_message_survive_sigkill() {
     drop(publisher);
     broker.kill();
 
-    let broker = Broker::start(&dir, &[]);
+    let broker = Broker::start(&dir);
     assert!(
         broker
             .restored
@@ -476,7 +339,7 @@ fn a_persistent_session_and_a_retained_message_survive_sigkill() {
     // A graceful stop saves the state as well, and exits 0.
     let status = broker.terminate();
     assert!(status.success(), "{status:?}");
-    let broker = Broker::start(&dir, &[]);
+    let broker = Broker::start(&dir);
     assert!(
         broker
             .restored
@@ -493,7 +356,7 @@ fn a_persistent_session_and_a_retained_message_survive_sigkill() {
 #[test]
 fn the_acl_decides_on_publish_and_subscribe() {
     let dir = TempDir::new("acl");
-    let acl = dir.0.join("acl.txt");
+    let acl = dir.path().join("acl.txt");
     std::fs::write(
         &acl,
         "# alice owns alice/; everyone reads public/\n\
@@ -503,7 +366,7 @@ fn the_acl_decides_on_publish_and_subscribe() {
          allow both alice/#\n",
     )
     .unwrap();
-    let broker = Broker::start(&dir, &["--acl", acl.to_str().unwrap()]);
+    let broker = Broker::start_with(&dir, &["--acl", acl.to_str().unwrap()]);
 
     let mut c = connect("alice-1", true, None);
     c.username = Some(Utf8String::try_from("alice").unwrap());
@@ -554,11 +417,11 @@ fn the_acl_decides_on_publish_and_subscribe() {
 #[test]
 fn a_bad_acl_file_stops_the_broker_with_its_line() {
     let dir = TempDir::new("bad-acl");
-    let acl = dir.0.join("acl.txt");
+    let acl = dir.path().join("acl.txt");
     std::fs::write(&acl, "default deny\nallow publish a/#/b\n").unwrap();
     let out = Command::new(binary())
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.0.join("data"))
+        .arg(dir.path().join("data"))
         .arg("--acl")
         .arg(&acl)
         .stdin(Stdio::null())

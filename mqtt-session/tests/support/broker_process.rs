@@ -34,7 +34,7 @@ impl TempDir {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("interop-{name}-{}-{n}", std::process::id()));
+            .join(format!("broker-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         Self(path)
@@ -64,6 +64,11 @@ impl Broker {
     /// Starts the broker on a free loopback port (`--listen 127.0.0.1:0`: it prints the one it
     /// got) with `dir/data` as its data directory, and waits until it listens.
     pub(crate) fn start(dir: &TempDir) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// [`Broker::start`] with more command-line arguments (`--acl FILE`, limits…).
+    pub(crate) fn start_with(dir: &TempDir, extra: &[&str]) -> Self {
         static RUNS: AtomicUsize = AtomicUsize::new(0);
         let log = dir.0.join(format!(
             "broker-{}.log",
@@ -72,6 +77,7 @@ impl Broker {
         let mut child = Command::new(binary())
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.0.join("data"))
+            .args(extra)
             .env("RUST_LOG", "debug")
             // Plain log lines, searched by `wait_for_log`.
             .env("NO_COLOR", "1")
@@ -154,6 +160,30 @@ impl Broker {
     pub(crate) fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, and the exit status once it has stopped (within [`STEP`]).
+    #[allow(dead_code)] // not every test that includes this file stops the broker gracefully
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
+        // `kill` through `sh`: a builtin there, wherever the binary is (or is not).
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -TERM {}", self.child.id()))
+            .status()
+            .expect("run sh -c kill");
+        assert!(status.success());
+        let deadline = Instant::now() + STEP;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not stop on SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

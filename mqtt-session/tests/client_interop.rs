@@ -26,16 +26,15 @@
 #[allow(dead_code)] // only its TempDir and STEP are used here
 mod broker_process;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use broker_process::{STEP, TempDir};
+use proc::Proc;
 
 /// Whether the tests run: `MQTT_INTEROP=1` (set by `.ci/run` once it has installed
 /// mosquitto and mosquitto-clients). Then a missing program fails the test; otherwise one line
@@ -68,6 +67,9 @@ fn interop_enabled() -> bool {
 
 #[path = "support/example_binary.rs"]
 mod example_binary;
+#[allow(dead_code)]
+#[path = "support/proc.rs"]
+mod proc;
 
 /// The client example, built first if it is missing or older than its sources.
 fn client_binary() -> &'static Path {
@@ -226,148 +228,6 @@ impl Drop for Mosquitto {
     }
 }
 
-/// A child process whose standard output is read line by line by a thread; standard error
-/// goes to a file. Killed when dropped.
-struct Proc {
-    name: String,
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    transcript: Vec<String>,
-    stderr: PathBuf,
-}
-
-impl Proc {
-    fn spawn(dir: &TempDir, name: &str, mut command: Command) -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let stderr = dir.path().join(format!(
-            "{name}-{}.stderr",
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            name: name.to_owned(),
-            child,
-            lines,
-            transcript: Vec::new(),
-            stderr,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// What it printed, for failure messages.
-    fn describe(&self) -> String {
-        format!(
-            "{}'s output:\n{}\n{}'s standard error:\n{}",
-            self.name,
-            self.transcript.join("\n"),
-            self.name,
-            self.stderr()
-        )
-    }
-
-    /// The next line of output (panics after [`STEP`] without one, or at its end).
-    fn next_line(&mut self) -> String {
-        match self.lines.recv_timeout(STEP) {
-            Ok(line) => {
-                self.transcript.push(line.clone());
-                line
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                panic!(
-                    "no output from {} within {STEP:?}\n{}",
-                    self.name,
-                    self.describe()
-                )
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                let status = self.wait();
-                panic!(
-                    "{} ended ({status}) while more output was expected\n{}",
-                    self.name,
-                    self.describe()
-                )
-            }
-        }
-    }
-
-    /// The next `n` lines.
-    fn take(&mut self, n: usize) -> Vec<String> {
-        (0..n).map(|_| self.next_line()).collect()
-    }
-
-    /// Waits (at most [`STEP`]) for it to exit.
-    fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + STEP;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "{} did not exit within {STEP:?}\n{}",
-                    self.name,
-                    self.describe()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Waits for it to exit, expects success and no further output.
-    fn expect_success(&mut self) {
-        let status = self.wait();
-        let mut extra = Vec::new();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-            self.transcript.push(line.clone());
-            extra.push(line);
-        }
-        assert!(
-            status.success(),
-            "{} failed ({status})\n{}",
-            self.name,
-            self.describe()
-        );
-        assert!(
-            extra.is_empty(),
-            "{} printed more than expected: {extra:?}\n{}",
-            self.name,
-            self.describe()
-        );
-    }
-
-    /// SIGKILL: its connection drops without a DISCONNECT.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// One scenario's world: its directory and its broker.
 struct Ctx {
     dir: TempDir,
@@ -388,7 +248,7 @@ impl Ctx {
         .args(["--id", id])
         .args(options)
         .args(command);
-        Proc::spawn(&self.dir, &format!("client {id}"), c)
+        Proc::spawn(self.dir.path(), &format!("client {id}"), c).0
     }
 
     /// The client example's `sub`, returned once mosquitto has sent its SUBACK.
@@ -403,7 +263,7 @@ impl Ctx {
     /// The client example's `pub`, to completion.
     fn ours_pub(&self, id: &str, options: &[&str], command: &[&str]) -> Proc {
         let mut p = self.ours(id, options, &[&["pub"], command].concat());
-        p.expect_success();
+        p.expect_quiet_success();
         p
     }
 
@@ -426,7 +286,7 @@ impl Ctx {
             ])
             .args(["-i", id, "-F", "%q %t %p", "-W", "30"])
             .args(args);
-        let sub = Proc::spawn(&self.dir, &format!("mosquitto_sub {id}"), c);
+        let sub = Proc::spawn(self.dir.path(), &format!("mosquitto_sub {id}"), c).0;
         self.broker
             .wait_for(&[&format!("Sending SUBACK to {id}")], before + 1);
         sub
@@ -447,7 +307,9 @@ impl Ctx {
                 payload,
             ])
             .args(["-q", &qos.to_string()]);
-        Proc::spawn(&self.dir, &format!("mosquitto_pub {id}"), c).expect_success();
+        Proc::spawn(self.dir.path(), &format!("mosquitto_pub {id}"), c)
+            .0
+            .expect_quiet_success();
     }
 
     /// Waits until mosquitto has handled the end of `id`'s `n`th connection, however it ended.
@@ -534,7 +396,7 @@ fn pubsub(ctx: &Ctx, qos: u8) {
             format!("t/q theirs-{qos}")
         ]
     );
-    ours.expect_success();
+    ours.expect_quiet_success();
     assert_eq!(
         theirs.take(3),
         [
@@ -543,7 +405,7 @@ fn pubsub(ctx: &Ctx, qos: u8) {
             format!("{qos} t/q theirs-{qos}")
         ]
     );
-    theirs.expect_success();
+    theirs.expect_quiet_success();
     ctx.wait_gone("our-sub", 1);
 
     // What our publisher sent: two PUBLISH at the QoS, DUP 0, with a Packet Identifier each
@@ -627,7 +489,7 @@ fn session_resume(ctx: &Ctx) {
     let mut first = ctx.ours_sub("resumer", &persistent, &[&sub_args[..], &["1"]].concat());
     ctx.mosquitto_pub("prime", "r/t", "first", 1);
     assert_eq!(first.take(1), ["first"]);
-    first.expect_success();
+    first.expect_quiet_success();
     assert!(
         first
             .stderr()
@@ -647,7 +509,7 @@ fn session_resume(ctx: &Ctx) {
         &[&["sub"], &sub_args[..], &["3"]].concat(),
     );
     assert_eq!(again.take(3), ["off-1", "off-2", "off-3"]);
-    again.expect_success();
+    again.expect_quiet_success();
     assert!(
         again.stderr().contains("connected (session present: true)"),
         "{}",
@@ -731,8 +593,8 @@ fn will(ctx: &Ctx) {
     ctx.mosquitto_pub("marker", "w/marker", "marker", 1);
     assert_eq!(watch.next_line(), "w/marker marker");
     assert_eq!(theirs.next_line(), "1 w/marker marker");
-    watch.expect_success();
-    theirs.expect_success();
+    watch.expect_quiet_success();
+    theirs.expect_quiet_success();
 }
 
 #[test]
@@ -780,6 +642,6 @@ fn will_delay_v5() {
             "the will came {elapsed:?} after the kill, before its 2 s delay:\n{}",
             ctx.broker.log()
         );
-        watch.expect_success();
+        watch.expect_quiet_success();
     });
 }

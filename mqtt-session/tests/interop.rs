@@ -26,17 +26,19 @@
 mod broker_process;
 #[path = "support/example_binary.rs"]
 mod example_binary;
+#[allow(dead_code)]
+#[path = "support/proc.rs"]
+mod proc;
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::io::Write;
+use std::process::{ChildStdin, Command};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use broker_process::{Broker, STEP, TempDir};
+use proc::Proc;
 use serde_json::{Value, json};
 
 /// The paho-mqtt driver.
@@ -221,144 +223,6 @@ fn run(name: &str, restart: bool, scenario: fn(&mut Ctx)) {
     scenario(&mut ctx);
 }
 
-/// A child process whose standard output is read line by line by a thread; standard error
-/// goes to a file in the scenario's directory. Killed when dropped.
-struct Proc {
-    name: String,
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    transcript: Vec<String>,
-    stderr: PathBuf,
-}
-
-impl Proc {
-    fn spawn(ctx: &Ctx, name: &str, mut command: Command) -> (Self, Option<ChildStdin>) {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let stderr = ctx.dir.path().join(format!(
-            "{name}-{}.stderr",
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
-        let stdout = child.stdout.take().unwrap();
-        let stdin = child.stdin.take();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let proc = Self {
-            name: name.to_owned(),
-            child,
-            lines,
-            transcript: Vec::new(),
-            stderr,
-        };
-        (proc, stdin)
-    }
-
-    /// What it printed, for failure messages.
-    fn describe(&self) -> String {
-        format!(
-            "{}'s output:\n{}\n{}'s standard error:\n{}",
-            self.name,
-            self.transcript.join("\n"),
-            self.name,
-            std::fs::read_to_string(&self.stderr).unwrap_or_default()
-        )
-    }
-
-    /// The next line of output (panics after [`STEP`] without one, or at its end).
-    fn next_line(&mut self) -> String {
-        match self.lines.recv_timeout(STEP) {
-            Ok(line) => {
-                self.transcript.push(line.clone());
-                line
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                panic!(
-                    "no output from {} within {STEP:?}\n{}",
-                    self.name,
-                    self.describe()
-                )
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                let status = self.wait();
-                panic!(
-                    "{} ended ({status}) while more output was expected\n{}",
-                    self.name,
-                    self.describe()
-                )
-            }
-        }
-    }
-
-    /// Waits (at most [`STEP`]) for it to exit.
-    fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + STEP;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "{} did not exit within {STEP:?}\n{}",
-                    self.name,
-                    self.describe()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Waits for it to exit and expects success.
-    fn expect_success(&mut self) {
-        let status = self.wait();
-        // The rest of its output, for the message.
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
-            self.transcript.push(line);
-        }
-        assert!(
-            status.success(),
-            "{} failed ({status})\n{}",
-            self.name,
-            self.describe()
-        );
-    }
-
-    /// SIGKILL: its connection drops without a DISCONNECT.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM (through `sh`, whose `kill` is a builtin).
-    fn terminate(&mut self) {
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg(format!("kill -TERM {}", self.child.id()))
-            .status()
-            .expect("run sh -c kill");
-        assert!(status.success());
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Something that receives application messages.
 trait Receiver {
     /// The next message (panics after [`STEP`] without one).
@@ -403,7 +267,7 @@ fn mosquitto_pub(ctx: &Ctx, v: V, topic: &str, payload: Option<&str>, qos: u8, r
     if retain {
         command.arg("-r");
     }
-    let (mut proc, _) = Proc::spawn(ctx, "mosquitto_pub", command);
+    let (mut proc, _) = Proc::spawn(ctx.dir.path(), "mosquitto_pub", command);
     proc.expect_success();
 }
 
@@ -427,7 +291,7 @@ impl MosquittoSub {
             // Its own bound, in case it outlives the test.
             .args(["-W", "60"])
             .args(args);
-        let (proc, _) = Proc::spawn(ctx, &format!("mosquitto_sub {id}"), command);
+        let (proc, _) = Proc::spawn(ctx.dir.path(), &format!("mosquitto_sub {id}"), command);
         Self {
             id: id.to_owned(),
             proc,
@@ -568,7 +432,7 @@ impl Paho {
                 command.args(["--will-delay", &delay.to_string()]);
             }
         }
-        let (proc, stdin) = Proc::spawn(ctx, &format!("paho {id}"), command);
+        let (proc, stdin) = Proc::spawn(ctx.dir.path(), &format!("paho {id}"), command);
         let mut client = Self {
             id: id.to_owned(),
             proc,
@@ -586,7 +450,7 @@ impl Paho {
         if let Err(e) = self.stdin.write_all(line.as_bytes()) {
             panic!(
                 "{}: cannot send {line}: {e}\n{}",
-                self.proc.name,
+                self.proc.name(),
                 self.proc.describe()
             );
         }
@@ -598,13 +462,13 @@ impl Paho {
         loop {
             let line = self.proc.next_line();
             let event: Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("{}: {e}: {line}", self.proc.name));
+                .unwrap_or_else(|e| panic!("{}: {e}: {line}", self.proc.name()));
             match event["event"].as_str() {
                 Some(e) if e == name => return event,
                 Some("message") => self.inbox.push_back(Self::message(&event)),
                 _ => panic!(
                     "{}: expected {name}, got {line}\n{}",
-                    self.proc.name,
+                    self.proc.name(),
                     self.proc.describe()
                 ),
             }
@@ -663,12 +527,12 @@ impl Receiver for Paho {
         }
         let line = self.proc.next_line();
         let event: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("{}: {e}: {line}", self.proc.name));
+            .unwrap_or_else(|e| panic!("{}: {e}: {line}", self.proc.name()));
         assert_eq!(
             event["event"],
             "message",
             "{}: expected a message, got {line}\n{}",
-            self.proc.name,
+            self.proc.name(),
             self.proc.describe()
         );
         Self::message(&event)

@@ -9,43 +9,10 @@
 )]
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 include!("../../fuzz/checks/codec.rs");
-
-fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-    let mut inputs = Vec::new();
-    for dir in [
-        root.join("corpus").join(target),
-        root.join("regressions").join(target),
-    ] {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.is_file() {
-                let data = fs::read(&path).unwrap();
-                inputs.push((path, data));
-            }
-        }
-    }
-    inputs.sort();
-    inputs
-}
-
-fn replay(target: &str, check: impl Fn(&[u8])) {
-    let inputs = corpus(target);
-    assert!(
-        !inputs.is_empty(),
-        "no committed corpus for fuzz target {target}"
-    );
-    for (path, data) in &inputs {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(data)));
-        assert!(result.is_ok(), "fuzz input {} fails", path.display());
-    }
-}
+include!("../../fuzz/checks/corpus.rs");
 
 #[test]
 fn decode_v311_corpus() {

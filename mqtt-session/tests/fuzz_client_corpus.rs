@@ -9,44 +9,14 @@
 )]
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 include!("../../fuzz/checks/client.rs");
-
-fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-    let mut inputs = Vec::new();
-    for dir in [
-        root.join("corpus").join(target),
-        root.join("regressions").join(target),
-    ] {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.is_file() {
-                let data = fs::read(&path).unwrap();
-                inputs.push((path, data));
-            }
-        }
-    }
-    inputs.sort();
-    inputs
-}
+include!("../../fuzz/checks/corpus.rs");
 
 #[test]
 fn client_corpus() {
-    let inputs = corpus("client");
-    assert!(
-        !inputs.is_empty(),
-        "no committed corpus for fuzz target client"
-    );
-    for (path, data) in &inputs {
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| client_checks::run(data)));
-        assert!(result.is_ok(), "fuzz input {} fails", path.display());
-    }
+    replay("client", client_checks::run);
 }
 
 /// Pseudo-random inputs through the checks, so that `cargo test` exercises them beyond the

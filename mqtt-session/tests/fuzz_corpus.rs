@@ -8,56 +8,23 @@
 )]
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 include!("../../fuzz/checks/broker.rs");
-
-fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-    let mut inputs = Vec::new();
-    for dir in [
-        root.join("corpus").join(target),
-        root.join("regressions").join(target),
-    ] {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.is_file() {
-                let data = fs::read(&path).unwrap();
-                inputs.push((path, data));
-            }
-        }
-    }
-    inputs.sort();
-    inputs
-}
-
-fn replay(check: impl Fn(&[u8])) {
-    let inputs = corpus("broker");
-    assert!(
-        !inputs.is_empty(),
-        "no committed corpus for fuzz target broker"
-    );
-    for (path, data) in &inputs {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(data)));
-        assert!(result.is_ok(), "fuzz input {} fails", path.display());
-    }
-}
+include!("../../fuzz/checks/corpus.rs");
 
 /// The corpus through the fuzz target's checks (which tolerate the known, unfixed bugs listed
 /// at `broker_checks::TOLERATE_KNOWN_BUGS`).
 #[test]
 fn broker_corpus() {
-    replay(broker_checks::run);
+    replay("broker", broker_checks::run);
 }
 
 /// The corpus through the strict checks: passes once the known bugs are fixed (then set
 /// `TOLERATE_KNOWN_BUGS` to `false` and drop this test).
 #[test]
 fn broker_corpus_strict() {
-    replay(|d| broker_checks::run_with(d, false));
+    replay("broker", |d| broker_checks::run_with(d, false));
 }
 
 /// Writes the seed corpus of the `broker` target: pseudo-random bytes of a few sizes (the

@@ -191,3 +191,26 @@ fn mqtt_3_3_2_2_publish_ref_refuses_wildcards_in_the_topic() {
     let err = PublishRef::decode(0x40, &[0, 1], ProtocolVersion::V5).unwrap_err();
     assert_eq!(err.violation(), Violation::InvalidPacketType);
 }
+
+#[test]
+fn publish_ref_new_checks_the_topic_like_the_decoder() {
+    // v5 [MQTT-3.3.2-2] [MQTT-1.5.4-2]
+    assert_eq!(
+        PublishRef::new("a/+", b"").unwrap_err(),
+        Violation::TopicNameWildcard
+    );
+    assert_eq!(
+        PublishRef::new("a\0b", b"").unwrap_err(),
+        Violation::NullCharacter
+    );
+    let long = "x".repeat(65_536);
+    assert_eq!(
+        PublishRef::new(&long, b"").unwrap_err(),
+        Violation::FieldTooLong
+    );
+    let mut p = PublishRef::new("a/b", b"hi").unwrap();
+    assert_eq!(p.set_topic("#"), Err(Violation::TopicNameWildcard));
+    assert_eq!(p.topic(), "a/b");
+    p.set_topic("c").unwrap();
+    assert_eq!(p.topic(), "c");
+}

@@ -179,7 +179,7 @@ impl<'a> PublishRef<'a> {
     /// [`Violation::NullCharacter`], [`Violation::TopicNameWildcard`] or
     /// [`Violation::FieldTooLong`].
     pub fn new(topic: &'a str, payload: &'a [u8]) -> Result<Self, Violation> {
-        check_topic(topic.as_bytes())?;
+        check_topic_str(topic)?;
         Ok(Self {
             dup: false,
             qos: QoS::AtMostOnce,
@@ -202,7 +202,7 @@ impl<'a> PublishRef<'a> {
     /// # Errors
     /// As [`PublishRef::new`]; the topic is unchanged then.
     pub fn set_topic(&mut self, topic: &'a str) -> Result<(), Violation> {
-        check_topic(topic.as_bytes())?;
+        check_topic_str(topic)?;
         self.topic = topic;
         Ok(())
     }
@@ -381,6 +381,19 @@ fn check_topic(b: &[u8]) -> Result<&str, Violation> {
         return Err(Violation::TopicNameWildcard);
     }
     Ok(s)
+}
+
+/// [`check_topic`] for a `&str`, which is well-formed UTF-8 already: the length, U+0000 and
+/// wildcards are left to check.
+fn check_topic_str(topic: &str) -> Result<(), Violation> {
+    if topic.len() > usize::from(u16::MAX) {
+        return Err(Violation::FieldTooLong);
+    }
+    match scan(topic.as_bytes()) {
+        (true, _) => Err(Violation::NullCharacter),
+        (false, true) => Err(Violation::TopicNameWildcard),
+        (false, false) => Ok(()),
+    }
 }
 
 /// As [`crate::Utf8String::from_bytes`], on a slice.

@@ -4,7 +4,7 @@
 # Uses the stable toolchain with RUSTC_BOOTSTRAP=1 (cargo-fuzz needs nightly flags); set
 # FUZZ_TOOLCHAIN=nightly to use `cargo +nightly` instead. Each target starts from the committed
 # corpus (fuzz/corpus/TARGET) and the fixed crashes (fuzz/regressions/TARGET); what it learns goes
-# to fuzz/corpus-work/TARGET (not committed). A crash stops the script with a non-zero status and
+# to fuzz/corpus-work/TARGET (not committed): each target runs through fuzz/run.sh. A crash stops the script with a non-zero status and
 # libFuzzer's report; the input is in fuzz/artifacts/TARGET/.
 set -euo pipefail
 seconds="${1:-60}"
@@ -21,15 +21,10 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 
 "${fuzz[@]}" build -O
 for target in $("${fuzz[@]}" list); do
-  work="corpus-work/$target"
-  mkdir -p "$work" "corpus/$target"
-  inputs=("corpus/$target")
-  [ -d "regressions/$target" ] && inputs+=("regressions/$target")
   echo "== fuzz $target for ${seconds}s"
   log="$(mktemp)"
   set +e
-  "${fuzz[@]}" run -O "$target" "$work" "${inputs[@]}" -- \
-    -max_total_time="$seconds" -max_len=4096 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1
+  ./run.sh "$target" -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1
   status=$?
   set -e
   grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb)' "$log" || true

@@ -208,8 +208,21 @@ mod client_checks {
                 Packet::Unsubscribe(u) => {
                     self.check_id(u.packet_id, Use::Unsubscribe(u.filters.len()), true)
                 }
-                Packet::PubRel(r) if self.in_use.contains_key(&r.packet_id.get()) => {
-                    self.in_flight_here.insert(r.packet_id.get());
+                Packet::PubRel(r) => {
+                    let known = self.in_use.get(&r.packet_id.get()).copied();
+                    if r.reason_code == ReasonCode::PACKET_IDENTIFIER_NOT_FOUND {
+                        // "Not found" is for a flow the client does not have; a message it
+                        // has sent and not completed is acknowledged by the server's PUBREC,
+                        // on whatever connection that comes (v5 [MQTT-4.4.0-2]).
+                        assert!(
+                            !matches!(known, Some(Use::Publish(_))),
+                            "PUBREL 0x92 for {}, a message of the client's session ({known:?})",
+                            r.packet_id
+                        );
+                    } else if known.is_some() {
+                        // Releasing a flow: in flight until its PUBCOMP.
+                        self.in_flight_here.insert(r.packet_id.get());
+                    }
                 }
                 Packet::Disconnect(_) => self.disconnect_sent = true,
                 Packet::Auth(_) => assert!(self.version.is_v5()),

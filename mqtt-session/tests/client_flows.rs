@@ -180,6 +180,86 @@ fn v5_mqtt_4_4_0_2_an_error_in_pubrec_ends_the_flow_without_retransmission() {
     assert!(publishes(&pair.sent(i)).is_empty(), "not retransmitted");
 }
 
+/// The fuzz finding `client/receive-maximum-pubrec-for-message-awaiting-resend`, as a rule:
+/// a message the client sent on an earlier connection, and has not sent again on this one
+/// (the server's Receive Maximum is smaller now), is still the client's flow. A PUBREC for it
+/// is the server's acknowledgement of the PUBLISH it received then, not a PUBREC for an unknown
+/// flow: an error PUBREC ends the flow, reported, and the PUBLISH is never sent again
+/// (v5 [MQTT-4.4.0-2]); a successful one is answered with PUBREL, and the PUBLISH is not sent
+/// again either (v5 [MQTT-4.3.3-4] [MQTT-4.3.3-6]). A PUBACK for such a QoS 1 message ends its
+/// flow too. None of them is a PUBLISH in flight on this connection, so the Receive Maximum
+/// still allows one PUBLISH at a time (v5 [MQTT-3.3.4-7]).
+// v5 [MQTT-4.4.0-2] [MQTT-4.3.3-4] [MQTT-4.3.3-6] [MQTT-3.3.4-7]
+#[test]
+fn v5_mqtt_4_4_0_2_an_acknowledgement_of_a_publish_from_an_earlier_connection_ends_its_flow() {
+    let props = Properties {
+        receive_maximum: NonZeroU16::new(4),
+        ..Properties::default()
+    };
+    let mut s = scripted(persistent(V5, "c"), props);
+    let ids: Vec<PacketId> = [
+        QoS::ExactlyOnce,
+        QoS::ExactlyOnce,
+        QoS::ExactlyOnce,
+        QoS::AtLeastOnce,
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(n, qos)| {
+        s.with(|c, now| c.publish(message("t", format!("m{n}").as_bytes(), qos), now))
+            .unwrap()
+            .unwrap()
+    })
+    .collect();
+    assert_eq!(publishes(&s.take_sent()).len(), 4);
+    s.transport_lost();
+    s.connect();
+    // Session present, and a Receive Maximum of 1 now: only the first is sent again.
+    let mut ack = ConnAck::new(true, ReasonCode::SUCCESS);
+    ack.properties.receive_maximum = NonZeroU16::new(1);
+    s.server_sends(ack);
+    let resent = publishes(&s.take_sent());
+    assert_eq!(resent.len(), 1);
+    assert!(resent[0].dup);
+    assert_eq!(resent[0].packet_id, Some(ids[0]));
+    s.take_events();
+
+    // An error PUBREC for the third, still waiting: its flow ends, no PUBREL 0x92.
+    let mut rec = PubRec::new(ids[2]);
+    rec.reason_code = ReasonCode::QUOTA_EXCEEDED;
+    s.server_sends(rec);
+    assert_eq!(s.take_sent(), []);
+    assert_eq!(
+        published(&s.take_events()),
+        [(ids[2], ReasonCode::QUOTA_EXCEEDED)]
+    );
+    // A successful PUBREC for the second: PUBREL, and its PUBLISH is not sent again.
+    s.server_sends(PubRec::new(ids[1]));
+    assert_eq!(s.take_sent(), [Packet::PubRel(PubRel::new(ids[1]))]);
+    // A PUBACK for the fourth (QoS 1): done.
+    s.server_sends(PubAck::new(ids[3]));
+    assert_eq!(published(&s.take_events()), [(ids[3], ReasonCode::SUCCESS)]);
+    // The first completes: nothing else is left to send.
+    s.server_sends(PubRec::new(ids[0]));
+    assert_eq!(s.take_sent(), [Packet::PubRel(PubRel::new(ids[0]))]);
+    s.server_sends(PubComp::new(ids[0]));
+    s.server_sends(PubComp::new(ids[1]));
+    assert!(publishes(&s.take_sent()).is_empty(), "nothing sent twice");
+    assert_eq!(
+        published(&s.take_events()),
+        [(ids[0], ReasonCode::SUCCESS), (ids[1], ReasonCode::SUCCESS)]
+    );
+    assert_eq!(s.client.in_flight(), 0);
+    assert_eq!(s.client.queued(), 0);
+    assert_eq!(s.client.packet_ids_in_use(), 0);
+
+    // A PUBREC for an identifier the client never sent is still "not found".
+    s.server_sends(PubRec::new(pid(999)));
+    let mut rel = PubRel::new(pid(999));
+    rel.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+    assert_eq!(s.take_sent(), [Packet::PubRel(rel)]);
+}
+
 // ---- Re-delivery on resume ----------------------------------------------------------------------
 
 // v5 [MQTT-4.4.0-1] [MQTT-4.6.0-1] [MQTT-3.3.1-1]

@@ -11,7 +11,7 @@
 #[allow(dead_code)] // the broker uses all of it; the tests some
 mod acl;
 
-use acl::{Access, Acl, Action, Rule, covers, overlaps};
+use acl::{Access, Acl, Action, Rule, covers, intersection};
 use mqtt_session::broker::Policy;
 
 fn parse(text: &str) -> Acl {
@@ -120,38 +120,72 @@ fn publish_rules_match_the_topic_and_the_first_match_wins() {
 }
 
 #[test]
-fn an_allow_subscribe_rule_must_cover_the_whole_requested_filter() {
+fn under_default_deny_a_filter_is_granted_where_an_allow_rule_overlaps_it() {
     let acl = parse("default deny\nallow subscribe sensors/#\n");
     assert!(acl.may_subscribe(None, "sensors/#"));
     assert!(acl.may_subscribe(None, "sensors"));
     assert!(acl.may_subscribe(None, "sensors/+/temp"));
     assert!(acl.may_subscribe(None, "sensors/k1/temp"));
-    assert!(!acl.may_subscribe(None, "#"));
-    assert!(!acl.may_subscribe(None, "+/k1/temp"));
+    // Wider filters are granted: each message is checked on delivery, so they receive only
+    // `sensors/...`.
+    assert!(acl.may_subscribe(None, "#"));
+    assert!(acl.may_subscribe(None, "+/k1/temp"));
+    assert!(acl.may_read(None, "sensors/k1/temp"));
+    assert!(!acl.may_read(None, "other/k1/temp"));
+    // No allowed topic at all: refused.
     assert!(!acl.may_subscribe(None, "other"));
+    assert!(!acl.may_subscribe(None, "other/#"));
+    // [MQTT-4.7.2-1] `#` matches no `$` topic, so it does not open `$SYS`.
+    assert!(!acl.may_subscribe(None, "$SYS/#"));
     // A shared subscription is judged by the filter after `$share/{ShareName}/`.
     assert!(acl.may_subscribe(None, "$share/g/sensors/+"));
-    assert!(!acl.may_subscribe(None, "$share/g/#"));
+    assert!(!acl.may_subscribe(None, "$share/g/other/+"));
 
     let acl = parse("default deny\nallow subscribe a/+\n");
     assert!(acl.may_subscribe(None, "a/b"));
     assert!(acl.may_subscribe(None, "a/+"));
-    assert!(!acl.may_subscribe(None, "a/#"));
+    assert!(acl.may_subscribe(None, "a/#"));
     assert!(!acl.may_subscribe(None, "a/b/c"));
+    assert!(!acl.may_subscribe(None, "a"));
 }
 
 #[test]
-fn a_deny_subscribe_rule_applies_to_any_overlapping_filter() {
+fn a_subscribe_is_refused_only_when_every_topic_of_its_filter_is_denied() {
+    // The Paho interoperability suite's configuration: a monitoring client on `#` is served.
+    let acl = parse("default allow\ndeny subscribe test/nosubscribe\n");
+    assert!(acl.may_subscribe(None, "#"));
+    assert!(acl.may_subscribe(None, "test/#"));
+    assert!(acl.may_subscribe(None, "test/+"));
+    assert!(!acl.may_subscribe(None, "test/nosubscribe"));
+    assert!(!acl.may_read(None, "test/nosubscribe"));
+    assert!(acl.may_read(None, "test/other"));
+
     let acl = parse("default allow\ndeny subscribe secret/#\n");
-    assert!(!acl.may_subscribe(None, "#"));
-    assert!(!acl.may_subscribe(None, "+/key"));
+    assert!(acl.may_subscribe(None, "#"));
+    assert!(acl.may_subscribe(None, "+/key"));
+    assert!(acl.may_subscribe(None, "+"));
+    assert!(acl.may_subscribe(None, "$share/g/+/+"));
+    // Inside the denied filter: refused, shared or not.
     assert!(!acl.may_subscribe(None, "secret"));
-    assert!(!acl.may_subscribe(None, "$share/g/+/+"));
-    // `+` matches the topic `secret`, and so does `secret/#`.
-    assert!(!acl.may_subscribe(None, "+"));
-    assert!(acl.may_subscribe(None, "public/#"));
-    assert!(!acl.may_subscribe(None, "+/+/x"));
-    assert!(acl.may_subscribe(None, "$SYS/#"));
+    assert!(!acl.may_subscribe(None, "secret/#"));
+    assert!(!acl.may_subscribe(None, "secret/+/x"));
+    assert!(!acl.may_subscribe(None, "$share/g/secret/+"));
+    assert!(!acl.may_read(None, "secret/a/b"));
+    assert!(acl.may_read(None, "public/a"));
+
+    // First match wins: an allow before the deny keeps its part of the filter open...
+    let acl = parse("default deny\nallow subscribe secret/open\ndeny subscribe secret/#\n");
+    assert!(acl.may_subscribe(None, "secret/#"));
+    assert!(acl.may_read(None, "secret/open"));
+    assert!(!acl.may_read(None, "secret/closed"));
+    // ...and an allow after it opens only what the deny did not take.
+    let acl = parse("default deny\ndeny subscribe secret/#\nallow subscribe secret/open\n");
+    assert!(!acl.may_subscribe(None, "secret/#"));
+    assert!(!acl.may_subscribe(None, "secret/open"));
+    let acl = parse("default deny\ndeny subscribe a/b/#\nallow subscribe a/#\n");
+    assert!(acl.may_subscribe(None, "a/+"));
+    assert!(acl.may_subscribe(None, "#"));
+    assert!(!acl.may_subscribe(None, "a/b/+"));
 }
 
 #[test]
@@ -177,6 +211,31 @@ fn the_filter_relations() {
             "covers({rule:?}, {filter:?})"
         );
     }
+    // intersection(a, b): the filter of the topics matching both.
+    for (a, b, expected) in [
+        ("#", "a/+", Some("a/+")),
+        ("a/#", "a", Some("a")),
+        ("a/+/#", "+/b", Some("a/b")),
+        ("+/b", "a/+", Some("a/b")),
+        ("+", "#", Some("+")),
+        ("#", "#", Some("#")),
+        ("a/+/c", "a/#", Some("a/+/c")),
+        ("a/b", "a/c", None),
+        ("a", "a/b", None),
+        ("#", "$SYS/#", None),
+        ("$SYS/#", "$SYS/+/x", Some("$SYS/+/x")),
+    ] {
+        assert_eq!(
+            intersection(a, b).as_deref(),
+            expected,
+            "intersection({a:?}, {b:?})"
+        );
+        assert_eq!(
+            intersection(b, a).as_deref(),
+            expected,
+            "intersection({b:?}, {a:?})"
+        );
+    }
     // overlaps(a, b): some topic matches both.
     for (a, b, expected) in [
         ("#", "a", true),
@@ -189,8 +248,16 @@ fn the_filter_relations() {
         ("$SYS/+", "$SYS/#", true),
         ("+", "a/b", false),
     ] {
-        assert_eq!(overlaps(a, b), expected, "overlaps({a:?}, {b:?})");
-        assert_eq!(overlaps(b, a), expected, "overlaps({b:?}, {a:?})");
+        assert_eq!(
+            intersection(a, b).is_some(),
+            expected,
+            "overlaps({a:?}, {b:?})"
+        );
+        assert_eq!(
+            intersection(b, a).is_some(),
+            expected,
+            "overlaps({b:?}, {a:?})"
+        );
     }
 }
 
@@ -203,7 +270,11 @@ fn the_policy_asks_the_acl_with_the_user_name() {
     assert!(!policy.may_publish("c", Some("v"), "t/1"));
     assert!(!policy.may_publish("c", None, "t/1"));
     assert!(policy.may_subscribe("c", Some("u"), "t/+"));
-    assert!(!policy.may_subscribe("c", Some("u"), "#"));
+    assert!(policy.may_subscribe("c", Some("u"), "#"));
+    assert!(!policy.may_subscribe("c", Some("v"), "#"));
+    assert!(policy.may_receive("c", Some("u"), "t/1"));
+    assert!(!policy.may_receive("c", Some("u"), "x/1"));
+    assert!(!policy.may_receive("c", None, "t/1"));
 }
 
 /// The example of the README and of the broker's documentation does what they say.
@@ -231,8 +302,12 @@ fn the_documented_example() {
     assert!(acl.may_publish(admin, "public/secret/x"));
     for user in [None, Some("bob")] {
         assert!(acl.may_subscribe(user, "public/news/#"));
-        assert!(!acl.may_subscribe(user, "public/#"));
+        // Granted, but `public/secret/...` is never delivered through it.
+        assert!(acl.may_subscribe(user, "public/#"));
+        assert!(acl.may_read(user, "public/news/today"));
+        assert!(!acl.may_read(user, "public/secret/x"));
         assert!(!acl.may_subscribe(user, "public/secret/x"));
+        assert!(!acl.may_subscribe(user, "public/secret/#"));
         assert!(acl.may_publish(user, "public/k1/data"));
         assert!(!acl.may_publish(user, "public/k1/other"));
         assert!(!acl.may_subscribe(user, "private/x"));

@@ -354,7 +354,7 @@ fn a_persistent_session_and_a_retained_message_survive_sigkill() {
 
 // v5 [MQTT-3.9.3-1]: the ACL's refusals are Not authorized (0x87).
 #[test]
-fn the_acl_decides_on_publish_and_subscribe() {
+fn the_acl_decides_on_publish_subscribe_and_delivery() {
     let dir = TempDir::new("acl");
     let acl = dir.path().join("acl.txt");
     std::fs::write(
@@ -363,7 +363,8 @@ fn the_acl_decides_on_publish_and_subscribe() {
          default deny\n\
          allow subscribe public/#\n\
          user alice\n\
-         allow both alice/#\n",
+         allow both alice/#\n\
+         allow publish public/#\n",
     )
     .unwrap();
     let broker = Broker::start_with(&dir, &["--acl", acl.to_str().unwrap()]);
@@ -376,12 +377,13 @@ fn the_acl_decides_on_publish_and_subscribe() {
         alice.subscribe(1, "alice/#", QoS::AtLeastOnce),
         [ReasonCode::GRANTED_QOS_1]
     );
+    // No topic of `private/#` may be read: refused.
     assert_eq!(
-        alice.subscribe(2, "#", QoS::AtLeastOnce),
+        alice.subscribe(2, "private/#", QoS::AtLeastOnce),
         [ReasonCode::NOT_AUTHORIZED]
     );
     assert_eq!(
-        alice.publish_qos1(3, "public/news", b"x", false),
+        alice.publish_qos1(3, "private/news", b"x", false),
         ReasonCode::NOT_AUTHORIZED
     );
 
@@ -391,8 +393,9 @@ fn the_acl_decides_on_publish_and_subscribe() {
         anon.subscribe(1, "alice/#", QoS::AtLeastOnce),
         [ReasonCode::NOT_AUTHORIZED]
     );
+    // Wider than what anon may read: granted, and each message is checked on delivery.
     assert_eq!(
-        anon.subscribe(2, "public/+", QoS::AtLeastOnce),
+        anon.subscribe(2, "#", QoS::AtLeastOnce),
         [ReasonCode::GRANTED_QOS_1]
     );
     assert_eq!(
@@ -408,6 +411,15 @@ fn the_acl_decides_on_publish_and_subscribe() {
     let got = alice.recv_publish();
     assert_publish(&got, "alice/inbox", b"mine", QoS::AtLeastOnce);
     alice.send(PubAck::new(got.packet_id.unwrap()));
+    assert!(
+        !alice
+            .publish_qos1(5, "public/news", b"for all", false)
+            .is_error()
+    );
+    // anon's `#` withheld alice/inbox: the first message it gets is public/news.
+    let got = anon.recv_publish();
+    assert_publish(&got, "public/news", b"for all", QoS::AtLeastOnce);
+    anon.send(PubAck::new(got.packet_id.unwrap()));
     alice.disconnect();
     anon.disconnect();
     let log = broker.log();

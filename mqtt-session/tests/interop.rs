@@ -1046,3 +1046,58 @@ fn v311_retained_messages_replaced_and_cleared(ctx: &mut Ctx) {
         [msg("r/1", "second", 1, true)]
     );
 }
+
+// ---- the ACL, with real clients ----
+
+// v5 [MQTT-3.9.3-1] [MQTT-3.8.4-6], v3.1.1 [MQTT-3.9.3-2]: the Paho interoperability suite's ACL
+// (`default allow`, `deny subscribe test/nosubscribe`). mosquitto_sub on `#` (5.0) and on
+// `test/#` (3.1.1) are granted and never receive `test/nosubscribe`; a subscription to the
+// denied topic itself is refused (0x87 / 0x80), as mosquitto does.
+#[test]
+fn acl_wide_filters_are_granted_and_the_denied_topic_is_withheld() {
+    if !interop_enabled() {
+        return;
+    }
+    let dir = TempDir::new("acl-wide-filters");
+    let acl = dir.path().join("acl.txt");
+    std::fs::write(&acl, "default allow\ndeny subscribe test/nosubscribe\n").unwrap();
+    let broker = Broker::start_with(&dir, &["--acl", acl.to_str().unwrap()]);
+    let ctx = Ctx {
+        dir,
+        broker: Some(broker),
+        restart: false,
+    };
+    let mut all = MosquittoSub::start(&ctx, V::V5, "all", &["-q", "1", "-t", "#"]);
+    let mut test = MosquittoSub::start(&ctx, V::V311, "test", &["-q", "1", "-t", "test/#"]);
+    mosquitto_pub(&ctx, V::V5, "test/nosubscribe", Some("hidden"), 1, false);
+    mosquitto_pub(&ctx, V::V311, "test/nosubscribe", Some("hidden"), 1, true);
+    mosquitto_pub(&ctx, V::V5, "test/visible", Some("shown"), 1, false);
+    assert_eq!(
+        before_marker(&ctx, &mut all, "test/marker"),
+        [msg("test/visible", "shown", 1, false)]
+    );
+    assert_eq!(test.recv(), msg("test/visible", "shown", 1, false));
+    assert!(test.recv().payload.starts_with("marker-"));
+
+    // The retained message on the denied topic is withheld from a new wide subscription too.
+    mosquitto_pub(&ctx, V::V5, "test/kept", Some("kept"), 1, true);
+    let mut late = MosquittoSub::start(&ctx, V::V5, "late", &["-q", "1", "-t", "test/#"]);
+    assert_eq!(
+        before_marker(&ctx, &mut late, "test/marker"),
+        [msg("test/kept", "kept", 1, true)]
+    );
+
+    for v in [V::V5, V::V311] {
+        let id = format!("denied-{}", v.mosquitto());
+        let mut denied = MosquittoSub::spawn(&ctx, v, &id, &["-q", "1", "-t", "test/nosubscribe"]);
+        let status = denied.proc.wait();
+        let stderr = denied.proc.stderr();
+        assert!(
+            stderr.contains("All subscription requests were denied"),
+            "{status:?}: {stderr}"
+        );
+    }
+    all.proc.kill();
+    test.proc.kill();
+    late.proc.kill();
+}

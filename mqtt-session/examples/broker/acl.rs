@@ -13,16 +13,21 @@
 //! allow publish public/+/data
 //! ```
 //!
-//! Rules are tried in file order and the first that applies decides; when none applies, the
-//! default does. Which rules apply:
+//! Rules are tried in file order and the first whose filter matches the topic decides; when
+//! none does, the default does. `publish` rules decide who may publish to a topic (write
+//! access); `subscribe` rules decide who may receive a message published to a topic (read
+//! access), checked by the engine on every delivery ([`Policy::may_receive`]): to a connected
+//! client, into an offline queue, to one member of a shared subscription, a will, and each
+//! retained message sent on subscribing.
 //!
-//! - PUBLISH to a topic: a rule whose filter matches the topic.
-//! - SUBSCRIBE to a filter (a shared subscription's without its `$share/{ShareName}/`): an
-//!   `allow` rule when its filter matches *every* topic the requested filter can match (so
-//!   `allow subscribe sensors/#` permits `sensors/+/temp` but not `#`); a `deny` rule when its
-//!   filter matches *some* topic the requested filter can match (so `deny subscribe secret/#`
-//!   refuses `#` and `+/key` too). A client can never receive through a subscription what an
-//!   earlier `deny` forbids.
+//! A SUBSCRIBE is refused (0x87) only when no topic its filter can match may be read: the filter
+//! lies inside a `deny` rule's filter tried before any `allow` that overlaps it, or, under
+//! `default deny`, no `allow` rule overlaps it at all. A wider filter that overlaps denied
+//! topics is granted, and receives only what it may read: with `default allow` and
+//! `deny subscribe test/nosubscribe`, `#` and `test/#` are granted and never deliver
+//! `test/nosubscribe`; under `default deny` with `allow subscribe sensors/#`, `#` is granted and
+//! delivers only `sensors/…`. (When several `deny` rules only together cover a filter, it is
+//! granted and delivers nothing.)
 
 use std::fmt;
 
@@ -184,24 +189,61 @@ impl Acl {
         })
     }
 
-    /// Whether a client with `username` may publish to `topic`.
+    /// Whether a client with `username` may publish to `topic` (write access).
     pub(crate) fn may_publish(&self, username: Option<&str>, topic: &str) -> bool {
         self.decide(username, Action::Publish, |rule| {
             matches(&rule.filter, topic)
         })
     }
 
+    /// Whether a client with `username` may receive a message published to `topic` (read
+    /// access): the `subscribe` rules, tried against the topic.
+    pub(crate) fn may_read(&self, username: Option<&str>, topic: &str) -> bool {
+        self.decide(username, Action::Subscribe, |rule| {
+            matches(&rule.filter, topic)
+        })
+    }
+
     /// Whether a client with `username` may subscribe to `filter` (the full filter of the
-    /// SUBSCRIBE: a `$share/{ShareName}/` prefix is removed first).
+    /// SUBSCRIBE: a `$share/{ShareName}/` prefix is removed first): refused only when no
+    /// topic it can match may be read, as the module documentation says.
     pub(crate) fn may_subscribe(&self, username: Option<&str>, filter: &str) -> bool {
         let filter = filter
             .strip_prefix("$share/")
             .and_then(|rest| rest.split_once('/'))
             .map_or(filter, |(_, inner)| inner);
-        self.decide(username, Action::Subscribe, |rule| match rule.access {
-            Access::Allow => covers(&rule.filter, filter),
-            Access::Deny => overlaps(&rule.filter, filter),
-        })
+        // The `deny` rules tried so far that overlap the filter.
+        let mut denied: Vec<&str> = Vec::new();
+        for rule in self.applicable(username, Action::Subscribe) {
+            let Some(common) = intersection(&rule.filter, filter) else {
+                continue;
+            };
+            match rule.access {
+                // Some topic of the filter is allowed, unless an earlier deny took all of the
+                // part this rule allows.
+                Access::Allow => {
+                    if !denied.iter().any(|d| covers(d, &common)) {
+                        return true;
+                    }
+                }
+                // Every topic of the filter is denied (the earlier allows did not apply).
+                Access::Deny if common == filter => return false,
+                Access::Deny => denied.push(&rule.filter),
+            }
+        }
+        self.default == Access::Allow
+    }
+
+    /// The rules for `action` that apply to a client with `username`, in file order.
+    fn applicable<'a>(
+        &'a self,
+        username: Option<&'a str>,
+        action: Action,
+    ) -> impl Iterator<Item = &'a Rule> + 'a {
+        self.rules
+            .iter()
+            .filter(move |r| r.action == action || r.action == Action::Both)
+            .filter(move |r| r.user.is_none() || r.user.as_deref() == username)
     }
 
     fn decide(
@@ -211,10 +253,7 @@ impl Acl {
         applies: impl Fn(&Rule) -> bool,
     ) -> bool {
         let access = self
-            .rules
-            .iter()
-            .filter(|r| r.action == action || r.action == Action::Both)
-            .filter(|r| r.user.is_none() || r.user.as_deref() == username)
+            .applicable(username, action)
             .find(|r| applies(r))
             .map_or(self.default, |r| r.access);
         access == Access::Allow
@@ -262,32 +301,44 @@ pub(crate) fn covers(rule: &str, filter: &str) -> bool {
     }
 }
 
-/// Whether some topic matches both `a` and `b` (both valid filters).
-pub(crate) fn overlaps(a: &str, b: &str) -> bool {
+/// The filter of the topics that match both `a` and `b` (both valid filters, without
+/// `$share/`), or `None` when no topic matches both. (The topics two filters share always form
+/// one filter: level by level, a literal is narrower than `+`, and the rest after a `#` is the
+/// other filter's rest.)
+pub(crate) fn intersection(a: &str, b: &str) -> Option<String> {
+    // [MQTT-4.7.2-1] a filter starting with a wildcard matches no topic starting with `$`.
     if (a.starts_with('$') && starts_with_wildcard(b))
         || (b.starts_with('$') && starts_with_wildcard(a))
     {
-        return false;
+        return None;
     }
     let mut x = a.split('/');
     let mut y = b.split('/');
+    let mut levels: Vec<&str> = Vec::new();
     loop {
         match (x.next(), y.next()) {
-            // `a/#` matches `a` too, so `#` overlaps even a filter that has ended.
-            (Some("#"), _) | (_, Some("#")) | (None, None) => return true,
-            (Some("+"), Some(_)) | (Some(_), Some("+")) => {}
-            (Some(p), Some(q)) => {
-                if p != q {
-                    return false;
-                }
+            // `a/#` matches `a` too: a `#` takes the other filter's rest, even an empty one.
+            (Some("#"), rest) => {
+                levels.extend(rest);
+                levels.extend(y);
+                break;
             }
-            _ => return false,
+            (rest, Some("#")) => {
+                levels.extend(rest);
+                levels.extend(x);
+                break;
+            }
+            (None, None) => break,
+            (Some("+"), Some(level)) | (Some(level), Some("+")) => levels.push(level),
+            (Some(p), Some(q)) if p == q => levels.push(p),
+            _ => return None,
         }
     }
+    Some(levels.join("/"))
 }
 
 /// The broker's [`Policy`]: everyone may connect (the engine's default authentication), and
-/// the ACL decides on PUBLISH and SUBSCRIBE.
+/// the ACL decides on PUBLISH, SUBSCRIBE and every delivery.
 #[derive(Debug, Clone)]
 pub(crate) struct AclPolicy {
     /// The rules.
@@ -307,6 +358,14 @@ impl Policy for AclPolicy {
         let allowed = self.acl.may_subscribe(username, filter);
         if !allowed {
             tracing::info!(client_id, username, filter, "subscribe denied by the ACL");
+        }
+        allowed
+    }
+
+    fn may_receive(&mut self, client_id: &str, username: Option<&str>, topic: &str) -> bool {
+        let allowed = self.acl.may_read(username, topic);
+        if !allowed {
+            tracing::debug!(client_id, username, topic, "delivery withheld by the ACL");
         }
         allowed
     }

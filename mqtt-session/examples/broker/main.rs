@@ -55,17 +55,25 @@
 //! - `allow|deny publish|subscribe|both FILTER`: a rule. `FILTER` is an MQTT Topic Filter, the
 //!   rest of the line (it may contain spaces inside, not `$share/`).
 //!
-//! Rules are tried in file order; the first that applies decides, else the default. A rule
-//! applies to a PUBLISH when its filter matches the topic. It applies to a SUBSCRIBE (to a
-//! shared subscription's filter without `$share/{ShareName}/`) when — for `allow` — its filter
-//! matches every topic the requested filter can match (`allow subscribe a/#` allows `a/+/b`
-//! and `a/#`, not `#`), or — for `deny` — some topic both can match (`deny subscribe a/#`
-//! refuses `#`, `+/b` and `a/b`). As the engine does for any `Policy`, a refused SUBSCRIBE gets
-//! 0x87 Not authorized (a failure return code in 3.1.1), a refused QoS 1/2 PUBLISH of MQTT 5.0
-//! gets 0x87 in its PUBACK/PUBREC, and one of 3.1.1 is acknowledged and dropped.
+//! Rules are tried in file order; the first whose filter matches the topic decides, else the
+//! default. `publish` rules give write access: a PUBLISH (a will too) to a topic. `subscribe`
+//! rules give read access: the engine checks each message against them when it delivers it to
+//! a session (to the connected client, into its offline queue, a will, one member of a shared
+//! subscription, each retained message sent on subscribing), so a denied topic is never
+//! delivered.
 //!
-//! In this example `admin` may do anything (outside `$` topics); everyone else may subscribe to `public/news/#` but
-//! not to `public/#` (it would receive `public/secret/…`), and publish to
+//! A SUBSCRIBE (a shared subscription's filter is judged without `$share/{ShareName}/`) is
+//! refused only when no topic its filter can match may be read: the filter lies inside a
+//! `deny` rule's filter tried before any `allow` that overlaps it, or no `allow` overlaps it
+//! under `default deny`. A wider filter is granted and receives only what may be read: with
+//! `default allow` and `deny subscribe test/nosubscribe`, `#` and `test/#` are granted and
+//! never deliver `test/nosubscribe`. As the engine does for any `Policy`, a refused SUBSCRIBE
+//! gets 0x87 Not authorized (a failure return code in 3.1.1), a refused QoS 1/2 PUBLISH of
+//! MQTT 5.0 gets 0x87 in its PUBACK/PUBREC, and one of 3.1.1 is acknowledged and dropped.
+//!
+//! In this example `admin` may do anything (outside `$` topics); everyone else receives
+//! `public/…` except `public/secret/…` (a subscription to `public/#` is granted and never
+//! delivers `public/secret/…`; one to `public/secret/#` is refused), and may publish to
 //! `public/{anything}/data`:
 //!
 //! ```text
@@ -172,6 +180,8 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: a log redirected to a file stays plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -354,14 +354,20 @@ impl<P: Policy> Broker<P> {
             .sessions
             .entry(client_id.clone())
             .or_insert_with_key(|id| Session::new(id, granted));
+        let username = connect.username.as_ref().map(|u| u.as_str());
+        let username_changed = session.username.as_deref() != username;
         let expiry_changed = !session_present || session.expiry_interval != granted;
         session.expiry_interval = granted;
+        if username_changed {
+            session.username = username.map(Arc::from);
+        }
         session.connection = Some(connection);
         session.expires_at = None;
-        if expiry_changed {
+        if expiry_changed || username_changed {
             self.persist(StorageRecord::Session {
                 client_id: client_id.clone(),
                 expiry_interval: granted,
+                username: username.map(str::to_owned),
             });
         } else {
             self.persist(StorageRecord::SessionConnected {
@@ -609,14 +615,31 @@ impl<P: Policy> Broker<P> {
         }
     }
 
-    /// Publishes the session's will now and removes it. [MQTT-3.1.2-10]
+    /// Publishes the session's will now and removes it [MQTT-3.1.2-10], if the policy lets
+    /// the session's client publish to its topic (write access, checked when it is published
+    /// as for any PUBLISH).
     pub(super) fn publish_will(&mut self, client_id: &str, now: Timestamp) {
-        let Some(will) = self.sessions.get_mut(client_id).and_then(|s| s.will.take()) else {
+        let Some(session) = self.sessions.get_mut(client_id) else {
             return;
         };
+        let Some(will) = session.will.take() else {
+            return;
+        };
+        let username = session.username.clone();
         self.persist(StorageRecord::WillCleared {
             client_id: client_id.to_owned(),
         });
+        if !self
+            .policy
+            .may_publish(client_id, username.as_deref(), &will.message.topic)
+        {
+            self.event(BrokerEvent::NotAuthorized {
+                client_id: client_id.to_owned(),
+                action: super::AuthorizationAction::Will,
+                target: will.message.topic.to_string(),
+            });
+            return;
+        }
         self.event(BrokerEvent::WillPublished {
             client_id: client_id.to_owned(),
             topic: will.message.topic.clone(),

@@ -313,7 +313,13 @@ impl<P: Policy> Broker<P> {
             self.enqueue(&client_id, &message, d, now);
         }
         for (group_key, members) in shared {
-            // Round robin over the connected members, falling back to any member.
+            // Round robin over the connected members, falling back to any member; only members
+            // that pass the read check are candidates [MQTT-4.8.2-3] (the message goes to one
+            // session that may receive it, or to none).
+            let members: Vec<(String, SubValue)> = members
+                .into_iter()
+                .filter(|(c, _)| self.may_receive(c, &message.topic))
+                .collect();
             let connected: Vec<&(String, SubValue)> = members
                 .iter()
                 .filter(|(c, _)| self.is_connected(c))
@@ -342,20 +348,36 @@ impl<P: Policy> Broker<P> {
         matched
     }
 
-    /// Adds a message to a session's outbound queue (subject to its limits) and sends what the
-    /// send quota allows.
+    /// The policy's read check for the session of `client_id` (false when it has none).
+    fn may_receive(&mut self, client_id: &str, topic: &str) -> bool {
+        let Self {
+            sessions, policy, ..
+        } = self;
+        sessions
+            .get(client_id)
+            .is_some_and(|s| policy.may_receive(client_id, s.username.as_deref(), topic))
+    }
+
+    /// Adds a message to a session's outbound queue (subject to its limits and to the
+    /// policy's read check) and sends what the send quota allows.
     fn enqueue(&mut self, client_id: &str, message: &Arc<Message>, d: Delivery, now: Timestamp) {
-        // One lookup of the session, for queueing and sending.
+        // One lookup of the session, for the read check, queueing and sending.
         let Self {
             sessions,
             connections,
             out: pending,
             config,
+            policy,
             ..
         } = self;
         let Some(session) = sessions.get_mut(client_id) else {
             return;
         };
+        // The read check, on every delivery: a subscription wider than what the client may
+        // read is granted, and what it may not read is withheld here.
+        if !policy.may_receive(client_id, session.username.as_deref(), &message.topic) {
+            return;
+        }
         let online = session.connection.is_some();
         if d.qos == QoS::AtMostOnce && !online && !config.queue_qos0_when_offline {
             return;

@@ -112,6 +112,8 @@ pub enum AuthorizationAction {
     Publish,
     /// Subscribe to a topic filter.
     Subscribe,
+    /// Publish a will to a topic (checked when the will is published; it is then discarded).
+    Will,
 }
 
 /// Events for the application.

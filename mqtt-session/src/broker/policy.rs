@@ -72,8 +72,26 @@ pub trait Policy {
     }
 
     /// Whether `client_id` may subscribe to `filter` (the full filter, `$share/...` included).
+    ///
+    /// Refuse a filter only when no topic it can match may be received (see
+    /// [`may_receive`](Self::may_receive)): a wider filter that overlaps a denied topic can be
+    /// granted, since each message is checked again when it is delivered.
     fn may_subscribe(&mut self, client_id: &str, username: Option<&str>, filter: &str) -> bool {
         let _ = (client_id, username, filter);
+        true
+    }
+
+    /// Whether the session of `client_id` may receive a message published to `topic`: the
+    /// read check, asked once per message and matching session, when the message is routed to
+    /// the session (which covers deliveries to connected clients, offline queues, wills and
+    /// shared subscriptions, where only members that may receive it are chosen) and for each
+    /// retained message sent because of a subscription. `username` is the User Name the
+    /// session's client last connected with (also while it is offline, and after a restart).
+    ///
+    /// A message refused here is withheld from that session alone, silently (as mosquitto
+    /// does): the publisher's acknowledgement is not affected.
+    fn may_receive(&mut self, client_id: &str, username: Option<&str>, topic: &str) -> bool {
+        let _ = (client_id, username, topic);
         true
     }
 }

@@ -118,11 +118,14 @@ impl<P: Policy> Broker<P> {
             StorageRecord::Session {
                 client_id,
                 expiry_interval,
+                username,
             } => {
-                self.sessions
+                let session = self
+                    .sessions
                     .entry(client_id.clone())
-                    .or_insert_with_key(|id| Session::new(id, expiry_interval))
-                    .expiry_interval = expiry_interval;
+                    .or_insert_with_key(|id| Session::new(id, expiry_interval));
+                session.expiry_interval = expiry_interval;
+                session.username = username.map(Arc::from);
                 disconnected.insert(client_id, None);
             }
             StorageRecord::SessionConnected { client_id } => {
@@ -296,6 +299,7 @@ impl<P: Policy> Broker<P> {
             out.push(StorageRecord::Session {
                 client_id: id(),
                 expiry_interval: s.expiry_interval,
+                username: s.username.as_deref().map(str::to_owned),
             });
             if let Some(w) = &s.will {
                 out.push(StorageRecord::Will {

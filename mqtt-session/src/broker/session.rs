@@ -55,6 +55,8 @@ pub(crate) struct Session {
     /// subscription tree (one allocation per session, not per subscription).
     pub(crate) client_id: Arc<str>,
     pub(crate) expiry_interval: u32,
+    /// The User Name its client last connected with (for the read checks of deliveries).
+    pub(crate) username: Option<Arc<str>>,
     pub(crate) subscriptions: BTreeMap<String, Subscription>,
     pub(crate) outbound: VecDeque<Outbound>,
     pub(crate) next_seq: u64,
@@ -192,6 +194,7 @@ impl Session {
         Self {
             client_id: Arc::from(client_id),
             expiry_interval,
+            username: None,
             subscriptions: BTreeMap::new(),
             outbound: VecDeque::new(),
             next_seq: 1,

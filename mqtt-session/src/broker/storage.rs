@@ -21,12 +21,18 @@ use crate::time::Timestamp;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum StorageRecord {
-    /// A session was created (or its expiry interval changed); replaces any earlier one.
+    /// A session was created (or its expiry interval or its User Name changed); replaces any
+    /// earlier one.
     Session {
         /// The Client Identifier.
         client_id: String,
         /// The Session Expiry Interval in seconds (`u32::MAX`: never).
         expiry_interval: u32,
+        /// The User Name its client last connected with: the read checks of
+        /// [`Policy::may_receive`](super::Policy::may_receive) for the session while it is
+        /// offline, and after a restart, use it. (Absent in records written before it existed.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        username: Option<String>,
     },
     /// The session's connection closed at `at`; the session expires `expiry_interval` seconds
     /// later.

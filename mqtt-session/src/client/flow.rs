@@ -380,13 +380,14 @@ impl Client {
     // ---- acknowledgements of our messages -------------------------------------------------------
 
     pub(super) fn handle_puback(&mut self, id: PacketId, reason: ReasonCode, now: Timestamp) {
-        let Some(i) = self.session.find_sent(id) else {
+        // In flight on this connection, or sent on an earlier one and not yet again.
+        let Some(i) = self.session.find_acknowledgeable(id) else {
             return;
         };
-        let is_qos1 =
-            self.session.outbound.get(i).is_some_and(|o| {
-                o.state == OutState::InFlight && o.publish.qos == QoS::AtLeastOnce
-            });
+        let is_qos1 = self.session.outbound.get(i).is_some_and(|o| {
+            matches!(o.state, OutState::InFlight | OutState::Pending)
+                && o.publish.qos == QoS::AtLeastOnce
+        });
         if !is_qos1 {
             return;
         }
@@ -400,15 +401,18 @@ impl Client {
         self.pump(now);
     }
 
+    /// A PUBREC for one of our QoS 2 messages: in flight on this connection, or sent on an
+    /// earlier connection and waiting to be sent again (the server acknowledges the PUBLISH it
+    /// received then: the flow goes on from there, and the PUBLISH is not sent again).
     pub(super) fn handle_pubrec(&mut self, id: PacketId, reason: ReasonCode, now: Timestamp) {
-        let found = self.session.find_sent(id).and_then(|i| {
+        let found = self.session.find_acknowledgeable(id).and_then(|i| {
             self.session
                 .outbound
                 .get(i)
                 .map(|o| (i, o.state, o.publish.qos))
         });
         match found {
-            Some((i, OutState::InFlight, QoS::ExactlyOnce)) => {
+            Some((i, OutState::InFlight | OutState::Pending, QoS::ExactlyOnce)) => {
                 if reason.is_error() {
                     // v5 [MQTT-4.4.0-2] acknowledged, and not retransmitted.
                     self.session.remove_at(i);
@@ -430,8 +434,8 @@ impl Client {
             }
             Some(_) => {}
             None => {
-                // A PUBREC for a flow we do not have: PUBREL 0x92 (5.0), so the server can
-                // complete it.
+                // A PUBREC for a flow we do not have (never sent, or completed): PUBREL 0x92
+                // (5.0), so the server can complete it.
                 let mut rel = PubRel::new(id);
                 if self.version().is_v5() {
                     rel.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;

@@ -204,6 +204,19 @@ impl Session {
             .map(|_| index)
     }
 
+    /// The index of the QoS 1/2 message with Packet Identifier `id` whose PUBLISH the server
+    /// may be acknowledging: in flight or released, or sent on an earlier connection and
+    /// waiting to be sent again on this one. (A server may acknowledge on the new connection a
+    /// PUBLISH it received on the old one: the flow goes on from there, v5 [MQTT-4.4.0-2].)
+    pub(crate) fn find_acknowledgeable(&self, id: PacketId) -> Option<usize> {
+        let seq = *self.by_id.get(&id)?;
+        let index = self.outbound.binary_search_by_key(&seq, |o| o.seq).ok()?;
+        self.outbound
+            .get(index)
+            .filter(|o| o.state != OutState::Pending || o.sent_once)
+            .map(|_| index)
+    }
+
     /// The index of the first Pending message (the length when there is none).
     pub(crate) fn first_pending(&mut self) -> usize {
         let mut i = self.pending_from;

@@ -587,6 +587,9 @@ pub struct TestPolicy {
     pub auth_method: Option<String>,
     pub deny_publish: Vec<String>,
     pub deny_subscribe: Vec<String>,
+    /// Read checks refused: (User Name, or `-` for none; Topic Filter matching the topic).
+    /// (Not logged: they come once per delivery.)
+    pub deny_receive: Vec<(String, String)>,
     /// Every call, as a line: `connect <client> <user> <method>`, `auth <client> <data>`, ...
     pub log: Rc<RefCell<Vec<String>>>,
 }
@@ -660,6 +663,14 @@ impl Policy for TestPolicy {
             username.unwrap_or("-")
         ));
         !self.deny_subscribe.iter().any(|f| f == filter)
+    }
+
+    fn may_receive(&mut self, _client_id: &str, username: Option<&str>, topic: &str) -> bool {
+        let user = username.unwrap_or("-");
+        !self
+            .deny_receive
+            .iter()
+            .any(|(u, f)| u == user && mqtt_session::topic_match::matches(f, topic))
     }
 }
 

@@ -311,37 +311,76 @@ fn broker_config() -> BrokerConfig {
     c
 }
 
-/// Drains and drops every output.
-fn drain(broker: &mut Broker) {
+/// Drains every output as a host that commits every record at once and pulls every byte:
+/// `sent` sees each pulled chunk (and each farewell) with its connection, `persisted` each
+/// record.
+fn drain_with(
+    broker: &mut Broker,
+    mut sent: impl FnMut(ConnectionId, &Bytes),
+    mut persisted: impl FnMut(),
+) {
     while let Some(out) = broker.poll_output() {
-        black_box(&out);
+        match out {
+            Output::Persist { seq, .. } => {
+                persisted();
+                broker.handle_committed(seq);
+            }
+            Output::TransmitReady { connection } => {
+                while let Some(data) = broker.poll_transmit(connection, usize::MAX, NOW) {
+                    sent(connection, &data);
+                }
+            }
+            Output::Close {
+                connection,
+                farewell,
+            } if !farewell.is_empty() => sent(connection, &farewell),
+            other => {
+                black_box(&other);
+            }
+        }
     }
 }
 
-/// Drains every output; returns the Transmits to connections other than `publisher`.
+/// Drains every output, dropping the bytes.
+fn drain(broker: &mut Broker) {
+    drain_with(
+        broker,
+        |_, data| {
+            black_box(data);
+        },
+        || {},
+    );
+}
+
+/// Drains every output; returns the transmits (pulled chunks) to connections other than
+/// `publisher`.
 fn drain_deliveries(broker: &mut Broker, publisher: ConnectionId) -> usize {
     let mut n = 0;
-    while let Some(out) = broker.poll_output() {
-        if let Output::Transmit { connection, data } = &out
-            && *connection != publisher
-        {
-            n += 1;
-            black_box(data);
-        }
-    }
+    drain_with(
+        broker,
+        |connection, data| {
+            if connection != publisher {
+                n += 1;
+                black_box(data);
+            }
+        },
+        || {},
+    );
     n
 }
 
 /// Drains every output, collecting the Packet Identifiers of the QoS 1/2 PUBLISH packets sent
 /// to connections other than `publisher`.
 fn drain_acks(broker: &mut Broker, publisher: ConnectionId, acks: &mut Vec<(ConnectionId, u16)>) {
-    while let Some(out) = broker.poll_output() {
-        if let Output::Transmit { connection, data } = &out
-            && *connection != publisher
-        {
-            for_each_publish_id(data, |id| acks.push((*connection, id)));
-        }
-    }
+    drain_with(
+        broker,
+        |connection, data| {
+            if connection != publisher {
+                for_each_publish_id(data, |id| acks.push((connection, id)));
+            }
+        },
+        || {},
+    );
 }
 
 /// Sends one PUBLISH from `publisher` and drains; QoS 1 (`ack`): the PUBACK of every delivery
@@ -815,19 +854,19 @@ fn resume(q: &mut Queued, ack: bool, ids: &mut Vec<u16>, acks: &mut Vec<u8>) -> 
     let mut counts = ResumeCounts::default();
     let conn = q.broker.handle_connection_opened(NOW);
     q.broker.handle_bytes(conn, &q.reconnect, NOW);
-    while let Some(out) = q.broker.poll_output() {
-        match &out {
-            Output::Persist(_) => counts.persists += 1,
-            Output::Transmit { data, .. } => {
-                counts.transmits += 1;
-                counts.bytes += data.len();
-                if ack {
-                    for_each_publish_id(data, |id| ids.push(id));
-                }
+    let mut persists = 0;
+    drain_with(
+        &mut q.broker,
+        |_, data| {
+            counts.transmits += 1;
+            counts.bytes += data.len();
+            if ack {
+                for_each_publish_id(data, |id| ids.push(id));
             }
-            _ => {}
-        }
-    }
+        },
+        || persists += 1,
+    );
+    counts.persists += persists;
     if ack {
         counts.acked = ids.len();
         for chunk in ids.chunks(1024) {
@@ -836,11 +875,15 @@ fn resume(q: &mut Queued, ack: bool, ids: &mut Vec<u16>, acks: &mut Vec<u8>) -> 
                 acks.extend_from_slice(&puback(id));
             }
             q.broker.handle_bytes(conn, acks, NOW);
-            while let Some(out) = q.broker.poll_output() {
-                if matches!(out, Output::Persist(_)) {
-                    counts.persists += 1;
-                }
-            }
+            let mut persists = 0;
+            drain_with(
+                &mut q.broker,
+                |_, data| {
+                    black_box(data);
+                },
+                || persists += 1,
+            );
+            counts.persists += persists;
         }
         ids.clear();
     }
@@ -873,11 +916,7 @@ fn resume_benches(c: &mut Criterion, extras: &mut Out) {
                 let conn = q.broker.handle_connection_opened(NOW);
                 q.broker.handle_bytes(conn, &q.reconnect, NOW);
                 let mut wire = BytesMut::new();
-                while let Some(out) = q.broker.poll_output() {
-                    if let Output::Transmit { data, .. } = out {
-                        wire.extend_from_slice(&data);
-                    }
-                }
+                drain_with(&mut q.broker, |_, data| wire.extend_from_slice(data), || {});
                 let mut decoder = Decoder::with_version(ProtocolVersion::V5);
                 let mut publishes = 0;
                 while let Some(p) = decoder.decode(&mut wire).unwrap() {

@@ -74,10 +74,17 @@ fn subscribe(
 /// Drains the outputs; returns the number of transmits and the bytes sent.
 fn drain(broker: &mut Broker) -> (usize, usize) {
     let (mut n, mut bytes) = (0, 0);
+    let now = Timestamp::from_secs(1_700_000_000);
     while let Some(out) = broker.poll_output() {
-        if let Output::Transmit { data, .. } = out {
-            n += 1;
-            bytes += data.len();
+        match out {
+            Output::Persist { seq, .. } => broker.handle_committed(seq),
+            Output::TransmitReady { connection } => {
+                while let Some(data) = broker.poll_transmit(connection, usize::MAX, now) {
+                    n += 1;
+                    bytes += data.len();
+                }
+            }
+            _ => {}
         }
     }
     (n, bytes)

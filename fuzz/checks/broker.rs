@@ -50,6 +50,8 @@ mod broker_checks {
         /// (Known bug tolerated) an empty transmit came before any packet: a CONNACK too large
         /// for the client was dropped.
         connack_lost: bool,
+        /// Bytes pulled and not yet a whole packet (pulls may split packets anywhere).
+        outbound: BytesMut,
     }
 
     /// Engine bugs this target has found and that are not fixed yet; `run` tolerates them so
@@ -107,6 +109,7 @@ mod broker_checks {
                     connack: false,
                     must_close: false,
                     connack_lost: false,
+                    outbound: BytesMut::new(),
                 },
             );
             id
@@ -176,31 +179,54 @@ mod broker_checks {
         fn drain(&mut self) {
             while let Some(out) = self.broker.poll_output() {
                 match out {
-                    Output::Persist(r) => self.records.push(r),
-                    Output::Transmit { connection, data } => {
-                        let Some(c) = self.conns.get_mut(&connection) else {
-                            panic!("transmit to unknown connection {connection:?}")
-                        };
-                        assert!(!c.broker_closed, "transmit after Close on {connection:?}");
-                        assert!(
-                            !c.transport_closed,
-                            "transmit on {connection:?}, closed by the transport"
-                        );
-                        // v5 [MQTT-3.14.4-1] nothing after a DISCONNECT; [MQTT-3.2.2-7]
-                        // nothing after a refusing CONNACK.
-                        assert!(
-                            !c.must_close,
-                            "transmit on {connection:?} after DISCONNECT or a refusing CONNACK"
-                        );
-                        check_transmit(connection, c, &data, self.tolerate_known_bugs);
+                    Output::Persist { seq, record } => {
+                        self.records.push(record);
+                        self.broker.handle_committed(seq);
                     }
-                    Output::Close { connection } => {
+                    Output::TransmitReady { connection } => {
+                        let Some(c) = self.conns.get(&connection) else {
+                            panic!("TransmitReady for unknown connection {connection:?}")
+                        };
+                        assert!(!c.broker_closed, "TransmitReady after Close on {connection:?}");
+                        // Pulled in small pieces: a packet may be split anywhere.
+                        while let Some(data) = self.broker.poll_transmit(connection, 97, self.now) {
+                            assert!(!data.is_empty() && data.len() <= 97, "transmit size");
+                            let Some(c) = self.conns.get_mut(&connection) else {
+                                panic!("transmit to unknown connection {connection:?}")
+                            };
+                            assert!(!c.broker_closed, "transmit after Close on {connection:?}");
+                            assert!(
+                                !c.transport_closed,
+                                "transmit on {connection:?}, closed by the transport"
+                            );
+                            // v5 [MQTT-3.14.4-1] nothing after a DISCONNECT; [MQTT-3.2.2-7]
+                            // nothing after a refusing CONNACK.
+                            assert!(
+                                !c.must_close,
+                                "transmit on {connection:?} after DISCONNECT or a refusing CONNACK"
+                            );
+                            check_transmit(connection, c, &data, self.tolerate_known_bugs);
+                        }
+                    }
+                    Output::Close {
+                        connection,
+                        farewell,
+                    } => {
                         let Some(c) = self.conns.get_mut(&connection) else {
                             panic!("Close of unknown connection {connection:?}")
                         };
                         assert!(!c.broker_closed, "second Close of {connection:?}");
+                        if !farewell.is_empty() {
+                            check_transmit(connection, c, &farewell, self.tolerate_known_bugs);
+                        }
+                        // The stream ends between two packets.
+                        assert!(
+                            c.outbound.is_empty(),
+                            "{connection:?}: the stream ends inside a packet"
+                        );
                         c.broker_closed = true;
                     }
+                    Output::PauseReading { .. } | Output::ResumeReading { .. } => {}
                     Output::Event(_) => {}
                     other => panic!("unknown output {other:?}"),
                 }
@@ -237,8 +263,8 @@ mod broker_checks {
         }
     }
 
-    /// One transmit holds whole packets, valid for the connection's version, of the kinds a
-    /// server sends, starting with one CONNACK.
+    /// The stream of a connection holds packets valid for its version, of the kinds a server
+    /// sends, starting with one CONNACK (`data` continues what was pulled before).
     fn check_transmit(id: ConnectionId, c: &mut Conn, data: &[u8], tolerate_known_bugs: bool) {
         if data.is_empty() && tolerate_known_bugs {
             c.connack_lost |= c.sent_packets == 0;
@@ -247,12 +273,13 @@ mod broker_checks {
         // Before a CONNECT is understood the only answer is the 3.1.1 CONNACK 0x01.
         let version = c.version.unwrap_or(ProtocolVersion::V3_1_1);
         let mut decoder = Decoder::with_version(version);
-        let mut buf = BytesMut::from(data);
-        assert!(!buf.is_empty(), "{id:?}: empty transmit");
+        assert!(!data.is_empty(), "{id:?}: empty transmit");
+        c.outbound.extend_from_slice(data);
+        let mut buf = core::mem::take(&mut c.outbound);
         while !buf.is_empty() {
             let packet = match decoder.decode(&mut buf) {
                 Ok(Some(p)) => p,
-                Ok(None) => panic!("{id:?}: transmit ends inside a packet: {data:02x?}"),
+                Ok(None) => break,
                 Err(e) => panic!(
                     "{id:?}: the broker sent an invalid {version:?} packet: {e}\n{data:02x?}"
                 ),
@@ -297,6 +324,7 @@ mod broker_checks {
             }
             c.sent_packets += 1;
         }
+        c.outbound = buf;
     }
 
     fn qos(u: &mut Unstructured<'_>) -> Result<QoS> {

@@ -4,17 +4,25 @@
 //! ```text
 //!  accept loop ──Accepted──┐
 //!  reader tasks ──Bytes/Closed──► engine ──WriteCmd──► one writer task per connection
-//!  writer tasks ──Closed───┘       │
-//!                                  └── redb (commit, then send)
+//!  writer tasks ──Written/Closed──┘ │
+//!                                   └── redb (commit, then handle_committed)
 //! ```
 //!
 //! Each turn of the loop takes the inputs that are ready (up to [`BATCH`]), feeds them to the
 //! broker with the current time, fires due deadlines, then drains every output: all `Persist`
-//! records of the turn go into one redb transaction, committed durably **before** any of the
-//! turn's `Transmit`/`Close` is acted on (group commit; sending later than the engine could
-//! never loses anything, sending before the commit could).
+//! records of the turn go into one redb transaction, committed durably, and then reported with
+//! `handle_committed` (group commit; the engine releases nothing that depends on a record
+//! before that).
+//!
+//! Transmit is pulled (`docs/design/engine-io.md`): each writer holds at most [`WRITE_CREDIT`]
+//! chunks of at most [`WRITE_CHUNK`] bytes, and says `Written` after each; the engine calls
+//! `poll_transmit` for a connection only while its writer has room. A client that reads slowly
+//! leaves its messages in the broker engine, which applies its slow-consumer policy (slowing
+//! publishers, dropping QoS 0 for a stuck subscriber, disconnecting one stuck for too long);
+//! this host never drops a connection because a queue is full. `PauseReading` /
+//! `ResumeReading` stop and start a connection's reader.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,7 +32,7 @@ use mqtt_session::broker::{Broker, BrokerEvent, ConnectionId, Output, StorageRec
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::BoxError;
@@ -35,14 +43,15 @@ use crate::store::Store;
 const BATCH: usize = 256;
 /// Capacity of the channel into the engine (readers wait when it is full).
 pub(crate) const INPUT_QUEUE: usize = 1024;
-/// Capacity of each connection's write channel, in chunks. A client that does not read until
-/// it fills is disconnected (as if its connection had dropped).
-const WRITE_QUEUE: usize = 1024;
+/// Chunks a connection's writer holds at most (written or waiting); the engine pulls more only
+/// when one is written.
+const WRITE_CREDIT: usize = 2;
+/// The most bytes pulled from the engine for one write.
+const WRITE_CHUNK: usize = 64 * 1024;
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
-/// A write that makes no progress for this long (the client stopped reading) ends the
-/// connection.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a closing connection's writer may take to write its last bytes.
+const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 /// The longest the engine sleeps without looking at the clock again.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// The log is compacted when it holds this many records more than the last snapshot had (and
@@ -60,6 +69,8 @@ pub(crate) enum Input {
     Bytes(ConnectionId, Bytes),
     /// A connection was closed by the peer or failed.
     Closed(ConnectionId),
+    /// A connection's writer wrote a chunk: it has room for another.
+    Written(ConnectionId),
 }
 
 /// What the engine tells a writer task.
@@ -98,6 +109,12 @@ struct Conn {
     writes: mpsc::Sender<WriteCmd>,
     reader: AbortHandle,
     writer: AbortHandle,
+    /// Whether the reader may read (`PauseReading` / `ResumeReading`).
+    reading: watch::Sender<bool>,
+    /// Chunks the writer has room for.
+    credit: usize,
+    /// Whether the engine may have bytes for it (`TransmitReady`, or the last pull gave some).
+    ready: bool,
     /// Whether the CONNECT was accepted.
     connected: bool,
 }
@@ -108,6 +125,8 @@ pub(crate) struct Engine {
     store: Store,
     clock: Clock,
     conns: BTreeMap<ConnectionId, Conn>,
+    /// Connections that may have bytes and whose writers have room.
+    writable: BTreeSet<ConnectionId>,
     /// For the tasks the engine spawns.
     inputs: mpsc::Sender<Input>,
     readers: JoinSet<()>,
@@ -131,6 +150,7 @@ impl Engine {
             store,
             clock,
             conns: BTreeMap::new(),
+            writable: BTreeSet::new(),
             inputs,
             readers: JoinSet::new(),
             writers: JoinSet::new(),
@@ -196,7 +216,16 @@ impl Engine {
                     c.reader.abort();
                     // The writer ends when its channel is dropped, after writing what was queued.
                 }
+                self.writable.remove(&conn);
                 self.broker.handle_connection_closed(conn, now);
+            }
+            Input::Written(conn) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.credit = (c.credit + 1).min(WRITE_CREDIT);
+                    if c.ready {
+                        self.writable.insert(conn);
+                    }
+                }
             }
         }
     }
@@ -208,10 +237,11 @@ impl Engine {
             tracing::debug!(conn = conn.0, %peer, "TCP_NODELAY: {e}");
         }
         let (read, write) = stream.into_split();
-        let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+        let (writes, queue) = mpsc::channel(WRITE_CREDIT + 1);
+        let (reading, may_read) = watch::channel(true);
         let reader = self
             .readers
-            .spawn(read_loop(conn, read, self.inputs.clone()));
+            .spawn(read_loop(conn, read, self.inputs.clone(), may_read));
         let writer = self
             .writers
             .spawn(write_loop(conn, write, queue, self.inputs.clone()));
@@ -222,83 +252,141 @@ impl Engine {
                 writes,
                 reader,
                 writer,
+                reading,
+                credit: WRITE_CREDIT,
+                ready: false,
                 connected: false,
             },
         );
         tracing::debug!(conn = conn.0, %peer, "connection opened");
     }
 
-    /// Drops a connection the engine gives up on (slow, silent or failed): its tasks are
-    /// aborted and the broker treats it as closed by the network (the will is published).
+    /// Drops a connection whose writer failed: its tasks are aborted and the broker treats it
+    /// as closed by the network (the will is published).
     fn drop_connection(&mut self, conn: ConnectionId, now: Timestamp) {
         if let Some(c) = self.conns.remove(&conn) {
             c.reader.abort();
             c.writer.abort();
         }
+        self.writable.remove(&conn);
         self.broker.handle_connection_closed(conn, now);
     }
 
-    /// Drains the broker's outputs until there are none: persist, then act.
+    /// Drains the broker's outputs until there are none: records committed (then reported
+    /// with `handle_committed`), the other outputs acted on, and the bytes of every writable
+    /// connection pulled.
     fn flush(&mut self) -> Result<(), BoxError> {
         loop {
             let mut records: Vec<StorageRecord> = Vec::new();
+            let mut last_seq = None;
             let mut actions = Vec::new();
             while let Some(output) = self.broker.poll_output() {
                 match output {
-                    Output::Persist(record) => records.push(record),
+                    Output::Persist { seq, record } => {
+                        records.push(record);
+                        last_seq = Some(seq);
+                    }
                     other => actions.push(other),
                 }
             }
-            if records.is_empty() && actions.is_empty() {
-                return Ok(());
+            if !records.is_empty() {
+                // Durable when `append` returns.
+                self.store.append(&records)?;
+                if self.store.len() >= self.compact_at {
+                    // Every output has been drained, so the snapshot is exactly what the log
+                    // says.
+                    let snapshot = self.broker.snapshot();
+                    self.store.replace_all(&snapshot)?;
+                    self.compact_at = compaction_point(self.store.len());
+                    tracing::debug!(records = snapshot.len(), "storage compacted");
+                }
             }
-            // Persist, then send: the commit is durable when `append` returns.
-            self.store.append(&records)?;
-            if self.store.len() >= self.compact_at {
-                // Every output has been drained, so the snapshot is exactly what the log says.
-                let snapshot = self.broker.snapshot();
-                self.store.replace_all(&snapshot)?;
-                self.compact_at = compaction_point(self.store.len());
-                tracing::debug!(records = snapshot.len(), "storage compacted");
+            if let Some(seq) = last_seq {
+                self.broker.handle_committed(seq);
             }
+            let acted = !actions.is_empty();
             for action in actions {
                 self.act(action);
             }
+            let wrote = self.pull_writes();
+            if records.is_empty() && !acted && !wrote {
+                return Ok(());
+            }
         }
+    }
+
+    /// Pulls bytes for every connection that may have some and whose writer has room. Returns
+    /// whether anything was pulled.
+    fn pull_writes(&mut self) -> bool {
+        let now = self.clock.now();
+        let mut pulled = false;
+        let mut failed = Vec::new();
+        while let Some(id) = self.writable.pop_first() {
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            while c.credit > 0 {
+                let Some(data) = self.broker.poll_transmit(id, WRITE_CHUNK, now) else {
+                    c.ready = false;
+                    break;
+                };
+                pulled = true;
+                if c.writes.try_send(WriteCmd::Data(data)).is_err() {
+                    // The writer has ended (its write failed).
+                    failed.push(id);
+                    break;
+                }
+                c.credit -= 1;
+            }
+        }
+        for id in failed {
+            self.drop_connection(id, now);
+        }
+        pulled
     }
 
     /// Carries out one output other than `Persist`.
     fn act(&mut self, output: Output) {
         match output {
-            Output::Transmit { connection, data } => {
-                let Some(c) = self.conns.get(&connection) else {
-                    return;
-                };
-                match c.writes.try_send(WriteCmd::Data(data)) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        tracing::warn!(
-                            conn = connection.0,
-                            peer = %c.peer,
-                            "client does not read fast enough: dropping the connection"
-                        );
-                        let now = self.clock.now();
-                        self.drop_connection(connection, now);
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => {
-                        // The writer failed; its `Closed` input is on the way.
-                        let now = self.clock.now();
-                        self.drop_connection(connection, now);
+            Output::TransmitReady { connection } => {
+                if let Some(c) = self.conns.get_mut(&connection) {
+                    c.ready = true;
+                    if c.credit > 0 {
+                        self.writable.insert(connection);
                     }
                 }
             }
-            Output::Close { connection } => {
+            Output::Close {
+                connection,
+                farewell,
+            } => {
+                self.writable.remove(&connection);
                 if let Some(c) = self.conns.remove(&connection) {
                     c.reader.abort();
-                    if c.writes.try_send(WriteCmd::Close).is_err() {
+                    let sent = (farewell.is_empty()
+                        || c.writes.try_send(WriteCmd::Data(farewell)).is_ok())
+                        && c.writes.try_send(WriteCmd::Close).is_ok();
+                    if sent {
+                        // A writer stuck on a client that does not read is not waited for.
+                        let writer = c.writer;
+                        tokio::spawn(async move {
+                            tokio::time::sleep(CLOSE_FLUSH).await;
+                            writer.abort();
+                        });
+                    } else {
                         c.writer.abort();
                     }
                     tracing::debug!(conn = connection.0, peer = %c.peer, "connection closed by the broker");
+                }
+            }
+            Output::PauseReading { connection } => {
+                if let Some(c) = self.conns.get(&connection) {
+                    c.reading.send_replace(false);
+                }
+            }
+            Output::ResumeReading { connection } => {
+                if let Some(c) = self.conns.get(&connection) {
+                    c.reading.send_replace(true);
                 }
             }
             Output::Event(event) => self.log_event(&event),
@@ -440,10 +528,20 @@ pub(crate) fn log_event(event: &BrokerEvent, peer: impl Fn(&ConnectionId) -> Opt
     }
 }
 
-/// Reads from the socket and hands the bytes to the engine; tells it when the peer closes.
-async fn read_loop(conn: ConnectionId, mut read: OwnedReadHalf, inputs: mpsc::Sender<Input>) {
+/// Reads from the socket and hands the bytes to the engine (while `may_read` says so); tells it
+/// when the peer closes.
+async fn read_loop(
+    conn: ConnectionId,
+    mut read: OwnedReadHalf,
+    inputs: mpsc::Sender<Input>,
+    mut may_read: watch::Receiver<bool>,
+) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
+        // Paused (back-pressure): wait until the engine resumes it.
+        if may_read.wait_for(|may| *may).await.is_err() {
+            return;
+        }
         buf.reserve(READ_CHUNK);
         match read.read_buf(&mut buf).await {
             Ok(0) => break,
@@ -466,8 +564,9 @@ async fn read_loop(conn: ConnectionId, mut read: OwnedReadHalf, inputs: mpsc::Se
     let _ = inputs.send(Input::Closed(conn)).await;
 }
 
-/// Writes what the engine sends; closes the socket when asked (or when the engine forgets the
-/// connection), and tells the engine when writing fails.
+/// Writes what the engine sends, saying `Written` after each chunk; closes the socket when asked
+/// (or when the engine forgets the connection), and tells the engine when writing fails. A
+/// client that does not read blocks only this task: the engine notices that nothing is pulled.
 async fn write_loop(
     conn: ConnectionId,
     mut write: OwnedWriteHalf,
@@ -476,17 +575,18 @@ async fn write_loop(
 ) {
     while let Some(cmd) = queue.recv().await {
         match cmd {
-            WriteCmd::Data(data) => {
-                let failure =
-                    match tokio::time::timeout(WRITE_TIMEOUT, write.write_all(&data)).await {
-                        Ok(Ok(())) => continue,
-                        Ok(Err(e)) => e.to_string(),
-                        Err(_) => format!("no progress in {WRITE_TIMEOUT:?}"),
-                    };
-                tracing::debug!(conn = conn.0, "write failed: {failure}");
-                let _ = inputs.send(Input::Closed(conn)).await;
-                return;
-            }
+            WriteCmd::Data(data) => match write.write_all(&data).await {
+                Ok(()) => {
+                    if inputs.send(Input::Written(conn)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(conn = conn.0, "write failed: {e}");
+                    let _ = inputs.send(Input::Closed(conn)).await;
+                    return;
+                }
+            },
             WriteCmd::Close => break,
         }
     }

@@ -215,7 +215,11 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let mut changes = Vec::new();
     while let Some(output) = broker.poll_output() {
         match output {
-            Output::Persist(record) => changes.push(record),
+            Output::Persist { seq, record } => {
+                changes.push(record);
+                // Committed just below, before anything listens.
+                broker.handle_committed(seq);
+            }
             Output::Event(event) => engine::log_event(&event, |_| None),
             // There are no connections yet: nothing can be sent or closed.
             _ => {}

@@ -49,6 +49,18 @@ pub struct BrokerConfig {
     /// Seconds a new connection has to complete its CONNECT (and any enhanced authentication)
     /// before it is closed. `None`: no limit.
     pub connect_timeout: Option<u32>,
+    /// The most bytes a connection may have waiting to be sent (encoded control packets plus
+    /// the messages queued for its session while it is connected). A subscriber over it slows
+    /// the publishers that feed it; a client whose own acknowledgements pile up over it is
+    /// paused. See `docs/design/engine-io.md`.
+    pub max_connection_backlog: usize,
+    /// Milliseconds a subscriber may stay over its backlog before it counts as stuck: its
+    /// QoS 0 messages are then dropped (and counted), and the publishers it slowed are resumed
+    /// (so no publisher is slowed longer than this).
+    pub stuck_after_ms: u64,
+    /// Seconds a subscriber may stay stuck before it is disconnected (DISCONNECT 0x97 Quota
+    /// exceeded in MQTT 5.0). `None`: never.
+    pub disconnect_stuck_after: Option<u32>,
 }
 
 impl Default for BrokerConfig {
@@ -72,6 +84,9 @@ impl Default for BrokerConfig {
             assigned_client_id_prefix: "auto-".to_owned(),
             response_information: None,
             connect_timeout: Some(30),
+            max_connection_backlog: 1024 * 1024,
+            stuck_after_ms: 1000,
+            disconnect_stuck_after: Some(60),
         }
     }
 }

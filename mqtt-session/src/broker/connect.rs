@@ -41,16 +41,16 @@ impl<P: Policy> Broker<P> {
             (_, Packet::Disconnect(d)) => self.handle_disconnect(connection, d, now),
             (ConnState::Connected, Packet::Publish(p)) => self.handle_publish(connection, p, now),
             (ConnState::Connected, Packet::PubAck(p)) => {
-                self.handle_puback(connection, p.packet_id, p.reason_code, now)
+                self.handle_puback(connection, p.packet_id, p.reason_code)
             }
             (ConnState::Connected, Packet::PubRec(p)) => {
-                self.handle_pubrec(connection, p.packet_id, p.reason_code, now)
+                self.handle_pubrec(connection, p.packet_id, p.reason_code)
             }
             (ConnState::Connected, Packet::PubRel(p)) => {
                 self.handle_pubrel(connection, p.packet_id)
             }
             (ConnState::Connected, Packet::PubComp(p)) => {
-                self.handle_pubcomp(connection, p.packet_id, now)
+                self.handle_pubcomp(connection, p.packet_id)
             }
             (ConnState::Connected, Packet::Subscribe(s)) => {
                 self.handle_subscribe(connection, s, now)
@@ -496,14 +496,12 @@ impl<P: Policy> Broker<P> {
         });
 
         // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (DUP) and PUBREL with their original
-        // Packet Identifiers, in the original order [MQTT-4.6.0-1], then continue the queue.
-        // Records first, then every packet in one transmit.
+        // Packet Identifiers, in the original order [MQTT-4.6.0-1]; the queue continues when
+        // the host pulls (`poll_transmit`).
         let mut bytes = BytesMut::new();
         self.resend_inflight(&client_id, connection, &mut bytes, now);
-        let pumped = self.pump_into(&client_id, &mut bytes, now);
-        // The session was attached to this connection above.
-        debug_assert!(pumped.is_none_or(|c| c == connection));
-        super::transmit(&mut self.out, connection, bytes);
+        self.queue_bytes(connection, bytes);
+        self.notify_if_sendable(&client_id);
     }
 
     fn handle_disconnect(&mut self, connection: ConnectionId, d: Disconnect, now: Timestamp) {
@@ -652,7 +650,7 @@ impl<P: Policy> Broker<P> {
             .take()
             .map(|s| now.plus_secs(u64::from(s)));
         // v5 [MQTT-3.1.2-14] [MQTT-3.1.2-15]: retained or not as Will Retain says.
-        self.accept_message(Arc::new(message), now);
+        self.accept_message(Arc::new(message), None, now);
     }
 
     /// Ends a session: its will is published if still pending [MQTT-3.1.2-8], its

@@ -4,7 +4,7 @@
 
 use std::cmp::Ordering;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -18,8 +18,8 @@ use mqtt_codec::{
 use super::message::Message;
 use super::session::{OutState, Outbound, Session, Subscription};
 use super::{
-    Broker, BrokerConfig, BrokerEvent, Connection, ConnectionId, DropReason, Pending, Policy,
-    StorageRecord, SubKey, SubValue, encode, transmit,
+    Broker, BrokerConfig, BrokerEvent, Connection, ConnectionId, DropReason, Outputs, Policy,
+    StorageRecord, SubKey, SubValue, Timer, encode, notify, update_reading,
 };
 use crate::time::Timestamp;
 
@@ -161,7 +161,7 @@ impl<P: Policy> Broker<P> {
                 expires_at,
             };
             // [MQTT-4.5.0-1] ownership taken: added to every matching session.
-            if self.accept_message(Arc::new(message), now) {
+            if self.accept_message(Arc::new(message), Some(connection), now) {
                 ReasonCode::SUCCESS
             } else {
                 ReasonCode::NO_MATCHING_SUBSCRIBERS
@@ -231,8 +231,14 @@ impl<P: Policy> Broker<P> {
     }
 
     /// Stores a retained message if asked and routes the message to every matching
-    /// subscription. Returns whether any session matched.
-    pub(super) fn accept_message(&mut self, message: Arc<Message>, now: Timestamp) -> bool {
+    /// subscription. `from`: the publisher's connection (slowed when a subscriber that is
+    /// behind gets the message). Returns whether any session matched.
+    pub(super) fn accept_message(
+        &mut self,
+        message: Arc<Message>,
+        from: Option<ConnectionId>,
+        now: Timestamp,
+    ) -> bool {
         if message.retain {
             if message.payload.is_empty() {
                 // [MQTT-3.3.1-6] [MQTT-3.3.1-7] an empty retained message removes the retained
@@ -251,13 +257,13 @@ impl<P: Policy> Broker<P> {
                     .insert(message.topic.clone(), Arc::clone(&message));
             }
         }
-        self.route(message, now)
+        self.route(message, from, now)
     }
 
     /// Delivers `message` to every matching session: one copy per session, at the highest QoS
     /// of its matching subscriptions [MQTT-3.3.4-2], with all their Subscription Identifiers
     /// [MQTT-3.3.4-3] [MQTT-3.3.4-4]; one member of each share group [MQTT-4.8.2-3].
-    fn route(&mut self, message: Arc<Message>, now: Timestamp) -> bool {
+    fn route(&mut self, message: Arc<Message>, from: Option<ConnectionId>, now: Timestamp) -> bool {
         // One entry per matching subscription, in the tree's (deterministic) order. A session
         // appears more than once only when several of its filters match, which needs several
         // matching filters: only then are the entries merged.
@@ -310,7 +316,7 @@ impl<P: Policy> Broker<P> {
         for (client_id, mut d) in direct {
             // [MQTT-3.8.4-8] the minimum of the published QoS and the granted QoS.
             d.qos = d.qos.min(message.qos);
-            self.enqueue(&client_id, &message, d, now);
+            self.enqueue(&client_id, &message, d, from, now);
         }
         for (group_key, members) in shared {
             // Round robin over the connected members, falling back to any member; only members
@@ -342,7 +348,7 @@ impl<P: Policy> Broker<P> {
                 subscription_ids: value.subscription_id.into_iter().collect(),
             };
             let client_id = client_id.clone();
-            self.enqueue(&client_id, &message, d, now);
+            self.enqueue(&client_id, &message, d, from, now);
             matched = true;
         }
         matched
@@ -358,9 +364,18 @@ impl<P: Policy> Broker<P> {
             .is_some_and(|s| policy.may_receive(client_id, s.username.as_deref(), topic))
     }
 
-    /// Adds a message to a session's outbound queue (subject to its limits and to the
-    /// policy's read check) and sends what the send quota allows.
-    fn enqueue(&mut self, client_id: &str, message: &Arc<Message>, d: Delivery, now: Timestamp) {
+    /// Adds a message to a session's outbound queue (subject to its limits, to the policy's
+    /// read check and to the slow-consumer policy) and tells the host when its connection can
+    /// send it. `from`: the publisher's connection, slowed if the session's connection is over
+    /// its backlog and still draining.
+    fn enqueue(
+        &mut self,
+        client_id: &str,
+        message: &Arc<Message>,
+        d: Delivery,
+        from: Option<ConnectionId>,
+        now: Timestamp,
+    ) {
         // One lookup of the session, for the read check, queueing and sending.
         let Self {
             sessions,
@@ -368,6 +383,7 @@ impl<P: Policy> Broker<P> {
             out: pending,
             config,
             policy,
+            timers,
             ..
         } = self;
         let Some(session) = sessions.get_mut(client_id) else {
@@ -378,18 +394,34 @@ impl<P: Policy> Broker<P> {
         if !policy.may_receive(client_id, session.username.as_deref(), &message.topic) {
             return;
         }
-        let online = session.connection.is_some();
-        if d.qos == QoS::AtMostOnce && !online && !config.queue_qos0_when_offline {
+        let online = session.connection;
+        if d.qos == QoS::AtMostOnce && online.is_none() && !config.queue_qos0_when_offline {
+            return;
+        }
+        let mut conn = online.and_then(|c| connections.get_mut(&c).map(|conn| (c, conn)));
+        if let Some((_, conn)) = &mut conn
+            && conn.stuck_since.is_some()
+            && d.qos == QoS::AtMostOnce
+        {
+            // A stuck subscriber: QoS 0 is dropped, counted, and reported once per run.
+            conn.dropped_qos0 += 1;
+            if conn.dropped_qos0 == 1 {
+                pending.event(BrokerEvent::MessageDropped {
+                    client_id: client_id.to_owned(),
+                    topic: message.topic.clone(),
+                    reason: DropReason::SlowConsumer,
+                });
+            }
             return;
         }
         if session.queued_count >= config.max_queued_messages
             || session.queued_bytes + message.size() > config.max_queued_bytes
         {
-            pending.push_back(Pending::Event(BrokerEvent::MessageDropped {
+            pending.event(BrokerEvent::MessageDropped {
                 client_id: client_id.to_owned(),
                 topic: message.topic.clone(),
                 reason: DropReason::QueueFull,
-            }));
+            });
             return;
         }
         let seq = session.next_seq;
@@ -402,33 +434,55 @@ impl<P: Policy> Broker<P> {
             state: OutState::Queued,
         });
         if session.is_durable() && d.qos != QoS::AtMostOnce {
-            pending.push_back(Pending::Persist(StorageRecord::Queued {
+            pending.persist(StorageRecord::Queued {
                 client_id: client_id.to_owned(),
                 seq,
                 message: Box::new((**message).clone()),
                 qos: d.qos,
                 retain: d.retain,
                 subscription_ids: d.subscription_ids,
-            }));
+            });
         }
-        if online {
-            pump_and_transmit(session, client_id, connections, pending, config, now);
+        let Some((connection, conn)) = conn else {
+            return;
+        };
+        if has_sendable(session, conn, config) {
+            notify(pending, connection, conn);
+        }
+        // The slow-consumer policy (docs/design/engine-io.md).
+        let backlog = conn.outbox_bytes + session.queued_bytes;
+        if backlog <= config.max_connection_backlog {
+            return;
+        }
+        if conn.over_backlog_since.is_none() {
+            conn.over_backlog_since = Some(now);
+            let at = now.plus_millis(config.stuck_after_ms);
+            conn.armed.push((at, Timer::Stuck(connection)));
+            timers.insert((at, Timer::Stuck(connection)));
+        }
+        let Some(publisher) = from.filter(|p| *p != connection) else {
+            return;
+        };
+        if conn.stuck_since.is_some() || conn.pausing.contains(&publisher) {
+            return;
+        }
+        conn.pausing.push(publisher);
+        if let Some(p) = connections.get_mut(&publisher) {
+            p.paused_by += 1;
+            update_reading(pending, publisher, p);
         }
     }
 
-    /// Sends the session's queued messages while the send quota allows: at most min(client's
-    /// Receive Maximum, our max in flight) QoS 1/2 messages unacknowledged [MQTT-3.3.4-9]
-    /// [MQTT-4.9.0-2]. Expired messages are dropped [MQTT-3.3.2-5].
-    ///
-    /// The packets are encoded into `bytes` (after what it holds) for the session's connection,
-    /// which it returns; records and events go to the output queue. The caller queues `bytes`
-    /// after them as one transmit ([`transmit`]): the records precede the packets that depend
-    /// on them, and a session resuming with thousands of queued messages gives the host one
-    /// write rather than one per message.
+    /// Encodes the session's queued messages into `bytes` (after what it holds) while the
+    /// send quota allows: at most min(client's Receive Maximum, our max in flight) QoS 1/2
+    /// messages unacknowledged [MQTT-3.3.4-9] [MQTT-4.9.0-2], until `bytes` holds `budget`
+    /// bytes or more. Expired messages are dropped [MQTT-3.3.2-5]. Records and events go to
+    /// the output queue. Returns the session's connection.
     pub(super) fn pump_into(
         &mut self,
         client_id: &str,
         bytes: &mut BytesMut,
+        budget: usize,
         now: Timestamp,
     ) -> Option<ConnectionId> {
         let Self {
@@ -439,7 +493,16 @@ impl<P: Policy> Broker<P> {
             ..
         } = self;
         let session = sessions.get_mut(client_id)?;
-        pump_session(session, client_id, connections, pending, config, bytes, now)
+        pump_session(
+            session,
+            client_id,
+            connections,
+            pending,
+            config,
+            bytes,
+            budget,
+            now,
+        )
     }
 
     /// On session resume: PUBLISH again (DUP) what awaits PUBACK/PUBREC, PUBREL what awaits
@@ -495,8 +558,8 @@ impl<P: Policy> Broker<P> {
     }
 
     /// Completes the outbound message `seq` (acknowledged, or refused with an error code) and
-    /// sends what the send quota now allows, with one lookup of the session.
-    fn settle(&mut self, client_id: &str, seq: u64, now: Timestamp) {
+    /// tells the host when the freed send quota lets more go, with one lookup of the session.
+    fn settle(&mut self, client_id: &str, seq: u64) {
         let Self {
             sessions,
             connections,
@@ -508,7 +571,12 @@ impl<P: Policy> Broker<P> {
             return;
         };
         complete_in(session, client_id, seq, pending);
-        pump_and_transmit(session, client_id, connections, pending, config, now);
+        if let Some(connection) = session.connection
+            && let Some(conn) = connections.get_mut(&connection)
+            && has_sendable(session, conn, config)
+        {
+            notify(pending, connection, conn);
+        }
     }
 
     // ---- acknowledgements of outgoing messages ----------------------------------------------
@@ -533,14 +601,13 @@ impl<P: Policy> Broker<P> {
         connection: ConnectionId,
         id: PacketId,
         _reason: ReasonCode,
-        now: Timestamp,
     ) {
         // [MQTT-4.3.2-3] unacknowledged until PUBACK; [MQTT-4.4.0-2] an error code also ends it.
         let expected = |state, qos| matches!((state, qos), (OutState::Sent(_), QoS::AtLeastOnce));
         let Some((client_id, seq)) = self.inflight_for_ack(connection, id, expected) else {
             return;
         };
-        self.settle(&client_id, seq, now);
+        self.settle(&client_id, seq);
     }
 
     pub(super) fn handle_pubrec(
@@ -548,7 +615,6 @@ impl<P: Policy> Broker<P> {
         connection: ConnectionId,
         id: PacketId,
         reason: ReasonCode,
-        now: Timestamp,
     ) {
         let expected = |state, qos| matches!((state, qos), (OutState::Sent(_), QoS::ExactlyOnce));
         let Some((client_id, seq)) = self.inflight_for_ack(connection, id, expected) else {
@@ -562,7 +628,7 @@ impl<P: Policy> Broker<P> {
         };
         if reason.is_error() {
             // [MQTT-4.4.0-2] [MQTT-4.8.2-6] treated as acknowledged; not retransmitted.
-            self.settle(&client_id, seq, now);
+            self.settle(&client_id, seq);
             return;
         }
         // [MQTT-4.3.3-4] PUBREL with the same Packet Identifier; [MQTT-4.3.3-6] the PUBLISH is
@@ -586,18 +652,13 @@ impl<P: Policy> Broker<P> {
         self.send(connection, &Packet::PubRel(PubRel::new(id)));
     }
 
-    pub(super) fn handle_pubcomp(
-        &mut self,
-        connection: ConnectionId,
-        id: PacketId,
-        now: Timestamp,
-    ) {
+    pub(super) fn handle_pubcomp(&mut self, connection: ConnectionId, id: PacketId) {
         // [MQTT-4.3.3-5] the PUBREL is unacknowledged until PUBCOMP.
         let expected = |state, _| matches!(state, OutState::Released(_));
         let Some((client_id, seq)) = self.inflight_for_ack(connection, id, expected) else {
             return;
         };
-        self.settle(&client_id, seq, now);
+        self.settle(&client_id, seq);
     }
 
     // ---- SUBSCRIBE / UNSUBSCRIBE ------------------------------------------------------------
@@ -703,7 +764,7 @@ impl<P: Policy> Broker<P> {
                 retain: true,
                 subscription_ids: sub_id.into_iter().collect(),
             };
-            self.enqueue(&client_id, &m, d, now);
+            self.enqueue(&client_id, &m, d, None, now);
         }
     }
 
@@ -799,39 +860,25 @@ impl<P: Policy> Broker<P> {
     }
 }
 
-/// [`Broker::pump_into`] for `session` (the session of `client_id`), with the fields of the
-/// broker it needs borrowed apart, so that a caller that has just looked the session up (to
-/// queue a message, or complete one) does not look it up again.
-/// [`pump_session`] into a new buffer, queued as one transmit after the records.
-fn pump_and_transmit(
-    session: &mut Session,
-    client_id: &str,
-    connections: &mut HashMap<ConnectionId, Connection, RandomState>,
-    pending: &mut VecDeque<Pending>,
-    config: &BrokerConfig,
-    now: Timestamp,
-) {
-    let mut bytes = BytesMut::new();
-    if let Some(connection) = pump_session(
-        session,
-        client_id,
-        connections,
-        pending,
-        config,
-        &mut bytes,
-        now,
-    ) {
-        transmit(pending, connection, bytes);
-    }
+/// Whether `session` (connected on `conn`) has a queued message its send quota lets go now.
+pub(super) fn has_sendable(session: &Session, conn: &Connection, config: &BrokerConfig) -> bool {
+    let window = usize::from(conn.client_receive_maximum.min(config.max_inflight)).max(1);
+    // The queued messages follow the ones in flight (see `pump_session`).
+    session
+        .outbound
+        .get(session.inflight)
+        .is_some_and(|o| o.qos == QoS::AtMostOnce || session.inflight < window)
 }
 
+#[allow(clippy::too_many_arguments)] // the broker's fields, borrowed apart
 fn pump_session(
     session: &mut Session,
     client_id: &str,
     connections: &mut HashMap<ConnectionId, Connection, RandomState>,
-    pending: &mut VecDeque<Pending>,
+    pending: &mut Outputs,
     config: &BrokerConfig,
     bytes: &mut BytesMut,
+    budget: usize,
     now: Timestamp,
 ) -> Option<ConnectionId> {
     let connection = session.connection?;
@@ -851,6 +898,9 @@ fn pump_session(
     );
     let mut index = session.inflight;
     while let Some(out) = session.outbound.get(index) {
+        if bytes.len() >= budget {
+            break;
+        }
         if out.state != OutState::Queued {
             index += 1;
             continue;
@@ -858,16 +908,16 @@ fn pump_session(
         if out.message.is_expired(now) {
             if let Some(out) = session.remove_at(index) {
                 if durable && out.qos != QoS::AtMostOnce {
-                    pending.push_back(Pending::Persist(StorageRecord::Delivered {
+                    pending.persist(StorageRecord::Delivered {
                         client_id: client_id.to_owned(),
                         seq: out.seq,
-                    }));
+                    });
                 }
-                pending.push_back(Pending::Event(BrokerEvent::MessageDropped {
+                pending.event(BrokerEvent::MessageDropped {
                     client_id: client_id.to_owned(),
                     topic: out.message.topic.clone(),
                     reason: DropReason::Expired,
-                }));
+                });
             }
             continue;
         }
@@ -889,21 +939,21 @@ fn pump_session(
             break;
         };
         if durable {
-            pending.push_back(Pending::Persist(StorageRecord::Sent {
+            pending.persist(StorageRecord::Sent {
                 client_id: client_id.to_owned(),
                 seq: out.seq,
                 packet_id: id,
-            }));
+            });
         }
         if !publish_to(bytes, pending, conn, client_id, out, Some(id), false, now) {
             // [MQTT-3.1.2-25] too large for the client: discarded as if sent and done.
             if let Some(out) = session.remove_at(index)
                 && durable
             {
-                pending.push_back(Pending::Persist(StorageRecord::Delivered {
+                pending.persist(StorageRecord::Delivered {
                     client_id: client_id.to_owned(),
                     seq: out.seq,
-                }));
+                });
             }
             continue;
         }
@@ -918,16 +968,16 @@ fn complete_in(
     session: &mut Session,
     client_id: &str,
     seq: u64,
-    pending: &mut VecDeque<Pending>,
+    pending: &mut Outputs,
 ) -> Option<Outbound> {
     let durable = session.is_durable();
     let index = session.find_seq(seq)?;
     let out = session.remove_at(index)?;
     if durable && out.qos != QoS::AtMostOnce {
-        pending.push_back(Pending::Persist(StorageRecord::Delivered {
+        pending.persist(StorageRecord::Delivered {
             client_id: client_id.to_owned(),
             seq,
-        }));
+        });
     }
     Some(out)
 }
@@ -1130,7 +1180,7 @@ fn remove_merged(direct: &mut Vec<(Arc<str>, Delivery)>, merged: &[bool]) {
 #[allow(clippy::too_many_arguments)]
 fn publish_to(
     bytes: &mut BytesMut,
-    pending: &mut VecDeque<Pending>,
+    pending: &mut Outputs,
     conn: &mut Connection,
     client_id: &str,
     out: &Outbound,
@@ -1187,11 +1237,11 @@ fn publish_to(
                 .insert(out.message.topic.clone(), alias);
         }
     } else {
-        pending.push_back(Pending::Event(BrokerEvent::MessageDropped {
+        pending.event(BrokerEvent::MessageDropped {
             client_id: client_id.to_owned(),
             topic: out.message.topic.clone(),
             reason: DropReason::TooLarge,
-        }));
+        });
     }
     sent
 }

@@ -3,19 +3,26 @@
 //!
 //! # Driving it
 //!
-//! The host owns the sockets, the clock and the storage. It calls the `handle_*` inputs and then
-//! drains [`Broker::poll_output`] until it returns `None`, doing what each [`Output`] says **in
-//! order**:
+//! The host owns the sockets, the clock and the storage (the design is in
+//! `docs/design/engine-io.md`). It calls the `handle_*` inputs and then drains
+//! [`Broker::poll_output`] until it returns `None`, doing what each [`Output`] says:
 //!
-//! 1. [`Output::Persist`]: store the record durably. Everything after it may depend on it (for
-//!    example a PUBACK that acknowledges a message the record queued): persist, then send.
-//! 2. [`Output::Transmit`]: write the bytes to the connection.
-//! 3. [`Output::Close`]: close the connection after writing what was queued for it.
-//! 4. [`Output::Event`]: tell the application (log it, count it).
+//! - [`Output::Persist`]: store the record durably; once it and every earlier one are durable,
+//!   report it with [`Broker::handle_committed`] (records may be committed in batches: group
+//!   commit). Nothing that depends on a record leaves the engine before it is committed.
+//! - [`Output::TransmitReady`]: the connection has bytes to send; pull them with
+//!   [`Broker::poll_transmit`] when its socket can take them (and again while it returns some).
+//!   Outbound PUBLISH packets are encoded then, so a connection that reads slowly costs queued
+//!   references, not encoded bytes.
+//! - [`Output::Close`]: write its farewell bytes if the socket takes them at once, and close.
+//! - [`Output::PauseReading`] / [`Output::ResumeReading`]: back-pressure; stop or start reading
+//!   the connection's socket.
+//! - [`Output::Event`]: tell the application (log it, count it).
 //!
-//! Then it asks [`Broker::poll_timeout`] for the next deadline and calls
-//! [`Broker::handle_timeout`] when it passes. Time is always an argument: the same inputs at the
-//! same times give the same outputs, byte for byte.
+//! `poll_transmit` may emit records too (a delivery to a durable session is recorded before its
+//! bytes are released): drain `poll_output` after it. Then ask [`Broker::poll_timeout`] for the
+//! next deadline and call [`Broker::handle_timeout`] when it passes. Time is always an argument:
+//! the same inputs at the same times give the same outputs, byte for byte.
 //!
 //! ```
 //! use mqtt_session::broker::{Broker, BrokerConfig, Output};
@@ -28,14 +35,22 @@
 //! broker.handle_bytes(conn, &[0x10, 0x0E, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 2, b'c', b'1'], now);
 //! let mut sent = Vec::new();
 //! while let Some(out) = broker.poll_output() {
-//!     if let Output::Transmit { data, .. } = out {
-//!         sent.extend_from_slice(&data);
+//!     match out {
+//!         // No storage here: every record is "durable" at once.
+//!         Output::Persist { seq, .. } => broker.handle_committed(seq),
+//!         Output::TransmitReady { connection } => {
+//!             while let Some(bytes) = broker.poll_transmit(connection, 64 * 1024, now) {
+//!                 sent.extend_from_slice(&bytes);
+//!             }
+//!         }
+//!         _ => {}
 //!     }
 //! }
 //! assert_eq!(sent, [0x20, 0x02, 0x00, 0x00]); // CONNACK, no session present, accepted
 //! assert_eq!(broker.poll_timeout(), Some(now.plus_secs(90))); // keep alive: 1.5 × 60 s
 //! ```
 
+mod backlog;
 mod config;
 mod connect;
 mod delivery;
@@ -69,22 +84,43 @@ use crate::topic_tree::SubscriptionTree;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnectionId(pub u64);
 
-/// What the host must do next; see the module documentation for the order.
+/// What the host must do next; see the module documentation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 #[non_exhaustive]
 pub enum Output {
-    /// Store this record durably before acting on the outputs that follow it.
-    Persist(StorageRecord),
-    /// Write these bytes to the connection.
-    Transmit {
+    /// Store this record durably, then report [`Broker::handle_committed`] with `seq` (or a
+    /// later number, once the later records are durable too). Sequence numbers start at 1 and
+    /// increase by one.
+    Persist {
+        /// The record's sequence number.
+        seq: u64,
+        /// The record.
+        record: StorageRecord,
+    },
+    /// The connection has bytes to send: call [`Broker::poll_transmit`] when its socket can
+    /// take them. Said once when the connection goes from nothing to send to something.
+    TransmitReady {
         /// The connection.
         connection: ConnectionId,
-        /// The bytes (one or more whole packets).
-        data: Bytes,
     },
-    /// Close the connection (after writing what was queued for it).
+    /// Close the connection, after writing `farewell` if the socket takes it at once. The
+    /// engine has forgotten the connection.
     Close {
+        /// The connection.
+        connection: ConnectionId,
+        /// The last bytes for it (a DISCONNECT or a refusing CONNACK, and what was released
+        /// and not pulled before it), possibly empty.
+        farewell: Bytes,
+    },
+    /// Stop reading the connection's socket (it is being slowed: its client publishes to a
+    /// subscriber that is behind, or does not read its own acknowledgements).
+    PauseReading {
+        /// The connection.
+        connection: ConnectionId,
+    },
+    /// Read the connection's socket again.
+    ResumeReading {
         /// The connection.
         connection: ConnectionId,
     },
@@ -102,6 +138,9 @@ pub enum DropReason {
     Expired,
     /// It was larger than the client's Maximum Packet Size. [MQTT-3.1.2-25]
     TooLarge,
+    /// A QoS 0 message for a subscriber that is stuck (over its backlog for longer than
+    /// `BrokerConfig::stuck_after`).
+    SlowConsumer,
 }
 
 /// What a client asked to do, in a [`BrokerEvent::NotAuthorized`].
@@ -177,7 +216,8 @@ pub enum BrokerEvent {
         /// The topic (publish) or the topic filter (subscribe).
         target: String,
     },
-    /// A message was not delivered to a session.
+    /// A message was not delivered to a session. (For a stuck subscriber, only the first QoS 0
+    /// message dropped is reported; [`BrokerEvent::ConsumerRecovered`] gives the count.)
     MessageDropped {
         /// The Client Identifier.
         client_id: String,
@@ -185,6 +225,25 @@ pub enum BrokerEvent {
         topic: TopicName,
         /// Why.
         reason: DropReason,
+    },
+    /// A connected subscriber has been over its backlog for `BrokerConfig::stuck_after`: its
+    /// QoS 0 messages are dropped from now on, and the publishers it slowed are resumed.
+    ConsumerStuck {
+        /// The connection.
+        connection: ConnectionId,
+        /// The Client Identifier.
+        client_id: String,
+        /// Its backlog, in bytes.
+        backlog: usize,
+    },
+    /// A stuck subscriber is back under half its backlog, or its connection ended.
+    ConsumerRecovered {
+        /// The connection.
+        connection: ConnectionId,
+        /// The Client Identifier.
+        client_id: String,
+        /// The QoS 0 messages dropped for it while it was stuck.
+        dropped: u64,
     },
 }
 
@@ -195,15 +254,46 @@ enum Timer {
     KeepAlive(ConnectionId),
     SessionExpiry(String),
     Will(String),
+    /// The connection has been over its backlog since the time armed minus `stuck_after`.
+    Stuck(ConnectionId),
+    /// The connection has been stuck since the time armed minus `disconnect_stuck_after`.
+    StuckTooLong(ConnectionId),
 }
 
-/// An output under construction: transmits to the same connection are merged.
+/// An output waiting in the queue.
 #[derive(Debug)]
 enum Pending {
-    Persist(StorageRecord),
-    Transmit(ConnectionId, BytesMut),
-    Close(ConnectionId),
+    Persist(u64, StorageRecord),
+    TransmitReady(ConnectionId),
+    Close(ConnectionId, Bytes),
+    Pause(ConnectionId),
+    Resume(ConnectionId),
     Event(BrokerEvent),
+}
+
+/// The output queue, and the sequence numbers of the records it has given out.
+#[derive(Debug, Default)]
+struct Outputs {
+    queue: VecDeque<Pending>,
+    /// The sequence number of the last record queued (0: none yet).
+    last_record: u64,
+}
+
+impl Outputs {
+    /// Queues a record with the next sequence number.
+    fn persist(&mut self, record: StorageRecord) {
+        self.last_record += 1;
+        self.queue
+            .push_back(Pending::Persist(self.last_record, record));
+    }
+
+    fn event(&mut self, event: BrokerEvent) {
+        self.queue.push_back(Pending::Event(event));
+    }
+
+    fn push(&mut self, pending: Pending) {
+        self.queue.push_back(pending);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,6 +329,27 @@ struct Connection {
     connect_session_expiry: u32,
     /// The connection's deadlines in `Broker::timers` (removed when it closes).
     armed: Vec<(Timestamp, Timer)>,
+    /// Control packets encoded and not yet pulled, in order, each chunk with its gate: the
+    /// last record emitted before it, which must be committed before the chunk is released.
+    outbox: VecDeque<(u64, BytesMut)>,
+    /// The bytes in `outbox`.
+    outbox_bytes: usize,
+    /// `TransmitReady` was said and the host has not yet pulled everything sendable.
+    notified: bool,
+    /// Whether the host was told to stop reading it.
+    reading_paused: bool,
+    /// How many subscribers that are behind slow this connection's client down.
+    paused_by: u32,
+    /// Its own outbox (acknowledgements it does not read) is over the backlog.
+    self_paused: bool,
+    /// The publishers this connection (a subscriber that is behind) has paused.
+    pausing: Vec<ConnectionId>,
+    /// Since when its backlog is over `max_connection_backlog`.
+    over_backlog_since: Option<Timestamp>,
+    /// Since when it counts as stuck.
+    stuck_since: Option<Timestamp>,
+    /// QoS 0 messages dropped while stuck.
+    dropped_qos0: u64,
 }
 
 /// A subscription's key in the subscription tree: the session, and the share group for a
@@ -271,7 +382,11 @@ pub struct Broker<P = AllowAll> {
     tree: SubscriptionTree<SubKey, SubValue>,
     retained: BTreeMap<TopicName, Arc<Message>>,
     timers: BTreeSet<(Timestamp, Timer)>,
-    out: VecDeque<Pending>,
+    out: Outputs,
+    /// Every record up to this sequence number is durable (`handle_committed`).
+    committed: u64,
+    /// Connections with outbox chunks waiting for a commit, by gate (increasing).
+    gated: VecDeque<(u64, ConnectionId)>,
     next_connection: u64,
     next_assigned_id: u64,
     shared_round_robin: BTreeMap<(String, String), u64>,
@@ -297,7 +412,9 @@ impl<P: Policy> Broker<P> {
             tree: SubscriptionTree::new(),
             retained: BTreeMap::new(),
             timers: BTreeSet::new(),
-            out: VecDeque::new(),
+            out: Outputs::default(),
+            committed: 0,
+            gated: VecDeque::new(),
             next_connection: 1,
             next_assigned_id: 1,
             shared_round_robin: BTreeMap::new(),
@@ -399,6 +516,16 @@ impl<P: Policy> Broker<P> {
                 pending_assigned_id: false,
                 connect_session_expiry: 0,
                 armed: Vec::new(),
+                outbox: VecDeque::new(),
+                outbox_bytes: 0,
+                notified: false,
+                reading_paused: false,
+                paused_by: 0,
+                self_paused: false,
+                pausing: Vec::new(),
+                over_backlog_since: None,
+                stuck_since: None,
+                dropped_qos0: 0,
             },
         );
         if let Some(secs) = self.config.connect_timeout {
@@ -488,21 +615,44 @@ impl<P: Policy> Broker<P> {
                 }
                 Timer::Will(client) => self.fire_will(&client, at, now),
                 Timer::SessionExpiry(client) => self.check_session_expiry(&client, now),
+                Timer::Stuck(c) => self.check_stuck(c, now),
+                Timer::StuckTooLong(c) => self.check_stuck_too_long(c, now),
             }
         }
     }
 
     // ---- outputs ------------------------------------------------------------------------
 
+    /// Every record with a sequence number up to `seq` is durable: what waited for them is
+    /// released (the connections concerned are told with [`Output::TransmitReady`]). Numbers
+    /// that do not move forward are ignored.
+    pub fn handle_committed(&mut self, seq: u64) {
+        if seq <= self.committed {
+            return;
+        }
+        self.committed = seq.min(self.out.last_record);
+        while let Some(&(gate, connection)) = self.gated.front() {
+            if gate > self.committed {
+                break;
+            }
+            self.gated.pop_front();
+            if let Some(conn) = self.connections.get_mut(&connection) {
+                notify(&mut self.out, connection, conn);
+            }
+        }
+    }
+
     /// The next thing for the host to do; `None` when there is nothing left.
     pub fn poll_output(&mut self) -> Option<Output> {
-        Some(match self.out.pop_front()? {
-            Pending::Persist(r) => Output::Persist(r),
-            Pending::Transmit(connection, data) => Output::Transmit {
+        Some(match self.out.queue.pop_front()? {
+            Pending::Persist(seq, record) => Output::Persist { seq, record },
+            Pending::TransmitReady(connection) => Output::TransmitReady { connection },
+            Pending::Close(connection, farewell) => Output::Close {
                 connection,
-                data: data.freeze(),
+                farewell,
             },
-            Pending::Close(connection) => Output::Close { connection },
+            Pending::Pause(connection) => Output::PauseReading { connection },
+            Pending::Resume(connection) => Output::ResumeReading { connection },
             Pending::Event(e) => Output::Event(e),
         })
     }
@@ -516,20 +666,53 @@ impl<P: Policy> Broker<P> {
     // ---- internals shared by the submodules ---------------------------------------------
 
     fn persist(&mut self, record: StorageRecord) {
-        self.out.push_back(Pending::Persist(record));
+        self.out.persist(record);
     }
 
     fn event(&mut self, event: BrokerEvent) {
-        self.out.push_back(Pending::Event(event));
+        self.out.event(event);
     }
 
-    /// Encodes `packet` for `connection`, refusing it when larger than the client's Maximum
-    /// Packet Size [MQTT-3.1.2-24]. Returns whether it was queued.
+    /// Encodes `packet` into `connection`'s outbox, refusing it when larger than the client's
+    /// Maximum Packet Size [MQTT-3.1.2-24]. Returns whether it was queued.
     fn send(&mut self, connection: ConnectionId, packet: &Packet) -> bool {
-        let Some(conn) = self.connections.get(&connection) else {
+        let Some(conn) = self.connections.get_mut(&connection) else {
             return false;
         };
-        encode_to(&mut self.out, connection, conn, packet)
+        let mut bytes = BytesMut::new();
+        if !encode(conn, packet, &mut bytes) {
+            return false;
+        }
+        self.queue_bytes(connection, bytes);
+        true
+    }
+
+    /// Appends encoded packets to `connection`'s outbox, gated by the last record emitted, and
+    /// says so to the host (at once, or when the gate is committed). A client whose outbox
+    /// grows past the backlog (it does not read its acknowledgements) is paused.
+    fn queue_bytes(&mut self, connection: ConnectionId, bytes: BytesMut) {
+        if bytes.is_empty() {
+            return;
+        }
+        let gate = self.out.last_record;
+        let backlog = self.config.max_connection_backlog;
+        let Some(conn) = self.connections.get_mut(&connection) else {
+            return;
+        };
+        conn.outbox_bytes += bytes.len();
+        match conn.outbox.back_mut() {
+            Some((g, chunk)) if *g == gate => chunk.unsplit(bytes),
+            _ => conn.outbox.push_back((gate, bytes)),
+        }
+        if gate <= self.committed {
+            notify(&mut self.out, connection, conn);
+        } else if self.gated.back() != Some(&(gate, connection)) {
+            self.gated.push_back((gate, connection));
+        }
+        if conn.outbox_bytes > backlog && !conn.self_paused {
+            conn.self_paused = true;
+            update_reading(&mut self.out, connection, conn);
+        }
     }
 
     fn arm(&mut self, at: Timestamp, timer: Timer) {
@@ -636,7 +819,7 @@ impl<P: Policy> Broker<P> {
     fn send_raw(&mut self, connection: ConnectionId, bytes: &[u8]) {
         let mut buf = BytesMut::with_capacity(bytes.len());
         buf.extend_from_slice(bytes);
-        self.out.push_back(Pending::Transmit(connection, buf));
+        self.queue_bytes(connection, buf);
     }
 
     /// Ends a connection. `graceful`: the client sent DISCONNECT with a reason other than
@@ -644,10 +827,29 @@ impl<P: Policy> Broker<P> {
     /// its delay [MQTT-3.1.2-8].
     fn close_connection(&mut self, connection: ConnectionId, graceful: bool, now: Timestamp) {
         self.disarm_connection(connection, None);
-        let Some(conn) = self.connections.remove(&connection) else {
+        let Some(mut conn) = self.connections.remove(&connection) else {
             return;
         };
-        self.out.push_back(Pending::Close(connection));
+        // The farewell: what was released and not pulled (the gated rest is dropped: the
+        // client takes the close as a lost connection, and QoS 1/2 flows go on next time).
+        let mut farewell = BytesMut::new();
+        for (gate, chunk) in conn.outbox.drain(..) {
+            if gate > self.committed {
+                break;
+            }
+            farewell.unsplit(chunk);
+        }
+        self.out.push(Pending::Close(connection, farewell.freeze()));
+        self.release_paused_publishers(&mut conn);
+        if conn.stuck_since.is_some()
+            && let Some(client_id) = &conn.client_id
+        {
+            self.event(BrokerEvent::ConsumerRecovered {
+                connection,
+                client_id: client_id.clone(),
+                dropped: conn.dropped_qos0,
+            });
+        }
         if conn.state != ConnState::Connected {
             return;
         }
@@ -663,29 +865,6 @@ impl<P: Policy> Broker<P> {
     }
 }
 
-/// Encodes `packet` for `conn` at the end of the output queue (appended to the last transmit
-/// when it is for the same connection), refusing it when larger than the client's Maximum
-/// Packet Size [MQTT-3.1.2-24]. Returns whether it was queued.
-fn encode_to(
-    pending: &mut VecDeque<Pending>,
-    connection: ConnectionId,
-    conn: &Connection,
-    packet: &Packet,
-) -> bool {
-    if let Some(Pending::Transmit(c, buf)) = pending.back_mut()
-        && *c == connection
-    {
-        return encode(conn, packet, buf);
-    }
-    let mut buf = BytesMut::new();
-    // A refused packet writes nothing, and leaves no empty transmit behind.
-    let sent = encode(conn, packet, &mut buf);
-    if sent {
-        pending.push_back(Pending::Transmit(connection, buf));
-    }
-    sent
-}
-
 /// Encodes `packet` for `conn` at the end of `buf`, refusing it when larger than the client's
 /// Maximum Packet Size [MQTT-3.1.2-24] (and then writing nothing). Returns whether it was
 /// written.
@@ -696,15 +875,23 @@ fn encode(conn: &Connection, packet: &Packet, buf: &mut BytesMut) -> bool {
         .is_ok()
 }
 
-/// Queues `bytes` (whole packets) for `connection`: appended to the last transmit when it is
-/// for the same connection, nothing when empty.
-#[inline]
-fn transmit(pending: &mut VecDeque<Pending>, connection: ConnectionId, bytes: BytesMut) {
-    if bytes.is_empty() {
-        return;
+/// Says [`Output::TransmitReady`] for `conn` unless it was said and not yet answered.
+fn notify(out: &mut Outputs, connection: ConnectionId, conn: &mut Connection) {
+    if !conn.notified {
+        conn.notified = true;
+        out.push(Pending::TransmitReady(connection));
     }
-    match pending.back_mut() {
-        Some(Pending::Transmit(c, buf)) if *c == connection => buf.unsplit(bytes),
-        _ => pending.push_back(Pending::Transmit(connection, bytes)),
+}
+
+/// Tells the host to pause or resume reading `conn` when what it should do changed.
+fn update_reading(out: &mut Outputs, connection: ConnectionId, conn: &mut Connection) {
+    let pause = conn.self_paused || conn.paused_by > 0;
+    if pause != conn.reading_paused {
+        conn.reading_paused = pause;
+        out.push(if pause {
+            Pending::Pause(connection)
+        } else {
+            Pending::Resume(connection)
+        });
     }
 }

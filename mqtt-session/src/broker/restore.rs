@@ -280,8 +280,9 @@ impl<P: Policy> Broker<P> {
         debug_assert!(
             !self
                 .out
+                .queue
                 .iter()
-                .any(|p| matches!(p, super::Pending::Persist(_))),
+                .any(|p| matches!(p, super::Pending::Persist(..))),
             "snapshot taken with persist records not yet drained"
         );
         let mut out = Vec::new();

@@ -82,20 +82,37 @@ impl<P: Policy + Clone> Sim<P> {
     pub fn drain(&mut self) {
         while let Some(out) = self.broker.poll_output() {
             match out {
-                Output::Persist(r) => self.records.push(r),
-                Output::Transmit { connection, data } => {
+                // Durable at once: every record is committed as it comes.
+                Output::Persist { seq, record } => {
+                    self.records.push(record);
+                    self.broker.handle_committed(seq);
+                }
+                // A fast reader: everything is pulled at once.
+                Output::TransmitReady { connection } => {
                     assert!(
                         !self.closed.contains(&connection),
                         "transmit after close on {connection:?}"
                     );
+                    while let Some(data) =
+                        self.broker.poll_transmit(connection, usize::MAX, self.now)
+                    {
+                        self.inbox
+                            .entry(connection)
+                            .or_default()
+                            .extend_from_slice(&data);
+                    }
+                }
+                Output::Close {
+                    connection,
+                    farewell,
+                } => {
                     self.inbox
                         .entry(connection)
                         .or_default()
-                        .extend_from_slice(&data);
-                }
-                Output::Close { connection } => {
+                        .extend_from_slice(&farewell);
                     self.closed.insert(connection);
                 }
+                Output::PauseReading { .. } | Output::ResumeReading { .. } => {}
                 Output::Event(e) => self.events.push(e),
                 other => panic!("unexpected output {other:?}"),
             }

@@ -810,8 +810,11 @@ impl World {
     fn settle(&mut self) {
         while let Some(out) = self.broker.poll_output() {
             match out {
-                Output::Persist(r) => self.records.push(r),
-                Output::Transmit { connection, data } => {
+                Output::Persist { seq, record } => {
+                    self.records.push(record);
+                    self.broker.handle_committed(seq);
+                }
+                Output::TransmitReady { connection } => {
                     assert!(
                         !self.closed.contains(&connection),
                         "transmit after close on {connection:?}"
@@ -820,15 +823,27 @@ impl World {
                         self.owner.contains_key(&connection),
                         "transmit to unknown {connection:?}"
                     );
-                    assert!(!data.is_empty(), "empty transmit to {connection:?}");
+                    while let Some(data) =
+                        self.broker.poll_transmit(connection, usize::MAX, self.now)
+                    {
+                        assert!(!data.is_empty(), "empty transmit to {connection:?}");
+                        self.inbox
+                            .entry(connection)
+                            .or_default()
+                            .extend_from_slice(&data);
+                    }
+                }
+                Output::Close {
+                    connection,
+                    farewell,
+                } => {
                     self.inbox
                         .entry(connection)
                         .or_default()
-                        .extend_from_slice(&data);
-                }
-                Output::Close { connection } => {
+                        .extend_from_slice(&farewell);
                     self.closed.insert(connection);
                 }
+                Output::PauseReading { .. } | Output::ResumeReading { .. } => {}
                 Output::Event(e) => {
                     if let BrokerEvent::WillPublished { client_id, .. } = &e {
                         let c = CLIENT_IDS.iter().position(|id| id == client_id).unwrap();

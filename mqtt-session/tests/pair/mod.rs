@@ -300,21 +300,34 @@ impl<P: Policy> Pair<P> {
         }
         while let Some(out) = self.broker.poll_output() {
             match out {
-                Output::Persist(_) => {}
-                Output::Transmit { connection, data } => {
-                    assert!(!data.is_empty(), "empty broker transmit");
-                    let at = self.delivery_time();
-                    if let Some(link) = self.link_of(connection) {
-                        assert!(!link.down.closing, "broker transmit after close");
-                        let last = link.down.chunks.back().map_or(at, |(t, _)| *t);
-                        link.down.chunks.push_back((at.max(last), data));
+                Output::Persist { seq, .. } => self.broker.handle_committed(seq),
+                Output::TransmitReady { connection } => {
+                    while let Some(data) =
+                        self.broker.poll_transmit(connection, usize::MAX, self.now)
+                    {
+                        assert!(!data.is_empty(), "empty broker transmit");
+                        let at = self.delivery_time();
+                        if let Some(link) = self.link_of(connection) {
+                            assert!(!link.down.closing, "broker transmit after close");
+                            let last = link.down.chunks.back().map_or(at, |(t, _)| *t);
+                            link.down.chunks.push_back((at.max(last), data));
+                        }
                     }
                 }
-                Output::Close { connection } => {
+                Output::Close {
+                    connection,
+                    farewell,
+                } => {
+                    let at = self.delivery_time();
                     if let Some(link) = self.link_of(connection) {
+                        if !farewell.is_empty() {
+                            let last = link.down.chunks.back().map_or(at, |(t, _)| *t);
+                            link.down.chunks.push_back((at.max(last), farewell));
+                        }
                         link.down.closing = true;
                     }
                 }
+                Output::PauseReading { .. } | Output::ResumeReading { .. } => {}
                 Output::Event(e) => self.broker_events.push(e),
                 other => panic!("unexpected broker output {other:?}"),
             }

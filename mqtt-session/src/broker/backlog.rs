@@ -1,0 +1,240 @@
+//! Pulled transmit and the slow-consumer policy (`docs/design/engine-io.md`): the host pulls a
+//! connection's bytes when its socket can take them, and the engine decides what a subscriber
+//! that is behind costs: it slows the publishers that feed it for a while, then drops its QoS 0
+//! messages, then disconnects it.
+
+use bytes::{Bytes, BytesMut};
+use mqtt_codec::{Disconnect, Packet, ReasonCode};
+
+use super::delivery::has_sendable;
+use super::update_reading;
+use super::{Broker, BrokerEvent, ConnState, Connection, ConnectionId, Policy, Timer, notify};
+use crate::time::Timestamp;
+
+impl<P: Policy> Broker<P> {
+    /// Up to `max_bytes` bytes to write to `connection` now, in order; `None` when it has
+    /// nothing sendable (nothing queued, its send quota used up, or what is left waits for a
+    /// commit). Outbound PUBLISH packets are encoded here: Packet Identifiers and Topic Aliases
+    /// are assigned now, and the records of deliveries to a durable session are emitted (drain
+    /// [`Broker::poll_output`] afterwards; their bytes come once they are committed).
+    ///
+    /// Call it when [`Output::TransmitReady`](super::Output::TransmitReady) said so and the
+    /// socket can take bytes, and again while it returns some and the socket takes more.
+    pub fn poll_transmit(
+        &mut self,
+        connection: ConnectionId,
+        max_bytes: usize,
+        now: Timestamp,
+    ) -> Option<Bytes> {
+        let max_bytes = max_bytes.max(1);
+        let committed = self.committed;
+        let mut data = BytesMut::new();
+        let client_id = {
+            let conn = self.connections.get_mut(&connection)?;
+            // Released control packets first, in order.
+            while data.len() < max_bytes {
+                let Some((gate, chunk)) = conn.outbox.front_mut() else {
+                    break;
+                };
+                if *gate > committed {
+                    break;
+                }
+                let room = max_bytes - data.len();
+                if chunk.len() <= room {
+                    if let Some((_, chunk)) = conn.outbox.pop_front() {
+                        data.unsplit(chunk);
+                    }
+                } else {
+                    data.unsplit(chunk.split_to(room));
+                }
+            }
+            conn.outbox_bytes = conn.outbox_bytes.saturating_sub(data.len());
+            let ready = conn.state == ConnState::Connected && conn.outbox.is_empty();
+            conn.client_id.clone().filter(|_| ready)
+        };
+        // Then queued messages, encoded now, into what the budget leaves.
+        if let Some(client_id) = client_id
+            && data.len() < max_bytes
+        {
+            let before = self.out.last_record;
+            let mut bytes = BytesMut::new();
+            self.pump_into(&client_id, &mut bytes, max_bytes - data.len(), now);
+            if self.out.last_record > before && self.out.last_record > committed {
+                // Deliveries recorded just now: their bytes wait for the commit.
+                self.queue_bytes(connection, bytes);
+            } else if data.len() + bytes.len() <= max_bytes {
+                data.unsplit(bytes);
+            } else {
+                // The last packet went past the budget: the rest waits, released.
+                let rest = bytes.split_off(max_bytes - data.len());
+                data.unsplit(bytes);
+                self.queue_bytes(connection, rest);
+            }
+        }
+        let sendable = self.has_sendable_now(connection);
+        let conn = self.connections.get_mut(&connection)?;
+        if !sendable {
+            conn.notified = false;
+        }
+        if conn.outbox_bytes <= self.config.max_connection_backlog / 2 && conn.self_paused {
+            conn.self_paused = false;
+            update_reading(&mut self.out, connection, conn);
+        }
+        if !data.is_empty() {
+            self.progress(connection);
+        }
+        (!data.is_empty()).then(|| data.freeze())
+    }
+
+    /// Whether `connection` has something `poll_transmit` would give now.
+    fn has_sendable_now(&self, connection: ConnectionId) -> bool {
+        let Some(conn) = self.connections.get(&connection) else {
+            return false;
+        };
+        if let Some((gate, _)) = conn.outbox.front() {
+            return *gate <= self.committed;
+        }
+        conn.state == ConnState::Connected
+            && conn
+                .client_id
+                .as_ref()
+                .and_then(|c| self.sessions.get(c))
+                .is_some_and(|s| has_sendable(s, conn, &self.config))
+    }
+
+    /// Says `TransmitReady` for the connection of `client_id`'s session when it has a queued
+    /// message to send.
+    pub(super) fn notify_if_sendable(&mut self, client_id: &str) {
+        let Self {
+            sessions,
+            connections,
+            out,
+            config,
+            ..
+        } = self;
+        if let Some(session) = sessions.get(client_id)
+            && let Some(connection) = session.connection
+            && let Some(conn) = connections.get_mut(&connection)
+            && has_sendable(session, conn, config)
+        {
+            notify(out, connection, conn);
+        }
+    }
+
+    /// The connection's backlog in bytes: its outbox and its session's queued messages.
+    fn backlog(&self, conn: &Connection) -> usize {
+        let queued = conn
+            .client_id
+            .as_ref()
+            .and_then(|c| self.sessions.get(c))
+            .map_or(0, |s| s.queued_bytes);
+        conn.outbox_bytes + queued
+    }
+
+    /// The host pulled bytes of `connection`: back under half its backlog, it is no longer
+    /// behind (the publishers it slowed are resumed, and a stuck run ends).
+    fn progress(&mut self, connection: ConnectionId) {
+        let Some(conn) = self.connections.get(&connection) else {
+            return;
+        };
+        if conn.over_backlog_since.is_none() {
+            return;
+        }
+        if self.backlog(conn) > self.config.max_connection_backlog / 2 {
+            return;
+        }
+        let Some(mut conn) = self.connections.remove(&connection) else {
+            return;
+        };
+        conn.over_backlog_since = None;
+        self.release_paused_publishers(&mut conn);
+        if conn.stuck_since.take().is_some()
+            && let Some(client_id) = &conn.client_id
+        {
+            self.event(BrokerEvent::ConsumerRecovered {
+                connection,
+                client_id: client_id.clone(),
+                dropped: core::mem::take(&mut conn.dropped_qos0),
+            });
+        }
+        self.connections.insert(connection, conn);
+        self.disarm_connection(connection, Some(&Timer::Stuck(connection)));
+        self.disarm_connection(connection, Some(&Timer::StuckTooLong(connection)));
+    }
+
+    /// Resumes the publishers `conn` (a subscriber that was behind) slowed.
+    pub(super) fn release_paused_publishers(&mut self, conn: &mut Connection) {
+        for publisher in conn.pausing.drain(..) {
+            if let Some(p) = self.connections.get_mut(&publisher) {
+                p.paused_by = p.paused_by.saturating_sub(1);
+                update_reading(&mut self.out, publisher, p);
+            }
+        }
+    }
+
+    /// `stuck_after` has passed since `connection` went over its backlog: if it still is, it
+    /// is stuck.
+    pub(super) fn check_stuck(&mut self, connection: ConnectionId, now: Timestamp) {
+        let Some(conn) = self.connections.get(&connection) else {
+            return;
+        };
+        if conn.over_backlog_since.is_none() || conn.stuck_since.is_some() {
+            return;
+        }
+        let backlog = self.backlog(conn);
+        if backlog <= self.config.max_connection_backlog {
+            // Back under, not yet under half: give it another period.
+            if let Some(conn) = self.connections.get_mut(&connection) {
+                conn.over_backlog_since = Some(now);
+            }
+            let at = now.plus_millis(self.config.stuck_after_ms);
+            self.arm_connection(connection, at, Timer::Stuck(connection));
+            return;
+        }
+        let Some(mut conn) = self.connections.remove(&connection) else {
+            return;
+        };
+        conn.stuck_since = Some(now);
+        self.release_paused_publishers(&mut conn);
+        let client_id = conn.client_id.clone().unwrap_or_default();
+        self.connections.insert(connection, conn);
+        self.event(BrokerEvent::ConsumerStuck {
+            connection,
+            client_id,
+            backlog,
+        });
+        if let Some(secs) = self.config.disconnect_stuck_after {
+            let at = now.plus_secs(u64::from(secs));
+            self.arm_connection(connection, at, Timer::StuckTooLong(connection));
+        }
+    }
+
+    /// `disconnect_stuck_after` has passed since `connection` became stuck: if it still is, it
+    /// is disconnected (DISCONNECT 0x97 Quota exceeded in 5.0; its will follows the usual
+    /// rules).
+    pub(super) fn check_stuck_too_long(&mut self, connection: ConnectionId, now: Timestamp) {
+        let stuck = self
+            .connections
+            .get(&connection)
+            .is_some_and(|c| c.stuck_since.is_some());
+        if !stuck {
+            return;
+        }
+        let v5 = self
+            .connections
+            .get(&connection)
+            .is_some_and(|c| c.version.is_v5());
+        if v5 {
+            self.send(
+                connection,
+                &Packet::Disconnect(Disconnect::new(ReasonCode::QUOTA_EXCEEDED)),
+            );
+        }
+        self.event(BrokerEvent::ProtocolViolation {
+            connection,
+            reason_code: ReasonCode::QUOTA_EXCEEDED,
+            error: None,
+        });
+        self.close_connection(connection, false, now);
+    }
+}

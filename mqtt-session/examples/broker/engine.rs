@@ -111,6 +111,11 @@ struct Conn {
     writer: AbortHandle,
     /// Whether the reader may read (`PauseReading` / `ResumeReading`).
     reading: watch::Sender<bool>,
+    /// Input that arrived while paused (read before the reader saw the pause): handed to the
+    /// engine when it resumes, so that a paused client really is not read.
+    held: Vec<Bytes>,
+    /// The peer closed while input was held: the close is reported once that input is in.
+    closed_after_held: bool,
     /// Chunks the writer has room for.
     credit: usize,
     /// Whether the engine may have bytes for it (`TransmitReady`, or the last pull gave some).
@@ -209,8 +214,23 @@ impl Engine {
         let now = self.clock.now();
         match input {
             Input::Accepted(stream, peer) => self.open(stream, peer, now),
-            Input::Bytes(conn, data) => self.broker.handle_bytes(conn, &data, now),
+            Input::Bytes(conn, data) => match self.conns.get_mut(&conn) {
+                // Read before the reader saw the pause: held until the engine resumes it.
+                Some(c) if self.broker.is_reading_paused(conn) || !c.held.is_empty() => {
+                    c.held.push(data);
+                }
+                _ => self.broker.handle_bytes(conn, &data, now),
+            },
             Input::Closed(conn) => {
+                // What the client sent before it left counts (its last PUBLISH, its
+                // DISCONNECT): while some of it is held (paused), the close waits for it.
+                if let Some(c) = self.conns.get_mut(&conn)
+                    && !c.held.is_empty()
+                {
+                    c.reader.abort();
+                    c.closed_after_held = true;
+                    return;
+                }
                 if let Some(c) = self.conns.remove(&conn) {
                     tracing::debug!(conn = conn.0, peer = %c.peer, "connection closed by the peer");
                     c.reader.abort();
@@ -253,6 +273,8 @@ impl Engine {
                 reader,
                 writer,
                 reading,
+                held: Vec::new(),
+                closed_after_held: false,
                 credit: WRITE_CREDIT,
                 ready: false,
                 connected: false,
@@ -380,13 +402,34 @@ impl Engine {
                 }
             }
             Output::PauseReading { connection } => {
+                tracing::debug!(conn = connection.0, "reading paused");
                 if let Some(c) = self.conns.get(&connection) {
                     c.reading.send_replace(false);
                 }
             }
             Output::ResumeReading { connection } => {
-                if let Some(c) = self.conns.get(&connection) {
+                tracing::debug!(conn = connection.0, "reading resumed");
+                if let Some(c) = self.conns.get_mut(&connection) {
                     c.reading.send_replace(true);
+                    let held = std::mem::take(&mut c.held);
+                    let now = self.clock.now();
+                    for data in held {
+                        // It may pause it again: what follows is held again.
+                        if self.broker.is_reading_paused(connection) {
+                            if let Some(c) = self.conns.get_mut(&connection) {
+                                c.held.push(data);
+                            }
+                        } else {
+                            self.broker.handle_bytes(connection, &data, now);
+                        }
+                    }
+                    if self
+                        .conns
+                        .get(&connection)
+                        .is_some_and(|c| c.closed_after_held && c.held.is_empty())
+                    {
+                        self.handle(Input::Closed(connection));
+                    }
                 }
             }
             Output::Event(event) => self.log_event(&event),
@@ -523,6 +566,30 @@ pub(crate) fn log_event(event: &BrokerEvent, peer: impl Fn(&ConnectionId) -> Opt
             target,
         } => {
             tracing::warn!(client_id, ?action, target, "not authorized");
+        }
+        BrokerEvent::ConsumerStuck {
+            connection,
+            client_id,
+            backlog,
+        } => {
+            tracing::warn!(
+                conn = connection.0,
+                client_id,
+                backlog,
+                "consumer stuck: its QoS 0 messages are dropped until it reads again"
+            );
+        }
+        BrokerEvent::ConsumerRecovered {
+            connection,
+            client_id,
+            dropped,
+        } => {
+            tracing::info!(
+                conn = connection.0,
+                client_id,
+                dropped,
+                "consumer recovered (QoS 0 messages dropped meanwhile)"
+            );
         }
         other => tracing::debug!(?other, "broker event"),
     }

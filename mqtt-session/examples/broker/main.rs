@@ -29,9 +29,9 @@
 //! One engine task owns the `Broker` and the database; the accept loop, one reader task and one
 //! writer task per connection talk to it over bounded channels (see `engine.rs`). The clock is
 //! milliseconds since the UNIX epoch, so persisted deadlines (session expiry, will delay) keep
-//! their meaning across restarts. A client that stops reading what it is sent (its write queue
-//! fills, or a write makes no progress for 30 s) is disconnected; one that sends no CONNECT
-//! within 30 s too.
+//! their meaning across restarts. Transmit is pulled: a writer holds at most two chunks, and
+//! the engine's slow-consumer policy decides what a client that reads slowly costs (see
+//! `docs/design/engine-io.md`); one that sends no CONNECT within 30 s is disconnected.
 //!
 //! # Durability
 //!

@@ -121,6 +121,14 @@ impl<P: Policy> Broker<P> {
         }
     }
 
+    /// The bytes `connection` has waiting to be sent, as the slow-consumer policy counts them
+    /// (its encoded control packets and its session's queued messages), or `None` for an
+    /// unknown connection. Compare with `BrokerConfig::max_connection_backlog`.
+    #[must_use]
+    pub fn connection_backlog(&self, connection: ConnectionId) -> Option<usize> {
+        self.connections.get(&connection).map(|c| self.backlog(c))
+    }
+
     /// The connection's backlog in bytes: its outbox and its session's queued messages.
     fn backlog(&self, conn: &Connection) -> usize {
         let queued = conn
@@ -148,6 +156,7 @@ impl<P: Policy> Broker<P> {
         };
         conn.over_backlog_since = None;
         self.release_paused_publishers(&mut conn);
+        conn.drop_reported = false;
         if conn.stuck_since.take().is_some()
             && let Some(client_id) = &conn.client_id
         {
@@ -183,12 +192,14 @@ impl<P: Policy> Broker<P> {
         }
         let backlog = self.backlog(conn);
         if backlog <= self.config.max_connection_backlog {
-            // Back under, not yet under half: give it another period.
-            if let Some(conn) = self.connections.get_mut(&connection) {
-                conn.over_backlog_since = Some(now);
-            }
-            let at = now.plus_millis(self.config.stuck_after_ms);
-            self.arm_connection(connection, at, Timer::Stuck(connection));
+            // Back under (not yet under half): no longer over, and the publishers it slowed
+            // have waited long enough. If it goes over again, the count starts again.
+            let Some(mut conn) = self.connections.remove(&connection) else {
+                return;
+            };
+            conn.over_backlog_since = None;
+            self.release_paused_publishers(&mut conn);
+            self.connections.insert(connection, conn);
             return;
         }
         let Some(mut conn) = self.connections.remove(&connection) else {
@@ -196,6 +207,34 @@ impl<P: Policy> Broker<P> {
         };
         conn.stuck_since = Some(now);
         self.release_paused_publishers(&mut conn);
+        // Its queued QoS 0 messages go now, so that they leave room in its session's queue
+        // for the QoS 1/2 messages that wait for it.
+        if let Some(session) = conn
+            .client_id
+            .as_ref()
+            .and_then(|c| self.sessions.get_mut(c))
+        {
+            let mut index = session.inflight;
+            let mut first = None;
+            while let Some(out) = session.outbound.get(index) {
+                if out.qos == mqtt_codec::QoS::AtMostOnce {
+                    if let Some(out) = session.remove_at(index) {
+                        first.get_or_insert(out.message.topic.clone());
+                    }
+                    conn.dropped_qos0 += 1;
+                } else {
+                    index += 1;
+                }
+            }
+            if let (Some(topic), Some(client_id)) = (first, &conn.client_id) {
+                conn.drop_reported = true;
+                self.out.event(BrokerEvent::MessageDropped {
+                    client_id: client_id.clone(),
+                    topic,
+                    reason: super::DropReason::SlowConsumer,
+                });
+            }
+        }
         let client_id = conn.client_id.clone().unwrap_or_default();
         self.connections.insert(connection, conn);
         self.event(BrokerEvent::ConsumerStuck {

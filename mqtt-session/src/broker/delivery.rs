@@ -405,7 +405,8 @@ impl<P: Policy> Broker<P> {
         {
             // A stuck subscriber: QoS 0 is dropped, counted, and reported once per run.
             conn.dropped_qos0 += 1;
-            if conn.dropped_qos0 == 1 {
+            if !conn.drop_reported {
+                conn.drop_reported = true;
                 pending.event(BrokerEvent::MessageDropped {
                     client_id: client_id.to_owned(),
                     topic: message.topic.clone(),
@@ -414,9 +415,23 @@ impl<P: Policy> Broker<P> {
             }
             return;
         }
-        if session.queued_count >= config.max_queued_messages
-            || session.queued_bytes + message.size() > config.max_queued_bytes
-        {
+        let full = |s: &Session| {
+            s.queued_count >= config.max_queued_messages
+                || s.queued_bytes + message.size() > config.max_queued_bytes
+        };
+        // A QoS 1/2 message takes the place of queued QoS 0 ones (at most once, the first to
+        // go) before it is dropped itself.
+        while d.qos != QoS::AtMostOnce && full(session) {
+            let Some(evicted) = session.evict_oldest_qos0() else {
+                break;
+            };
+            pending.event(BrokerEvent::MessageDropped {
+                client_id: client_id.to_owned(),
+                topic: evicted.message.topic.clone(),
+                reason: DropReason::QueueFull,
+            });
+        }
+        if full(session) {
             pending.event(BrokerEvent::MessageDropped {
                 client_id: client_id.to_owned(),
                 topic: message.topic.clone(),

@@ -350,6 +350,8 @@ struct Connection {
     stuck_since: Option<Timestamp>,
     /// QoS 0 messages dropped while stuck.
     dropped_qos0: u64,
+    /// The first drop of the stuck run was reported.
+    drop_reported: bool,
 }
 
 /// A subscription's key in the subscription tree: the session, and the share group for a
@@ -481,6 +483,17 @@ impl<P: Policy> Broker<P> {
         self.retained.len()
     }
 
+    /// Whether the engine asked the host to stop reading `connection`
+    /// ([`Output::PauseReading`], not yet followed by [`Output::ResumeReading`]). A host that
+    /// has read input of a paused connection before it could stop holds that input back until
+    /// the connection is resumed.
+    #[must_use]
+    pub fn is_reading_paused(&self, connection: ConnectionId) -> bool {
+        self.connections
+            .get(&connection)
+            .is_some_and(|c| c.reading_paused)
+    }
+
     /// The number of subscriptions of all sessions.
     #[must_use]
     pub fn subscription_count(&self) -> usize {
@@ -526,6 +539,7 @@ impl<P: Policy> Broker<P> {
                 over_backlog_since: None,
                 stuck_since: None,
                 dropped_qos0: 0,
+                drop_reported: false,
             },
         );
         if let Some(secs) = self.config.connect_timeout {

@@ -64,6 +64,8 @@ pub(crate) struct Session {
     pub(crate) inflight: usize,
     pub(crate) queued_count: usize,
     pub(crate) queued_bytes: usize,
+    /// How many of the queued messages are QoS 0 (the first to go when the queue is full).
+    pub(crate) queued_qos0: usize,
     pub(crate) packet_ids_in_use: PacketIds,
     pub(crate) next_packet_id: u16,
     pub(crate) incoming_qos2: BTreeSet<PacketId>,
@@ -201,6 +203,7 @@ impl Session {
             inflight: 0,
             queued_count: 0,
             queued_bytes: 0,
+            queued_qos0: 0,
             packet_ids_in_use: PacketIds::default(),
             next_packet_id: 1,
             incoming_qos2: BTreeSet::new(),
@@ -239,6 +242,9 @@ impl Session {
     pub(crate) fn push_queued(&mut self, out: Outbound) {
         self.queued_count += 1;
         self.queued_bytes += out.message.size();
+        if out.qos == QoS::AtMostOnce {
+            self.queued_qos0 += 1;
+        }
         self.next_seq = self.next_seq.max(out.seq + 1);
         self.outbound.push_back(out);
     }
@@ -250,6 +256,9 @@ impl Session {
             OutState::Queued => {
                 self.queued_count = self.queued_count.saturating_sub(1);
                 self.queued_bytes = self.queued_bytes.saturating_sub(out.message.size());
+                if out.qos == QoS::AtMostOnce {
+                    self.queued_qos0 = self.queued_qos0.saturating_sub(1);
+                }
             }
             OutState::Sent(id) | OutState::Released(id) => {
                 self.inflight = self.inflight.saturating_sub(1);
@@ -276,6 +285,20 @@ impl Session {
         self.outbound
             .iter()
             .position(|o| matches!(o.state, OutState::Sent(p) | OutState::Released(p) if p == id))
+    }
+
+    /// Removes the oldest queued QoS 0 message, if there is one (to make room for a QoS 1/2
+    /// message in a full queue).
+    pub(crate) fn evict_oldest_qos0(&mut self) -> Option<Outbound> {
+        if self.queued_qos0 == 0 {
+            return None;
+        }
+        let index = self
+            .outbound
+            .iter()
+            .skip(self.inflight)
+            .position(|o| o.qos == QoS::AtMostOnce && o.state == OutState::Queued)?;
+        self.remove_at(self.inflight + index)
     }
 
     pub(crate) fn find_seq(&self, seq: u64) -> Option<usize> {

@@ -168,8 +168,9 @@ impl PropertyId {
 ///
 /// User Properties keep their order. Subscription Identifiers is a list because a PUBLISH from
 /// a server may carry several; everywhere else it holds at most one.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+// `Debug` is written by hand: it shows the Authentication Data's length, not its bytes.
 // With serde, absent properties are left out of the serialized form (and default when
 // missing): use a self-describing format (JSON, CBOR, MessagePack with field names).
 #[cfg_attr(feature = "serde", serde(default))]
@@ -229,6 +230,70 @@ pub struct Properties {
     pub subscription_identifier_available: Option<bool>,
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub shared_subscription_available: Option<bool>,
+}
+
+impl core::fmt::Debug for Properties {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Properties")
+            .field("payload_format_indicator", &self.payload_format_indicator)
+            .field("message_expiry_interval", &self.message_expiry_interval)
+            .field("content_type", &self.content_type)
+            .field("response_topic", &self.response_topic)
+            .field("correlation_data", &self.correlation_data)
+            .field("subscription_identifiers", &self.subscription_identifiers)
+            .field("session_expiry_interval", &self.session_expiry_interval)
+            .field(
+                "assigned_client_identifier",
+                &self.assigned_client_identifier,
+            )
+            .field("server_keep_alive", &self.server_keep_alive)
+            .field("authentication_method", &self.authentication_method)
+            .field(
+                "authentication_data",
+                &self.authentication_data.as_ref().map(|d| Redacted(d.len())),
+            )
+            .field(
+                "request_problem_information",
+                &self.request_problem_information,
+            )
+            .field("will_delay_interval", &self.will_delay_interval)
+            .field(
+                "request_response_information",
+                &self.request_response_information,
+            )
+            .field("response_information", &self.response_information)
+            .field("server_reference", &self.server_reference)
+            .field("reason_string", &self.reason_string)
+            .field("receive_maximum", &self.receive_maximum)
+            .field("topic_alias_maximum", &self.topic_alias_maximum)
+            .field("topic_alias", &self.topic_alias)
+            .field("maximum_qos", &self.maximum_qos)
+            .field("retain_available", &self.retain_available)
+            .field("user_properties", &self.user_properties)
+            .field("maximum_packet_size", &self.maximum_packet_size)
+            .field(
+                "wildcard_subscription_available",
+                &self.wildcard_subscription_available,
+            )
+            .field(
+                "subscription_identifier_available",
+                &self.subscription_identifier_available,
+            )
+            .field(
+                "shared_subscription_available",
+                &self.shared_subscription_available,
+            )
+            .finish()
+    }
+}
+
+/// A secret in `Debug` output: its length only.
+pub(crate) struct Redacted(pub(crate) usize);
+
+impl core::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "<redacted, {} bytes>", self.0)
+    }
 }
 
 fn bool_value(i: &[u8]) -> PResult<'_, bool> {

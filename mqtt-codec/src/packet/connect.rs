@@ -29,8 +29,9 @@ pub struct Will {
     pub properties: Properties,
 }
 
-/// CONNECT (section 3.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// CONNECT (section 3.1). Its `Debug` shows the password's length, not its bytes (a
+/// password logged by accident is a password leaked).
+#[derive(Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Connect {
     /// The protocol version (from the protocol name and level).
@@ -49,6 +50,27 @@ pub struct Connect {
     pub username: Option<Utf8String>,
     /// The Password, if the Password Flag is set.
     pub password: Option<Bytes>,
+}
+
+impl core::fmt::Debug for Connect {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Connect")
+            .field("protocol", &self.protocol)
+            .field("clean_start", &self.clean_start)
+            .field("keep_alive", &self.keep_alive)
+            .field("properties", &self.properties)
+            .field("client_id", &self.client_id)
+            .field("will", &self.will)
+            .field("username", &self.username)
+            .field(
+                "password",
+                &self
+                    .password
+                    .as_ref()
+                    .map(|p| crate::properties::Redacted(p.len())),
+            )
+            .finish()
+    }
 }
 
 impl Connect {

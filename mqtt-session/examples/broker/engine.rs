@@ -28,7 +28,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use mqtt_session::Timestamp;
-use mqtt_session::broker::{Broker, BrokerEvent, ConnectionId, Output, StorageRecord};
+use mqtt_session::broker::{
+    Broker, BrokerEvent, ConnectionId, ConnectionInfo, Output, StorageRecord,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -252,7 +254,9 @@ impl Engine {
 
     /// Registers a new connection and starts its reader and writer.
     fn open(&mut self, stream: TcpStream, peer: SocketAddr, now: Timestamp) {
-        let conn = self.broker.handle_connection_opened(now);
+        let conn = self
+            .broker
+            .handle_connection_opened_with(ConnectionInfo::from_peer(peer), now);
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(conn = conn.0, %peer, "TCP_NODELAY: {e}");
         }

@@ -39,7 +39,9 @@ impl<P: Policy> Broker<P> {
             }
             (ConnState::Connected, Packet::Auth(a)) => self.handle_reauth(connection, a, now),
             (_, Packet::Disconnect(d)) => self.handle_disconnect(connection, d, now),
-            (ConnState::Connected, Packet::Publish(p)) => self.handle_publish(connection, p, now),
+            (ConnState::Connected, Packet::Publish(p)) => {
+                self.handle_client_publish(connection, p, now)
+            }
             (ConnState::Connected, Packet::PubAck(p)) => {
                 self.handle_puback(connection, p.packet_id, p.reason_code)
             }
@@ -103,6 +105,9 @@ impl<P: Policy> Broker<P> {
                 return;
             }
         }
+        let Some(conn) = self.connections.get(&connection) else {
+            return;
+        };
         let info = ConnectInfo {
             connection,
             protocol: version,
@@ -111,6 +116,7 @@ impl<P: Policy> Broker<P> {
             password: connect.password.as_deref(),
             authentication_method: connect.properties.authentication_method.as_deref(),
             authentication_data: connect.properties.authentication_data.as_deref(),
+            transport: &conn.transport,
         };
         match self.policy.authenticate(&info) {
             AuthDecision::Accept => {

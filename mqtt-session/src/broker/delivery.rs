@@ -58,7 +58,7 @@ impl<P: Policy> Broker<P> {
 
     // ---- incoming PUBLISH -----------------------------------------------------------------
 
-    pub(super) fn handle_publish(
+    pub(super) fn handle_client_publish(
         &mut self,
         connection: ConnectionId,
         mut p: Publish,
@@ -228,6 +228,23 @@ impl<P: Policy> Broker<P> {
         }
         // [MQTT-4.3.3-11] PUBCOMP with the same Packet Identifier.
         self.send(connection, &Packet::PubComp(comp));
+    }
+
+    /// Publishes a message from the host itself (`$SYS` topics, a bridge, a test): stored as
+    /// retained if its RETAIN flag is set (an empty payload clears the topic's retained
+    /// message), and routed to every matching subscription like a client's PUBLISH, with the
+    /// read check. Its QoS is capped at `maximum_qos`; a Message Expiry Interval in its
+    /// properties starts now. No publisher: No Local never applies, and nobody is slowed.
+    /// Returns whether any session matched. (The records and transmits it causes come out of
+    /// [`Broker::poll_output`] as usual.)
+    pub fn handle_publish(&mut self, message: Message, now: Timestamp) -> bool {
+        let mut message = message;
+        message.qos = message.qos.min(self.config.maximum_qos);
+        message.publisher = None;
+        if let Some(secs) = message.properties.message_expiry_interval.take() {
+            message.expires_at = Some(now.plus_secs(u64::from(secs)));
+        }
+        self.accept_message(Arc::new(message), None, now)
     }
 
     /// Stores a retained message if asked and routes the message to every matching

@@ -32,6 +32,21 @@ pub struct Message {
 }
 
 impl Message {
+    /// A message for [`Broker::handle_publish`](super::Broker::handle_publish): no properties,
+    /// no publisher, no expiry (set `properties.message_expiry_interval` for one).
+    #[must_use]
+    pub fn new(topic: TopicName, payload: impl Into<Bytes>, qos: QoS, retain: bool) -> Self {
+        Self {
+            topic,
+            payload: payload.into(),
+            qos,
+            retain,
+            properties: Properties::default(),
+            publisher: None,
+            expires_at: None,
+        }
+    }
+
     /// Whether the message has expired at `now`.
     #[must_use]
     pub fn is_expired(&self, now: Timestamp) -> bool {

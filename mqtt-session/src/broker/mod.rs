@@ -72,7 +72,7 @@ use mqtt_codec::{
 
 pub use config::BrokerConfig;
 pub use message::Message;
-pub use policy::{AllowAll, AuthDecision, ConnectInfo, Policy};
+pub use policy::{AllowAll, AuthDecision, ConnectInfo, ConnectionInfo, Policy};
 pub use storage::StorageRecord;
 
 use session::Session;
@@ -329,6 +329,8 @@ struct Connection {
     connect_session_expiry: u32,
     /// The connection's deadlines in `Broker::timers` (removed when it closes).
     armed: Vec<(Timestamp, Timer)>,
+    /// What the host said of it when it opened.
+    transport: ConnectionInfo,
     /// Control packets encoded and not yet pulled, in order, each chunk with its gate: the
     /// last record emitted before it, which must be committed before the chunk is released.
     outbox: VecDeque<(u64, BytesMut)>,
@@ -504,6 +506,16 @@ impl<P: Policy> Broker<P> {
 
     /// A client opened a network connection. Returns its identifier.
     pub fn handle_connection_opened(&mut self, now: Timestamp) -> ConnectionId {
+        self.handle_connection_opened_with(ConnectionInfo::default(), now)
+    }
+
+    /// A client opened a network connection, from the peer and with the TLS identity `info`
+    /// says (the policy sees them with every CONNECT). Returns its identifier.
+    pub fn handle_connection_opened_with(
+        &mut self,
+        info: ConnectionInfo,
+        now: Timestamp,
+    ) -> ConnectionId {
         let id = ConnectionId(self.next_connection);
         self.next_connection += 1;
         let decoder = Decoder::new().max_packet_size(self.config.maximum_packet_size);
@@ -529,6 +541,7 @@ impl<P: Policy> Broker<P> {
                 pending_assigned_id: false,
                 connect_session_expiry: 0,
                 armed: Vec::new(),
+                transport: info,
                 outbox: VecDeque::new(),
                 outbox_bytes: 0,
                 notified: false,

@@ -5,8 +5,8 @@ use mqtt_codec::{ProtocolVersion, ReasonCode};
 
 use super::ConnectionId;
 
-/// What the broker knows of a connecting client when it asks the policy.
-#[derive(Debug)]
+/// What the broker knows of a connecting client when it asks the policy. Its `Debug` shows
+/// neither the password nor the authentication data.
 #[non_exhaustive]
 pub struct ConnectInfo<'a> {
     /// The connection.
@@ -23,6 +23,56 @@ pub struct ConnectInfo<'a> {
     pub authentication_method: Option<&'a str>,
     /// The Authentication Data.
     pub authentication_data: Option<&'a [u8]>,
+    /// Where the connection comes from, as the host told
+    /// ([`Broker::handle_connection_opened_with`](super::Broker::handle_connection_opened_with)).
+    pub transport: &'a ConnectionInfo,
+}
+
+impl core::fmt::Debug for ConnectInfo<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ConnectInfo")
+            .field("connection", &self.connection)
+            .field("protocol", &self.protocol)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.map(|_| "<redacted>"))
+            .field("authentication_method", &self.authentication_method)
+            .field(
+                "authentication_data",
+                &self.authentication_data.map(|_| "<redacted>"),
+            )
+            .field("transport", &self.transport)
+            .finish()
+    }
+}
+
+/// What the host knows of a connection when it opens it: the peer's address and, over TLS, the
+/// identity its client certificate proves. Given to the policy with every CONNECT.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionInfo {
+    /// The peer's address.
+    pub peer: Option<core::net::SocketAddr>,
+    /// The identity of a verified client certificate (for example its Common Name).
+    pub tls_identity: Option<String>,
+}
+
+impl ConnectionInfo {
+    /// A connection from `peer`.
+    #[must_use]
+    pub fn from_peer(peer: core::net::SocketAddr) -> Self {
+        Self {
+            peer: Some(peer),
+            tls_identity: None,
+        }
+    }
+
+    /// With the identity a verified client certificate proves.
+    #[must_use]
+    pub fn with_tls_identity(mut self, identity: impl Into<String>) -> Self {
+        self.tls_identity = Some(identity.into());
+        self
+    }
 }
 
 /// A policy's answer to an authentication step.

@@ -17,9 +17,9 @@ use std::rc::Rc;
 use bytes::Bytes;
 use common::*;
 use mqtt_session::broker::{
-    AuthDecision, BrokerConfig, ConnectInfo, ConnectionInfo, Message, Policy,
+    AuthDecision, AuthStep, BrokerConfig, ConnectInfo, ConnectionInfo, Message, Policy,
 };
-use mqtt_session::codec::{QoS, ReasonCode};
+use mqtt_session::codec::{Packet, QoS, ReasonCode};
 
 #[test]
 fn a_host_message_is_routed_and_retained_like_a_clients() {
@@ -87,4 +87,179 @@ fn the_policy_sees_the_peer_and_tls_identity_and_never_a_password_in_debug() {
     );
     assert!(!seen.contains("s3cret"), "{seen}");
     assert!(seen.contains("<redacted>"), "{seen}");
+}
+
+// ---- authentication decided later (AuthDecision::Defer) ----------------------------------------
+
+/// Defers every decision to the host.
+#[derive(Clone, Default)]
+struct Later;
+
+impl Policy for Later {
+    fn authenticate(&mut self, _: &ConnectInfo<'_>) -> AuthDecision {
+        AuthDecision::Defer
+    }
+
+    fn continue_authentication(&mut self, _: &str, _: &str, _: Option<&[u8]>) -> AuthDecision {
+        AuthDecision::Defer
+    }
+}
+
+fn open_and_send(sim: &mut Sim<Later>, packets: &[mqtt_session::codec::Packet]) -> Client {
+    let c = sim.open(mqtt_session::codec::ProtocolVersion::V5);
+    for p in packets {
+        sim.send(&c, p.clone());
+    }
+    c
+}
+
+/// A deferred CONNECT: the host is asked (the password is in the request, not in its Debug),
+/// the connection is paused, nothing is answered, and the input behind the CONNECT waits; the
+/// host's answer completes the CONNECT and the waiting input is handled after it.
+#[test]
+fn a_deferred_connect_waits_for_the_hosts_answer_with_its_input() {
+    let mut sim = Sim::with_policy(BrokerConfig::default(), Later);
+    let mut connect = connect_v5("c", true, None);
+    connect.username = Some("alice".try_into().unwrap());
+    connect.password = Some(Bytes::from_static(b"pa55word"));
+    let mut c = open_and_send(
+        &mut sim,
+        &[
+            connect.into(),
+            subscribe(1, &[("t", QoS::AtMostOnce)]).into(),
+        ],
+    );
+    assert_eq!(sim.auth_requests.len(), 1);
+    let (conn, request) = sim.auth_requests[0].clone();
+    assert_eq!(conn, c.conn);
+    assert_eq!(request.step, AuthStep::Connect);
+    assert_eq!(request.username.as_deref(), Some("alice"));
+    assert_eq!(request.password.as_deref(), Some(&b"pa55word"[..]));
+    assert!(!format!("{request:?}").contains("pa55"));
+    assert!(sim.paused.contains(&c.conn), "not read while deciding");
+    assert!(sim.recv(&mut c).is_empty(), "no CONNACK, no SUBACK yet");
+    assert!(!sim.broker.has_session("c"));
+
+    sim.broker
+        .handle_auth_decision(c.conn, AuthDecision::Accept, sim.now);
+    sim.drain();
+    let got = sim.recv(&mut c);
+    assert!(
+        matches!(got.as_slice(), [Packet::ConnAck(a), Packet::SubAck(_)] if a.reason_code == ReasonCode::SUCCESS),
+        "{got:?}"
+    );
+    assert!(!sim.paused.contains(&c.conn));
+    // A second answer, or one for a connection that asked nothing, is ignored.
+    sim.broker
+        .handle_auth_decision(c.conn, AuthDecision::Reject(ReasonCode::BANNED), sim.now);
+    sim.drain();
+    assert!(sim.recv(&mut c).is_empty());
+    assert!(!sim.is_closed(&c));
+}
+
+#[test]
+fn a_deferred_connect_can_be_refused_and_an_answer_after_the_close_is_ignored() {
+    let mut sim = Sim::with_policy(BrokerConfig::default(), Later);
+    let mut c = open_and_send(&mut sim, &[connect_v5("c", true, None).into()]);
+    sim.broker.handle_auth_decision(
+        c.conn,
+        AuthDecision::Reject(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
+        sim.now,
+    );
+    sim.drain();
+    let got = sim.recv(&mut c);
+    assert!(
+        matches!(got.as_slice(), [Packet::ConnAck(a)] if a.reason_code == ReasonCode::BAD_USER_NAME_OR_PASSWORD),
+        "{got:?}"
+    );
+    assert!(sim.is_closed(&c));
+
+    let d = open_and_send(&mut sim, &[connect_v5("d", true, None).into()]);
+    sim.drop_connection(&d);
+    sim.broker
+        .handle_auth_decision(d.conn, AuthDecision::Accept, sim.now);
+    sim.drain();
+    assert!(
+        !sim.broker.has_session("d"),
+        "an answer for a closed connection is ignored"
+    );
+}
+
+/// Two CONNECTs with the same Client Identifier are completed in the order they arrived, even
+/// when the host answers the second first: the second then takes the session over.
+#[test]
+fn deferred_connects_with_one_client_id_complete_in_arrival_order() {
+    let mut sim = Sim::with_policy(BrokerConfig::default(), Later);
+    let mut first = open_and_send(&mut sim, &[connect_v5("same", true, Some(60)).into()]);
+    let mut second = open_and_send(&mut sim, &[connect_v5("same", false, Some(60)).into()]);
+    sim.broker
+        .handle_auth_decision(second.conn, AuthDecision::Accept, sim.now);
+    sim.drain();
+    assert!(sim.recv(&mut second).is_empty(), "waits for the first");
+    sim.broker
+        .handle_auth_decision(first.conn, AuthDecision::Accept, sim.now);
+    sim.drain();
+    // The first connected, then was taken over by the second (Session Present).
+    let got = sim.recv(&mut first);
+    assert!(
+        matches!(got.first(), Some(Packet::ConnAck(a)) if !a.session_present),
+        "{got:?}"
+    );
+    assert!(sim.is_closed(&first));
+    let got = sim.recv(&mut second);
+    assert!(
+        matches!(got.first(), Some(Packet::ConnAck(a)) if a.session_present),
+        "{got:?}"
+    );
+    assert!(!sim.is_closed(&second));
+
+    // The first closing before its answer lets the second go on at once.
+    let a = open_and_send(&mut sim, &[connect_v5("other", true, None).into()]);
+    let mut b = open_and_send(&mut sim, &[connect_v5("other", true, None).into()]);
+    sim.broker
+        .handle_auth_decision(b.conn, AuthDecision::Accept, sim.now);
+    sim.drain();
+    assert!(sim.recv(&mut b).is_empty());
+    sim.drop_connection(&a);
+    let got = sim.recv(&mut b);
+    assert!(
+        matches!(got.first(), Some(Packet::ConnAck(a)) if a.reason_code == ReasonCode::SUCCESS),
+        "{got:?}"
+    );
+}
+
+/// Enhanced authentication with the decisions deferred: AUTH exchange, then success.
+#[test]
+fn a_deferred_enhanced_authentication_exchange() {
+    let mut sim = Sim::with_policy(BrokerConfig::default(), Later);
+    let mut connect = connect_v5("e", true, None);
+    connect.properties.authentication_method = Some("token".try_into().unwrap());
+    connect.properties.authentication_data = Some(Bytes::from_static(b"hello"));
+    let mut c = open_and_send(&mut sim, &[connect.into()]);
+    sim.broker.handle_auth_decision(
+        c.conn,
+        AuthDecision::Continue(Some(Bytes::from_static(b"challenge"))),
+        sim.now,
+    );
+    sim.drain();
+    assert!(matches!(sim.recv(&mut c).as_slice(), [Packet::Auth(_)]));
+    let mut auth = mqtt_session::codec::Auth {
+        reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
+        properties: Default::default(),
+    };
+    auth.properties.authentication_method = Some("token".try_into().unwrap());
+    auth.properties.authentication_data = Some(Bytes::from_static(b"answer"));
+    sim.send(&c, auth);
+    let (_, request) = sim.auth_requests.last().cloned().unwrap();
+    assert_eq!(request.step, AuthStep::Continue);
+    assert_eq!(request.authentication_data.as_deref(), Some(&b"answer"[..]));
+    assert!(sim.recv(&mut c).is_empty());
+    sim.broker
+        .handle_auth_decision(c.conn, AuthDecision::Accept, sim.now);
+    sim.drain();
+    let got = sim.recv(&mut c);
+    assert!(
+        matches!(got.as_slice(), [Packet::ConnAck(a)] if a.reason_code == ReasonCode::SUCCESS),
+        "{got:?}"
+    );
 }

@@ -11,6 +11,16 @@ use super::update_reading;
 use super::{Broker, BrokerEvent, ConnState, Connection, ConnectionId, Policy, Timer, notify};
 use crate::time::Timestamp;
 
+/// What a queued message costs besides its topic and payload, as the backlog counts it (its
+/// place in the queue, its share of the message, its properties): without it, a subscriber
+/// behind on many tiny messages would never count as behind.
+pub(super) const QUEUED_MESSAGE_OVERHEAD: usize = 128;
+
+/// The backlog of a session's queued messages, in bytes.
+pub(super) fn queued_backlog(session: &super::session::Session) -> usize {
+    session.queued_bytes + session.queued_count * QUEUED_MESSAGE_OVERHEAD
+}
+
 impl<P: Policy> Broker<P> {
     /// Up to `max_bytes` bytes to write to `connection` now, in order; `None` when it has
     /// nothing sendable (nothing queued, its send quota used up, or what is left waits for a
@@ -135,7 +145,7 @@ impl<P: Policy> Broker<P> {
             .client_id
             .as_ref()
             .and_then(|c| self.sessions.get(c))
-            .map_or(0, |s| s.queued_bytes);
+            .map_or(0, queued_backlog);
         conn.outbox_bytes + queued
     }
 

@@ -50,7 +50,8 @@ pub struct BrokerConfig {
     /// before it is closed. `None`: no limit.
     pub connect_timeout: Option<u32>,
     /// The most bytes a connection may have waiting to be sent (encoded control packets plus
-    /// the messages queued for its session while it is connected). A subscriber over it slows
+    /// the messages queued for its session while it is connected, each counted as its topic
+    /// and payload plus 128 bytes). A subscriber over it slows
     /// the publishers that feed it; a client whose own acknowledgements pile up over it is
     /// paused. See `docs/design/engine-io.md`.
     pub max_connection_backlog: usize,

@@ -12,10 +12,29 @@ use mqtt_codec::{
 use super::message::Message;
 use super::session::{NEVER_EXPIRES, PendingWill, Session};
 use super::{
-    AuthDecision, Broker, BrokerEvent, ConnState, ConnectInfo, ConnectionId, Policy, StorageRecord,
-    Timer,
+    AuthDecision, AuthRequest, AuthStep, Broker, BrokerEvent, ConnState, ConnectInfo, ConnectionId,
+    Policy, StorageRecord, Timer,
 };
 use crate::time::Timestamp;
+
+/// An authentication step the host decides later ([`AuthDecision::Defer`]), with what the
+/// engine needs to go on once it has.
+#[derive(Debug)]
+pub(super) enum PendingAuth {
+    /// A CONNECT.
+    Connect {
+        connect: Box<Connect>,
+        client_id: String,
+        assigned: bool,
+    },
+    /// An AUTH of the enhanced authentication exchange before the CONNACK.
+    Continue {
+        client_id: String,
+        method: Utf8String,
+    },
+    /// An AUTH that re-authenticates a connected client.
+    Reauthenticate { method: Utf8String },
+}
 
 impl<P: Policy> Broker<P> {
     /// Dispatches one decoded packet.
@@ -118,11 +137,40 @@ impl<P: Policy> Broker<P> {
             authentication_data: connect.properties.authentication_data.as_deref(),
             transport: &conn.transport,
         };
-        match self.policy.authenticate(&info) {
+        let decision = self.policy.authenticate(&info);
+        if decision == AuthDecision::Defer {
+            let request = AuthRequest::new(AuthStep::Connect, &info);
+            self.defer_auth(
+                connection,
+                request,
+                PendingAuth::Connect {
+                    connect: Box::new(connect),
+                    client_id,
+                    assigned,
+                },
+            );
+            return;
+        }
+        self.apply_connect_decision(connection, connect, client_id, assigned, decision, now);
+    }
+
+    /// Carries out the policy's decision on a CONNECT.
+    fn apply_connect_decision(
+        &mut self,
+        connection: ConnectionId,
+        connect: Connect,
+        client_id: String,
+        assigned: bool,
+        decision: AuthDecision,
+        now: Timestamp,
+    ) {
+        match decision {
             AuthDecision::Accept => {
                 self.complete_connect(connection, connect, client_id, assigned, now);
             }
             AuthDecision::Reject(code) => self.reject(connection, code, now),
+            // A host that answers "later" to `handle_auth_decision` has not decided.
+            AuthDecision::Defer => self.reject(connection, ReasonCode::UNSPECIFIED_ERROR, now),
             AuthDecision::Continue(data) => {
                 let Some(method) = connect.properties.authentication_method.clone() else {
                     // [MQTT-4.12.0-6] no AUTH to a client that sent no Authentication Method.
@@ -154,6 +202,118 @@ impl<P: Policy> Broker<P> {
                 );
             }
         }
+    }
+
+    /// The policy deferred an authentication step: the host is asked
+    /// ([`Output::Authenticate`](super::Output::Authenticate)), the connection's input waits
+    /// (its reading is paused), and [`Broker::handle_auth_decision`] carries on.
+    fn defer_auth(&mut self, connection: ConnectionId, request: AuthRequest, pending: PendingAuth) {
+        let Some(conn) = self.connections.get_mut(&connection) else {
+            return;
+        };
+        if let PendingAuth::Connect { client_id, .. } = &pending {
+            self.auth_order
+                .entry(client_id.clone())
+                .or_default()
+                .push_back(connection);
+        }
+        conn.pending_auth = Some((pending, None));
+        super::update_reading(&mut self.out, connection, conn);
+        self.out
+            .push(super::Pending::Authenticate(connection, Box::new(request)));
+    }
+
+    /// The host's answer to an [`Output::Authenticate`](super::Output::Authenticate) for
+    /// `connection`. An answer for a connection that has closed, or that asked nothing, is
+    /// ignored. CONNECTs with the same Client Identifier are completed in the order they
+    /// arrived, whatever the order of the answers (an answer waits for the earlier ones).
+    /// Then the input that waited is handled.
+    pub fn handle_auth_decision(
+        &mut self,
+        connection: ConnectionId,
+        decision: AuthDecision,
+        now: Timestamp,
+    ) {
+        let Some(conn) = self.connections.get_mut(&connection) else {
+            return;
+        };
+        let Some((pending, decided)) = conn.pending_auth.as_mut() else {
+            return;
+        };
+        if decided.is_some() {
+            return;
+        }
+        if let PendingAuth::Connect { client_id, .. } = pending {
+            let first = self
+                .auth_order
+                .get(client_id.as_str())
+                .and_then(|q| q.front().copied());
+            if first != Some(connection) {
+                // An earlier CONNECT with this Client Identifier is still being decided.
+                *decided = Some(decision);
+                return;
+            }
+        }
+        self.apply_auth_decision(connection, decision, now);
+    }
+
+    /// Applies a decision to the pending step of `connection`, then the decisions that waited
+    /// behind it (CONNECTs with the same Client Identifier), then the input that waited.
+    pub(super) fn apply_auth_decision(
+        &mut self,
+        connection: ConnectionId,
+        decision: AuthDecision,
+        now: Timestamp,
+    ) {
+        let Some(conn) = self.connections.get_mut(&connection) else {
+            return;
+        };
+        let Some((pending, _)) = conn.pending_auth.take() else {
+            return;
+        };
+        super::update_reading(&mut self.out, connection, conn);
+        match pending {
+            PendingAuth::Connect {
+                connect,
+                client_id,
+                assigned,
+            } => {
+                let next = self.auth_order_done(&client_id, connection);
+                self.apply_connect_decision(
+                    connection, *connect, client_id, assigned, decision, now,
+                );
+                if let Some((next, decision)) = next {
+                    self.apply_auth_decision(next, decision, now);
+                }
+            }
+            PendingAuth::Continue { client_id, method } => {
+                self.apply_continue_decision(connection, client_id, method, decision, now);
+            }
+            PendingAuth::Reauthenticate { method } => {
+                self.apply_reauth_decision(connection, method, decision, now);
+            }
+        }
+        // The input that waited for the decision.
+        self.decode_input(connection, now);
+    }
+
+    /// `connection` leaves the queue of CONNECTs of `client_id` being decided; returns the
+    /// next one if its answer is already in.
+    pub(super) fn auth_order_done(
+        &mut self,
+        client_id: &str,
+        connection: ConnectionId,
+    ) -> Option<(ConnectionId, AuthDecision)> {
+        let queue = self.auth_order.get_mut(client_id)?;
+        queue.retain(|c| *c != connection);
+        let next = queue.front().copied();
+        if queue.is_empty() {
+            self.auth_order.remove(client_id);
+        }
+        let next = next?;
+        let conn = self.connections.get_mut(&next)?;
+        let (_, decided) = conn.pending_auth.as_mut()?;
+        decided.take().map(|d| (next, d))
     }
 
     fn send_auth(
@@ -194,6 +354,50 @@ impl<P: Policy> Broker<P> {
             &method,
             auth.properties.authentication_data.as_deref(),
         );
+        if decision == AuthDecision::Defer {
+            let request =
+                self.auth_request(connection, AuthStep::Continue, &client_id, &method, &auth);
+            self.defer_auth(
+                connection,
+                request,
+                PendingAuth::Continue { client_id, method },
+            );
+            return;
+        }
+        self.apply_continue_decision(connection, client_id, method, decision, now);
+    }
+
+    /// The request for a deferred AUTH step of `connection`.
+    fn auth_request(
+        &self,
+        connection: ConnectionId,
+        step: AuthStep,
+        client_id: &str,
+        method: &Utf8String,
+        auth: &Auth,
+    ) -> AuthRequest {
+        let conn = self.connections.get(&connection);
+        AuthRequest {
+            step,
+            protocol: conn.map_or(ProtocolVersion::V5, |c| c.version),
+            client_id: client_id.to_owned(),
+            username: conn.and_then(|c| c.username.clone()),
+            password: None,
+            authentication_method: Some(method.as_str().to_owned()),
+            authentication_data: auth.properties.authentication_data.clone(),
+            transport: conn.map(|c| c.transport.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// Carries out the policy's decision on an AUTH of an enhanced authentication exchange.
+    fn apply_continue_decision(
+        &mut self,
+        connection: ConnectionId,
+        client_id: String,
+        method: Utf8String,
+        decision: AuthDecision,
+        now: Timestamp,
+    ) {
         match decision {
             AuthDecision::Accept => {
                 let Some(conn) = self.connections.get_mut(&connection) else {
@@ -208,6 +412,7 @@ impl<P: Policy> Broker<P> {
             }
             // [MQTT-4.12.0-4] reject at any point with a CONNACK of 0x80 or above.
             AuthDecision::Reject(code) => self.reject(connection, code, now),
+            AuthDecision::Defer => self.reject(connection, ReasonCode::UNSPECIFIED_ERROR, now),
             AuthDecision::Continue(data) => {
                 self.send_auth(
                     connection,
@@ -240,11 +445,34 @@ impl<P: Policy> Broker<P> {
             self.fail(connection, ReasonCode::PROTOCOL_ERROR, None, now);
             return;
         }
-        match self.policy.continue_authentication(
+        let decision = self.policy.continue_authentication(
             &client_id,
             &method,
             auth.properties.authentication_data.as_deref(),
-        ) {
+        );
+        if decision == AuthDecision::Defer {
+            let request = self.auth_request(
+                connection,
+                AuthStep::Reauthenticate,
+                &client_id,
+                &method,
+                &auth,
+            );
+            self.defer_auth(connection, request, PendingAuth::Reauthenticate { method });
+            return;
+        }
+        self.apply_reauth_decision(connection, method, decision, now);
+    }
+
+    /// Carries out the policy's decision on a re-authentication AUTH.
+    fn apply_reauth_decision(
+        &mut self,
+        connection: ConnectionId,
+        method: Utf8String,
+        decision: AuthDecision,
+        now: Timestamp,
+    ) {
+        match decision {
             AuthDecision::Accept => self.send_auth(connection, ReasonCode::SUCCESS, method, None),
             AuthDecision::Continue(data) => {
                 self.send_auth(
@@ -256,6 +484,7 @@ impl<P: Policy> Broker<P> {
             }
             // [MQTT-4.12.1-2] a failed re-authentication closes the connection.
             AuthDecision::Reject(code) => self.fail(connection, code, None, now),
+            AuthDecision::Defer => self.fail(connection, ReasonCode::UNSPECIFIED_ERROR, None, now),
         }
     }
 

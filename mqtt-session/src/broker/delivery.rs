@@ -482,7 +482,7 @@ impl<P: Policy> Broker<P> {
             notify(pending, connection, conn);
         }
         // The slow-consumer policy (docs/design/engine-io.md).
-        let backlog = conn.outbox_bytes + session.queued_bytes;
+        let backlog = conn.outbox_bytes + super::backlog::queued_backlog(session);
         if backlog <= config.max_connection_backlog {
             return;
         }

@@ -72,7 +72,9 @@ use mqtt_codec::{
 
 pub use config::BrokerConfig;
 pub use message::Message;
-pub use policy::{AllowAll, AuthDecision, ConnectInfo, ConnectionInfo, Policy};
+pub use policy::{
+    AllowAll, AuthDecision, AuthRequest, AuthStep, ConnectInfo, ConnectionInfo, Policy,
+};
 pub use storage::StorageRecord;
 
 use session::Session;
@@ -105,12 +107,13 @@ pub enum Output {
         connection: ConnectionId,
     },
     /// Close the connection, after writing `farewell` if the socket takes it at once. The
-    /// engine has forgotten the connection.
+    /// engine has forgotten the connection. (When the farewell depends on records not yet
+    /// committed, the `Close` comes once they are.)
     Close {
         /// The connection.
         connection: ConnectionId,
-        /// The last bytes for it (a DISCONNECT or a refusing CONNACK, and what was released
-        /// and not pulled before it), possibly empty.
+        /// The last bytes for it (what was not pulled, ending with a DISCONNECT or a refusing
+        /// CONNACK), possibly empty.
         farewell: Bytes,
     },
     /// Stop reading the connection's socket (it is being slowed: its client publishes to a
@@ -123,6 +126,15 @@ pub enum Output {
     ResumeReading {
         /// The connection.
         connection: ConnectionId,
+    },
+    /// The policy deferred an authentication decision ([`AuthDecision::Defer`]): decide, off
+    /// the engine's thread if it is slow, and answer with [`Broker::handle_auth_decision`].
+    /// Meanwhile the connection is paused.
+    Authenticate {
+        /// The connection.
+        connection: ConnectionId,
+        /// What to decide (its `Debug` redacts the secrets).
+        request: Box<AuthRequest>,
     },
     /// Something the application may want to know.
     Event(BrokerEvent),
@@ -268,6 +280,7 @@ enum Pending {
     Close(ConnectionId, Bytes),
     Pause(ConnectionId),
     Resume(ConnectionId),
+    Authenticate(ConnectionId, Box<AuthRequest>),
     Event(BrokerEvent),
 }
 
@@ -331,6 +344,9 @@ struct Connection {
     armed: Vec<(Timestamp, Timer)>,
     /// What the host said of it when it opened.
     transport: ConnectionInfo,
+    /// An authentication step the host is deciding, and its answer when it came before an
+    /// earlier CONNECT's with the same Client Identifier.
+    pending_auth: Option<(connect::PendingAuth, Option<AuthDecision>)>,
     /// Control packets encoded and not yet pulled, in order, each chunk with its gate: the
     /// last record emitted before it, which must be committed before the chunk is released.
     outbox: VecDeque<(u64, BytesMut)>,
@@ -391,6 +407,10 @@ pub struct Broker<P = AllowAll> {
     committed: u64,
     /// Connections with outbox chunks waiting for a commit, by gate (increasing).
     gated: VecDeque<(u64, ConnectionId)>,
+    /// Connections closed with a farewell that waits for a commit, by gate (increasing).
+    closing: VecDeque<(u64, ConnectionId, Bytes)>,
+    /// Deferred CONNECTs by Client Identifier, in arrival order.
+    auth_order: BTreeMap<String, VecDeque<ConnectionId>>,
     next_connection: u64,
     next_assigned_id: u64,
     shared_round_robin: BTreeMap<(String, String), u64>,
@@ -419,6 +439,8 @@ impl<P: Policy> Broker<P> {
             out: Outputs::default(),
             committed: 0,
             gated: VecDeque::new(),
+            auth_order: BTreeMap::new(),
+            closing: VecDeque::new(),
             next_connection: 1,
             next_assigned_id: 1,
             shared_round_robin: BTreeMap::new(),
@@ -542,6 +564,7 @@ impl<P: Policy> Broker<P> {
                 connect_session_expiry: 0,
                 armed: Vec::new(),
                 transport: info,
+                pending_auth: None,
                 outbox: VecDeque::new(),
                 outbox_bytes: 0,
                 notified: false,
@@ -592,10 +615,19 @@ impl<P: Policy> Broker<P> {
             return;
         };
         conn.read_buf.extend_from_slice(data);
+        self.decode_input(connection, now);
+    }
+
+    /// Handles the packets in `connection`'s read buffer, unless an authentication decision
+    /// is pending (then they wait for it).
+    fn decode_input(&mut self, connection: ConnectionId, now: Timestamp) {
         loop {
             let Some(conn) = self.connections.get_mut(&connection) else {
                 return;
             };
+            if conn.pending_auth.is_some() {
+                return;
+            }
             match conn.decoder.decode(&mut conn.read_buf) {
                 Ok(Some(packet)) => {
                     conn.last_activity = now;
@@ -667,6 +699,15 @@ impl<P: Policy> Broker<P> {
                 notify(&mut self.out, connection, conn);
             }
         }
+        while self
+            .closing
+            .front()
+            .is_some_and(|(gate, _, _)| *gate <= self.committed)
+        {
+            if let Some((_, connection, farewell)) = self.closing.pop_front() {
+                self.out.push(Pending::Close(connection, farewell));
+            }
+        }
     }
 
     /// The next thing for the host to do; `None` when there is nothing left.
@@ -680,6 +721,10 @@ impl<P: Policy> Broker<P> {
             },
             Pending::Pause(connection) => Output::PauseReading { connection },
             Pending::Resume(connection) => Output::ResumeReading { connection },
+            Pending::Authenticate(connection, request) => Output::Authenticate {
+                connection,
+                request,
+            },
             Pending::Event(e) => Output::Event(e),
         })
     }
@@ -857,17 +902,27 @@ impl<P: Policy> Broker<P> {
         let Some(mut conn) = self.connections.remove(&connection) else {
             return;
         };
-        // The farewell: what was released and not pulled (the gated rest is dropped: the
-        // client takes the close as a lost connection, and QoS 1/2 flows go on next time).
+        // The farewell: what was not pulled, ending with the packet that closes it (a
+        // DISCONNECT, a refusing CONNACK). When part of it waits for a commit, so does the
+        // `Close`.
+        let gate = conn.outbox.back().map_or(0, |(g, _)| *g);
         let mut farewell = BytesMut::new();
-        for (gate, chunk) in conn.outbox.drain(..) {
-            if gate > self.committed {
-                break;
-            }
+        for (_, chunk) in conn.outbox.drain(..) {
             farewell.unsplit(chunk);
         }
-        self.out.push(Pending::Close(connection, farewell.freeze()));
+        if gate <= self.committed {
+            self.out.push(Pending::Close(connection, farewell.freeze()));
+        } else {
+            self.closing
+                .push_back((gate, connection, farewell.freeze()));
+        }
         self.release_paused_publishers(&mut conn);
+        // A CONNECT still being decided leaves its queue; the next one may go on.
+        if let Some((connect::PendingAuth::Connect { client_id, .. }, _)) = &conn.pending_auth
+            && let Some((next, decision)) = self.auth_order_done(client_id, connection)
+        {
+            self.apply_auth_decision(next, decision, now);
+        }
         if conn.stuck_since.is_some()
             && let Some(client_id) = &conn.client_id
         {
@@ -912,7 +967,7 @@ fn notify(out: &mut Outputs, connection: ConnectionId, conn: &mut Connection) {
 
 /// Tells the host to pause or resume reading `conn` when what it should do changed.
 fn update_reading(out: &mut Outputs, connection: ConnectionId, conn: &mut Connection) {
-    let pause = conn.self_paused || conn.paused_by > 0;
+    let pause = conn.self_paused || conn.paused_by > 0 || conn.pending_auth.is_some();
     if pause != conn.reading_paused {
         conn.reading_paused = pause;
         out.push(if pause {

@@ -87,6 +87,81 @@ pub enum AuthDecision {
     /// Enhanced authentication: send AUTH with Continue authentication and this data, and wait
     /// for the client's next AUTH. [MQTT-4.12.0-2]
     Continue(Option<Bytes>),
+    /// Decide later, off the engine's thread (a password hash, a directory lookup): the engine
+    /// emits [`Output::Authenticate`](super::Output::Authenticate) with an [`AuthRequest`],
+    /// stops reading the connection, and goes on when the host calls
+    /// [`Broker::handle_auth_decision`](super::Broker::handle_auth_decision) with one of the
+    /// other answers.
+    Defer,
+}
+
+/// Which authentication step an [`AuthRequest`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthStep {
+    /// A CONNECT (with its User Name, Password, and Authentication Method and Data if any).
+    Connect,
+    /// An AUTH of the enhanced authentication exchange before the CONNACK.
+    Continue,
+    /// An AUTH by which a connected client re-authenticates (MQTT 5.0, section 4.12.1).
+    Reauthenticate,
+}
+
+/// What the host is asked to decide, with [`Output::Authenticate`](super::Output::Authenticate).
+/// Its `Debug` shows neither the password nor the authentication data.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuthRequest {
+    /// The step.
+    pub step: AuthStep,
+    /// The protocol version.
+    pub protocol: ProtocolVersion,
+    /// The Client Identifier (the assigned one when the client sent none).
+    pub client_id: String,
+    /// The User Name.
+    pub username: Option<String>,
+    /// The Password (CONNECT only).
+    pub password: Option<Bytes>,
+    /// The Authentication Method (enhanced authentication).
+    pub authentication_method: Option<String>,
+    /// The Authentication Data.
+    pub authentication_data: Option<Bytes>,
+    /// What the host said of the connection when it opened.
+    pub transport: ConnectionInfo,
+}
+
+impl AuthRequest {
+    /// The request for `info` (a CONNECT).
+    pub(crate) fn new(step: AuthStep, info: &ConnectInfo<'_>) -> Self {
+        Self {
+            step,
+            protocol: info.protocol,
+            client_id: info.client_id.to_owned(),
+            username: info.username.map(str::to_owned),
+            password: info.password.map(Bytes::copy_from_slice),
+            authentication_method: info.authentication_method.map(str::to_owned),
+            authentication_data: info.authentication_data.map(Bytes::copy_from_slice),
+            transport: info.transport.clone(),
+        }
+    }
+}
+
+impl core::fmt::Debug for AuthRequest {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("AuthRequest")
+            .field("step", &self.step)
+            .field("protocol", &self.protocol)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("authentication_method", &self.authentication_method)
+            .field(
+                "authentication_data",
+                &self.authentication_data.as_ref().map(|_| "<redacted>"),
+            )
+            .field("transport", &self.transport)
+            .finish()
+    }
 }
 
 /// The host's decisions: who may connect, publish to which topics, subscribe to which filters.

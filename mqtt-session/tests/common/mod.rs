@@ -21,8 +21,8 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use mqtt_session::Timestamp;
 use mqtt_session::broker::{
-    AllowAll, AuthDecision, Broker, BrokerConfig, BrokerEvent, ConnectInfo, ConnectionId,
-    DropReason, Output, Policy, StorageRecord,
+    AllowAll, AuthDecision, AuthRequest, Broker, BrokerConfig, BrokerEvent, ConnectInfo,
+    ConnectionId, DropReason, Output, Policy, StorageRecord,
 };
 use mqtt_session::codec::{
     Auth, ConnAck, Connect, Decoder, Disconnect, Packet, PacketId, Properties, ProtocolVersion,
@@ -49,6 +49,10 @@ pub struct Sim<P: Policy + Clone = AllowAll> {
     pub now: Timestamp,
     pub records: Vec<StorageRecord>,
     pub events: Vec<BrokerEvent>,
+    /// Deferred authentication decisions the broker asked for, in order.
+    pub auth_requests: Vec<(ConnectionId, AuthRequest)>,
+    /// Connections the broker asked to stop reading.
+    pub paused: BTreeSet<ConnectionId>,
     inbox: BTreeMap<ConnectionId, BytesMut>,
     closed: BTreeSet<ConnectionId>,
 }
@@ -73,6 +77,8 @@ impl<P: Policy + Clone> Sim<P> {
             now: Timestamp::from_secs(1_000_000),
             records: Vec::new(),
             events: Vec::new(),
+            auth_requests: Vec::new(),
+            paused: BTreeSet::new(),
             inbox: BTreeMap::new(),
             closed: BTreeSet::new(),
         }
@@ -112,7 +118,16 @@ impl<P: Policy + Clone> Sim<P> {
                         .extend_from_slice(&farewell);
                     self.closed.insert(connection);
                 }
-                Output::PauseReading { .. } | Output::ResumeReading { .. } => {}
+                Output::PauseReading { connection } => {
+                    self.paused.insert(connection);
+                }
+                Output::ResumeReading { connection } => {
+                    self.paused.remove(&connection);
+                }
+                Output::Authenticate {
+                    connection,
+                    request,
+                } => self.auth_requests.push((connection, *request)),
                 Output::Event(e) => self.events.push(e),
                 other => panic!("unexpected output {other:?}"),
             }

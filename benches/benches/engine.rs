@@ -977,9 +977,11 @@ fn drain_client(client: &mut Client) -> (usize, usize, usize) {
     let (mut transmits, mut messages, mut published) = (0, 0, 0);
     while let Some(out) = client.poll_output() {
         match out {
-            ClientOutput::Transmit(data) => {
-                black_box(&data);
-                transmits += 1;
+            ClientOutput::TransmitReady => {
+                while let Some(data) = client.poll_transmit(usize::MAX, NOW) {
+                    black_box(&data);
+                    transmits += 1;
+                }
             }
             ClientOutput::Event(ClientEvent::Message(m)) => {
                 black_box(&m);

@@ -323,13 +323,16 @@ async fn connection(stream: TcpStream, client: &mut Client, app: &mut App) {
     loop {
         while let Some(out) = client.poll_output() {
             match out {
-                ClientOutput::Transmit(data) => {
-                    let written = wr.write_all(&data).await;
-                    if written.is_err() {
-                        client.handle_disconnected(now());
+                ClientOutput::TransmitReady => {
+                    while let Some(data) = client.poll_transmit(64 * 1024, now()) {
+                        if wr.write_all(&data).await.is_err() {
+                            client.handle_disconnected(now());
+                            break;
+                        }
                     }
                 }
-                ClientOutput::Close => {
+                ClientOutput::Close { farewell } => {
+                    let _ = wr.write_all(&farewell).await;
                     let _ = wr.shutdown().await;
                     // Read (and drop) until the server closes too, for at most a second:
                     // closing a socket with unread data in it sends a RST, and the server may

@@ -1076,3 +1076,54 @@ fn the_queue_is_bounded() {
     let s = scripted(config(V5, "d"), props);
     assert_eq!(s.client.server_limits().unwrap().maximum_packet_size, 1000);
 }
+
+/// Pulled transmit in the client engine (`docs/design/engine-io.md`): when the transport takes
+/// nothing, the client holds at most `OUTBOX_HIGH_WATER` encoded bytes, the rest of its
+/// messages stay queued as messages (bounded by `max_queued_messages`: `publish` then says
+/// `QueueFull`), and pulling later gives every accepted message, in order.
+#[test]
+fn a_client_whose_transport_takes_nothing_holds_messages_not_bytes() {
+    use mqtt_session::Timestamp;
+    use mqtt_session::client::{Client, ClientOutput, OUTBOX_HIGH_WATER};
+    let mut cfg = config(V5, "c");
+    cfg.max_queued_messages = 100;
+    let mut client = Client::new(cfg).unwrap();
+    let now = Timestamp::from_secs(1_000);
+    client.handle_connected(now);
+    while client.poll_output().is_some() {}
+    let connect = client.poll_transmit(usize::MAX, now).unwrap();
+    assert_eq!(connect[0], 0x10);
+    // CONNACK (5.0, accepted, no properties).
+    client.handle_bytes(&[0x20, 0x03, 0x00, 0x00, 0x00], now);
+    while client.poll_output().is_some() {}
+    let mut accepted = 0u32;
+    loop {
+        let payload = accepted.to_be_bytes().repeat(256);
+        match client.publish(message("t", &payload, QoS::AtMostOnce), now) {
+            Ok(_) => accepted += 1,
+            Err(ClientError::QueueFull) => break,
+            Err(e) => panic!("{e:?}"),
+        }
+        assert!(accepted < 10_000, "never full");
+    }
+    while client.poll_output().is_some() {}
+    // 64 KiB encoded (about 63 messages of 1 KiB) plus 100 queued.
+    let encoded = OUTBOX_HIGH_WATER / 1031 + 1;
+    assert_eq!(accepted as usize, encoded + 100);
+    let mut wire = bytes::BytesMut::new();
+    while let Some(data) = client.poll_transmit(4096, now) {
+        assert!(data.len() <= 4096);
+        wire.extend_from_slice(&data);
+    }
+    let mut decoder = mqtt_session::codec::Decoder::with_version(V5);
+    let mut n = 0u32;
+    while let Some(Packet::Publish(p)) = decoder.decode(&mut wire).unwrap() {
+        assert_eq!(p.payload[..4], n.to_be_bytes(), "in order");
+        n += 1;
+    }
+    assert_eq!(n, accepted);
+    assert!(matches!(
+        client.poll_output(),
+        None | Some(ClientOutput::Event(_))
+    ));
+}

@@ -95,7 +95,8 @@ impl Client {
         // `new` checked that the configuration makes a valid CONNECT (and an assigned Client
         // Identifier is a valid string): this cannot fail, but must not panic.
         let Ok(connect) = self.connect_packet(clean_start) else {
-            self.out.push_back(super::Pending::Close);
+            self.out
+                .push_back(super::Pending::Close(bytes::Bytes::new()));
             self.event(ClientEvent::Disconnected {
                 reason_code: None,
                 from_server: false,

@@ -259,6 +259,11 @@ impl Client {
                 // The send quota is used up; the rest waits (in order) for acknowledgements.
                 return;
             }
+            if self.outbox_len() >= super::OUTBOX_HIGH_WATER {
+                // The transport has not taken what was encoded: the rest waits, as messages,
+                // until the host pulls (`poll_transmit`).
+                return;
+            }
             // v5 v3.1.1 [MQTT-3.3.1-1] DUP on a re-delivery only; DUP 0 the first time:
             // v5 v3.1.1 [MQTT-4.3.1-1] at QoS 0,
             // v5 [MQTT-4.3.2-2] [MQTT-4.3.3-2] v3.1.1 [MQTT-4.3.2-1] [MQTT-4.3.3-1] at QoS 1, 2.

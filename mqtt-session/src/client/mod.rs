@@ -10,16 +10,19 @@
 //! [`Client::publish`], [`Client::subscribe`], [`Client::unsubscribe`], [`Client::disconnect`],
 //! [`Client::authenticate`] and [`Client::reauthenticate`]. After each of them the host drains
 //! [`Client::poll_output`] until it returns `None`, doing what each [`ClientOutput`] says **in
-//! order**:
+//! order** (the design, shared with the broker engine, is in `docs/design/engine-io.md`):
 //!
-//! 1. [`ClientOutput::Transmit`]: write the bytes (one or more whole packets) to the transport.
-//! 2. [`ClientOutput::Close`]: close the transport after writing what was queued. The client
-//!    has already ended the connection ([`ClientEvent::Disconnected`] follows);
-//!    `handle_disconnected` afterwards does nothing.
+//! 1. [`ClientOutput::TransmitReady`]: there are bytes to send; pull them with
+//!    [`Client::poll_transmit`] when the transport can take them (and again while it returns
+//!    some).
+//! 2. [`ClientOutput::Close`]: write its farewell bytes (a DISCONNECT, and what was not
+//!    pulled) if the transport takes them at once, and close it. The client has already ended
+//!    the connection ([`ClientEvent::Disconnected`] follows); `handle_disconnected` afterwards
+//!    does nothing.
 //! 3. [`ClientOutput::Event`]: tell the application. A received message
 //!    ([`ClientEvent::Message`]) comes before the acknowledgement that takes ownership of it
-//!    (v5 v3.1.1 [MQTT-4.5.0-2]), so a host that handles each event before writing the next
-//!    transmit never acknowledges a message it has not seen.
+//!    (v5 v3.1.1 [MQTT-4.5.0-2]), so a host that drains the outputs before it pulls the bytes
+//!    never acknowledges a message it has not seen.
 //!
 //! Then it asks [`Client::poll_timeout`] for the next deadline (keep alive, PINGRESP, CONNACK)
 //! and calls [`Client::handle_timeout`] when it passes. Time is always an argument: the same
@@ -71,8 +74,10 @@
 //! client.handle_connected(now); // the transport is up
 //! let mut sent = Vec::new();
 //! while let Some(out) = client.poll_output() {
-//!     if let ClientOutput::Transmit(data) = out {
-//!         sent.extend_from_slice(&data);
+//!     if let ClientOutput::TransmitReady = out {
+//!         while let Some(data) = client.poll_transmit(64 * 1024, now) {
+//!             sent.extend_from_slice(&data);
+//!         }
 //!     }
 //! }
 //! // CONNECT, MQTT 3.1.1, Clean Session, Keep Alive 60, client "c1".
@@ -113,10 +118,15 @@ use crate::time::Timestamp;
 #[must_use]
 #[non_exhaustive]
 pub enum ClientOutput {
-    /// Write these bytes (one or more whole packets) to the transport.
-    Transmit(Bytes),
-    /// Close the transport after writing what was queued for it.
-    Close,
+    /// There are bytes to send: pull them with [`Client::poll_transmit`] when the transport can
+    /// take them. Said once when the client goes from nothing to send to something.
+    TransmitReady,
+    /// Close the transport, after writing `farewell` (the bytes not pulled, ending with a
+    /// DISCONNECT when there is one; possibly empty) if it takes them at once.
+    Close {
+        /// The last bytes for the transport.
+        farewell: Bytes,
+    },
     /// Something for the application.
     Event(ClientEvent),
 }
@@ -321,11 +331,15 @@ struct Connection {
     reauthenticating: bool,
 }
 
-/// An output under construction: consecutive transmits are merged.
+/// The most encoded bytes the client holds for the transport before it stops encoding queued
+/// messages (they wait, counted against `max_queued_messages`, until the host pulls).
+pub const OUTBOX_HIGH_WATER: usize = 64 * 1024;
+
+/// An output waiting in the queue.
 #[derive(Debug)]
 enum Pending {
-    Transmit(BytesMut),
-    Close,
+    TransmitReady,
+    Close(Bytes),
     Event(ClientEvent),
 }
 
@@ -342,6 +356,10 @@ pub struct Client {
     /// The next CONNECT uses Clean Start 1 (after a Session Present we could not honour).
     force_clean_start: bool,
     out: VecDeque<Pending>,
+    /// The bytes for the transport, not yet pulled.
+    outbox: BytesMut,
+    /// `TransmitReady` was said and the outbox has not been emptied since.
+    notified: bool,
 }
 
 impl Client {
@@ -393,6 +411,8 @@ impl Client {
             ever_connected: false,
             force_clean_start: false,
             out: VecDeque::new(),
+            outbox: BytesMut::new(),
+            notified: false,
         };
         // Whatever would make the CONNECT invalid is refused now, not at each connection.
         let connect = client.connect_packet(client.config.clean_start)?;
@@ -514,10 +534,27 @@ impl Client {
     /// The next thing for the host to do; `None` when there is nothing left.
     pub fn poll_output(&mut self) -> Option<ClientOutput> {
         Some(match self.out.pop_front()? {
-            Pending::Transmit(data) => ClientOutput::Transmit(data.freeze()),
-            Pending::Close => ClientOutput::Close,
+            Pending::TransmitReady => ClientOutput::TransmitReady,
+            Pending::Close(farewell) => ClientOutput::Close { farewell },
             Pending::Event(e) => ClientOutput::Event(e),
         })
+    }
+
+    /// Up to `max_bytes` bytes to write to the transport now, in order; `None` when there are
+    /// none. Call it when [`ClientOutput::TransmitReady`] said so and the transport can take
+    /// bytes, after draining [`Client::poll_output`]. Queued messages are encoded as the bytes
+    /// before them are pulled: the client holds at most [`OUTBOX_HIGH_WATER`] encoded bytes,
+    /// and the rest of its queue (bounded by `max_queued_messages`) as messages.
+    pub fn poll_transmit(&mut self, max_bytes: usize, now: Timestamp) -> Option<Bytes> {
+        if self.outbox.len() < OUTBOX_HIGH_WATER {
+            self.pump(now);
+        }
+        let n = self.outbox.len().min(max_bytes.max(1));
+        let data = self.outbox.split_to(n);
+        if self.outbox.is_empty() {
+            self.notified = false;
+        }
+        (!data.is_empty()).then(|| data.freeze())
     }
 
     /// The earliest deadline at which [`Client::handle_timeout`] has work to do.
@@ -530,6 +567,11 @@ impl Client {
 
     fn event(&mut self, event: ClientEvent) {
         self.out.push_back(Pending::Event(event));
+    }
+
+    /// The encoded bytes not yet pulled.
+    fn outbox_len(&self) -> usize {
+        self.outbox.len()
     }
 
     /// The protocol version of the connection.
@@ -546,17 +588,12 @@ impl Client {
             return Ok(());
         };
         let max = conn.limits.maximum_packet_size;
-        match self.out.back_mut() {
-            Some(Pending::Transmit(buf)) => {
-                packet.encode_limited(version, max, buf)?;
-            }
-            _ => {
-                let mut buf = BytesMut::new();
-                packet.encode_limited(version, max, &mut buf)?;
-                self.out.push_back(Pending::Transmit(buf));
-            }
-        }
+        packet.encode_limited(version, max, &mut self.outbox)?;
         conn.last_sent = now;
+        if !self.notified {
+            self.notified = true;
+            self.out.push_back(Pending::TransmitReady);
+        }
         Ok(())
     }
 
@@ -598,8 +635,12 @@ impl Client {
         let Some(conn) = self.conn.take() else {
             return;
         };
+        // What was not pulled belongs to this connection: the farewell when the client closes
+        // it, nothing when the transport is already gone.
+        let farewell = self.outbox.split().freeze();
+        self.notified = false;
         if close {
-            self.out.push_back(Pending::Close);
+            self.out.push_back(Pending::Close(farewell));
         }
         let v5 = self.version().is_v5();
         if conn.state == ConnState::Connected {

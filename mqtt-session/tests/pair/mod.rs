@@ -279,17 +279,26 @@ impl<P: Policy> Pair<P> {
         for i in 0..self.peers.len() {
             while let Some(out) = self.peers[i].client.poll_output() {
                 match out {
-                    ClientOutput::Transmit(data) => {
-                        assert!(!data.is_empty(), "empty transmit");
-                        let at = self.delivery_time();
-                        let peer = &mut self.peers[i];
-                        let link = peer.link.as_mut().expect("transmit without a transport");
-                        assert!(!link.up.closing, "transmit after close");
-                        let last = link.up.chunks.back().map_or(at, |(t, _)| *t);
-                        link.up.chunks.push_back((at.max(last), data));
+                    ClientOutput::TransmitReady => {
+                        while let Some(data) =
+                            self.peers[i].client.poll_transmit(usize::MAX, self.now)
+                        {
+                            assert!(!data.is_empty(), "empty transmit");
+                            let at = self.delivery_time();
+                            let peer = &mut self.peers[i];
+                            let link = peer.link.as_mut().expect("transmit without a transport");
+                            assert!(!link.up.closing, "transmit after close");
+                            let last = link.up.chunks.back().map_or(at, |(t, _)| *t);
+                            link.up.chunks.push_back((at.max(last), data));
+                        }
                     }
-                    ClientOutput::Close => {
+                    ClientOutput::Close { farewell } => {
+                        let at = self.delivery_time();
                         if let Some(link) = self.peers[i].link.as_mut() {
+                            if !farewell.is_empty() {
+                                let last = link.up.chunks.back().map_or(at, |(t, _)| *t);
+                                link.up.chunks.push_back((at.max(last), farewell));
+                            }
                             link.up.closing = true;
                         }
                     }
@@ -736,22 +745,32 @@ impl Scripted {
     fn drain(&mut self) {
         while let Some(out) = self.client.poll_output() {
             match out {
-                ClientOutput::Transmit(data) => {
-                    assert!(!data.is_empty(), "empty transmit");
-                    assert!(!self.closed, "transmit after close");
-                    self.buf.extend_from_slice(&data);
-                    while let Some(p) = self
-                        .decoder
-                        .decode(&mut self.buf)
-                        .expect("the client sends valid packets")
-                    {
-                        self.sent.push(p);
+                ClientOutput::TransmitReady => {
+                    while let Some(data) = self.client.poll_transmit(usize::MAX, self.now) {
+                        assert!(!data.is_empty(), "empty transmit");
+                        assert!(!self.closed, "transmit after close");
+                        self.receive_from_client(&data);
                     }
                 }
-                ClientOutput::Close => self.closed = true,
+                ClientOutput::Close { farewell } => {
+                    self.receive_from_client(&farewell);
+                    self.closed = true;
+                }
                 ClientOutput::Event(e) => self.events.push(e),
                 other => panic!("unexpected output {other:?}"),
             }
+        }
+    }
+
+    /// Decodes what the client wrote.
+    fn receive_from_client(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+        while let Some(p) = self
+            .decoder
+            .decode(&mut self.buf)
+            .expect("the client sends valid packets")
+        {
+            self.sent.push(p);
         }
     }
 

@@ -6,9 +6,13 @@
 use bytes::{Bytes, BytesMut};
 use mqtt_codec::{Disconnect, Packet, ReasonCode};
 
-use super::delivery::has_sendable;
+use std::sync::Arc;
+
+use super::delivery::{has_sendable, pump_session};
 use super::update_reading;
-use super::{Broker, BrokerEvent, ConnState, Connection, ConnectionId, Policy, Timer, notify};
+use super::{
+    Broker, BrokerEvent, ConnState, Connection, ConnectionId, Policy, Timer, notify, push_outbox,
+};
 use crate::time::Timestamp;
 
 /// What a queued message costs besides its topic and payload, as the backlog counts it (its
@@ -38,78 +42,84 @@ impl<P: Policy> Broker<P> {
     ) -> Option<Bytes> {
         let max_bytes = max_bytes.max(1);
         let committed = self.committed;
+        let Self {
+            connections,
+            sessions,
+            out,
+            config,
+            gated,
+            ..
+        } = self;
+        let conn = connections.get_mut(&connection)?;
         let mut data = BytesMut::new();
-        let client_id = {
-            let conn = self.connections.get_mut(&connection)?;
-            // Released control packets first, in order.
-            while data.len() < max_bytes {
-                let Some((gate, chunk)) = conn.outbox.front_mut() else {
-                    break;
-                };
-                if *gate > committed {
-                    break;
-                }
-                let room = max_bytes - data.len();
-                if chunk.len() <= room {
-                    if let Some((_, chunk)) = conn.outbox.pop_front() {
-                        data.unsplit(chunk);
-                    }
-                } else {
-                    data.unsplit(chunk.split_to(room));
-                }
+        // Released control packets first, in order.
+        while data.len() < max_bytes {
+            let Some((gate, chunk)) = conn.outbox.front_mut() else {
+                break;
+            };
+            if *gate > committed {
+                break;
             }
-            conn.outbox_bytes = conn.outbox_bytes.saturating_sub(data.len());
-            let ready = conn.state == ConnState::Connected && conn.outbox.is_empty();
-            conn.client_id.clone().filter(|_| ready)
-        };
-        // Then queued messages, encoded now, into what the budget leaves.
-        if let Some(client_id) = client_id
-            && data.len() < max_bytes
-        {
-            let before = self.out.last_record;
-            let mut bytes = BytesMut::new();
-            self.pump_into(&client_id, &mut bytes, max_bytes - data.len(), now);
-            if self.out.last_record > before && self.out.last_record > committed {
-                // Deliveries recorded just now: their bytes wait for the commit.
-                self.queue_bytes(connection, bytes);
-            } else if data.len() + bytes.len() <= max_bytes {
-                data.unsplit(bytes);
+            let room = max_bytes - data.len();
+            if chunk.len() <= room {
+                if let Some((_, chunk)) = conn.outbox.pop_front() {
+                    data.unsplit(chunk);
+                }
             } else {
-                // The last packet went past the budget: the rest waits, released.
-                let rest = bytes.split_off(max_bytes - data.len());
-                data.unsplit(bytes);
-                self.queue_bytes(connection, rest);
+                data.unsplit(chunk.split_to(room));
             }
         }
-        let sendable = self.has_sendable_now(connection);
-        let conn = self.connections.get_mut(&connection)?;
-        if !sendable {
+        conn.outbox_bytes = conn.outbox_bytes.saturating_sub(data.len());
+        // Then queued messages, encoded now, into what the budget leaves.
+        let session = match &conn.client_id {
+            Some(c) if conn.state == ConnState::Connected => sessions.get_mut(c.as_str()),
+            _ => None,
+        };
+        if let Some(session) = session {
+            if data.len() < max_bytes && conn.outbox.is_empty() {
+                let before = out.last_record;
+                let released = data.len();
+                let client_id = Arc::clone(&session.client_id);
+                // Encoded straight after the released bytes.
+                pump_session(
+                    session, &client_id, conn, out, config, &mut data, max_bytes, now,
+                );
+                if out.last_record > before && out.last_record > committed {
+                    // Deliveries recorded just now: their bytes wait for the commit.
+                    let pumped = data.split_off(released);
+                    push_outbox(conn, out.last_record, pumped);
+                    gated.push_back((out.last_record, connection));
+                } else if data.len() > max_bytes {
+                    // The last packet went past the budget: the rest waits, released.
+                    let rest = data.split_off(max_bytes);
+                    push_outbox(conn, committed, rest);
+                }
+            }
+            let sendable = match conn.outbox.front() {
+                Some((gate, _)) => *gate <= committed,
+                None => has_sendable(session, conn, config),
+            };
+            if !sendable {
+                conn.notified = false;
+            }
+        } else if conn
+            .outbox
+            .front()
+            .is_none_or(|(gate, _)| *gate > committed)
+        {
             conn.notified = false;
         }
-        if conn.outbox_bytes <= self.config.max_connection_backlog / 2 && conn.self_paused {
+        if conn.self_paused && conn.outbox_bytes <= config.max_connection_backlog / 2 {
             conn.self_paused = false;
-            update_reading(&mut self.out, connection, conn);
+            update_reading(out, connection, conn);
         }
-        if !data.is_empty() {
+        if data.is_empty() {
+            return None;
+        }
+        if conn.over_backlog_since.is_some() {
             self.progress(connection);
         }
-        (!data.is_empty()).then(|| data.freeze())
-    }
-
-    /// Whether `connection` has something `poll_transmit` would give now.
-    fn has_sendable_now(&self, connection: ConnectionId) -> bool {
-        let Some(conn) = self.connections.get(&connection) else {
-            return false;
-        };
-        if let Some((gate, _)) = conn.outbox.front() {
-            return *gate <= self.committed;
-        }
-        conn.state == ConnState::Connected
-            && conn
-                .client_id
-                .as_ref()
-                .and_then(|c| self.sessions.get(c))
-                .is_some_and(|s| has_sendable(s, conn, &self.config))
+        Some(data.freeze())
     }
 
     /// Says `TransmitReady` for the connection of `client_id`'s session when it has a queued

@@ -505,38 +505,6 @@ impl<P: Policy> Broker<P> {
         }
     }
 
-    /// Encodes the session's queued messages into `bytes` (after what it holds) while the
-    /// send quota allows: at most min(client's Receive Maximum, our max in flight) QoS 1/2
-    /// messages unacknowledged [MQTT-3.3.4-9] [MQTT-4.9.0-2], until `bytes` holds `budget`
-    /// bytes or more. Expired messages are dropped [MQTT-3.3.2-5]. Records and events go to
-    /// the output queue. Returns the session's connection.
-    pub(super) fn pump_into(
-        &mut self,
-        client_id: &str,
-        bytes: &mut BytesMut,
-        budget: usize,
-        now: Timestamp,
-    ) -> Option<ConnectionId> {
-        let Self {
-            sessions,
-            connections,
-            out: pending,
-            config,
-            ..
-        } = self;
-        let session = sessions.get_mut(client_id)?;
-        pump_session(
-            session,
-            client_id,
-            connections,
-            pending,
-            config,
-            bytes,
-            budget,
-            now,
-        )
-    }
-
     /// On session resume: PUBLISH again (DUP) what awaits PUBACK/PUBREC, PUBREL what awaits
     /// PUBCOMP, in the original order [MQTT-4.4.0-1] [MQTT-4.6.0-1], encoded into `bytes`.
     pub(super) fn resend_inflight(
@@ -902,19 +870,22 @@ pub(super) fn has_sendable(session: &Session, conn: &Connection, config: &Broker
         .is_some_and(|o| o.qos == QoS::AtMostOnce || session.inflight < window)
 }
 
+/// Encodes the queued messages of `session` (connected on `conn`) into `bytes` (after what it
+/// holds) while the send quota allows: at most min(client's Receive Maximum, our max in
+/// flight) QoS 1/2 messages unacknowledged [MQTT-3.3.4-9] [MQTT-4.9.0-2], until `bytes` holds
+/// `budget` bytes or more. Expired messages are dropped [MQTT-3.3.2-5]. Records and events go
+/// to the output queue.
 #[allow(clippy::too_many_arguments)] // the broker's fields, borrowed apart
-fn pump_session(
+pub(super) fn pump_session(
     session: &mut Session,
     client_id: &str,
-    connections: &mut HashMap<ConnectionId, Connection, RandomState>,
+    conn: &mut Connection,
     pending: &mut Outputs,
     config: &BrokerConfig,
     bytes: &mut BytesMut,
     budget: usize,
     now: Timestamp,
-) -> Option<ConnectionId> {
-    let connection = session.connection?;
-    let conn = connections.get_mut(&connection)?;
+) {
     let window = usize::from(conn.client_receive_maximum.min(config.max_inflight)).max(1);
     let durable = session.is_durable();
     // The messages in flight are the front of the queue: messages are sent in queue order,
@@ -991,7 +962,6 @@ fn pump_session(
         }
         index += 1;
     }
-    Some(connection)
 }
 
 /// Removes the outbound message `seq` of `session` (the session of `client_id`) as done, with

@@ -771,11 +771,7 @@ impl<P: Policy> Broker<P> {
         let Some(conn) = self.connections.get_mut(&connection) else {
             return;
         };
-        conn.outbox_bytes += bytes.len();
-        match conn.outbox.back_mut() {
-            Some((g, chunk)) if *g == gate => chunk.unsplit(bytes),
-            _ => conn.outbox.push_back((gate, bytes)),
-        }
+        push_outbox(conn, gate, bytes);
         if gate <= self.committed {
             notify(&mut self.out, connection, conn);
         } else if self.gated.back() != Some(&(gate, connection)) {
@@ -955,6 +951,16 @@ fn encode(conn: &Connection, packet: &Packet, buf: &mut BytesMut) -> bool {
     packet
         .encode_limited(conn.version, conn.client_maximum_packet_size, buf)
         .is_ok()
+}
+
+/// Appends `bytes` to `conn`'s outbox with `gate`, merged with the last chunk when it has the
+/// same gate.
+fn push_outbox(conn: &mut Connection, gate: u64, bytes: BytesMut) {
+    conn.outbox_bytes += bytes.len();
+    match conn.outbox.back_mut() {
+        Some((g, chunk)) if *g == gate => chunk.unsplit(bytes),
+        _ => conn.outbox.push_back((gate, bytes)),
+    }
 }
 
 /// Says [`Output::TransmitReady`] for `conn` unless it was said and not yet answered.

@@ -224,6 +224,9 @@ fn help_documents_every_flag() {
         "--max-queued-bytes",
         "--max-session-expiry",
         "--queue-qos0",
+        "--max-connection-backlog",
+        "--stuck-after-ms",
+        "--disconnect-stuck-after",
         "--acl",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");

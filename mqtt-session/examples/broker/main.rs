@@ -11,7 +11,9 @@
 //! - `--data-dir DIR`: where the state is kept (default `./mqtt-data`; created if missing).
 //! - `--max-keep-alive SECS`, `--receive-maximum N`, `--max-packet-size BYTES`,
 //!   `--topic-alias-maximum N`, `--max-inflight N`, `--max-queued-messages N`,
-//!   `--max-queued-bytes N`, `--max-session-expiry SECS`, `--queue-qos0`: the engine's limits
+//!   `--max-queued-bytes N`, `--max-session-expiry SECS`, `--queue-qos0`,
+//!   `--max-connection-backlog BYTES`, `--stuck-after-ms MS`, `--disconnect-stuck-after SECS`:
+//!   the engine's limits
 //!   ([`BrokerConfig`](mqtt_session::broker::BrokerConfig)); `--help` shows each with its
 //!   default.
 //! - `--acl FILE`: an access control list (below); without it every client may publish and
@@ -150,6 +152,18 @@ struct Args {
     /// Queue QoS 0 messages for offline sessions too (they are never persisted).
     #[arg(long)]
     queue_qos0: bool,
+    /// The most bytes a connection may have waiting to be sent; a subscriber over it slows its
+    /// publishers, then counts as stuck (slow-consumer policy, docs/design/engine-io.md).
+    #[arg(long, value_name = "BYTES", default_value_t = BrokerConfig::default().max_connection_backlog)]
+    max_connection_backlog: usize,
+    /// How long a subscriber may stay over its backlog before it counts as stuck (its QoS 0
+    /// messages are then dropped, and the publishers it slowed are resumed), in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = BrokerConfig::default().stuck_after_ms)]
+    stuck_after_ms: u64,
+    /// How long a subscriber may stay stuck before it is disconnected (0x97), in seconds; 0:
+    /// never.
+    #[arg(long, value_name = "SECS", default_value_t = BrokerConfig::default().disconnect_stuck_after.unwrap_or(0))]
+    disconnect_stuck_after: u32,
     /// An access control list (format in the README and the example's documentation).
     /// Default: everyone may publish and subscribe to anything.
     #[arg(long, value_name = "FILE")]
@@ -168,6 +182,10 @@ impl Args {
         config.max_queued_bytes = self.max_queued_bytes;
         config.max_session_expiry = self.max_session_expiry;
         config.queue_qos0_when_offline = self.queue_qos0;
+        config.max_connection_backlog = self.max_connection_backlog;
+        config.stuck_after_ms = self.stuck_after_ms;
+        config.disconnect_stuck_after =
+            (self.disconnect_stuck_after > 0).then_some(self.disconnect_stuck_after);
         config
     }
 }

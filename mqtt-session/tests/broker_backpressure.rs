@@ -565,3 +565,41 @@ fn in_a_full_queue_qos1_messages_take_the_place_of_qos0_ones() {
         [[1], [2], [3], [4]].map(|p| p.to_vec())
     );
 }
+
+/// A stuck subscriber whose queue was purged (nothing left to send) recovers on the next pull
+/// that finds its socket writable, and QoS 0 reaches it again: a pull with nothing to give still
+/// counts as progress.
+#[test]
+fn a_stuck_subscriber_with_nothing_left_to_send_recovers_when_it_can_take_bytes() {
+    let mut h = Host::new(config());
+    let s = h.client("s", 0);
+    h.subscribe(s, "t/#", QoS::AtMostOnce);
+    let p = h.client("p", 0);
+    h.writable.remove(&s);
+    for _ in 0..100 {
+        h.publish(p, "t/0", vec![0; 1000], QoS::AtMostOnce, 0);
+    }
+    h.advance_ms(1000);
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, BrokerEvent::ConsumerStuck { .. }))
+    );
+    assert_eq!(
+        h.broker.connection_backlog(s),
+        Some(0),
+        "its QoS 0 messages were dropped"
+    );
+    // Its socket takes bytes again; the host pulls once (it was told before).
+    h.writable.insert(s, usize::MAX);
+    h.ready.insert(s);
+    h.drain();
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, BrokerEvent::ConsumerRecovered { .. }))
+    );
+    h.publish(p, "t/0", vec![9; 10], QoS::AtMostOnce, 0);
+    let got = payloads(&h.take(s));
+    assert_eq!(got.last(), Some(&vec![9; 10]));
+}

@@ -263,3 +263,63 @@ fn a_deferred_enhanced_authentication_exchange() {
         "{got:?}"
     );
 }
+
+/// [MQTT-3.1.3-6] An assigned Client Identifier stays unique when another client takes it while
+/// the first one's authentication is being decided: the first gets a new one.
+#[test]
+fn an_assigned_client_id_taken_while_deciding_is_replaced() {
+    let mut sim = Sim::with_policy(BrokerConfig::default(), Later);
+    let mut empty = connect_v5("", false, Some(60));
+    empty.client_id = "".try_into().unwrap();
+    let mut first = open_and_send(&mut sim, &[empty.into()]);
+    let assigned = sim.auth_requests[0].1.client_id.clone();
+    let mut second = open_and_send(&mut sim, &[connect_v5(&assigned, true, Some(60)).into()]);
+    let conn = second.conn;
+    sim.broker
+        .handle_auth_decision(conn, AuthDecision::Accept, sim.now);
+    sim.drain();
+    assert!(matches!(
+        sim.recv(&mut second).first(),
+        Some(Packet::ConnAck(_))
+    ));
+    sim.broker
+        .handle_auth_decision(first.conn, AuthDecision::Accept, sim.now);
+    sim.drain();
+    let got = sim.recv(&mut first);
+    let Some(Packet::ConnAck(ack)) = got.first() else {
+        panic!("{got:?}")
+    };
+    let given = ack
+        .properties
+        .assigned_client_identifier
+        .as_ref()
+        .unwrap()
+        .to_string();
+    assert_ne!(given, assigned);
+    assert!(!ack.session_present);
+    assert!(
+        !sim.is_closed(&second),
+        "the other client keeps its session and connection"
+    );
+}
+
+/// Thousands of CONNECTs with one Client Identifier, answered last to first: completed in
+/// arrival order without recursing once per waiting CONNECT.
+#[test]
+fn many_deferred_connects_of_one_client_id_complete_without_deep_recursion() {
+    let mut sim = Sim::with_policy(BrokerConfig::default(), Later);
+    let clients: Vec<Client> = (0..3000)
+        .map(|_| open_and_send(&mut sim, &[connect_v5("same", true, None).into()]))
+        .collect();
+    for c in clients.iter().skip(1).rev() {
+        sim.broker
+            .handle_auth_decision(c.conn, AuthDecision::Accept, sim.now);
+    }
+    sim.broker
+        .handle_auth_decision(clients[0].conn, AuthDecision::Accept, sim.now);
+    sim.drain();
+    // Each took the session over from the one before: only the last is still connected.
+    let open: Vec<bool> = clients.iter().map(|c| !sim.is_closed(c)).collect();
+    assert_eq!(open.iter().filter(|o| **o).count(), 1);
+    assert!(open[2999]);
+}

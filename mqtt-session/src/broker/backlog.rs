@@ -113,13 +113,12 @@ impl<P: Policy> Broker<P> {
             conn.self_paused = false;
             update_reading(out, connection, conn);
         }
-        if data.is_empty() {
-            return None;
-        }
+        // A pull means the socket has room: a connection that was behind may be back under
+        // half its backlog, even when nothing was left to give it (its queue purged while stuck).
         if conn.over_backlog_since.is_some() {
             self.progress(connection);
         }
-        Some(data.freeze())
+        (!data.is_empty()).then(|| data.freeze())
     }
 
     /// Says `TransmitReady` for the connection of `client_id`'s session when it has a queued

@@ -211,7 +211,13 @@ impl<P: Policy> Broker<P> {
         let Some(conn) = self.connections.get_mut(&connection) else {
             return;
         };
-        if let PendingAuth::Connect { client_id, .. } = &pending {
+        // (An assigned Client Identifier is the connection's own: nothing to wait for.)
+        if let PendingAuth::Connect {
+            client_id,
+            assigned: false,
+            ..
+        } = &pending
+        {
             self.auth_order
                 .entry(client_id.clone())
                 .or_default()
@@ -243,7 +249,12 @@ impl<P: Policy> Broker<P> {
         if decided.is_some() {
             return;
         }
-        if let PendingAuth::Connect { client_id, .. } = pending {
+        if let PendingAuth::Connect {
+            client_id,
+            assigned: false,
+            ..
+        } = pending
+        {
             let first = self
                 .auth_order
                 .get(client_id.as_str())
@@ -265,26 +276,37 @@ impl<P: Policy> Broker<P> {
         decision: AuthDecision,
         now: Timestamp,
     ) {
-        let Some(conn) = self.connections.get_mut(&connection) else {
-            return;
-        };
-        let Some((pending, _)) = conn.pending_auth.take() else {
-            return;
-        };
+        // A loop, not recursion: many CONNECTs of one Client Identifier may be waiting.
+        let mut next = Some((connection, decision));
+        while let Some((connection, decision)) = next {
+            next = self.apply_one_auth_decision(connection, decision, now);
+        }
+    }
+
+    /// Applies one decision; returns the next waiting CONNECT of the same Client Identifier
+    /// whose answer is already in.
+    fn apply_one_auth_decision(
+        &mut self,
+        connection: ConnectionId,
+        decision: AuthDecision,
+        now: Timestamp,
+    ) -> Option<(ConnectionId, AuthDecision)> {
+        let conn = self.connections.get_mut(&connection)?;
+        let (pending, _) = conn.pending_auth.take()?;
         super::update_reading(&mut self.out, connection, conn);
+        let mut next = None;
         match pending {
             PendingAuth::Connect {
                 connect,
                 client_id,
                 assigned,
             } => {
-                let next = self.auth_order_done(&client_id, connection);
+                if !assigned {
+                    next = self.auth_order_done(&client_id, connection);
+                }
                 self.apply_connect_decision(
                     connection, *connect, client_id, assigned, decision, now,
                 );
-                if let Some((next, decision)) = next {
-                    self.apply_auth_decision(next, decision, now);
-                }
             }
             PendingAuth::Continue { client_id, method } => {
                 self.apply_continue_decision(connection, client_id, method, decision, now);
@@ -295,6 +317,7 @@ impl<P: Policy> Broker<P> {
         }
         // The input that waited for the decision.
         self.decode_input(connection, now);
+        next
     }
 
     /// `connection` leaves the queue of CONNECTs of `client_id` being decided; returns the
@@ -533,6 +556,14 @@ impl<P: Policy> Broker<P> {
         assigned: bool,
         now: Timestamp,
     ) {
+        // [MQTT-3.1.3-6] an assigned Client Identifier is unique: one taken meanwhile (while
+        // the authentication was decided) is replaced by a new one; the client learns it from
+        // the CONNACK.
+        let client_id = if assigned && self.sessions.contains_key(&client_id) {
+            self.assign_client_id()
+        } else {
+            client_id
+        };
         let version = connect.protocol;
         let v5 = version.is_v5();
 

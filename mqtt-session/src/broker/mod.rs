@@ -909,12 +909,21 @@ impl<P: Policy> Broker<P> {
         if gate <= self.committed {
             self.out.push(Pending::Close(connection, farewell.freeze()));
         } else {
+            // In gate order, so that `handle_committed` releases them from the front.
+            let at = self.closing.partition_point(|(g, _, _)| *g <= gate);
             self.closing
-                .push_back((gate, connection, farewell.freeze()));
+                .insert(at, (gate, connection, farewell.freeze()));
         }
         self.release_paused_publishers(&mut conn);
         // A CONNECT still being decided leaves its queue; the next one may go on.
-        if let Some((connect::PendingAuth::Connect { client_id, .. }, _)) = &conn.pending_auth
+        if let Some((
+            connect::PendingAuth::Connect {
+                client_id,
+                assigned: false,
+                ..
+            },
+            _,
+        )) = &conn.pending_auth
             && let Some((next, decision)) = self.auth_order_done(client_id, connection)
         {
             self.apply_auth_decision(next, decision, now);

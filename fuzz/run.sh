@@ -15,13 +15,8 @@ fi
 target="$1"
 shift
 cd "$(dirname "$0")"
-if [ "${FUZZ_TOOLCHAIN:-}" = nightly ]; then
-  fuzz=(cargo +nightly fuzz)
-else
-  export RUSTC_BOOTSTRAP=1
-  fuzz=(cargo fuzz)
-fi
-command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+# shellcheck source=toolchain.sh
+. ./toolchain.sh
 work="corpus-work/$target"
 mkdir -p "$work" "corpus/$target"
 inputs=("corpus/$target")

@@ -9,15 +9,8 @@
 set -euo pipefail
 seconds="${1:-60}"
 cd "$(dirname "$0")"
-
-if [ "${FUZZ_TOOLCHAIN:-}" = nightly ]; then
-  fuzz=(cargo +nightly fuzz)
-else
-  export RUSTC_BOOTSTRAP=1
-  fuzz=(cargo fuzz)
-fi
-
-command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+# shellcheck source=toolchain.sh
+. ./toolchain.sh
 
 "${fuzz[@]}" build -O
 for target in $("${fuzz[@]}" list); do

@@ -4,15 +4,13 @@
 //! messages, then disconnects it.
 
 use bytes::{Bytes, BytesMut};
-use mqtt_codec::{Disconnect, Packet, ReasonCode};
+use mqtt_codec::ReasonCode;
 
 use std::sync::Arc;
 
-use super::delivery::{has_sendable, pump_session};
+use super::delivery::{has_sendable, notify_session, pump_session};
 use super::update_reading;
-use super::{
-    Broker, BrokerEvent, ConnState, Connection, ConnectionId, Policy, Timer, notify, push_outbox,
-};
+use super::{Broker, BrokerEvent, ConnState, Connection, ConnectionId, Policy, Timer, push_outbox};
 use crate::time::Timestamp;
 
 /// What a queued message costs besides its topic and payload, as the backlog counts it (its
@@ -131,12 +129,8 @@ impl<P: Policy> Broker<P> {
             config,
             ..
         } = self;
-        if let Some(session) = sessions.get(client_id)
-            && let Some(connection) = session.connection
-            && let Some(conn) = connections.get_mut(&connection)
-            && has_sendable(session, conn, config)
-        {
-            notify(out, connection, conn);
+        if let Some(session) = sessions.get(client_id) {
+            notify_session(session, connections, out, config);
         }
     }
 
@@ -170,29 +164,32 @@ impl<P: Policy> Broker<P> {
         if self.backlog(conn) > self.config.max_connection_backlog / 2 {
             return;
         }
-        let Some(mut conn) = self.connections.remove(&connection) else {
+        let Some(conn) = self.connections.get_mut(&connection) else {
             return;
         };
         conn.over_backlog_since = None;
-        self.release_paused_publishers(&mut conn);
         conn.drop_reported = false;
-        if conn.stuck_since.take().is_some()
-            && let Some(client_id) = &conn.client_id
-        {
-            self.event(BrokerEvent::ConsumerRecovered {
+        let publishers = core::mem::take(&mut conn.pausing);
+        let recovered = conn
+            .stuck_since
+            .take()
+            .is_some()
+            .then(|| BrokerEvent::ConsumerRecovered {
                 connection,
-                client_id: client_id.clone(),
+                client_id: conn.client_id.clone().unwrap_or_default(),
                 dropped: core::mem::take(&mut conn.dropped_qos0),
             });
+        self.release_paused_publishers(publishers);
+        if let Some(event) = recovered {
+            self.event(event);
         }
-        self.connections.insert(connection, conn);
         self.disarm_connection(connection, Some(&Timer::Stuck(connection)));
         self.disarm_connection(connection, Some(&Timer::StuckTooLong(connection)));
     }
 
-    /// Resumes the publishers `conn` (a subscriber that was behind) slowed.
-    pub(super) fn release_paused_publishers(&mut self, conn: &mut Connection) {
-        for publisher in conn.pausing.drain(..) {
+    /// Resumes `publishers`, which a subscriber that was behind had slowed (its `pausing`).
+    pub(super) fn release_paused_publishers(&mut self, publishers: Vec<ConnectionId>) {
+        for publisher in publishers {
             if let Some(p) = self.connections.get_mut(&publisher) {
                 p.paused_by = p.paused_by.saturating_sub(1);
                 update_reading(&mut self.out, publisher, p);
@@ -213,19 +210,18 @@ impl<P: Policy> Broker<P> {
         if backlog <= self.config.max_connection_backlog {
             // Back under (not yet under half): no longer over, and the publishers it slowed
             // have waited long enough. If it goes over again, the count starts again.
-            let Some(mut conn) = self.connections.remove(&connection) else {
-                return;
-            };
-            conn.over_backlog_since = None;
-            self.release_paused_publishers(&mut conn);
-            self.connections.insert(connection, conn);
+            if let Some(conn) = self.connections.get_mut(&connection) {
+                conn.over_backlog_since = None;
+                let publishers = core::mem::take(&mut conn.pausing);
+                self.release_paused_publishers(publishers);
+            }
             return;
         }
         let Some(mut conn) = self.connections.remove(&connection) else {
             return;
         };
         conn.stuck_since = Some(now);
-        self.release_paused_publishers(&mut conn);
+        self.release_paused_publishers(core::mem::take(&mut conn.pausing));
         // Its queued QoS 0 messages go now, so that they leave room in its session's queue
         // for the QoS 1/2 messages that wait for it.
         if let Some(session) = conn
@@ -275,24 +271,8 @@ impl<P: Policy> Broker<P> {
             .connections
             .get(&connection)
             .is_some_and(|c| c.stuck_since.is_some());
-        if !stuck {
-            return;
+        if stuck {
+            self.fail(connection, ReasonCode::QUOTA_EXCEEDED, None, now);
         }
-        let v5 = self
-            .connections
-            .get(&connection)
-            .is_some_and(|c| c.version.is_v5());
-        if v5 {
-            self.send(
-                connection,
-                &Packet::Disconnect(Disconnect::new(ReasonCode::QUOTA_EXCEEDED)),
-            );
-        }
-        self.event(BrokerEvent::ProtocolViolation {
-            connection,
-            reason_code: ReasonCode::QUOTA_EXCEEDED,
-            error: None,
-        });
-        self.close_connection(connection, false, now);
     }
 }

@@ -19,7 +19,7 @@ use super::message::Message;
 use super::session::{OutState, Outbound, Session, Subscription};
 use super::{
     Broker, BrokerConfig, BrokerEvent, Connection, ConnectionId, DropReason, Outputs, Policy,
-    StorageRecord, SubKey, SubValue, Timer, encode, notify, update_reading,
+    StorageRecord, SubKey, SubValue, Timer, arm_in, encode, notify, update_reading,
 };
 use crate::time::Timestamp;
 
@@ -489,8 +489,7 @@ impl<P: Policy> Broker<P> {
         if conn.over_backlog_since.is_none() {
             conn.over_backlog_since = Some(now);
             let at = now.plus_millis(config.stuck_after_ms);
-            conn.armed.push((at, Timer::Stuck(connection)));
-            timers.insert((at, Timer::Stuck(connection)));
+            arm_in(timers, conn, at, Timer::Stuck(connection));
         }
         let Some(publisher) = from.filter(|p| *p != connection) else {
             return;
@@ -571,12 +570,7 @@ impl<P: Policy> Broker<P> {
             return;
         };
         complete_in(session, client_id, seq, pending);
-        if let Some(connection) = session.connection
-            && let Some(conn) = connections.get_mut(&connection)
-            && has_sendable(session, conn, config)
-        {
-            notify(pending, connection, conn);
-        }
+        notify_session(session, connections, pending, config);
     }
 
     // ---- acknowledgements of outgoing messages ----------------------------------------------
@@ -857,6 +851,21 @@ impl<P: Policy> Broker<P> {
             reason_codes,
         };
         self.send(connection, &Packet::UnsubAck(ack));
+    }
+}
+
+/// Says `TransmitReady` for `session`'s connection when it has a queued message to send now.
+pub(super) fn notify_session(
+    session: &Session,
+    connections: &mut HashMap<ConnectionId, Connection, RandomState>,
+    out: &mut Outputs,
+    config: &BrokerConfig,
+) {
+    if let Some(connection) = session.connection
+        && let Some(conn) = connections.get_mut(&connection)
+        && has_sendable(session, conn, config)
+    {
+        notify(out, connection, conn);
     }
 }
 

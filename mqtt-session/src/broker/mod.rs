@@ -807,11 +807,8 @@ impl<P: Policy> Broker<P> {
 
     /// Arms a deadline that belongs to a connection, so that closing it disarms it.
     fn arm_connection(&mut self, connection: ConnectionId, at: Timestamp, timer: Timer) {
-        let timers = &self.timers;
         if let Some(conn) = self.connections.get_mut(&connection) {
-            conn.armed.retain(|entry| timers.contains(entry));
-            conn.armed.push((at, timer.clone()));
-            self.timers.insert((at, timer));
+            arm_in(&mut self.timers, conn, at, timer);
         }
     }
 
@@ -914,7 +911,7 @@ impl<P: Policy> Broker<P> {
             self.closing
                 .insert(at, (gate, connection, farewell.freeze()));
         }
-        self.release_paused_publishers(&mut conn);
+        self.release_paused_publishers(core::mem::take(&mut conn.pausing));
         // A CONNECT still being decided leaves its queue; the next one may go on.
         if let Some((
             connect::PendingAuth::Connect {
@@ -960,6 +957,19 @@ fn encode(conn: &Connection, packet: &Packet, buf: &mut BytesMut) -> bool {
     packet
         .encode_limited(conn.version, conn.client_maximum_packet_size, buf)
         .is_ok()
+}
+
+/// Arms `timer` at `at` for `conn` (forgetting its deadlines that have fired), so that closing
+/// the connection disarms it: [`Broker::arm_connection`] for callers that hold the connection.
+fn arm_in(
+    timers: &mut BTreeSet<(Timestamp, Timer)>,
+    conn: &mut Connection,
+    at: Timestamp,
+    timer: Timer,
+) {
+    conn.armed.retain(|entry| timers.contains(entry));
+    conn.armed.push((at, timer.clone()));
+    timers.insert((at, timer));
 }
 
 /// Appends `bytes` to `conn`'s outbox with `gate`, merged with the last chunk when it has the

@@ -259,7 +259,7 @@ impl Client {
                 // The send quota is used up; the rest waits (in order) for acknowledgements.
                 return;
             }
-            if self.outbox_len() >= super::OUTBOX_HIGH_WATER {
+            if self.outbox.len() >= super::OUTBOX_HIGH_WATER {
                 // The transport has not taken what was encoded: the rest waits, as messages,
                 // until the host pulls (`poll_transmit`).
                 return;

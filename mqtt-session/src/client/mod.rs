@@ -569,11 +569,6 @@ impl Client {
         self.out.push_back(Pending::Event(event));
     }
 
-    /// The encoded bytes not yet pulled.
-    fn outbox_len(&self) -> usize {
-        self.outbox.len()
-    }
-
     /// The protocol version of the connection.
     fn version(&self) -> ProtocolVersion {
         self.config.protocol

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load test: the example broker (mqtt-session/examples/broker) against mosquitto, with the
+# Load test: the broker (mqtt-broker) against mosquitto, with the
 # load generator of benches/src/bin/loadtest.rs. See benches/README.md.
 #
 #   benches/loadtest.sh                      # 1000 connections, 100000 QoS 1 messages, 3 runs
@@ -82,11 +82,11 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$want_fds" ]; then
         die "the open-file limit is $(ulimit -n), $want_fds needed (ulimit -Hn is $(ulimit -Hn))"
 fi
 
-log "building (release): the load generator and the example broker"
+log "building (release): the load generator and the broker"
 (cd "$ROOT" && cargo build --release -q -p benches --bin loadtest &&
-    cargo build --release -q -p mqtt-session --example broker)
+    cargo build --release -q -p mqtt-broker)
 LOADTEST=$ROOT/target/release/loadtest
-BROKER=$ROOT/target/release/examples/broker
+BROKER=$ROOT/target/release/mqtt-broker
 
 # --- helpers --------------------------------------------------------------------------------
 

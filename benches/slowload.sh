@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The slow-consumer load (benches/src/bin/slowload.rs) against the example broker and mosquitto:
+# The slow-consumer load (benches/src/bin/slowload.rs) against mqtt-broker and mosquitto:
 # a burst to two fast readers, and a subscriber stuck for 10 s. See benches/README.md.
 #
 #   benches/slowload.sh                 # both scenarios, both brokers, RUNS=3 each
@@ -11,7 +11,7 @@ TARGETS=${TARGETS:-"ours mosquitto"}
 SCENARIOS=${SCENARIOS:-"burst stuck"}
 WORK=${WORK_DIR:-target/slowload}
 mkdir -p "$WORK"
-cargo build --release -q -p mqtt-session --example broker
+cargo build --release -q -p mqtt-broker
 cargo build --release -q -p benches --bin slowload
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 port=18900
@@ -21,7 +21,7 @@ for run in $(seq "$RUNS"); do
       port=$((port + 1))
       rm -rf "$WORK/data-$port"
       case $target in
-        ours) target/release/examples/broker --listen "127.0.0.1:$port" --data-dir "$WORK/data-$port" >"$WORK/$target-$port.log" 2>&1 & ;;
+        ours) target/release/mqtt-broker --listen "127.0.0.1:$port" --data-dir "$WORK/data-$port" >"$WORK/$target-$port.log" 2>&1 & ;;
         mosquitto)
           printf 'listener %s 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n' "$port" >"$WORK/mosquitto-$port.conf"
           "$MOSQUITTO" -c "$WORK/mosquitto-$port.conf" >"$WORK/$target-$port.log" 2>&1 & ;;

@@ -86,9 +86,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// Directories (relative to the workspace root) whose `*.rs` files are scanned.
-pub const SCAN_ROOTS: [&str; 4] = [
+pub const SCAN_ROOTS: [&str; 5] = [
     "mqtt-codec",
     "mqtt-session",
+    "mqtt-broker",
     "fuzz/fuzz_targets",
     "conformance",
 ];

@@ -22,9 +22,8 @@
 )]
 #![allow(clippy::disallowed_methods)] // real processes on a real clock: the tests wait for them
 
-#[path = "support/broker_process.rs"]
-#[allow(dead_code)] // only its TempDir and STEP are used here
-mod broker_process;
+#[path = "../../mqtt-broker/tests/support/tempdir.rs"]
+mod tempdir;
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -33,8 +32,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use broker_process::{STEP, TempDir};
 use proc::Proc;
+use tempdir::{STEP, TempDir};
 
 /// Whether the tests run: `MQTT_INTEROP=1` (set by `.ci/run` once it has installed
 /// mosquitto and mosquitto-clients). Then a missing program fails the test; otherwise one line
@@ -68,7 +67,7 @@ fn interop_enabled() -> bool {
 #[path = "support/example_binary.rs"]
 mod example_binary;
 #[allow(dead_code)]
-#[path = "support/proc.rs"]
+#[path = "../../mqtt-broker/tests/support/proc.rs"]
 mod proc;
 
 /// The client example, built first if it is missing or older than its sources.

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use crate::broker_process::STEP;
+use crate::tempdir::STEP;
 
 /// A running child process. See the module documentation.
 pub(crate) struct Proc {

@@ -1,4 +1,4 @@
-//! Interoperability of the example broker (`examples/broker/`) with real clients: Debian's
+//! Interoperability of the broker (`mqtt-broker`) with real clients: Debian's
 //! `mosquitto_sub` / `mosquitto_pub` (mosquitto-clients 2.0) and paho-mqtt 2.x for Python
 //! (driven through `tests/interop/paho_client.py`), over MQTT 5.0 and 3.1.1 — issue 5's
 //! scenarios: persistent sessions, Clean Start / Clean Session 1, Session Expiry, wills (on a
@@ -24,11 +24,12 @@
 
 #[path = "support/broker_process.rs"]
 mod broker_process;
-#[path = "support/example_binary.rs"]
-mod example_binary;
 #[allow(dead_code)]
 #[path = "support/proc.rs"]
 mod proc;
+#[allow(dead_code)]
+#[path = "support/tempdir.rs"]
+mod tempdir;
 
 use std::collections::VecDeque;
 use std::io::Write;

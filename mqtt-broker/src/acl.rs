@@ -1,33 +1,47 @@
-//! The access control list of the example broker (`--acl FILE`): who may publish to which
-//! topics and subscribe to which filters. The format is described in the broker's own
-//! documentation (`main.rs`) and in the README; in short:
+//! The access control list (`--acl FILE`): who may publish to which topics and subscribe to
+//! which filters, and who may receive which messages.
+//!
+//! One statement per line; blank lines and lines starting with `#` are ignored (a `#` elsewhere
+//! is a wildcard, not a comment):
+//!
+//! - `default allow` or `default deny`: the decision when no rule applies (at most once;
+//!   `deny` when absent).
+//! - `user NAME`: the rules after it apply only to clients that connected with User Name
+//!   `NAME`, until the next `user` line; `user *` returns to rules for every client. Rules
+//!   before any `user` line apply to every client.
+//! - `allow|deny publish|subscribe|both FILTER`: a rule. `FILTER` is an MQTT Topic Filter, the
+//!   rest of the line (it may contain spaces inside, not `$share/`).
+//!
+//! Rules are tried in file order; the first whose filter matches the topic decides, else the
+//! default. `publish` rules give write access: a PUBLISH (a will too) to a topic. `subscribe`
+//! rules give read access: the engine checks each message against them when it delivers it to
+//! a session (to the connected client, into its offline queue, a will, one member of a shared
+//! subscription, each retained message sent on subscribing), so a denied topic is never
+//! delivered.
+//!
+//! A SUBSCRIBE (a shared subscription's filter is judged without `$share/{ShareName}/`) is
+//! refused only when no topic its filter can match may be read: the filter lies inside a
+//! `deny` rule's filter tried before any `allow` that overlaps it, or no `allow` overlaps it
+//! under `default deny`. A wider filter is granted and receives only what may be read: with
+//! `default allow` and `deny subscribe test/nosubscribe`, `#` and `test/#` are granted and
+//! never deliver `test/nosubscribe`. As the engine does for any `Policy`, a refused SUBSCRIBE
+//! gets 0x87 Not authorized (a failure return code in 3.1.1), a refused QoS 1/2 PUBLISH of
+//! MQTT 5.0 gets 0x87 in its PUBACK/PUBREC, and one of 3.1.1 is acknowledged and dropped.
+//!
+//! In this example `admin` may do anything (outside `$` topics); everyone else receives
+//! `public/…` except `public/secret/…` (a subscription to `public/#` is granted and never
+//! delivers `public/secret/…`; one to `public/secret/#` is refused), and may publish to
+//! `public/{anything}/data`:
 //!
 //! ```text
-//! # a comment (the parenthesised notes below are not part of the format)
-//! default deny                      (allow | deny, at most once; deny when absent)
-//! user admin                        (from here: for the User Name "admin" only)
+//! default deny
+//! user admin
 //! allow both #
-//! user *                            (from here: for every client again)
-//! deny subscribe public/secret/#    (tried before the next rule, so it narrows it)
+//! user *
+//! deny subscribe public/secret/#
 //! allow subscribe public/#
 //! allow publish public/+/data
 //! ```
-//!
-//! Rules are tried in file order and the first whose filter matches the topic decides; when
-//! none does, the default does. `publish` rules decide who may publish to a topic (write
-//! access); `subscribe` rules decide who may receive a message published to a topic (read
-//! access), checked by the engine on every delivery ([`Policy::may_receive`]): to a connected
-//! client, into an offline queue, to one member of a shared subscription, a will, and each
-//! retained message sent on subscribing.
-//!
-//! A SUBSCRIBE is refused (0x87) only when no topic its filter can match may be read: the filter
-//! lies inside a `deny` rule's filter tried before any `allow` that overlaps it, or, under
-//! `default deny`, no `allow` rule overlaps it at all. A wider filter that overlaps denied
-//! topics is granted, and receives only what it may read: with `default allow` and
-//! `deny subscribe test/nosubscribe`, `#` and `test/#` are granted and never deliver
-//! `test/nosubscribe`; under `default deny` with `allow subscribe sensors/#`, `#` is granted and
-//! delivers only `sensors/…`. (When several `deny` rules only together cover a filter, it is
-//! granted and delivers nothing.)
 
 use std::fmt;
 
@@ -37,7 +51,7 @@ use mqtt_session::topic_match::matches;
 
 /// Allow or deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Access {
+pub enum Access {
     /// The action is allowed.
     Allow,
     /// The action is refused (PUBACK/PUBREC or SUBACK with 0x87 Not authorized in MQTT 5.0).
@@ -46,7 +60,7 @@ pub(crate) enum Access {
 
 /// What a rule is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Action {
+pub enum Action {
     /// PUBLISH (wills included, when the engine asks).
     Publish,
     /// SUBSCRIBE.
@@ -57,33 +71,33 @@ pub(crate) enum Action {
 
 /// One `allow|deny publish|subscribe|both FILTER` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Rule {
+pub struct Rule {
     /// The User Name it is for (`None`: every client, with or without a User Name).
-    pub(crate) user: Option<String>,
+    pub user: Option<String>,
     /// Allow or deny.
-    pub(crate) access: Access,
+    pub access: Access,
     /// Publish, subscribe or both.
-    pub(crate) action: Action,
+    pub action: Action,
     /// The Topic Filter (validated; no `$share/` prefix).
-    pub(crate) filter: String,
+    pub filter: String,
 }
 
 /// A parsed ACL file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Acl {
+pub struct Acl {
     /// The decision when no rule applies.
-    pub(crate) default: Access,
+    pub default: Access,
     /// The rules, in file order.
-    pub(crate) rules: Vec<Rule>,
+    pub rules: Vec<Rule>,
 }
 
 /// A line of an ACL file that could not be understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ParseError {
+pub struct ParseError {
     /// The line number (from 1).
-    pub(crate) line: usize,
+    pub line: usize,
     /// What is wrong with it.
-    pub(crate) message: String,
+    pub message: String,
 }
 
 impl fmt::Display for ParseError {
@@ -96,7 +110,7 @@ impl std::error::Error for ParseError {}
 
 impl Acl {
     /// An ACL that allows everything (the broker without `--acl`).
-    pub(crate) fn allow_all() -> Self {
+    pub fn allow_all() -> Self {
         Self {
             default: Access::Allow,
             rules: Vec::new(),
@@ -104,7 +118,7 @@ impl Acl {
     }
 
     /// Parses the text of an ACL file.
-    pub(crate) fn parse(text: &str) -> Result<Self, ParseError> {
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
         let mut default = None;
         let mut user: Option<String> = None;
         let mut rules = Vec::new();
@@ -190,7 +204,7 @@ impl Acl {
     }
 
     /// Whether a client with `username` may publish to `topic` (write access).
-    pub(crate) fn may_publish(&self, username: Option<&str>, topic: &str) -> bool {
+    pub fn may_publish(&self, username: Option<&str>, topic: &str) -> bool {
         self.decide(username, Action::Publish, |rule| {
             matches(&rule.filter, topic)
         })
@@ -198,7 +212,7 @@ impl Acl {
 
     /// Whether a client with `username` may receive a message published to `topic` (read
     /// access): the `subscribe` rules, tried against the topic.
-    pub(crate) fn may_read(&self, username: Option<&str>, topic: &str) -> bool {
+    pub fn may_read(&self, username: Option<&str>, topic: &str) -> bool {
         self.decide(username, Action::Subscribe, |rule| {
             matches(&rule.filter, topic)
         })
@@ -207,7 +221,7 @@ impl Acl {
     /// Whether a client with `username` may subscribe to `filter` (the full filter of the
     /// SUBSCRIBE: a `$share/{ShareName}/` prefix is removed first): refused only when no
     /// topic it can match may be read, as the module documentation says.
-    pub(crate) fn may_subscribe(&self, username: Option<&str>, filter: &str) -> bool {
+    pub fn may_subscribe(&self, username: Option<&str>, filter: &str) -> bool {
         let filter = filter
             .strip_prefix("$share/")
             .and_then(|rest| rest.split_once('/'))
@@ -275,7 +289,7 @@ fn starts_with_wildcard(filter: &str) -> bool {
 }
 
 /// Whether `rule` matches every topic that `filter` matches (both valid filters).
-pub(crate) fn covers(rule: &str, filter: &str) -> bool {
+pub fn covers(rule: &str, filter: &str) -> bool {
     if filter.starts_with('$') && starts_with_wildcard(rule) {
         return false;
     }
@@ -305,7 +319,7 @@ pub(crate) fn covers(rule: &str, filter: &str) -> bool {
 /// `$share/`), or `None` when no topic matches both. (The topics two filters share always form
 /// one filter: level by level, a literal is narrower than `+`, and the rest after a `#` is the
 /// other filter's rest.)
-pub(crate) fn intersection(a: &str, b: &str) -> Option<String> {
+pub fn intersection(a: &str, b: &str) -> Option<String> {
     // [MQTT-4.7.2-1] a filter starting with a wildcard matches no topic starting with `$`.
     if (a.starts_with('$') && starts_with_wildcard(b))
         || (b.starts_with('$') && starts_with_wildcard(a))
@@ -340,9 +354,9 @@ pub(crate) fn intersection(a: &str, b: &str) -> Option<String> {
 /// The broker's [`Policy`]: everyone may connect (the engine's default authentication), and
 /// the ACL decides on PUBLISH, SUBSCRIBE and every delivery.
 #[derive(Debug, Clone)]
-pub(crate) struct AclPolicy {
+pub struct AclPolicy {
     /// The rules.
-    pub(crate) acl: Acl,
+    pub acl: Acl,
 }
 
 impl Policy for AclPolicy {

@@ -1,12 +1,10 @@
-//! The example broker (`examples/broker/`) run as a program, driven over TCP by a tiny blocking
+//! The broker binary (`mqtt-broker`) run as a program, driven over TCP by a tiny blocking
 //! client on the codec: CONNECT/CONNACK, a QoS 1 round trip, a persistent session's offline
 //! queue, the ACL, and what survives a SIGKILL (persist, then send) and a graceful stop.
 //!
-//! The binary is found next to this test's executable (`target/<profile>/deps/example_broker-…`
-//! → `target/<profile>/examples/broker`); when it is missing or older than its sources (for
-//! example with `cargo test --test example_broker`, which does not build examples) it is built
-//! once with the `cargo` that built us. Every socket read has a timeout and every broker process
-//! is killed when its handle drops, so a failure never hangs the run.
+//! Cargo builds the binary before the integration tests (`CARGO_BIN_EXE_mqtt-broker`). Every
+//! socket read has a timeout and every broker process is killed when its handle drops, so a
+//! failure never hangs the run.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -26,13 +24,13 @@ use mqtt_session::codec::{
     ReasonCode, SubAck, Subscribe, SubscriptionOptions, TopicFilter, TopicName, Utf8String,
 };
 
-#[path = "support/example_binary.rs"]
-mod example_binary;
-
 // The broker process, its data directory and the step timeout, shared with `interop.rs`.
 #[allow(dead_code)]
 #[path = "support/broker_process.rs"]
 mod broker_process;
+#[allow(dead_code)]
+#[path = "support/tempdir.rs"]
+mod tempdir;
 
 use broker_process::{Broker, STEP, TempDir, binary};
 
@@ -444,5 +442,7 @@ fn a_bad_acl_file_stops_the_broker_with_its_line() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("ACL line 2"), "{stderr}");
+    // The file, the line, and the rule broken.
+    assert!(stderr.contains("acl.txt:2: ACL: "), "{stderr}");
+    assert!(stderr.contains("[MQTT-4.7.1-1]"), "{stderr}");
 }

@@ -1,4 +1,4 @@
-//! The example broker under bursts, with real clients (mosquitto_sub / mosquitto_pub) and a raw
+//! The broker under bursts, with real clients (mosquitto_sub / mosquitto_pub) and a raw
 //! MQTT 5.0 client that stops reading: the engine's pulled transmit and slow-consumer policy
 //! (`docs/design/engine-io.md`) seen from outside.
 //!
@@ -22,8 +22,9 @@
 #[allow(dead_code)] // this test uses part of it
 #[path = "support/broker_process.rs"]
 mod broker_process;
-#[path = "support/example_binary.rs"]
-mod example_binary;
+#[allow(dead_code)]
+#[path = "support/tempdir.rs"]
+mod tempdir;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,54 +1,22 @@
-//! The example broker (`examples/broker/`) as a child process, for the process-level tests
-//! (the binary is found by `support/example_binary.rs`, which the including test declares).
-//!
-//! The binary is found next to the test's executable (`target/<profile>/deps/<test>-…` →
-//! `target/<profile>/examples/broker`); when it is missing or older than its sources (for
-//! example with `cargo test --test interop`, which does not build examples) it is built once
-//! with the `cargo` that built the test. The broker is started on `--listen 127.0.0.1:0` and
+//! The broker binary (`mqtt-broker`, built by cargo before the integration tests) as a child
+//! process, for the process-level tests. The broker is started on `--listen 127.0.0.1:0` and
 //! the address it prints is read back; every wait is bounded by [`STEP`], and the process is
-//! killed when its handle drops, so a failure never hangs the run.
+//! killed when its handle drops, so a failure never hangs the run. The including test declares
+//! `support/tempdir.rs` as `mod tempdir` too.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub(crate) use crate::tempdir::{STEP, TempDir};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// How long any one step may take.
-pub(crate) const STEP: Duration = Duration::from_secs(10);
-
-/// The example binary, built first if it is missing or older than its sources.
+/// The broker binary (cargo builds it before the integration tests).
 pub(crate) fn binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| crate::example_binary::locate("broker", "examples/broker"))
-}
-
-/// A fresh, empty directory for one test (under the target directory; removed when dropped).
-pub(crate) struct TempDir(PathBuf);
-
-impl TempDir {
-    pub(crate) fn new(name: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("broker-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    Path::new(env!("CARGO_BIN_EXE_mqtt-broker"))
 }
 
 /// A running broker. Dropping it kills the process.
@@ -70,13 +38,13 @@ impl Broker {
     /// [`Broker::start`] with more command-line arguments (`--acl FILE`, limits…).
     pub(crate) fn start_with(dir: &TempDir, extra: &[&str]) -> Self {
         static RUNS: AtomicUsize = AtomicUsize::new(0);
-        let log = dir.0.join(format!(
+        let log = dir.path().join(format!(
             "broker-{}.log",
             RUNS.fetch_add(1, Ordering::Relaxed)
         ));
         let mut child = Command::new(binary())
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.0.join("data"))
+            .arg(dir.path().join("data"))
             .args(extra)
             .env("RUST_LOG", "debug")
             // Plain log lines, searched by `wait_for_log`.

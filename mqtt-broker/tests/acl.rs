@@ -1,4 +1,4 @@
-//! The example broker's ACL (`examples/broker/acl.rs`, included as a module): the file format
+//! The broker's ACL (`mqtt_broker::acl`): the file format
 //! and the decisions, without a process or a socket.
 #![allow(
     clippy::unwrap_used,
@@ -7,11 +7,7 @@
     clippy::indexing_slicing
 )]
 
-#[path = "../examples/broker/acl.rs"]
-#[allow(dead_code)] // the broker uses all of it; the tests some
-mod acl;
-
-use acl::{Access, Acl, Action, Rule, covers, intersection};
+use mqtt_broker::acl::{Access, Acl, Action, Rule, covers, intersection};
 use mqtt_session::broker::Policy;
 
 fn parse(text: &str) -> Acl {
@@ -263,7 +259,7 @@ fn the_filter_relations() {
 
 #[test]
 fn the_policy_asks_the_acl_with_the_user_name() {
-    let mut policy = acl::AclPolicy {
+    let mut policy = mqtt_broker::acl::AclPolicy {
         acl: parse("default deny\nuser u\nallow both t/#\n"),
     };
     assert!(policy.may_publish("c", Some("u"), "t/1"));
@@ -287,7 +283,7 @@ fn the_documented_example() {
         + "```text\n".len();
     let end = start + readme[start..].find("```").unwrap();
     let acl = parse(&readme[start..end]);
-    let main = include_str!("../examples/broker/main.rs");
+    let main = include_str!("../src/acl.rs");
     let documented: String = main
         .lines()
         .filter_map(|l| l.strip_prefix("//! "))
@@ -295,7 +291,7 @@ fn the_documented_example() {
         .take_while(|l| !l.starts_with("```"))
         .map(|l| format!("{l}\n"))
         .collect();
-    assert_eq!(parse(&documented), acl, "main.rs and README.md differ");
+    assert_eq!(parse(&documented), acl, "src/acl.rs and README.md differ");
 
     let admin = Some("admin");
     assert!(acl.may_subscribe(admin, "#"));

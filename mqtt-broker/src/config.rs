@@ -1,0 +1,327 @@
+//! The broker's settings: defaults, a TOML configuration file (`--config FILE`), and the
+//! command line, which overrides the file.
+//!
+//! Every command-line flag `--some-name` is the key `some_name` of the file, with the same
+//! meaning and default. Relative paths in the file (`data_dir`, `acl`, `password_file`) are
+//! relative to the directory of the file. An unknown key, a value of the wrong type or out of
+//! range, or an unreadable file stops the start with a [`ConfigError`] naming the file, the
+//! line and the key:
+//!
+//! ```toml
+//! # mqtt-broker.toml
+//! listen = "0.0.0.0:1883"
+//! data_dir = "/var/lib/mqtt-broker"
+//! password_file = "passwd"          # next to this file
+//! acl = "acl"
+//! max_connections = 10000
+//! max_keep_alive = 300
+//! receive_maximum = 100
+//! ```
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use mqtt_session::broker::BrokerConfig;
+use serde::{Deserialize, Deserializer};
+
+/// Everything the broker can be told, with the defaults of a start without flags: MQTT on
+/// 127.0.0.1:1883, state in `./mqtt-data`, everyone allowed (no password file, no ACL).
+///
+/// The engine's limits are those of [`BrokerConfig`], under the names of the command-line
+/// flags; [`Settings::broker_config`] gives the engine's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Settings {
+    /// The address to serve MQTT over TCP on (`--listen`).
+    pub listen: String,
+    /// The directory of the broker's state, `broker.redb`; created if missing (`--data-dir`).
+    pub data_dir: PathBuf,
+    /// An access control list (`--acl`); `None`: everyone may publish and subscribe to
+    /// anything.
+    pub acl: Option<PathBuf>,
+    /// The longest Keep Alive accepted, in seconds; a client asking for more (or for 0) is told
+    /// this value (MQTT 5.0 Server Keep Alive). `None`: the client's.
+    pub max_keep_alive: Option<u16>,
+    /// How many QoS 1/2 PUBLISH packets a client may have unacknowledged towards the broker
+    /// (at least 1).
+    #[serde(deserialize_with = "at_least_one_u16")]
+    pub receive_maximum: u16,
+    /// The largest packet accepted from a client, in bytes (at least 2).
+    #[serde(deserialize_with = "packet_size")]
+    pub max_packet_size: u32,
+    /// How many topic aliases a client may use towards the broker (MQTT 5.0).
+    pub topic_alias_maximum: u16,
+    /// The most QoS 1/2 messages in flight towards one client (at least 1; also capped by its
+    /// Receive Maximum).
+    #[serde(deserialize_with = "at_least_one_u16")]
+    pub max_inflight: u16,
+    /// The most messages queued for one session; newer ones are dropped when it is full.
+    pub max_queued_messages: usize,
+    /// The most payload bytes queued for one session; newer messages are dropped beyond it.
+    pub max_queued_bytes: usize,
+    /// The longest Session Expiry Interval granted, in seconds. `None`: as requested.
+    pub max_session_expiry: Option<u32>,
+    /// Queue QoS 0 messages for offline sessions too (they are never persisted).
+    pub queue_qos0: bool,
+    /// The most bytes a connection may have waiting to be sent; a subscriber over it slows its
+    /// publishers, then counts as stuck (the slow-consumer policy, docs/design/engine-io.md).
+    pub max_connection_backlog: usize,
+    /// How long a subscriber may stay over its backlog before it counts as stuck, in
+    /// milliseconds.
+    pub stuck_after_ms: u64,
+    /// How long a subscriber may stay stuck before it is disconnected (0x97), in seconds; 0:
+    /// never.
+    pub disconnect_stuck_after: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let engine = BrokerConfig::default();
+        Self {
+            listen: "127.0.0.1:1883".to_owned(),
+            data_dir: PathBuf::from("./mqtt-data"),
+            acl: None,
+            max_keep_alive: engine.max_keep_alive,
+            receive_maximum: engine.receive_maximum,
+            max_packet_size: engine.maximum_packet_size,
+            topic_alias_maximum: engine.topic_alias_maximum,
+            max_inflight: engine.max_inflight,
+            max_queued_messages: engine.max_queued_messages,
+            max_queued_bytes: engine.max_queued_bytes,
+            max_session_expiry: engine.max_session_expiry,
+            queue_qos0: engine.queue_qos0_when_offline,
+            max_connection_backlog: engine.max_connection_backlog,
+            stuck_after_ms: engine.stuck_after_ms,
+            disconnect_stuck_after: engine.disconnect_stuck_after.unwrap_or(0),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads a TOML configuration file: the keys it has replace the defaults, and relative
+    /// paths in it are made relative to its directory.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the file cannot be read or a key is unknown, of the wrong type or
+    /// out of range; it names the file, the line and the key.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: Some(path.to_owned()),
+            line: None,
+            key: None,
+            message: format!("cannot read the file: {e}"),
+        })?;
+        let mut settings = Self::from_toml(&text).map_err(|mut e| {
+            e.file = Some(path.to_owned());
+            e
+        })?;
+        if let Some(dir) = path.parent() {
+            settings.resolve_paths(dir);
+        }
+        Ok(settings)
+    }
+
+    /// Parses the text of a configuration file (paths are kept as written).
+    ///
+    /// # Errors
+    /// [`ConfigError`] (without a file name) when a key is unknown, of the wrong type or out of
+    /// range, or the text is not TOML.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::from_toml(text, &e))
+    }
+
+    /// Makes the relative paths relative to `dir` (the configuration file's directory).
+    fn resolve_paths(&mut self, dir: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        resolve(&mut self.data_dir);
+        if let Some(p) = self.acl.as_mut() {
+            resolve(p);
+        }
+    }
+
+    /// The engine's configuration.
+    #[must_use]
+    pub fn broker_config(&self) -> BrokerConfig {
+        let mut config = BrokerConfig::default();
+        config.max_keep_alive = self.max_keep_alive;
+        config.receive_maximum = self.receive_maximum;
+        config.maximum_packet_size = self.max_packet_size;
+        config.topic_alias_maximum = self.topic_alias_maximum;
+        config.max_inflight = self.max_inflight;
+        config.max_queued_messages = self.max_queued_messages;
+        config.max_queued_bytes = self.max_queued_bytes;
+        config.max_session_expiry = self.max_session_expiry;
+        config.queue_qos0_when_offline = self.queue_qos0;
+        config.max_connection_backlog = self.max_connection_backlog;
+        config.stuck_after_ms = self.stuck_after_ms;
+        config.disconnect_stuck_after =
+            (self.disconnect_stuck_after > 0).then_some(self.disconnect_stuck_after);
+        config
+    }
+}
+
+fn at_least_one_u16<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let n = u16::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom("must be at least 1"));
+    }
+    Ok(n)
+}
+
+fn packet_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if n < 2 {
+        return Err(serde::de::Error::custom(
+            "must be at least 2 (the smallest MQTT packet)",
+        ));
+    }
+    Ok(n)
+}
+
+/// A setting that stops the start: which file, line and key, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (`None` for text given directly, or a command-line flag).
+    pub file: Option<PathBuf>,
+    /// The line, from 1.
+    pub line: Option<usize>,
+    /// The key.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error about `file` (an ACL, a password file) at `line`.
+    pub(crate) fn in_file(file: &Path, line: Option<usize>, message: impl Into<String>) -> Self {
+        Self {
+            file: Some(file.to_owned()),
+            line,
+            key: None,
+            message: message.into(),
+        }
+    }
+
+    fn from_toml(text: &str, e: &toml::de::Error) -> Self {
+        let mut line = None;
+        let mut key = None;
+        if let Some(span) = e.span() {
+            let start = span.start.min(text.len());
+            let before = text.get(..start).unwrap_or("");
+            line = Some(before.matches('\n').count() + 1);
+            // The key is what precedes `=` on that line (the span may point at the key or
+            // at its value).
+            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+            let line_text = text
+                .get(line_start..)
+                .and_then(|rest| rest.lines().next())
+                .unwrap_or("");
+            if let Some((k, _)) = line_text.split_once('=') {
+                let k = k.trim().trim_matches('"');
+                if !k.is_empty() && !k.starts_with('[') {
+                    key = Some(k.to_owned());
+                }
+            }
+        }
+        // Serde's message about an unknown key names it (and the known ones); the others name
+        // the problem only.
+        Self {
+            file: None,
+            line,
+            key,
+            message: e.message().trim().to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.file {
+            Some(file) => write!(f, "{}", file.display())?,
+            None => write!(f, "configuration")?,
+        }
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        assert_eq!(Settings::from_toml("").unwrap(), Settings::default());
+        let s = Settings::default();
+        assert_eq!(s.listen, "127.0.0.1:1883");
+        assert_eq!(s.broker_config(), BrokerConfig::default());
+    }
+
+    #[test]
+    fn keys_replace_defaults() {
+        let s = Settings::from_toml(
+            "listen = \"0.0.0.0:1884\"\nreceive_maximum = 10\nmax_keep_alive = 60\nqueue_qos0 = true\n",
+        )
+        .unwrap();
+        assert_eq!(s.listen, "0.0.0.0:1884");
+        assert_eq!(s.receive_maximum, 10);
+        assert_eq!(s.max_keep_alive, Some(60));
+        assert!(s.queue_qos0);
+        let c = s.broker_config();
+        assert_eq!(c.receive_maximum, 10);
+        assert!(c.queue_qos0_when_offline);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let e = Settings::from_toml("listen = \"a:1\"\n\nreceive_maximun = 5\n").unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert_eq!(e.key.as_deref(), Some("receive_maximun"));
+        assert!(e.message.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_line_and_key() {
+        let e = Settings::from_toml("# c\nreceive_maximum = 0\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(2), Some("receive_maximum"))
+        );
+        assert!(e.message.contains("at least 1"), "{e}");
+        let e = Settings::from_toml("max_keep_alive = \"ten\"\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(1), Some("max_keep_alive"))
+        );
+        let e = Settings::from_toml("max_keep_alive = 70000\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("max_keep_alive"));
+        let e = Settings::from_toml("max_packet_size = 1\n").unwrap_err();
+        assert!(e.message.contains("at least 2"), "{e}");
+        let e = Settings::from_toml("listen = \n").unwrap_err();
+        assert_eq!(e.line, Some(1));
+    }
+
+    #[test]
+    fn display_names_file_line_key() {
+        let e = ConfigError {
+            file: Some(PathBuf::from("/etc/b.toml")),
+            line: Some(4),
+            key: Some("listen".to_owned()),
+            message: "bad".to_owned(),
+        };
+        assert_eq!(e.to_string(), "/etc/b.toml:4: `listen`: bad");
+    }
+}

@@ -1,0 +1,77 @@
+//! `mqtt-broker`: an MQTT 3.1.1 / 5.0 broker on tokio, hosting the sans-IO
+//! [`Broker`](mqtt_session::broker::Broker) engine of `mqtt-session`, durable across restarts.
+//!
+//! The binary `mqtt-broker` is this library with a command line (see the README and
+//! `mqtt-broker --help`); other programs embed the same server:
+//!
+//! ```no_run
+//! use mqtt_broker::{Server, Settings};
+//!
+//! # async fn example() -> Result<(), mqtt_broker::Error> {
+//! let mut settings = Settings::default();
+//! settings.listen = "127.0.0.1:0".to_owned();
+//! settings.data_dir = "./my-broker-data".into();
+//! let server = Server::bind(settings).await?;
+//! println!("listening on {}", server.local_addr());
+//! // Runs until the future completes (here: Ctrl-C), then shuts down gracefully.
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Architecture
+//!
+//! One engine task owns the `Broker` and the database; the accept loop, one reader task and one
+//! writer task per connection talk to it over bounded channels (see `engine.rs`). The clock is
+//! milliseconds since the UNIX epoch, so persisted deadlines (session expiry, will delay) keep
+//! their meaning across restarts. Transmit is pulled: a writer holds at most two chunks, and
+//! the engine's slow-consumer policy decides what a client that reads slowly costs (see
+//! `docs/design/engine-io.md`); one that sends no CONNECT within 30 s is disconnected.
+//!
+//! [`Server::run`] commits storage synchronously on the task that awaits it: await it where
+//! blocking is harmless (the future given to `#[tokio::main]`'s `block_on`, as the binary
+//! does, or a thread of its own), not inside `tokio::spawn` on a busy runtime.
+//!
+//! # Durability
+//!
+//! State lives in `DIR/broker.redb`: a table of the engine's `StorageRecord`s as JSON, keyed by
+//! a `u64` sequence. Records are committed (fsync) before anything that depends on them is sent
+//! — *persist, then send* — so a SIGKILL at any moment loses nothing the broker acknowledged.
+//! At startup the records are replayed with `Broker::restore`, then the table is replaced by
+//! `Broker::snapshot()` in one transaction (compaction, also done while running as the log
+//! grows, and at shutdown).
+#![forbid(unsafe_code)]
+// The host owns the clock: reading it here is the point.
+#![allow(clippy::disallowed_methods)]
+
+pub mod acl;
+pub mod config;
+mod engine;
+mod server;
+mod store;
+
+pub use config::{ConfigError, Settings};
+pub use server::Server;
+
+/// Why the broker could not start, or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting, or a file a setting names (the ACL), is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A socket or a file could not be used.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The storage failed: nothing that depends on what was not committed has been sent.
+    #[error("storage: {0}")]
+    Storage(#[source] BoxError),
+}
+
+/// Errors of the parts that only report them (storage).
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,243 @@
+//! `mqtt-broker`: an MQTT 3.1.1 / 5.0 broker over TCP, durable across restarts.
+//!
+//! ```text
+//! cargo run --release -p mqtt-broker -- [OPTIONS]
+//! ```
+//!
+//! Every setting is a flag and a key of the TOML file given with `--config FILE`; flags
+//! override the file (`mqtt-broker --help` lists them with their defaults; the library's
+//! `config` module documents the file). It prints how many sessions and retained messages it
+//! restored and the address it listens on, then logs with `tracing` to standard error:
+//! connections, sessions created, resumed and ended, wills published, protocol violations,
+//! dropped messages. `RUST_LOG` sets the verbosity (default `info`; `RUST_LOG=debug` adds every
+//! connection opened and closed). SIGINT or SIGTERM stops it gracefully.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+use mqtt_broker::{Server, Settings};
+use tracing_subscriber::EnvFilter;
+
+/// An MQTT 3.1.1 / 5.0 broker on the mqtt-session engine, durable across restarts.
+///
+/// Every option is also a key of the configuration file (`--max-keep-alive` is
+/// `max_keep_alive`); options given here override the file.
+#[derive(Debug, Parser)]
+#[command(name = "mqtt-broker", version)]
+struct Cli {
+    /// A TOML configuration file: any of the settings below, by their long names with `_` for
+    /// `-`. Relative paths in it are relative to its directory.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The address to listen on.
+    #[arg(long, value_name = "ADDR", default_value_t = Settings::default().listen)]
+    listen: String,
+    /// The directory holding the broker's state (broker.redb); created if missing.
+    #[arg(long, value_name = "DIR", default_value = "./mqtt-data")]
+    data_dir: PathBuf,
+    /// An access control list (format in the README). Default: everyone may publish and
+    /// subscribe to anything.
+    #[arg(long, value_name = "FILE")]
+    acl: Option<PathBuf>,
+    /// The longest Keep Alive accepted, in seconds; a client asking for more (or for 0) is
+    /// told this value (MQTT 5.0 Server Keep Alive). Default: the client's.
+    #[arg(long, value_name = "SECS")]
+    max_keep_alive: Option<u16>,
+    /// How many QoS 1/2 PUBLISH packets a client may have unacknowledged towards the broker.
+    #[arg(long, value_name = "N", default_value_t = Settings::default().receive_maximum,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    receive_maximum: u16,
+    /// The largest packet accepted from a client, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = Settings::default().max_packet_size,
+          value_parser = clap::value_parser!(u32).range(2..))]
+    max_packet_size: u32,
+    /// How many topic aliases a client may use towards the broker (MQTT 5.0).
+    #[arg(long, value_name = "N", default_value_t = Settings::default().topic_alias_maximum)]
+    topic_alias_maximum: u16,
+    /// The most QoS 1/2 messages in flight towards one client (also capped by its Receive
+    /// Maximum).
+    #[arg(long, value_name = "N", default_value_t = Settings::default().max_inflight,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    max_inflight: u16,
+    /// The most messages queued for one session; newer ones are dropped when it is full.
+    #[arg(long, value_name = "N", default_value_t = Settings::default().max_queued_messages)]
+    max_queued_messages: usize,
+    /// The most payload bytes queued for one session; newer messages are dropped beyond it.
+    #[arg(long, value_name = "N", default_value_t = Settings::default().max_queued_bytes)]
+    max_queued_bytes: usize,
+    /// The longest Session Expiry Interval granted, in seconds. Default: as requested.
+    #[arg(long, value_name = "SECS")]
+    max_session_expiry: Option<u32>,
+    /// Queue QoS 0 messages for offline sessions too (they are never persisted).
+    #[arg(long)]
+    queue_qos0: bool,
+    /// The most bytes a connection may have waiting to be sent; a subscriber over it slows its
+    /// publishers, then counts as stuck (slow-consumer policy, docs/design/engine-io.md).
+    #[arg(long, value_name = "BYTES", default_value_t = Settings::default().max_connection_backlog)]
+    max_connection_backlog: usize,
+    /// How long a subscriber may stay over its backlog before it counts as stuck (its QoS 0
+    /// messages are then dropped, and the publishers it slowed are resumed), in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = Settings::default().stuck_after_ms)]
+    stuck_after_ms: u64,
+    /// How long a subscriber may stay stuck before it is disconnected (0x97), in seconds; 0:
+    /// never.
+    #[arg(long, value_name = "SECS", default_value_t = Settings::default().disconnect_stuck_after)]
+    disconnect_stuck_after: u32,
+}
+
+/// The settings: the defaults, then the configuration file, then the flags given on the
+/// command line (a flag left at its default does not override the file).
+fn settings(cli: &Cli, matches: &ArgMatches) -> Result<Settings, mqtt_broker::ConfigError> {
+    let mut settings = match &cli.config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::default(),
+    };
+    let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    macro_rules! overlay {
+        ($($field:ident),* $(,)?) => {
+            $(if given(stringify!($field)) {
+                settings.$field = cli.$field.clone();
+            })*
+        };
+    }
+    overlay!(
+        listen,
+        data_dir,
+        acl,
+        max_keep_alive,
+        receive_maximum,
+        max_packet_size,
+        topic_alias_maximum,
+        max_inflight,
+        max_queued_messages,
+        max_queued_bytes,
+        max_session_expiry,
+        queue_qos0,
+        max_connection_backlog,
+        stuck_after_ms,
+        disconnect_stuck_after,
+    );
+    Ok(settings)
+}
+
+fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: a log redirected to a file stays plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let result = settings(&cli, &matches)
+        .map_err(mqtt_broker::Error::from)
+        .and_then(serve);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("mqtt-broker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the server on a multi-threaded runtime; the engine runs on this (the main) thread, off
+/// the runtime's workers, so its blocking storage commits never stall the connection tasks.
+fn serve(settings: Settings) -> Result<(), mqtt_broker::Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| mqtt_broker::Error::Io {
+            context: "cannot start the runtime".to_owned(),
+            source,
+        })?;
+    runtime.block_on(async {
+        let data_dir = settings.data_dir.clone();
+        let server = Server::bind(settings).await?;
+        println!(
+            "restored {} sessions and {} retained messages from {}",
+            server.session_count(),
+            server.retained_count(),
+            data_dir.display()
+        );
+        println!("listening on {}", server.local_addr());
+        server.run(shutdown_signal()).await
+    })
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    () = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => ctrl_c.await,
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, mqtt_broker::ConfigError> {
+        let matches = Cli::command().try_get_matches_from(args).unwrap();
+        let cli = Cli::from_arg_matches(&matches).unwrap();
+        settings(&cli, &matches)
+    }
+
+    #[test]
+    fn no_flags_are_the_defaults() {
+        assert_eq!(parse(&["mqtt-broker"]).unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn flags_override_the_file_and_defaults_do_not() {
+        let dir = std::env::temp_dir().join(format!("mqtt-broker-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("b.toml");
+        std::fs::write(
+            &file,
+            "receive_maximum = 7\nmax_inflight = 3\ndata_dir = \"d\"\n",
+        )
+        .unwrap();
+        let s = parse(&[
+            "mqtt-broker",
+            "--config",
+            file.to_str().unwrap(),
+            "--max-inflight",
+            "5",
+        ])
+        .unwrap();
+        // From the file (a flag at its default does not override it).
+        assert_eq!(s.receive_maximum, 7);
+        // Relative to the file's directory.
+        assert_eq!(s.data_dir, dir.join("d"));
+        // The flag wins.
+        assert_eq!(s.max_inflight, 5);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -43,9 +43,9 @@
 //! allow publish public/+/data
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 
-use mqtt_session::broker::Policy;
 use mqtt_session::codec::TopicFilter;
 use mqtt_session::topic_match::matches;
 
@@ -69,11 +69,15 @@ pub enum Action {
     Both,
 }
 
-/// One `allow|deny publish|subscribe|both FILTER` line.
+/// One `allow|deny publish|subscribe|both FILTER` line, or a `pattern` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
-    /// The User Name it is for (`None`: every client, with or without a User Name).
+    /// The User Name it is for (`None`: every client, with or without a User Name). Always
+    /// `None` for a pattern.
     pub user: Option<String>,
+    /// A `pattern` rule: `%c` and `%u` levels of its filter stand for the client's Client
+    /// Identifier and authenticated User Name, and it applies to every client.
+    pub pattern: bool,
     /// Allow or deny.
     pub access: Access,
     /// Publish, subscribe or both.
@@ -107,6 +111,25 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+/// The client a decision is about: its Client Identifier, and its User Name when the broker
+/// authenticated it (a User Name nobody verified is `None`: `user` blocks and `%u` patterns
+/// never apply to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Client<'a> {
+    /// The Client Identifier.
+    pub id: &'a str,
+    /// The authenticated User Name.
+    pub user: Option<&'a str>,
+}
+
+impl<'a> Client<'a> {
+    /// The client `id`, authenticated as `user`.
+    #[must_use]
+    pub fn new(id: &'a str, user: Option<&'a str>) -> Self {
+        Self { id, user }
+    }
+}
 
 impl Acl {
     /// An ACL that allows everything (the broker without `--acl`).
@@ -153,11 +176,21 @@ impl Acl {
                     }
                     user = (rest != "*").then(|| rest.to_owned());
                 }
-                "allow" | "deny" => {
-                    let access = if keyword == "allow" {
-                        Access::Allow
+                "allow" | "deny" | "pattern" => {
+                    let pattern = keyword == "pattern";
+                    let (keyword, rest) = if pattern {
+                        split_word(rest)
                     } else {
-                        Access::Deny
+                        (keyword, rest)
+                    };
+                    let access = match keyword {
+                        "allow" => Access::Allow,
+                        "deny" => Access::Deny,
+                        other => {
+                            return Err(err(format!(
+                                "`pattern` takes `allow` or `deny`, not {other:?}"
+                            )));
+                        }
                     };
                     let (action, filter) = split_word(rest);
                     let action = match action {
@@ -178,13 +211,31 @@ impl Acl {
                             "{filter:?}: write the filter without `$share/{{ShareName}}/`"
                         )));
                     }
-                    if let Err(violation) = TopicFilter::try_from(filter) {
+                    // In a pattern, `%c` and `%u` stand for a whole level (checked as one).
+                    let checked = if pattern {
+                        if filter.split('/').any(|l| {
+                            l != "%c" && l != "%u" && (l.contains("%c") || l.contains("%u"))
+                        }) {
+                            return Err(err(format!(
+                                "{filter:?}: `%c` and `%u` must be a whole topic level"
+                            )));
+                        }
+                        filter
+                            .split('/')
+                            .map(|l| if l == "%c" || l == "%u" { "x" } else { l })
+                            .collect::<Vec<_>>()
+                            .join("/")
+                    } else {
+                        filter.to_owned()
+                    };
+                    if let Err(violation) = TopicFilter::try_from(checked.as_str()) {
                         return Err(err(format!(
                             "{filter:?} is not a valid topic filter: {violation}"
                         )));
                     }
                     rules.push(Rule {
-                        user: user.clone(),
+                        user: if pattern { None } else { user.clone() },
+                        pattern,
                         access,
                         action,
                         filter: filter.to_owned(),
@@ -192,7 +243,7 @@ impl Acl {
                 }
                 other => {
                     return Err(err(format!(
-                        "unknown keyword {other:?} (expected `default`, `user`, `allow` or `deny`)"
+                        "unknown keyword {other:?} (expected `default`, `user`, `allow`, `deny` or `pattern`)"
                     )));
                 }
             }
@@ -203,36 +254,35 @@ impl Acl {
         })
     }
 
-    /// Whether a client with `username` may publish to `topic` (write access).
-    pub fn may_publish(&self, username: Option<&str>, topic: &str) -> bool {
-        self.decide(username, Action::Publish, |rule| {
-            matches(&rule.filter, topic)
-        })
+    /// Whether `client` may publish to `topic` (write access).
+    #[must_use]
+    pub fn may_publish(&self, client: Client<'_>, topic: &str) -> bool {
+        self.decide(client, Action::Publish, topic)
     }
 
-    /// Whether a client with `username` may receive a message published to `topic` (read
-    /// access): the `subscribe` rules, tried against the topic.
-    pub fn may_read(&self, username: Option<&str>, topic: &str) -> bool {
-        self.decide(username, Action::Subscribe, |rule| {
-            matches(&rule.filter, topic)
-        })
+    /// Whether `client` may receive a message published to `topic` (read access): the
+    /// `subscribe` rules, tried against the topic.
+    #[must_use]
+    pub fn may_read(&self, client: Client<'_>, topic: &str) -> bool {
+        self.decide(client, Action::Subscribe, topic)
     }
 
-    /// Whether a client with `username` may subscribe to `filter` (the full filter of the
-    /// SUBSCRIBE: a `$share/{ShareName}/` prefix is removed first): refused only when no
-    /// topic it can match may be read, as the module documentation says.
-    pub fn may_subscribe(&self, username: Option<&str>, filter: &str) -> bool {
+    /// Whether `client` may subscribe to `filter` (the full filter of the SUBSCRIBE: a
+    /// `$share/{ShareName}/` prefix is removed first): refused only when no topic it can match
+    /// may be read, as the module documentation says.
+    #[must_use]
+    pub fn may_subscribe(&self, client: Client<'_>, filter: &str) -> bool {
         let filter = filter
             .strip_prefix("$share/")
             .and_then(|rest| rest.split_once('/'))
             .map_or(filter, |(_, inner)| inner);
         // The `deny` rules tried so far that overlap the filter.
-        let mut denied: Vec<&str> = Vec::new();
-        for rule in self.applicable(username, Action::Subscribe) {
-            let Some(common) = intersection(&rule.filter, filter) else {
+        let mut denied: Vec<Cow<'_, str>> = Vec::new();
+        for (access, rule_filter) in self.applicable(client, Action::Subscribe) {
+            let Some(common) = intersection(&rule_filter, filter) else {
                 continue;
             };
-            match rule.access {
+            match access {
                 // Some topic of the filter is allowed, unless an earlier deny took all of the
                 // part this rule allows.
                 Access::Allow => {
@@ -242,36 +292,64 @@ impl Acl {
                 }
                 // Every topic of the filter is denied (the earlier allows did not apply).
                 Access::Deny if common == filter => return false,
-                Access::Deny => denied.push(&rule.filter),
+                Access::Deny => denied.push(rule_filter),
             }
         }
         self.default == Access::Allow
     }
 
-    /// The rules for `action` that apply to a client with `username`, in file order.
+    /// The rules for `action` that apply to `client`, in file order, with their filters (a
+    /// pattern's with `%c` and `%u` replaced).
     fn applicable<'a>(
         &'a self,
-        username: Option<&'a str>,
+        client: Client<'a>,
         action: Action,
-    ) -> impl Iterator<Item = &'a Rule> + 'a {
+    ) -> impl Iterator<Item = (Access, Cow<'a, str>)> + 'a {
         self.rules
             .iter()
             .filter(move |r| r.action == action || r.action == Action::Both)
-            .filter(move |r| r.user.is_none() || r.user.as_deref() == username)
+            .filter_map(move |r| {
+                if r.pattern {
+                    expand(&r.filter, client).map(|f| (r.access, Cow::Owned(f)))
+                } else if r.user.is_none() || r.user.as_deref() == client.user {
+                    Some((r.access, Cow::Borrowed(r.filter.as_str())))
+                } else {
+                    None
+                }
+            })
     }
 
-    fn decide(
-        &self,
-        username: Option<&str>,
-        action: Action,
-        applies: impl Fn(&Rule) -> bool,
-    ) -> bool {
+    fn decide(&self, client: Client<'_>, action: Action, topic: &str) -> bool {
         let access = self
-            .applicable(username, action)
-            .find(|r| applies(r))
-            .map_or(self.default, |r| r.access);
+            .applicable(client, action)
+            .find(|(_, filter)| matches(filter, topic))
+            .map_or(self.default, |(access, _)| access);
         access == Access::Allow
     }
+}
+
+/// A pattern's filter for `client`: each `%c` level replaced by its Client Identifier and each
+/// `%u` level by its authenticated User Name. `None` (the pattern does not apply) when a value
+/// it needs is missing, empty, or holds `/`, `+` or `#` (it would not be one literal level).
+fn expand(pattern: &str, client: Client<'_>) -> Option<String> {
+    let literal = |v: &str| !v.is_empty() && !v.contains(['/', '+', '#']);
+    let mut out = String::with_capacity(pattern.len() + client.id.len());
+    for (i, level) in pattern.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let value = match level {
+            "%c" => Some(client.id),
+            "%u" => Some(client.user?),
+            _ => None,
+        };
+        match value {
+            Some(v) if literal(v) => out.push_str(v),
+            Some(_) => return None,
+            None => out.push_str(level),
+        }
+    }
+    Some(out)
 }
 
 /// The first whitespace-separated word and the rest (trimmed).
@@ -349,38 +427,4 @@ pub fn intersection(a: &str, b: &str) -> Option<String> {
         }
     }
     Some(levels.join("/"))
-}
-
-/// The broker's [`Policy`]: everyone may connect (the engine's default authentication), and
-/// the ACL decides on PUBLISH, SUBSCRIBE and every delivery.
-#[derive(Debug, Clone)]
-pub struct AclPolicy {
-    /// The rules.
-    pub acl: Acl,
-}
-
-impl Policy for AclPolicy {
-    fn may_publish(&mut self, client_id: &str, username: Option<&str>, topic: &str) -> bool {
-        let allowed = self.acl.may_publish(username, topic);
-        if !allowed {
-            tracing::info!(client_id, username, topic, "publish denied by the ACL");
-        }
-        allowed
-    }
-
-    fn may_subscribe(&mut self, client_id: &str, username: Option<&str>, filter: &str) -> bool {
-        let allowed = self.acl.may_subscribe(username, filter);
-        if !allowed {
-            tracing::info!(client_id, username, filter, "subscribe denied by the ACL");
-        }
-        allowed
-    }
-
-    fn may_receive(&mut self, client_id: &str, username: Option<&str>, topic: &str) -> bool {
-        let allowed = self.acl.may_read(username, topic);
-        if !allowed {
-            tracing::debug!(client_id, username, topic, "delivery withheld by the ACL");
-        }
-        allowed
-    }
 }

@@ -12,6 +12,7 @@
 //! listen = "0.0.0.0:1883"
 //! data_dir = "/var/lib/mqtt-broker"
 //! password_file = "passwd"          # next to this file
+//! allow_anonymous = false
 //! acl = "acl"
 //! max_connections = 10000
 //! max_keep_alive = 300
@@ -40,6 +41,12 @@ pub struct Settings {
     /// An access control list (`--acl`); `None`: everyone may publish and subscribe to
     /// anything.
     pub acl: Option<PathBuf>,
+    /// A password file in mosquitto's format (`--password-file`); `None`: User Names are not
+    /// verified and everyone may connect.
+    pub password_file: Option<PathBuf>,
+    /// With a password file, let clients without a User Name connect too
+    /// (`--allow-anonymous`). Without a password file everyone may connect anyway.
+    pub allow_anonymous: bool,
     /// The longest Keep Alive accepted, in seconds; a client asking for more (or for 0) is told
     /// this value (MQTT 5.0 Server Keep Alive). `None`: the client's.
     pub max_keep_alive: Option<u16>,
@@ -82,6 +89,8 @@ impl Default for Settings {
             listen: "127.0.0.1:1883".to_owned(),
             data_dir: PathBuf::from("./mqtt-data"),
             acl: None,
+            password_file: None,
+            allow_anonymous: false,
             max_keep_alive: engine.max_keep_alive,
             receive_maximum: engine.receive_maximum,
             max_packet_size: engine.maximum_packet_size,
@@ -140,6 +149,9 @@ impl Settings {
         };
         resolve(&mut self.data_dir);
         if let Some(p) = self.acl.as_mut() {
+            resolve(p);
+        }
+        if let Some(p) = self.password_file.as_mut() {
             resolve(p);
         }
     }

@@ -29,16 +29,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use mqtt_session::Timestamp;
 use mqtt_session::broker::{
-    Broker, BrokerEvent, ConnectionId, ConnectionInfo, Output, StorageRecord,
+    AuthDecision, AuthRequest, Broker, BrokerEvent, ConnectionId, ConnectionInfo, Output,
+    StorageRecord,
 };
+use mqtt_session::codec::ReasonCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::BoxError;
-use crate::acl::AclPolicy;
+use crate::acl::Acl;
+use crate::password::PasswordFile;
+use crate::policy::BrokerPolicy;
 use crate::store::Store;
 
 /// The most inputs handled before the outputs are drained (and committed together).
@@ -76,6 +80,10 @@ pub(crate) enum Input {
     Closed(ConnectionId),
     /// A connection's writer wrote a chunk: it has room for another.
     Written(ConnectionId),
+    /// A deferred authentication was decided (off the engine's thread).
+    AuthDecided(ConnectionId, AuthDecision),
+    /// New ACL and password file (a reload: SIGHUP).
+    Reload(Acl, Option<PasswordFile>),
 }
 
 /// What the engine tells a writer task.
@@ -131,8 +139,10 @@ struct Conn {
 
 /// The engine: the broker, its storage and its connections.
 pub(crate) struct Engine {
-    broker: Broker<AclPolicy>,
+    broker: Broker<BrokerPolicy>,
     store: Store,
+    /// Password checks that may run at once (each a slow hash on a blocking thread).
+    auth_permits: std::sync::Arc<Semaphore>,
     clock: Clock,
     conns: BTreeMap<ConnectionId, Conn>,
     /// Connections that may have bytes and whose writers have room.
@@ -149,15 +159,17 @@ pub(crate) struct Engine {
 impl Engine {
     /// An engine for a restored broker whose storage was just compacted.
     pub(crate) fn new(
-        broker: Broker<AclPolicy>,
+        broker: Broker<BrokerPolicy>,
         store: Store,
         clock: Clock,
         inputs: mpsc::Sender<Input>,
     ) -> Self {
         let compact_at = compaction_point(store.len());
+        let checks = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         Self {
             broker,
             store,
+            auth_permits: std::sync::Arc::new(Semaphore::new(checks)),
             clock,
             conns: BTreeMap::new(),
             writable: BTreeSet::new(),
@@ -243,6 +255,18 @@ impl Engine {
                 }
                 self.writable.remove(&conn);
                 self.broker.handle_connection_closed(conn, now);
+            }
+            Input::AuthDecided(conn, decision) => {
+                // Ignored by the engine when the connection has closed meanwhile.
+                self.broker.handle_auth_decision(conn, decision, now);
+            }
+            Input::Reload(acl, passwords) => {
+                tracing::info!(
+                    rules = acl.rules.len(),
+                    users = passwords.as_ref().map(PasswordFile::len),
+                    "ACL and password file reloaded"
+                );
+                self.broker.policy_mut().reload(acl, passwords);
             }
             Input::Written(conn) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -439,10 +463,47 @@ impl Engine {
                     }
                 }
             }
+            Output::Authenticate {
+                connection,
+                request,
+            } => self.authenticate(connection, *request),
             Output::Event(event) => self.log_event(&event),
             // `Persist` is handled by `flush`; later kinds of output are not known here.
             other => tracing::debug!(?other, "output ignored"),
         }
+    }
+
+    /// Checks a password off the engine's thread (at most one check per CPU at a time, so a
+    /// flood of CONNECTs costs bounded memory), and hands the decision back as an input.
+    fn authenticate(&mut self, connection: ConnectionId, request: AuthRequest) {
+        let Some(passwords) = self.broker.policy_mut().passwords() else {
+            // The policy defers only with a password file.
+            let now = self.clock.now();
+            self.broker.handle_auth_decision(
+                connection,
+                AuthDecision::Reject(ReasonCode::NOT_AUTHORIZED),
+                now,
+            );
+            return;
+        };
+        let permits = self.auth_permits.clone();
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return;
+            };
+            let user = request.username.clone();
+            let client_id = request.client_id.clone();
+            let decision = tokio::task::spawn_blocking(move || {
+                BrokerPolicy::check_password(&passwords, &request)
+            })
+            .await
+            .unwrap_or(AuthDecision::Reject(ReasonCode::UNSPECIFIED_ERROR));
+            if decision != AuthDecision::Accept {
+                tracing::warn!(client_id, user, "password check failed");
+            }
+            let _ = inputs.send(Input::AuthDecided(connection, decision)).await;
+        });
     }
 
     fn log_event(&mut self, event: &BrokerEvent) {

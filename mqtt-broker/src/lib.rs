@@ -46,11 +46,13 @@
 pub mod acl;
 pub mod config;
 mod engine;
+pub mod password;
+pub mod policy;
 mod server;
 mod store;
 
 pub use config::{ConfigError, Settings};
-pub use server::Server;
+pub use server::{ReloadHandle, Server};
 
 /// Why the broker could not start, or stopped.
 #[derive(Debug, thiserror::Error)]

@@ -26,8 +26,10 @@ use tracing_subscriber::EnvFilter;
 /// Every option is also a key of the configuration file (`--max-keep-alive` is
 /// `max_keep_alive`); options given here override the file.
 #[derive(Debug, Parser)]
-#[command(name = "mqtt-broker", version)]
+#[command(name = "mqtt-broker", version, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// A TOML configuration file: any of the settings below, by their long names with `_` for
     /// `-`. Relative paths in it are relative to its directory.
     #[arg(long, value_name = "FILE")]
@@ -39,9 +41,18 @@ struct Cli {
     #[arg(long, value_name = "DIR", default_value = "./mqtt-data")]
     data_dir: PathBuf,
     /// An access control list (format in the README). Default: everyone may publish and
-    /// subscribe to anything.
+    /// subscribe to anything. Reloaded on SIGHUP.
     #[arg(long, value_name = "FILE")]
     acl: Option<PathBuf>,
+    /// A password file (`user:hash` lines, as `mosquitto_passwd` or `mqtt-broker passwd`
+    /// write them): clients with a User Name must give its password, clients without one are
+    /// refused unless --allow-anonymous. Default: no check, everyone may connect. Reloaded on
+    /// SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// With --password-file, let clients without a User Name connect too.
+    #[arg(long)]
+    allow_anonymous: bool,
     /// The longest Keep Alive accepted, in seconds; a client asking for more (or for 0) is
     /// told this value (MQTT 5.0 Server Keep Alive). Default: the client's.
     #[arg(long, value_name = "SECS")]
@@ -88,6 +99,23 @@ struct Cli {
     disconnect_stuck_after: u32,
 }
 
+/// Subcommands.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Adds USER to the password FILE, or replaces their password (an argon2id hash); creates
+    /// FILE (readable by its owner only) when it does not exist. Reads the password from
+    /// standard input (its first line) when it is not given.
+    Passwd {
+        /// The password file.
+        file: PathBuf,
+        /// The user name (without `:`).
+        user: String,
+        /// The password (better read from standard input: command lines are visible to other
+        /// users of the machine).
+        password: Option<String>,
+    },
+}
+
 /// The settings: the defaults, then the configuration file, then the flags given on the
 /// command line (a flag left at its default does not override the file).
 fn settings(cli: &Cli, matches: &ArgMatches) -> Result<Settings, mqtt_broker::ConfigError> {
@@ -107,6 +135,8 @@ fn settings(cli: &Cli, matches: &ArgMatches) -> Result<Settings, mqtt_broker::Co
         listen,
         data_dir,
         acl,
+        password_file,
+        allow_anonymous,
         max_keep_alive,
         receive_maximum,
         max_packet_size,
@@ -137,6 +167,14 @@ fn main() -> ExitCode {
         // Colour codes only on a terminal: a log redirected to a file stays plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some(Command::Passwd {
+        file,
+        user,
+        password,
+    }) = &cli.command
+    {
+        return passwd(file, user, password.as_deref());
+    }
     let result = settings(&cli, &matches)
         .map_err(mqtt_broker::Error::from)
         .and_then(serve);
@@ -145,6 +183,31 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("mqtt-broker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `mqtt-broker passwd FILE USER [PASSWORD]`.
+fn passwd(file: &std::path::Path, user: &str, password: Option<&str>) -> ExitCode {
+    let password = match password {
+        Some(p) => p.to_owned(),
+        None => {
+            let mut line = String::new();
+            if let Err(e) = std::io::stdin().read_line(&mut line) {
+                eprintln!("mqtt-broker passwd: cannot read the password: {e}");
+                return ExitCode::FAILURE;
+            }
+            line.trim_end_matches(['\n', '\r']).to_owned()
+        }
+    };
+    match mqtt_broker::password::set_password(file, user, password.as_bytes()) {
+        Ok(()) => {
+            println!("{}: password of {user} set", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mqtt-broker passwd: {e}");
             ExitCode::FAILURE
         }
     }
@@ -170,8 +233,30 @@ fn serve(settings: Settings) -> Result<(), mqtt_broker::Error> {
             data_dir.display()
         );
         println!("listening on {}", server.local_addr());
+        tokio::spawn(reload_on_sighup(server.reload_handle()));
         server.run(shutdown_signal()).await
     })
+}
+
+/// Reloads the ACL and the password file on each SIGHUP; a reload that fails keeps the old
+/// files and logs why.
+async fn reload_on_sighup(handle: mqtt_broker::ReloadHandle) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("SIGHUP cannot be caught: no reload");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match handle.reload().await {
+                Ok(()) => tracing::info!("SIGHUP: reloaded"),
+                Err(e) => tracing::error!("SIGHUP: reload failed, the old files stay in use: {e}"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = handle;
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -6,19 +6,70 @@ use mqtt_session::broker::{Broker, Output};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::acl::{Acl, AclPolicy};
+use std::path::{Path, PathBuf};
+
+use crate::acl::Acl;
 use crate::engine::{self, Clock, Engine, INPUT_QUEUE, Input};
+use crate::password::PasswordFile;
+use crate::policy::BrokerPolicy;
 use crate::store::Store;
 use crate::{ConfigError, Error, Settings};
 
 /// A broker with its storage restored and its listener bound: [`Server::run`] serves clients.
 pub struct Server {
     settings: Settings,
-    broker: Broker<AclPolicy>,
+    broker: Broker<BrokerPolicy>,
     store: Store,
     clock: Clock,
     listener: TcpListener,
     addr: SocketAddr,
+    inputs: mpsc::Sender<Input>,
+    queue: mpsc::Receiver<Input>,
+}
+
+/// Reloads the ACL and the password file of a running [`Server`] (the binary does on SIGHUP).
+#[derive(Debug, Clone)]
+pub struct ReloadHandle {
+    acl: Option<PathBuf>,
+    password_file: Option<PathBuf>,
+    inputs: mpsc::Sender<Input>,
+}
+
+impl ReloadHandle {
+    /// Reads both files again and, when both are good, hands them to the running broker: no
+    /// connection is dropped, and the next decisions use the new rules and users.
+    ///
+    /// # Errors
+    /// The [`ConfigError`] of a file that cannot be read or parsed: the broker keeps the files
+    /// it had.
+    pub async fn reload(&self) -> Result<(), Error> {
+        let acl = load_acl(self.acl.as_deref())?;
+        let passwords = self
+            .password_file
+            .as_deref()
+            .map(PasswordFile::load)
+            .transpose()?;
+        self.inputs
+            .send(Input::Reload(acl, passwords))
+            .await
+            .map_err(|_| Error::Io {
+                context: "reload".to_owned(),
+                source: std::io::Error::other("the broker has stopped"),
+            })
+    }
+}
+
+/// Reads and parses the ACL at `path` (everything allowed without one).
+fn load_acl(path: Option<&Path>) -> Result<Acl, ConfigError> {
+    let Some(path) = path else {
+        return Ok(Acl::allow_all());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::in_file(path, None, format!("cannot read the ACL: {e}")))?;
+    let acl = Acl::parse(&text)
+        .map_err(|e| ConfigError::in_file(path, Some(e.line), format!("ACL: {}", e.message)))?;
+    tracing::info!(file = %path.display(), rules = acl.rules.len(), "ACL loaded");
+    Ok(acl)
 }
 
 impl std::fmt::Debug for Server {
@@ -38,19 +89,28 @@ impl Server {
     /// [`Error::Config`] for an ACL that cannot be read or parsed, [`Error::Storage`] when the
     /// state cannot be opened or restored, [`Error::Io`] when the address cannot be bound.
     pub async fn bind(settings: Settings) -> Result<Self, Error> {
-        let acl = match &settings.acl {
+        let acl = load_acl(settings.acl.as_deref())?;
+        let passwords = match &settings.password_file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError::in_file(path, None, format!("cannot read the ACL: {e}"))
-                })?;
-                let acl = Acl::parse(&text).map_err(|e| {
-                    ConfigError::in_file(path, Some(e.line), format!("ACL: {}", e.message))
-                })?;
-                tracing::info!(file = %path.display(), rules = acl.rules.len(), "ACL loaded");
-                acl
+                let file = PasswordFile::load(path)?;
+                tracing::info!(file = %path.display(), users = file.len(), "password file loaded");
+                Some(file)
             }
-            None => Acl::allow_all(),
+            None => {
+                if acl
+                    .rules
+                    .iter()
+                    .any(|r| r.user.is_some() || (r.pattern && r.filter.contains("%u")))
+                {
+                    tracing::warn!(
+                        "the ACL has `user` blocks or `%u` patterns, but without a password file \
+                         User Names are not verified: those rules apply to nobody"
+                    );
+                }
+                None
+            }
         };
+        let policy = BrokerPolicy::new(acl, passwords, settings.allow_anonymous);
 
         // Restore: replay the log, persist what restoring changes, then compact.
         let mut store = Store::open(&settings.data_dir).map_err(Error::Storage)?;
@@ -58,7 +118,7 @@ impl Server {
         let replayed = records.len();
         let mut clock = Clock::default();
         let now = clock.now();
-        let mut broker = Broker::restore(settings.broker_config(), AclPolicy { acl }, records, now);
+        let mut broker = Broker::restore(settings.broker_config(), policy, records, now);
         let mut changes = Vec::new();
         while let Some(output) = broker.poll_output() {
             match output {
@@ -94,6 +154,7 @@ impl Server {
             context: "the listener's address".to_owned(),
             source,
         })?;
+        let (inputs, queue) = mpsc::channel(INPUT_QUEUE);
         Ok(Self {
             settings,
             broker,
@@ -101,6 +162,8 @@ impl Server {
             clock,
             listener,
             addr,
+            inputs,
+            queue,
         })
     }
 
@@ -108,6 +171,16 @@ impl Server {
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// A handle that reloads the ACL and the password file while the server runs.
+    #[must_use]
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle {
+            acl: self.settings.acl.clone(),
+            password_file: self.settings.password_file.clone(),
+            inputs: self.inputs.clone(),
+        }
     }
 
     /// How many sessions were restored from storage.
@@ -131,10 +204,9 @@ impl Server {
     /// depends on what was not committed has been sent.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         tracing::info!(addr = %self.addr, "listening");
-        let (inputs, queue) = mpsc::channel(INPUT_QUEUE);
-        let accept = tokio::spawn(accept_loop(self.listener, inputs.clone()));
-        let result = Engine::new(self.broker, self.store, self.clock, inputs)
-            .run(queue, shutdown)
+        let accept = tokio::spawn(accept_loop(self.listener, self.inputs.clone()));
+        let result = Engine::new(self.broker, self.store, self.clock, self.inputs)
+            .run(self.queue, shutdown)
             .await
             .map_err(Error::Storage);
         accept.abort();

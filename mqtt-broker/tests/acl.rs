@@ -7,8 +7,16 @@
     clippy::indexing_slicing
 )]
 
-use mqtt_broker::acl::{Access, Acl, Action, Rule, covers, intersection};
-use mqtt_session::broker::Policy;
+use mqtt_broker::acl::{Access, Acl, Action, Client, Rule, covers, intersection};
+use mqtt_broker::password::PasswordFile;
+use mqtt_broker::policy::BrokerPolicy;
+use mqtt_session::broker::{AuthDecision, ConnectionId, Policy};
+use mqtt_session::codec::ReasonCode;
+
+/// A client `c`, authenticated as `user`.
+fn who(user: Option<&str>) -> Client<'_> {
+    Client::new("c", user)
+}
 
 fn parse(text: &str) -> Acl {
     Acl::parse(text).unwrap_or_else(|e| panic!("{e}"))
@@ -29,6 +37,7 @@ fn the_format_comments_default_users_and_rules() {
     );
     let rule = |user: Option<&str>, access, action, filter: &str| Rule {
         user: user.map(str::to_owned),
+        pattern: false,
         access,
         action,
         filter: filter.to_owned(),
@@ -52,13 +61,13 @@ fn the_format_comments_default_users_and_rules() {
 fn the_default_is_deny_when_the_file_does_not_say() {
     let acl = parse("allow publish a\n");
     assert_eq!(acl.default, Access::Deny);
-    assert!(acl.may_publish(None, "a"));
-    assert!(!acl.may_publish(None, "b"));
-    assert!(!acl.may_subscribe(None, "a"));
+    assert!(acl.may_publish(who(None), "a"));
+    assert!(!acl.may_publish(who(None), "b"));
+    assert!(!acl.may_subscribe(who(None), "a"));
     assert!(parse("").rules.is_empty());
     let all = Acl::allow_all();
-    assert!(all.may_publish(Some("x"), "any/topic"));
-    assert!(all.may_subscribe(None, "#"));
+    assert!(all.may_publish(who(Some("x")), "any/topic"));
+    assert!(all.may_subscribe(who(None), "#"));
 }
 
 #[test]
@@ -91,13 +100,13 @@ fn publish_rules_match_the_topic_and_the_first_match_wins() {
          user admin\n\
          allow publish secret/#\n",
     );
-    assert!(acl.may_publish(None, "news"));
-    assert!(!acl.may_publish(None, "secret"));
-    assert!(!acl.may_publish(None, "secret/a/b"));
+    assert!(acl.may_publish(who(None), "news"));
+    assert!(!acl.may_publish(who(None), "secret"));
+    assert!(!acl.may_publish(who(None), "secret/a/b"));
     // The deny line comes first, so the later allow never applies...
-    assert!(!acl.may_publish(None, "secret/open"));
+    assert!(!acl.may_publish(who(None), "secret/open"));
     // ...not even to admin, whose rule is below it.
-    assert!(!acl.may_publish(Some("admin"), "secret/a"));
+    assert!(!acl.may_publish(who(Some("admin")), "secret/a"));
 
     let acl = parse(
         "default deny\n\
@@ -107,81 +116,81 @@ fn publish_rules_match_the_topic_and_the_first_match_wins() {
          allow publish sensors/+/temp\n\
          deny publish $SYS/#\n",
     );
-    assert!(acl.may_publish(Some("admin"), "anything/at/all"));
-    assert!(acl.may_publish(Some("bob"), "sensors/k1/temp"));
-    assert!(acl.may_publish(None, "sensors/k1/temp"));
-    assert!(!acl.may_publish(None, "sensors/k1/hum"));
+    assert!(acl.may_publish(who(Some("admin")), "anything/at/all"));
+    assert!(acl.may_publish(who(Some("bob")), "sensors/k1/temp"));
+    assert!(acl.may_publish(who(None), "sensors/k1/temp"));
+    assert!(!acl.may_publish(who(None), "sensors/k1/hum"));
     // [MQTT-4.7.2-1] `#` does not match topics starting with `$`.
-    assert!(!acl.may_publish(Some("admin"), "$SYS/uptime"));
+    assert!(!acl.may_publish(who(Some("admin")), "$SYS/uptime"));
 }
 
 #[test]
 fn under_default_deny_a_filter_is_granted_where_an_allow_rule_overlaps_it() {
     let acl = parse("default deny\nallow subscribe sensors/#\n");
-    assert!(acl.may_subscribe(None, "sensors/#"));
-    assert!(acl.may_subscribe(None, "sensors"));
-    assert!(acl.may_subscribe(None, "sensors/+/temp"));
-    assert!(acl.may_subscribe(None, "sensors/k1/temp"));
+    assert!(acl.may_subscribe(who(None), "sensors/#"));
+    assert!(acl.may_subscribe(who(None), "sensors"));
+    assert!(acl.may_subscribe(who(None), "sensors/+/temp"));
+    assert!(acl.may_subscribe(who(None), "sensors/k1/temp"));
     // Wider filters are granted: each message is checked on delivery, so they receive only
     // `sensors/...`.
-    assert!(acl.may_subscribe(None, "#"));
-    assert!(acl.may_subscribe(None, "+/k1/temp"));
-    assert!(acl.may_read(None, "sensors/k1/temp"));
-    assert!(!acl.may_read(None, "other/k1/temp"));
+    assert!(acl.may_subscribe(who(None), "#"));
+    assert!(acl.may_subscribe(who(None), "+/k1/temp"));
+    assert!(acl.may_read(who(None), "sensors/k1/temp"));
+    assert!(!acl.may_read(who(None), "other/k1/temp"));
     // No allowed topic at all: refused.
-    assert!(!acl.may_subscribe(None, "other"));
-    assert!(!acl.may_subscribe(None, "other/#"));
+    assert!(!acl.may_subscribe(who(None), "other"));
+    assert!(!acl.may_subscribe(who(None), "other/#"));
     // [MQTT-4.7.2-1] `#` matches no `$` topic, so it does not open `$SYS`.
-    assert!(!acl.may_subscribe(None, "$SYS/#"));
+    assert!(!acl.may_subscribe(who(None), "$SYS/#"));
     // A shared subscription is judged by the filter after `$share/{ShareName}/`.
-    assert!(acl.may_subscribe(None, "$share/g/sensors/+"));
-    assert!(!acl.may_subscribe(None, "$share/g/other/+"));
+    assert!(acl.may_subscribe(who(None), "$share/g/sensors/+"));
+    assert!(!acl.may_subscribe(who(None), "$share/g/other/+"));
 
     let acl = parse("default deny\nallow subscribe a/+\n");
-    assert!(acl.may_subscribe(None, "a/b"));
-    assert!(acl.may_subscribe(None, "a/+"));
-    assert!(acl.may_subscribe(None, "a/#"));
-    assert!(!acl.may_subscribe(None, "a/b/c"));
-    assert!(!acl.may_subscribe(None, "a"));
+    assert!(acl.may_subscribe(who(None), "a/b"));
+    assert!(acl.may_subscribe(who(None), "a/+"));
+    assert!(acl.may_subscribe(who(None), "a/#"));
+    assert!(!acl.may_subscribe(who(None), "a/b/c"));
+    assert!(!acl.may_subscribe(who(None), "a"));
 }
 
 #[test]
 fn a_subscribe_is_refused_only_when_every_topic_of_its_filter_is_denied() {
     // The Paho interoperability suite's configuration: a monitoring client on `#` is served.
     let acl = parse("default allow\ndeny subscribe test/nosubscribe\n");
-    assert!(acl.may_subscribe(None, "#"));
-    assert!(acl.may_subscribe(None, "test/#"));
-    assert!(acl.may_subscribe(None, "test/+"));
-    assert!(!acl.may_subscribe(None, "test/nosubscribe"));
-    assert!(!acl.may_read(None, "test/nosubscribe"));
-    assert!(acl.may_read(None, "test/other"));
+    assert!(acl.may_subscribe(who(None), "#"));
+    assert!(acl.may_subscribe(who(None), "test/#"));
+    assert!(acl.may_subscribe(who(None), "test/+"));
+    assert!(!acl.may_subscribe(who(None), "test/nosubscribe"));
+    assert!(!acl.may_read(who(None), "test/nosubscribe"));
+    assert!(acl.may_read(who(None), "test/other"));
 
     let acl = parse("default allow\ndeny subscribe secret/#\n");
-    assert!(acl.may_subscribe(None, "#"));
-    assert!(acl.may_subscribe(None, "+/key"));
-    assert!(acl.may_subscribe(None, "+"));
-    assert!(acl.may_subscribe(None, "$share/g/+/+"));
+    assert!(acl.may_subscribe(who(None), "#"));
+    assert!(acl.may_subscribe(who(None), "+/key"));
+    assert!(acl.may_subscribe(who(None), "+"));
+    assert!(acl.may_subscribe(who(None), "$share/g/+/+"));
     // Inside the denied filter: refused, shared or not.
-    assert!(!acl.may_subscribe(None, "secret"));
-    assert!(!acl.may_subscribe(None, "secret/#"));
-    assert!(!acl.may_subscribe(None, "secret/+/x"));
-    assert!(!acl.may_subscribe(None, "$share/g/secret/+"));
-    assert!(!acl.may_read(None, "secret/a/b"));
-    assert!(acl.may_read(None, "public/a"));
+    assert!(!acl.may_subscribe(who(None), "secret"));
+    assert!(!acl.may_subscribe(who(None), "secret/#"));
+    assert!(!acl.may_subscribe(who(None), "secret/+/x"));
+    assert!(!acl.may_subscribe(who(None), "$share/g/secret/+"));
+    assert!(!acl.may_read(who(None), "secret/a/b"));
+    assert!(acl.may_read(who(None), "public/a"));
 
     // First match wins: an allow before the deny keeps its part of the filter open...
     let acl = parse("default deny\nallow subscribe secret/open\ndeny subscribe secret/#\n");
-    assert!(acl.may_subscribe(None, "secret/#"));
-    assert!(acl.may_read(None, "secret/open"));
-    assert!(!acl.may_read(None, "secret/closed"));
+    assert!(acl.may_subscribe(who(None), "secret/#"));
+    assert!(acl.may_read(who(None), "secret/open"));
+    assert!(!acl.may_read(who(None), "secret/closed"));
     // ...and an allow after it opens only what the deny did not take.
     let acl = parse("default deny\ndeny subscribe secret/#\nallow subscribe secret/open\n");
-    assert!(!acl.may_subscribe(None, "secret/#"));
-    assert!(!acl.may_subscribe(None, "secret/open"));
+    assert!(!acl.may_subscribe(who(None), "secret/#"));
+    assert!(!acl.may_subscribe(who(None), "secret/open"));
     let acl = parse("default deny\ndeny subscribe a/b/#\nallow subscribe a/#\n");
-    assert!(acl.may_subscribe(None, "a/+"));
-    assert!(acl.may_subscribe(None, "#"));
-    assert!(!acl.may_subscribe(None, "a/b/+"));
+    assert!(acl.may_subscribe(who(None), "a/+"));
+    assert!(acl.may_subscribe(who(None), "#"));
+    assert!(!acl.may_subscribe(who(None), "a/b/+"));
 }
 
 #[test]
@@ -258,10 +267,11 @@ fn the_filter_relations() {
 }
 
 #[test]
-fn the_policy_asks_the_acl_with_the_user_name() {
-    let mut policy = mqtt_broker::acl::AclPolicy {
-        acl: parse("default deny\nuser u\nallow both t/#\n"),
-    };
+fn the_policy_asks_the_acl_with_the_authenticated_user_name() {
+    let acl = parse("default deny\nuser u\nallow both t/#\n");
+    let passwords = PasswordFile::parse("").unwrap();
+    // With a password file, User Names were verified: `user` blocks apply.
+    let mut policy = BrokerPolicy::new(acl.clone(), Some(passwords), false);
     assert!(policy.may_publish("c", Some("u"), "t/1"));
     assert!(!policy.may_publish("c", Some("v"), "t/1"));
     assert!(!policy.may_publish("c", None, "t/1"));
@@ -271,6 +281,12 @@ fn the_policy_asks_the_acl_with_the_user_name() {
     assert!(policy.may_receive("c", Some("u"), "t/1"));
     assert!(!policy.may_receive("c", Some("u"), "x/1"));
     assert!(!policy.may_receive("c", None, "t/1"));
+
+    // Without one, nobody's User Name was verified: the `user` block applies to nobody.
+    let mut policy = BrokerPolicy::new(acl, None, false);
+    assert!(!policy.may_publish("c", Some("u"), "t/1"));
+    assert!(!policy.may_subscribe("c", Some("u"), "t/+"));
+    assert!(!policy.may_receive("c", Some("u"), "t/1"));
 }
 
 /// The example of the README and of the broker's documentation does what they say.
@@ -294,18 +310,126 @@ fn the_documented_example() {
     assert_eq!(parse(&documented), acl, "src/acl.rs and README.md differ");
 
     let admin = Some("admin");
-    assert!(acl.may_subscribe(admin, "#"));
-    assert!(acl.may_publish(admin, "public/secret/x"));
+    assert!(acl.may_subscribe(who(admin), "#"));
+    assert!(acl.may_publish(who(admin), "public/secret/x"));
     for user in [None, Some("bob")] {
-        assert!(acl.may_subscribe(user, "public/news/#"));
+        assert!(acl.may_subscribe(who(user), "public/news/#"));
         // Granted, but `public/secret/...` is never delivered through it.
-        assert!(acl.may_subscribe(user, "public/#"));
-        assert!(acl.may_read(user, "public/news/today"));
-        assert!(!acl.may_read(user, "public/secret/x"));
-        assert!(!acl.may_subscribe(user, "public/secret/x"));
-        assert!(!acl.may_subscribe(user, "public/secret/#"));
-        assert!(acl.may_publish(user, "public/k1/data"));
-        assert!(!acl.may_publish(user, "public/k1/other"));
-        assert!(!acl.may_subscribe(user, "private/x"));
+        assert!(acl.may_subscribe(who(user), "public/#"));
+        assert!(acl.may_read(who(user), "public/news/today"));
+        assert!(!acl.may_read(who(user), "public/secret/x"));
+        assert!(!acl.may_subscribe(who(user), "public/secret/x"));
+        assert!(!acl.may_subscribe(who(user), "public/secret/#"));
+        assert!(acl.may_publish(who(user), "public/k1/data"));
+        assert!(!acl.may_publish(who(user), "public/k1/other"));
+        assert!(!acl.may_subscribe(who(user), "private/x"));
     }
+}
+
+#[test]
+fn patterns_stand_for_the_client_id_and_the_authenticated_user() {
+    let acl = parse(
+        "default deny\n\
+         user admin\n\
+         allow both #\n\
+         # a pattern applies to every client, wherever it is written\n\
+         pattern allow both devices/%c/#\n\
+         pattern deny subscribe users/%u/private\n\
+         pattern allow subscribe users/%u/#\n",
+    );
+    assert_eq!(acl.rules.len(), 4);
+    assert!(acl.rules[1].pattern && acl.rules[1].user.is_none());
+    let dev = Client::new("dev1", None);
+    assert!(acl.may_publish(dev, "devices/dev1/temp"));
+    assert!(acl.may_subscribe(dev, "devices/dev1/#"));
+    assert!(!acl.may_publish(dev, "devices/dev2/temp"));
+    assert!(!acl.may_subscribe(dev, "devices/+/temp") || acl.may_read(dev, "devices/dev1/temp"));
+    assert!(!acl.may_read(dev, "devices/dev2/temp"));
+    // `%u` needs an authenticated User Name.
+    assert!(!acl.may_read(dev, "users/dev1/x"));
+    let alice = Client::new("phone", Some("alice"));
+    assert!(acl.may_read(alice, "users/alice/inbox"));
+    assert!(!acl.may_read(alice, "users/alice/private"));
+    assert!(!acl.may_read(alice, "users/bob/inbox"));
+    assert!(acl.may_subscribe(alice, "users/alice/#"));
+    assert!(!acl.may_subscribe(alice, "users/bob/#"));
+    // A value that is not one literal level never matches: a client id `+` or `a/b` gets
+    // nothing from `devices/%c/#`.
+    for id in ["+", "#", "a/b", ""] {
+        let c = Client::new(id, None);
+        assert!(!acl.may_publish(c, "devices/a/b/x"), "{id:?}");
+        assert!(!acl.may_subscribe(c, "devices/#"), "{id:?}");
+    }
+}
+
+#[test]
+fn pattern_lines_are_checked() {
+    for (text, needle) in [
+        ("pattern allow both devices/x%c/#\n", "whole topic level"),
+        (
+            "pattern publish devices/%c\n",
+            "`pattern` takes `allow` or `deny`",
+        ),
+        ("pattern allow read devices/%c\n", "expected `publish`"),
+        (
+            "pattern allow both devices/%c/#/x\n",
+            "not a valid topic filter",
+        ),
+    ] {
+        let e = Acl::parse(text).unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.message.contains(needle), "{text:?}: {}", e.message);
+    }
+}
+
+/// What the policy answers to a CONNECT: synchronously when no password needs checking,
+/// deferred to the host when one does.
+#[test]
+fn the_policy_authenticates_with_the_password_file() {
+    use mqtt_session::broker::ConnectionInfo;
+    use mqtt_session::codec::ProtocolVersion;
+    let transport = ConnectionInfo::default();
+    let info = |username: Option<&'static str>, method: Option<&'static str>| {
+        let mut info = mqtt_session::broker::ConnectInfo::new(
+            ConnectionId(1),
+            ProtocolVersion::V5,
+            "c",
+            &transport,
+        );
+        info.username = username;
+        info.password = username.map(|_| b"pw".as_slice());
+        info.authentication_method = method;
+        info
+    };
+    // No password file: everyone, User Name or not.
+    let mut open = BrokerPolicy::new(Acl::allow_all(), None, false);
+    assert_eq!(open.authenticate(&info(None, None)), AuthDecision::Accept);
+    assert_eq!(
+        open.authenticate(&info(Some("x"), None)),
+        AuthDecision::Accept
+    );
+    // Enhanced authentication is not offered. v5 [MQTT-4.12.0-1]
+    assert_eq!(
+        open.authenticate(&info(None, Some("SCRAM-SHA-1"))),
+        AuthDecision::Reject(ReasonCode::BAD_AUTHENTICATION_METHOD)
+    );
+    let file = PasswordFile::parse("").unwrap();
+    let mut closed = BrokerPolicy::new(Acl::allow_all(), Some(file.clone()), false);
+    assert_eq!(
+        closed.authenticate(&info(None, None)),
+        AuthDecision::Reject(ReasonCode::NOT_AUTHORIZED)
+    );
+    assert_eq!(
+        closed.authenticate(&info(Some("x"), None)),
+        AuthDecision::Defer
+    );
+    let mut anonymous = BrokerPolicy::new(Acl::allow_all(), Some(file), true);
+    assert_eq!(
+        anonymous.authenticate(&info(None, None)),
+        AuthDecision::Accept
+    );
+    assert_eq!(
+        anonymous.authenticate(&info(Some("x"), None)),
+        AuthDecision::Defer
+    );
 }

@@ -22,6 +22,7 @@
 )]
 #![allow(clippy::disallowed_methods)] // real processes on a real clock: the tests wait for them
 
+#[allow(dead_code)] // this test uses part of it
 #[path = "support/broker_process.rs"]
 mod broker_process;
 #[allow(dead_code)]
@@ -379,6 +380,8 @@ struct PahoOptions {
     /// Session Expiry Interval (5.0); absent is 0.
     session_expiry: Option<u32>,
     will: Option<Will>,
+    /// User Name and Password.
+    login: Option<(&'static str, &'static str)>,
 }
 
 fn paho_v5(clean: bool, session_expiry: Option<u32>) -> PahoOptions {
@@ -387,6 +390,7 @@ fn paho_v5(clean: bool, session_expiry: Option<u32>) -> PahoOptions {
         clean,
         session_expiry,
         will: None,
+        login: None,
     }
 }
 
@@ -396,6 +400,7 @@ fn paho_v311(clean: bool) -> PahoOptions {
         clean,
         session_expiry: None,
         will: None,
+        login: None,
     }
 }
 
@@ -411,6 +416,24 @@ struct Paho {
 impl Paho {
     /// Connects; returns the client and the CONNACK's Session Present.
     fn connect(ctx: &Ctx, id: &str, options: PahoOptions) -> (Self, bool) {
+        let (client, ack) = Self::try_connect(ctx, id, options);
+        assert_eq!(ack["reason_code"], 0, "{}", client.proc.describe());
+        let present = ack["session_present"].as_bool().unwrap();
+        (client, present)
+    }
+
+    /// A CONNECT the broker refuses: its reason code (paho reports a 3.1.1 return code as the
+    /// 5.0 reason code of the same meaning: 4 is 0x86, 5 is 0x87).
+    fn connect_refused(ctx: &Ctx, id: &str, options: PahoOptions) -> u64 {
+        let (mut client, ack) = Self::try_connect(ctx, id, options);
+        let code = ack["reason_code"].as_u64().unwrap();
+        assert_ne!(code, 0, "{}", client.proc.describe());
+        client.proc.wait();
+        code
+    }
+
+    /// Starts the client; returns it and its CONNACK event.
+    fn try_connect(ctx: &Ctx, id: &str, options: PahoOptions) -> (Self, Value) {
         let mut command = Command::new("python3");
         command
             .arg(PAHO_CLIENT)
@@ -421,6 +444,9 @@ impl Paho {
             .env("PYTHONUNBUFFERED", "1");
         if let Some(expiry) = options.session_expiry {
             command.args(["--session-expiry", &expiry.to_string()]);
+        }
+        if let Some((user, password)) = options.login {
+            command.args(["--username", user, "--password", password]);
         }
         if let Some(will) = options.will {
             command
@@ -441,9 +467,7 @@ impl Paho {
             inbox: VecDeque::new(),
         };
         let ack = client.event("connack");
-        assert_eq!(ack["reason_code"], 0, "{}", client.proc.describe());
-        let present = ack["session_present"].as_bool().unwrap();
-        (client, present)
+        (client, ack)
     }
 
     fn command(&mut self, command: &Value) {
@@ -1101,4 +1125,146 @@ fn acl_wide_filters_are_granted_and_the_denied_topic_is_withheld() {
     all.proc.kill();
     test.proc.kill();
     late.proc.kill();
+}
+
+// ---- password authentication, with real clients ----
+
+/// mosquitto_pub with a User Name and Password: whether it succeeded, and its standard error.
+fn mosquitto_pub_as(ctx: &Ctx, v: V, login: Option<(&str, &str)>, topic: &str) -> (bool, String) {
+    let mut command = Command::new("mosquitto_pub");
+    command
+        .args(["-h", "127.0.0.1", "-p", &ctx.port(), "-V", v.mosquitto()])
+        .args(["-q", "1", "-t", topic, "-m", "from mosquitto_pub"]);
+    if let Some((user, password)) = login {
+        command.args(["-u", user, "-P", password]);
+    }
+    let (mut proc, _) = Proc::spawn(ctx.dir.path(), "mosquitto_pub", command);
+    let ok = proc.wait().success();
+    (ok, proc.stderr())
+}
+
+// v5 [MQTT-3.1.4-2]: a password file written by mosquitto_passwd and
+// by `mqtt-broker passwd`; mosquitto_pub/sub and paho, both versions, with the right password,
+// a wrong one, none, and a User Name alone; the ACL's `user` block holds for the
+// authenticated user only.
+#[test]
+fn passwords_and_per_user_acl_with_real_clients() {
+    if !interop_enabled() {
+        return;
+    }
+    let dir = TempDir::new("passwords");
+    let file = dir.path().join("passwd");
+    let written = Command::new("mosquitto_passwd")
+        .arg("-c")
+        .arg("-b")
+        .arg(&file)
+        .args(["alice", "alice pw"])
+        .status()
+        .unwrap();
+    assert!(written.success());
+    let written = Command::new(broker_process::binary())
+        .arg("passwd")
+        .arg(&file)
+        .args(["bob", "bob pw"])
+        .output()
+        .unwrap();
+    assert!(written.status.success(), "{written:?}");
+    let acl = dir.path().join("acl");
+    std::fs::write(
+        &acl,
+        "default deny\nuser alice\nallow both private/#\nuser *\nallow both public/#\n",
+    )
+    .unwrap();
+    let broker = Broker::start_with(
+        &dir,
+        &[
+            "--password-file",
+            file.to_str().unwrap(),
+            "--acl",
+            acl.to_str().unwrap(),
+        ],
+    );
+    let ctx = Ctx {
+        dir,
+        broker: Some(broker),
+        restart: false,
+    };
+
+    for v in [V::V5, V::V311] {
+        // alice (mosquitto_passwd's hash) reads private/; bob (argon2id) may not subscribe.
+        let id = format!("alice-{}", v.mosquitto());
+        let mut alice = MosquittoSub::start(
+            &ctx,
+            v,
+            &id,
+            &[
+                "-q",
+                "1",
+                "-t",
+                "private/#",
+                "-u",
+                "alice",
+                "-P",
+                "alice pw",
+            ],
+        );
+        let (ok, stderr) = mosquitto_pub_as(&ctx, v, Some(("bob", "bob pw")), "public/x");
+        assert!(ok, "{stderr}");
+        let (ok, stderr) = mosquitto_pub_as(&ctx, v, Some(("alice", "alice pw")), "private/x");
+        assert!(ok, "{stderr}");
+        assert_eq!(
+            alice.recv(),
+            msg("private/x", "from mosquitto_pub", 1, false)
+        );
+        alice.proc.kill();
+
+        let denied = MosquittoSub::spawn(
+            &ctx,
+            v,
+            &format!("bob-{}", v.mosquitto()),
+            &["-q", "1", "-t", "private/#", "-u", "bob", "-P", "bob pw"],
+        );
+        let mut denied = denied;
+        let status = denied.proc.wait();
+        assert!(
+            denied
+                .proc
+                .stderr()
+                .contains("All subscription requests were denied"),
+            "{status:?}: {}",
+            denied.proc.stderr()
+        );
+
+        // Refused: a wrong password, an unknown user, no User Name, a User Name alone.
+        for login in [
+            Some(("alice", "wrong")),
+            Some(("mallory", "alice pw")),
+            None,
+        ] {
+            let (ok, stderr) = mosquitto_pub_as(&ctx, v, login, "public/x");
+            assert!(!ok, "{login:?} was let in");
+            let expected = if login.is_none() {
+                "not authori"
+            } else {
+                "user name or password"
+            };
+            assert!(
+                stderr.to_lowercase().contains(expected),
+                "{login:?}: {stderr}"
+            );
+        }
+    }
+
+    // paho, both versions.
+    for options in [paho_v5(true, None), paho_v311(true)] {
+        let mut good = options;
+        good.login = Some(("bob", "bob pw"));
+        let (mut bob, _) = Paho::connect(&ctx, "paho-bob", good);
+        assert_eq!(bob.subscribe("public/#", 1), [1]);
+        bob.disconnect(&ctx);
+        let mut wrong = options;
+        wrong.login = Some(("bob", "alice pw"));
+        assert_eq!(Paho::connect_refused(&ctx, "paho-wrong", wrong), 0x86);
+        assert_eq!(Paho::connect_refused(&ctx, "paho-anon", options), 0x87);
+    }
 }

@@ -226,6 +226,9 @@ fn help_documents_every_flag() {
         "--stuck-after-ms",
         "--disconnect-stuck-after",
         "--acl",
+        "--config",
+        "--password-file",
+        "--allow-anonymous",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
@@ -368,11 +371,24 @@ fn the_acl_decides_on_publish_subscribe_and_delivery() {
          allow publish public/#\n",
     )
     .unwrap();
-    let broker = Broker::start_with(&dir, &["--acl", acl.to_str().unwrap()]);
+    // alice's block holds for alice authenticated by the password file; others connect
+    // anonymously.
+    let file = password_file(&dir);
+    let broker = Broker::start_with(
+        &dir,
+        &[
+            "--acl",
+            acl.to_str().unwrap(),
+            "--password-file",
+            file.to_str().unwrap(),
+            "--allow-anonymous",
+        ],
+    );
 
-    let mut c = connect("alice-1", true, None);
-    c.username = Some(Utf8String::try_from("alice").unwrap());
-    let (mut alice, ack) = Client::connect(&broker, c);
+    let (mut alice, ack) = Client::connect(
+        &broker,
+        login("alice-1", Some("alice"), Some("s3cret pass")),
+    );
     assert_accepted(&ack, false);
     assert_eq!(
         alice.subscribe(1, "alice/#", QoS::AtLeastOnce),
@@ -445,4 +461,358 @@ fn a_bad_acl_file_stops_the_broker_with_its_line() {
     // The file, the line, and the rule broken.
     assert!(stderr.contains("acl.txt:2: ACL: "), "{stderr}");
     assert!(stderr.contains("[MQTT-4.7.1-1]"), "{stderr}");
+}
+
+/// Users written by mosquitto_passwd 2.0.11: alice (`$7$`, PBKDF2-SHA512, its default) and
+/// carol (`-H sha512`, `$6$`).
+const MOSQUITTO_USERS: &str = "\
+alice:$7$101$MpyJtC/KYDhadpcj$hp/cfLjqCsqgDEgQ9lrhIvuzV9mvYxL1Wt1FByfurj8hjzTrGHAtHEo1pUK67wz3H/hPdwnAWvmoJtz5yeyJWw==
+carol:$6$ENC6B/jgshGbcaqN$kGzKXpF48vxB/lh+pLGlsZ3zC/4geWOx0bTlUWv1v205DuoH1M/IKyKlgSQanms3wKcrhJX6swzpLakaT8y5ww==
+";
+
+/// `mqtt-broker passwd FILE USER`, the password on standard input.
+fn passwd(file: &std::path::Path, user: &str, password: &str) {
+    let mut child = Command::new(binary())
+        .arg("passwd")
+        .arg(file)
+        .arg(user)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A password file with alice and carol from mosquitto_passwd, and dave from
+/// `mqtt-broker passwd` (argon2id).
+fn password_file(dir: &TempDir) -> std::path::PathBuf {
+    let file = dir.path().join("passwd");
+    std::fs::write(&file, MOSQUITTO_USERS).unwrap();
+    passwd(&file, "dave", "dave's pass");
+    file
+}
+
+/// CONNECT (MQTT 5.0) with a User Name and Password.
+fn login(client_id: &str, user: Option<&str>, password: Option<&str>) -> Connect {
+    let mut c = connect(client_id, true, None);
+    c.username = user.map(|u| Utf8String::try_from(u).unwrap());
+    c.password = password.map(|p| Bytes::copy_from_slice(p.as_bytes()));
+    c
+}
+
+/// The CONNACK of an MQTT 3.1.1 CONNECT with this User Name and Password, as sent: its four
+/// bytes (the codec would map the return code to a 5.0 reason code).
+fn connack_v311(broker: &Broker, user: Option<&str>, password: Option<&str>) -> [u8; 4] {
+    let mut c = Connect::new(ProtocolVersion::V3_1_1, Utf8String::try_from("v3").unwrap());
+    c.keep_alive = 0;
+    c.username = user.map(|u| Utf8String::try_from(u).unwrap());
+    c.password = password.map(|p| Bytes::copy_from_slice(p.as_bytes()));
+    let mut wire = BytesMut::new();
+    Packet::Connect(Box::new(c))
+        .encode(ProtocolVersion::V3_1_1, &mut wire)
+        .unwrap();
+    let mut stream = TcpStream::connect_timeout(&broker.addr, STEP).unwrap();
+    stream.set_read_timeout(Some(STEP)).unwrap();
+    stream.write_all(&wire).unwrap();
+    let mut ack = [0u8; 4];
+    stream.read_exact(&mut ack).unwrap();
+    ack
+}
+
+// v5 [MQTT-3.1.4-2] [MQTT-3.2.2-6] [MQTT-3.2.2-7]: a refused CONNECT gets a CONNACK with the
+// reason (Session Present 0), and the connection is closed.
+#[test]
+fn a_password_file_decides_who_connects() {
+    let dir = TempDir::new("passwords");
+    let file = password_file(&dir);
+    let broker = Broker::start_with(&dir, &["--password-file", file.to_str().unwrap()]);
+    let refused = |user: Option<&str>, password: Option<&str>, code: ReasonCode| {
+        let (mut c, ack) = Client::connect(&broker, login("x", user, password));
+        assert_eq!(ack.reason_code, code, "{user:?} / {password:?}");
+        c.expect_closed();
+    };
+    // The users of mosquitto_passwd ($7$, $6$) and of `mqtt-broker passwd` (argon2id).
+    for (user, password) in [
+        ("alice", "s3cret pass"),
+        ("carol", "pässwörd"),
+        ("dave", "dave's pass"),
+    ] {
+        let (c, ack) = Client::connect(&broker, login(user, Some(user), Some(password)));
+        assert_accepted(&ack, false);
+        c.disconnect();
+    }
+    // A wrong password, an unknown user, a User Name alone: 0x86.
+    refused(
+        Some("alice"),
+        Some("hunter2"),
+        ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+    );
+    refused(
+        Some("mallory"),
+        Some("s3cret pass"),
+        ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+    );
+    refused(Some("alice"), None, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+    // No User Name: anonymous, refused with 0x87.
+    refused(None, None, ReasonCode::NOT_AUTHORIZED);
+    // MQTT 3.1.1: return codes 0x04 (bad user name or password) and 0x05 (not authorized).
+    // v311 [MQTT-3.2.2-4]: Session Present 0 with a non-zero return code.
+    assert_eq!(
+        connack_v311(&broker, Some("alice"), Some("nope")),
+        [0x20, 0x02, 0x00, 0x04]
+    );
+    assert_eq!(connack_v311(&broker, None, None), [0x20, 0x02, 0x00, 0x05]);
+    assert_eq!(
+        connack_v311(&broker, Some("carol"), Some("pässwörd")),
+        [0x20, 0x02, 0x00, 0x00]
+    );
+    let log = broker.log();
+    assert!(log.contains("password check failed"), "{log}");
+    // Passwords never reach the log.
+    for secret in ["hunter2", "s3cret pass", "pässwörd", "nope"] {
+        assert!(!log.contains(secret), "{secret} logged:\n{log}");
+    }
+    drop(broker);
+
+    // --allow-anonymous: no User Name is let in; a User Name still needs its password.
+    let broker = Broker::start_with(
+        &dir,
+        &[
+            "--password-file",
+            file.to_str().unwrap(),
+            "--allow-anonymous",
+        ],
+    );
+    let (c, ack) = Client::connect(&broker, login("anon", None, None));
+    assert_accepted(&ack, false);
+    c.disconnect();
+    let (mut c, ack) = Client::connect(&broker, login("x", Some("alice"), Some("bad")));
+    assert_eq!(ack.reason_code, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+    c.expect_closed();
+}
+
+/// The README's issue: with an ACL block for `admin` and no password check, anyone could say
+/// "admin". Now `user` blocks hold only for authenticated users.
+#[test]
+fn acl_user_blocks_hold_only_for_authenticated_users() {
+    let dir = TempDir::new("acl-users");
+    let file = password_file(&dir);
+    let acl = dir.path().join("acl");
+    std::fs::write(
+        &acl,
+        "default deny\nuser alice\nallow both secret/#\nuser *\nallow both public/#\n\
+         pattern allow both devices/%c/#\n",
+    )
+    .unwrap();
+    let acl = acl.to_str().unwrap();
+
+    // No password file: "alice" is not verified, so alice's block does not apply.
+    let broker = Broker::start_with(&dir, &["--acl", acl]);
+    let (mut c, ack) = Client::connect(&broker, login("x", Some("alice"), None));
+    assert_accepted(&ack, false);
+    assert_eq!(
+        c.subscribe(1, "secret/#", QoS::AtLeastOnce),
+        [ReasonCode::NOT_AUTHORIZED]
+    );
+    assert_eq!(
+        c.subscribe(2, "public/#", QoS::AtLeastOnce),
+        [ReasonCode::GRANTED_QOS_1]
+    );
+    c.disconnect();
+    assert!(
+        broker.log().contains("User Names are not verified"),
+        "{}",
+        broker.log()
+    );
+    drop(broker);
+
+    // With the password file: alice, authenticated, may; carol may not; a pattern gives each
+    // client its own subtree.
+    let broker = Broker::start_with(
+        &dir,
+        &["--acl", acl, "--password-file", file.to_str().unwrap()],
+    );
+    let (mut a, ack) = Client::connect(&broker, login("a1", Some("alice"), Some("s3cret pass")));
+    assert_accepted(&ack, false);
+    assert_eq!(
+        a.subscribe(1, "secret/#", QoS::AtLeastOnce),
+        [ReasonCode::GRANTED_QOS_1]
+    );
+    let (mut c, ack) = Client::connect(&broker, login("c1", Some("carol"), Some("pässwörd")));
+    assert_accepted(&ack, false);
+    assert_eq!(
+        c.subscribe(1, "secret/#", QoS::AtLeastOnce),
+        [ReasonCode::NOT_AUTHORIZED]
+    );
+    assert_eq!(
+        c.publish_qos1(2, "secret/x", b"no", false),
+        ReasonCode::NOT_AUTHORIZED
+    );
+    assert!(
+        !c.publish_qos1(3, "devices/c1/temp", b"21", false)
+            .is_error()
+    );
+    assert_eq!(
+        c.publish_qos1(4, "devices/a1/temp", b"no", false),
+        ReasonCode::NOT_AUTHORIZED
+    );
+    assert!(!a.publish_qos1(2, "secret/plan", b"yes", false).is_error());
+    assert_publish(&a.recv_publish(), "secret/plan", b"yes", QoS::AtLeastOnce);
+    a.disconnect();
+    c.disconnect();
+}
+
+/// SIGHUP reloads the password file and the ACL without dropping connections; a reload that
+/// fails keeps the old files.
+#[test]
+fn sighup_reloads_passwords_and_acl() {
+    let dir = TempDir::new("sighup");
+    let file = password_file(&dir);
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, "default deny\nallow both a/#\n").unwrap();
+    let broker = Broker::start_with(
+        &dir,
+        &[
+            "--acl",
+            acl.to_str().unwrap(),
+            "--password-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    let hup = |broker: &Broker| {
+        let status = Command::new("kill")
+            .args(["-HUP", &broker.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let (mut kept, ack) =
+        Client::connect(&broker, login("kept", Some("alice"), Some("s3cret pass")));
+    assert_accepted(&ack, false);
+    assert_eq!(
+        kept.subscribe(1, "b/#", QoS::AtLeastOnce),
+        [ReasonCode::NOT_AUTHORIZED]
+    );
+    let (mut c, ack) = Client::connect(&broker, login("e", Some("erin"), Some("new")));
+    assert_eq!(ack.reason_code, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+    c.expect_closed();
+
+    passwd(&file, "erin", "new");
+    std::fs::write(&acl, "default deny\nallow both a/#\nallow both b/#\n").unwrap();
+    hup(&broker);
+    broker.wait_for_log(&["SIGHUP: reloaded"], 1);
+    let (c, ack) = Client::connect(&broker, login("e", Some("erin"), Some("new")));
+    assert_accepted(&ack, false);
+    c.disconnect();
+    // The connection from before the reload is still there, under the new rules.
+    assert_eq!(
+        kept.subscribe(2, "b/#", QoS::AtLeastOnce),
+        [ReasonCode::GRANTED_QOS_1]
+    );
+
+    // A broken file: logged, and the old ones stay.
+    std::fs::write(&file, "erin\n").unwrap();
+    hup(&broker);
+    broker.wait_for_log(&["reload failed", "passwd:1"], 1);
+    let (c, ack) = Client::connect(&broker, login("e", Some("erin"), Some("new")));
+    assert_accepted(&ack, false);
+    c.disconnect();
+    kept.disconnect();
+}
+
+/// A bad configuration stops the start with the file, the line and the key.
+#[test]
+fn configuration_errors_name_file_line_and_key() {
+    let dir = TempDir::new("config-errors");
+    let run = |extra: &[&str]| {
+        let out = Command::new(binary())
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let config = dir.path().join("broker.toml");
+    let config_arg = config.to_str().unwrap();
+    for (text, expected) in [
+        (
+            "listen = \"127.0.0.1:0\"\nreceive_maximun = 5\n",
+            "broker.toml:2: `receive_maximun`: unknown field",
+        ),
+        (
+            "# limits\nmax_inflight = 0\n",
+            "broker.toml:2: `max_inflight`: must be at least 1",
+        ),
+        (
+            "max_keep_alive = \"ten\"\n",
+            "broker.toml:1: `max_keep_alive`: invalid type",
+        ),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let stderr = run(&["--config", config_arg]);
+        assert!(stderr.contains(expected), "{text:?}:\n{stderr}");
+    }
+    let stderr = run(&[
+        "--config",
+        dir.path().join("missing.toml").to_str().unwrap(),
+    ]);
+    assert!(
+        stderr.contains("missing.toml: cannot read the file"),
+        "{stderr}"
+    );
+    // The files a setting names are checked too.
+    std::fs::write(&config, "password_file = \"passwd\"\n").unwrap();
+    std::fs::write(dir.path().join("passwd"), "alice:plain\n").unwrap();
+    let stderr = run(&["--config", config_arg]);
+    assert!(
+        stderr.contains("passwd:1: password file: user \"alice\": a plain-text password"),
+        "{stderr}"
+    );
+}
+
+/// Settings from the file are used, and a flag overrides its key.
+#[test]
+fn the_configuration_file_is_used_and_flags_override_it() {
+    let dir = TempDir::new("config");
+    let file = password_file(&dir);
+    let config = dir.path().join("broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "password_file = {:?}\nallow_anonymous = false\nreceive_maximum = 1\n",
+            file.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let broker = Broker::start_with(
+        &dir,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--receive-maximum",
+            "7",
+        ],
+    );
+    // From the file: anonymous refused.
+    let (mut c, ack) = Client::connect(&broker, login("x", None, None));
+    assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED);
+    c.expect_closed();
+    // From the flag: Receive Maximum 7, not the file's 1.
+    let (c, ack) = Client::connect(&broker, login("d", Some("dave"), Some("dave's pass")));
+    assert_accepted(&ack, false);
+    assert_eq!(
+        ack.properties.receive_maximum.map(std::num::NonZero::get),
+        Some(7)
+    );
+    c.disconnect();
 }

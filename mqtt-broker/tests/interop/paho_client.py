@@ -65,6 +65,8 @@ def main():
     )
     parser.add_argument("--session-expiry", type=int, help="Session Expiry Interval (5.0)")
     parser.add_argument("--keepalive", type=int, default=60)
+    parser.add_argument("--username")
+    parser.add_argument("--password")
     parser.add_argument("--will-topic")
     parser.add_argument("--will-payload", default="")
     parser.add_argument("--will-qos", type=int, default=0)
@@ -87,6 +89,9 @@ def main():
             protocol=mqtt.MQTTv311,
             clean_session=bool(args.clean),
         )
+
+    if args.username is not None:
+        client.username_pw_set(args.username, args.password)
 
     if args.will_topic is not None:
         will_properties = None

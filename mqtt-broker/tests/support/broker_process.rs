@@ -94,6 +94,11 @@ impl Broker {
     }
 
     /// The port it listens on.
+    /// The process id (to send it signals).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn port(&self) -> String {
         self.addr.port().to_string()
     }

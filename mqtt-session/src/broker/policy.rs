@@ -28,6 +28,30 @@ pub struct ConnectInfo<'a> {
     pub transport: &'a ConnectionInfo,
 }
 
+impl<'a> ConnectInfo<'a> {
+    /// A CONNECT of `client_id` on `connection`, without User Name, Password or
+    /// authentication (set the public fields for those): for testing a [`Policy`]. The engine
+    /// fills it from the CONNECT it received.
+    #[must_use]
+    pub fn new(
+        connection: ConnectionId,
+        protocol: ProtocolVersion,
+        client_id: &'a str,
+        transport: &'a ConnectionInfo,
+    ) -> Self {
+        Self {
+            connection,
+            protocol,
+            client_id,
+            username: None,
+            password: None,
+            authentication_method: None,
+            authentication_data: None,
+            transport,
+        }
+    }
+}
+
 impl core::fmt::Debug for ConnectInfo<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ConnectInfo")

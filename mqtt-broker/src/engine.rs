@@ -29,13 +29,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use mqtt_session::Timestamp;
 use mqtt_session::broker::{
-    AuthDecision, AuthRequest, Broker, BrokerEvent, ConnectionId, ConnectionInfo, Output,
-    StorageRecord,
+    AuthDecision, AuthRequest, Broker, BrokerEvent, ConnectionId, Output, StorageRecord,
 };
 use mqtt_session::codec::ReasonCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
@@ -44,6 +41,7 @@ use crate::acl::Acl;
 use crate::password::PasswordFile;
 use crate::policy::BrokerPolicy;
 use crate::store::Store;
+use crate::transport::{Accepted, Stream};
 
 /// The most inputs handled before the outputs are drained (and committed together).
 const BATCH: usize = 256;
@@ -72,8 +70,8 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 /// What connection tasks and the accept loop tell the engine.
 #[derive(Debug)]
 pub(crate) enum Input {
-    /// A client connected.
-    Accepted(TcpStream, SocketAddr),
+    /// A client connected (its transport's handshakes done).
+    Accepted(Accepted),
     /// Bytes arrived on a connection.
     Bytes(ConnectionId, Bytes),
     /// A connection was closed by the peer or failed.
@@ -230,7 +228,7 @@ impl Engine {
     fn handle(&mut self, input: Input) {
         let now = self.clock.now();
         match input {
-            Input::Accepted(stream, peer) => self.open(stream, peer, now),
+            Input::Accepted(accepted) => self.open(accepted, now),
             Input::Bytes(conn, data) => match self.conns.get_mut(&conn) {
                 // Read before the reader saw the pause: held until the engine resumes it.
                 Some(c) if self.broker.is_reading_paused(conn) || !c.held.is_empty() => {
@@ -280,14 +278,15 @@ impl Engine {
     }
 
     /// Registers a new connection and starts its reader and writer.
-    fn open(&mut self, stream: TcpStream, peer: SocketAddr, now: Timestamp) {
-        let conn = self
-            .broker
-            .handle_connection_opened_with(ConnectionInfo::from_peer(peer), now);
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(conn = conn.0, %peer, "TCP_NODELAY: {e}");
-        }
-        let (read, write) = stream.into_split();
+    fn open(&mut self, accepted: Accepted, now: Timestamp) {
+        let Accepted {
+            stream,
+            info,
+            transport,
+        } = accepted;
+        let peer = info.peer.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let conn = self.broker.handle_connection_opened_with(info, now);
+        let (read, write) = tokio::io::split(stream);
         let (writes, queue) = mpsc::channel(WRITE_CREDIT + 1);
         let (reading, may_read) = watch::channel(true);
         let reader = self
@@ -311,7 +310,7 @@ impl Engine {
                 connected: false,
             },
         );
-        tracing::debug!(conn = conn.0, %peer, "connection opened");
+        tracing::debug!(conn = conn.0, %peer, transport, "connection opened");
     }
 
     /// Drops a connection whose writer failed: its tasks are aborted and the broker treats it
@@ -667,7 +666,7 @@ pub(crate) fn log_event(event: &BrokerEvent, peer: impl Fn(&ConnectionId) -> Opt
 /// when the peer closes.
 async fn read_loop(
     conn: ConnectionId,
-    mut read: OwnedReadHalf,
+    mut read: ReadHalf<Stream>,
     inputs: mpsc::Sender<Input>,
     mut may_read: watch::Receiver<bool>,
 ) {
@@ -704,7 +703,7 @@ async fn read_loop(
 /// client that does not read blocks only this task: the engine notices that nothing is pulled.
 async fn write_loop(
     conn: ConnectionId,
-    mut write: OwnedWriteHalf,
+    mut write: WriteHalf<Stream>,
     mut queue: mpsc::Receiver<WriteCmd>,
     inputs: mpsc::Sender<Input>,
 ) {

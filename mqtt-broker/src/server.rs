@@ -13,6 +13,7 @@ use crate::engine::{self, Clock, Engine, INPUT_QUEUE, Input};
 use crate::password::PasswordFile;
 use crate::policy::BrokerPolicy;
 use crate::store::Store;
+use crate::transport;
 use crate::{ConfigError, Error, Settings};
 
 /// A broker with its storage restored and its listener bound: [`Server::run`] serves clients.
@@ -150,10 +151,7 @@ impl Server {
                 context: format!("cannot listen on {}", settings.listen),
                 source,
             })?;
-        let addr = listener.local_addr().map_err(|source| Error::Io {
-            context: "the listener's address".to_owned(),
-            source,
-        })?;
+        let addr = transport::local_addr(&listener)?;
         let (inputs, queue) = mpsc::channel(INPUT_QUEUE);
         Ok(Self {
             settings,
@@ -204,30 +202,12 @@ impl Server {
     /// depends on what was not committed has been sent.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         tracing::info!(addr = %self.addr, "listening");
-        let accept = tokio::spawn(accept_loop(self.listener, self.inputs.clone()));
+        let accept = tokio::spawn(transport::accept_tcp(self.listener, self.inputs.clone()));
         let result = Engine::new(self.broker, self.store, self.clock, self.inputs)
             .run(self.queue, shutdown)
             .await
             .map_err(Error::Storage);
         accept.abort();
         result
-    }
-}
-
-/// Accepts connections and hands them to the engine.
-async fn accept_loop(listener: TcpListener, inputs: mpsc::Sender<Input>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                if inputs.send(Input::Accepted(stream, peer)).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                // For example too many open files: wait a little rather than spin.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        }
     }
 }

@@ -463,14 +463,6 @@ impl<P: Policy> Broker<P> {
             return;
         }
         let seq = session.next_seq;
-        session.push_queued(Outbound {
-            seq,
-            message: Arc::clone(message),
-            qos: d.qos,
-            retain: d.retain,
-            subscription_ids: d.subscription_ids.clone(),
-            state: OutState::Queued,
-        });
         if session.is_durable() && d.qos != QoS::AtMostOnce {
             pending.persist(StorageRecord::Queued {
                 client_id: client_id.to_owned(),
@@ -478,9 +470,17 @@ impl<P: Policy> Broker<P> {
                 message: Box::new((**message).clone()),
                 qos: d.qos,
                 retain: d.retain,
-                subscription_ids: d.subscription_ids,
+                subscription_ids: d.subscription_ids.clone(),
             });
         }
+        session.push_queued(Outbound {
+            seq,
+            message: Arc::clone(message),
+            qos: d.qos,
+            retain: d.retain,
+            subscription_ids: d.subscription_ids,
+            state: OutState::Queued,
+        });
         let Some((connection, conn)) = conn else {
             return;
         };
@@ -878,6 +878,7 @@ pub(super) fn notify_session(
 }
 
 /// Whether `session` (connected on `conn`) has a queued message its send quota lets go now.
+#[inline]
 pub(super) fn has_sendable(session: &Session, conn: &Connection, config: &BrokerConfig) -> bool {
     let window = usize::from(conn.client_receive_maximum.min(config.max_inflight)).max(1);
     // The queued messages follow the ones in flight (see `pump_session`).
@@ -1212,6 +1213,7 @@ fn remove_merged(direct: &mut Vec<(Arc<str>, Delivery)>, merged: &[bool]) {
 /// Encodes an outbound PUBLISH for `conn` into `bytes`; `false` (and a `MessageDropped` event
 /// in `pending`) when it exceeds the client's Maximum Packet Size, and then nothing is written
 /// [MQTT-3.1.2-24].
+#[inline]
 #[allow(clippy::too_many_arguments)]
 fn publish_to(
     bytes: &mut BytesMut,

@@ -987,6 +987,7 @@ fn push_outbox(conn: &mut Connection, gate: u64, bytes: BytesMut) {
 }
 
 /// Says [`Output::TransmitReady`] for `conn` unless it was said and not yet answered.
+#[inline]
 fn notify(out: &mut Outputs, connection: ConnectionId, conn: &mut Connection) {
     if !conn.notified {
         conn.notified = true;

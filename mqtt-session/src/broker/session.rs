@@ -126,6 +126,7 @@ impl Sessions {
     }
 
     /// Whether `slot` holds the session whose `client_id` is `owner` (that very `Arc`).
+    #[inline]
     fn holds(&self, slot: usize, owner: &Arc<str>) -> bool {
         self.slots
             .get(slot)
@@ -136,6 +137,7 @@ impl Sessions {
     /// The session of `client_id`, found in the slot of `hint` when that slot still holds the
     /// session whose `client_id` is the hint's `Arc`: the same session as
     /// [`Sessions::get_mut`], without hashing when the hint is right.
+    #[inline]
     pub(crate) fn get_mut_hinted(
         &mut self,
         client_id: &str,
@@ -152,6 +154,7 @@ impl Sessions {
     /// The session of `client_id`, found through `cache` when it still points at it (and
     /// `cache` updated otherwise): the same session as [`Sessions::get_mut`], without hashing
     /// in the usual case.
+    #[inline]
     pub(crate) fn get_mut_cached(
         &mut self,
         client_id: &str,
@@ -383,6 +386,7 @@ impl Session {
     }
 
     /// Adds a message to the queue, accounting for it.
+    #[inline]
     pub(crate) fn push_queued(&mut self, out: Outbound) {
         self.queued_count += 1;
         self.queued_bytes += out.message.size();
@@ -394,6 +398,7 @@ impl Session {
     }
 
     /// Removes the outbound message at `index`, keeping the accounting right.
+    #[inline]
     pub(crate) fn remove_at(&mut self, index: usize) -> Option<Outbound> {
         // The front is the usual case (a QoS 0 message sent, the oldest acknowledged), and
         // `pop_front` costs less than `remove`.
@@ -419,6 +424,7 @@ impl Session {
     }
 
     /// Marks the queued message at `index` as sent with `id`.
+    #[inline]
     pub(crate) fn mark_sent(&mut self, index: usize, id: PacketId) {
         if let Some(out) = self.outbound.get_mut(index) {
             if out.state == OutState::Queued {

@@ -581,38 +581,35 @@ impl Properties {
     }
 
     pub(crate) fn presence_with(&self, ov: &Overrides<'_>) -> u32 {
-        let bits = [
-            self.payload_format_indicator.is_some(),
-            ov.message_expiry_interval.is_some(),
-            self.content_type.is_some(),
-            self.response_topic.is_some(),
-            self.correlation_data.is_some(),
-            !ov.subscription_identifiers.is_empty(),
-            self.session_expiry_interval.is_some(),
-            self.assigned_client_identifier.is_some(),
-            self.server_keep_alive.is_some(),
-            self.authentication_method.is_some(),
-            self.authentication_data.is_some(),
-            self.request_problem_information.is_some(),
-            self.will_delay_interval.is_some(),
-            self.request_response_information.is_some(),
-            self.response_information.is_some(),
-            self.server_reference.is_some(),
-            self.reason_string.is_some(),
-            self.receive_maximum.is_some(),
-            self.topic_alias_maximum.is_some(),
-            ov.topic_alias.is_some(),
-            self.maximum_qos.is_some(),
-            self.retain_available.is_some(),
-            !self.user_properties.is_empty(),
-            self.maximum_packet_size.is_some(),
-            self.wildcard_subscription_available.is_some(),
-            self.subscription_identifier_available.is_some(),
-            self.shared_subscription_available.is_some(),
-        ];
-        bits.iter()
-            .enumerate()
-            .fold(0, |acc, (bit, &set)| acc | u32::from(set) << bit)
+        // One OR per property, bit `i` for `ENCODING_ORDER[i]`, written out: a fold over an
+        // array of flags cost about a fifth more, on every PUBLISH a broker encodes.
+        u32::from(self.payload_format_indicator.is_some())
+            | u32::from(ov.message_expiry_interval.is_some()) << 1
+            | u32::from(self.content_type.is_some()) << 2
+            | u32::from(self.response_topic.is_some()) << 3
+            | u32::from(self.correlation_data.is_some()) << 4
+            | u32::from(!ov.subscription_identifiers.is_empty()) << 5
+            | u32::from(self.session_expiry_interval.is_some()) << 6
+            | u32::from(self.assigned_client_identifier.is_some()) << 7
+            | u32::from(self.server_keep_alive.is_some()) << 8
+            | u32::from(self.authentication_method.is_some()) << 9
+            | u32::from(self.authentication_data.is_some()) << 10
+            | u32::from(self.request_problem_information.is_some()) << 11
+            | u32::from(self.will_delay_interval.is_some()) << 12
+            | u32::from(self.request_response_information.is_some()) << 13
+            | u32::from(self.response_information.is_some()) << 14
+            | u32::from(self.server_reference.is_some()) << 15
+            | u32::from(self.reason_string.is_some()) << 16
+            | u32::from(self.receive_maximum.is_some()) << 17
+            | u32::from(self.topic_alias_maximum.is_some()) << 18
+            | u32::from(ov.topic_alias.is_some()) << 19
+            | u32::from(self.maximum_qos.is_some()) << 20
+            | u32::from(self.retain_available.is_some()) << 21
+            | u32::from(!self.user_properties.is_empty()) << 22
+            | u32::from(self.maximum_packet_size.is_some()) << 23
+            | u32::from(self.wildcard_subscription_available.is_some()) << 24
+            | u32::from(self.subscription_identifier_available.is_some()) << 25
+            | u32::from(self.shared_subscription_available.is_some()) << 26
     }
 
     /// Checks what the decoder checks, for the encoder: every property allowed in `ctx`, values

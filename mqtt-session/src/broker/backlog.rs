@@ -6,8 +6,6 @@
 use bytes::{Bytes, BytesMut};
 use mqtt_codec::ReasonCode;
 
-use std::sync::Arc;
-
 use super::delivery::{has_sendable, notify_session, pump_session};
 use super::update_reading;
 use super::{Broker, BrokerEvent, ConnState, Connection, ConnectionId, Policy, Timer, push_outbox};
@@ -70,18 +68,21 @@ impl<P: Policy> Broker<P> {
         conn.outbox_bytes = conn.outbox_bytes.saturating_sub(data.len());
         // Then queued messages, encoded now, into what the budget leaves.
         let session = match &conn.client_id {
-            Some(c) if conn.state == ConnState::Connected => sessions.get_mut(c.as_str()),
+            Some(c) if conn.state == ConnState::Connected => {
+                sessions.get_mut_cached(c, &mut conn.session_ref)
+            }
             _ => None,
         };
         if let Some(session) = session {
-            if data.len() < max_bytes && conn.outbox.is_empty() {
+            // (Queued messages follow the ones in flight: none past them, nothing to encode.)
+            if data.len() < max_bytes
+                && conn.outbox.is_empty()
+                && session.outbound.len() > session.inflight
+            {
                 let before = out.last_record;
                 let released = data.len();
-                let client_id = Arc::clone(&session.client_id);
                 // Encoded straight after the released bytes.
-                pump_session(
-                    session, &client_id, conn, out, config, &mut data, max_bytes, now,
-                );
+                pump_session(session, conn, out, config, &mut data, max_bytes, now);
                 if out.last_record > before && out.last_record > committed {
                     // Deliveries recorded just now: their bytes wait for the commit.
                     let pumped = data.split_off(released);

@@ -616,10 +616,12 @@ impl<P: Policy> Broker<P> {
         // v5 [MQTT-3.1.2-5] [MQTT-3.2.2-3], v3.1.1 [MQTT-3.1.2-4] [MQTT-3.2.2-2]: resume the
         // existing session (Session Present 1), or create one [MQTT-3.1.2-6].
         let session_present = self.sessions.contains_key(&client_id);
-        let session = self
+        let Some(session) = self
             .sessions
-            .entry(client_id.clone())
-            .or_insert_with_key(|id| Session::new(id, granted));
+            .get_or_insert_with(&client_id, || Session::new(&client_id, granted))
+        else {
+            return;
+        };
         let username = connect.username.as_ref().map(|u| u.as_str());
         let username_changed = session.username.as_deref() != username;
         let expiry_changed = !session_present || session.expiry_interval != granted;

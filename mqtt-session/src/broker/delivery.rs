@@ -28,6 +28,8 @@ struct Delivery {
     qos: QoS,
     retain: bool,
     subscription_ids: Vec<u32>,
+    /// Where the session is, as the subscription remembers it (`SubValue::slot`).
+    slot: Option<usize>,
 }
 
 impl<P: Policy> Broker<P> {
@@ -314,6 +316,7 @@ impl<P: Policy> Broker<P> {
                                 // [MQTT-3.3.1-12] [MQTT-3.3.1-13] Retain As Published.
                                 retain: value.options.retain_as_published && message.retain,
                                 subscription_ids: value.subscription_id.into_iter().collect(),
+                                slot: value.slot,
                             },
                         ));
                     }
@@ -333,7 +336,7 @@ impl<P: Policy> Broker<P> {
         for (client_id, mut d) in direct {
             // [MQTT-3.8.4-8] the minimum of the published QoS and the granted QoS.
             d.qos = d.qos.min(message.qos);
-            self.enqueue(&client_id, &message, d, from, now);
+            self.enqueue(&client_id, Some(&client_id), &message, d, from, now);
         }
         for (group_key, members) in shared {
             // Round robin over the connected members, falling back to any member; only members
@@ -363,9 +366,10 @@ impl<P: Policy> Broker<P> {
                 qos: value.options.qos.min(message.qos),
                 retain: value.options.retain_as_published && message.retain,
                 subscription_ids: value.subscription_id.into_iter().collect(),
+                slot: None,
             };
             let client_id = client_id.clone();
-            self.enqueue(&client_id, &message, d, from, now);
+            self.enqueue(&client_id, None, &message, d, from, now);
             matched = true;
         }
         matched
@@ -384,10 +388,12 @@ impl<P: Policy> Broker<P> {
     /// Adds a message to a session's outbound queue (subject to its limits, to the policy's
     /// read check and to the slow-consumer policy) and tells the host when its connection can
     /// send it. `from`: the publisher's connection, slowed if the session's connection is over
-    /// its backlog and still draining.
+    /// its backlog and still draining. `owner`: the session's own `client_id` `Arc`, when the
+    /// caller has it (with `d.slot`, it finds the session without hashing).
     fn enqueue(
         &mut self,
         client_id: &str,
+        owner: Option<&Arc<str>>,
         message: &Arc<Message>,
         d: Delivery,
         from: Option<ConnectionId>,
@@ -403,7 +409,7 @@ impl<P: Policy> Broker<P> {
             timers,
             ..
         } = self;
-        let Some(session) = sessions.get_mut(client_id) else {
+        let Some(session) = sessions.get_mut_hinted(client_id, d.slot.zip(owner)) else {
             return;
         };
         // The read check, on every delivery: a subscription wider than what the client may
@@ -457,14 +463,6 @@ impl<P: Policy> Broker<P> {
             return;
         }
         let seq = session.next_seq;
-        session.push_queued(Outbound {
-            seq,
-            message: Arc::clone(message),
-            qos: d.qos,
-            retain: d.retain,
-            subscription_ids: d.subscription_ids.clone(),
-            state: OutState::Queued,
-        });
         if session.is_durable() && d.qos != QoS::AtMostOnce {
             pending.persist(StorageRecord::Queued {
                 client_id: client_id.to_owned(),
@@ -472,9 +470,17 @@ impl<P: Policy> Broker<P> {
                 message: Box::new((**message).clone()),
                 qos: d.qos,
                 retain: d.retain,
-                subscription_ids: d.subscription_ids,
+                subscription_ids: d.subscription_ids.clone(),
             });
         }
+        session.push_queued(Outbound {
+            seq,
+            message: Arc::clone(message),
+            qos: d.qos,
+            retain: d.retain,
+            subscription_ids: d.subscription_ids,
+            state: OutState::Queued,
+        });
         let Some((connection, conn)) = conn else {
             return;
         };
@@ -627,7 +633,7 @@ impl<P: Policy> Broker<P> {
         }
         // [MQTT-4.3.3-4] PUBREL with the same Packet Identifier; [MQTT-4.3.3-6] the PUBLISH is
         // not sent again.
-        let Some(session) = self.sessions.get_mut(&*client_id) else {
+        let Some(session) = self.sessions.get_mut(&client_id) else {
             return;
         };
         let durable = session.is_durable();
@@ -757,8 +763,9 @@ impl<P: Policy> Broker<P> {
                 qos: m.qos.min(granted),
                 retain: true,
                 subscription_ids: sub_id.into_iter().collect(),
+                slot: None,
             };
-            self.enqueue(&client_id, &m, d, None, now);
+            self.enqueue(&client_id, None, &m, d, None, now);
         }
     }
 
@@ -771,8 +778,8 @@ impl<P: Policy> Broker<P> {
         subscription_id: Option<u32>,
         durable: bool,
     ) -> bool {
-        let (owner, existed) = match self.sessions.get_mut(client_id) {
-            Some(s) => {
+        let (owner, slot, existed) = match self.sessions.get_mut_with_slot(client_id) {
+            Some((slot, s)) => {
                 let previous = s.subscriptions.insert(
                     filter.to_string(),
                     Subscription {
@@ -780,9 +787,9 @@ impl<P: Policy> Broker<P> {
                         subscription_id,
                     },
                 );
-                (Arc::clone(&s.client_id), previous.is_some())
+                (Arc::clone(&s.client_id), Some(slot), previous.is_some())
             }
-            None => (Arc::from(client_id), false),
+            None => (Arc::from(client_id), None, false),
         };
         let (key, inner) = Self::tree_key(owner, filter);
         self.tree.insert(
@@ -791,6 +798,7 @@ impl<P: Policy> Broker<P> {
             SubValue {
                 options,
                 subscription_id,
+                slot,
             },
         );
         if durable {
@@ -870,6 +878,7 @@ pub(super) fn notify_session(
 }
 
 /// Whether `session` (connected on `conn`) has a queued message its send quota lets go now.
+#[inline]
 pub(super) fn has_sendable(session: &Session, conn: &Connection, config: &BrokerConfig) -> bool {
     let window = usize::from(conn.client_receive_maximum.min(config.max_inflight)).max(1);
     // The queued messages follow the ones in flight (see `pump_session`).
@@ -884,10 +893,8 @@ pub(super) fn has_sendable(session: &Session, conn: &Connection, config: &Broker
 /// flight) QoS 1/2 messages unacknowledged [MQTT-3.3.4-9] [MQTT-4.9.0-2], until `bytes` holds
 /// `budget` bytes or more. Expired messages are dropped [MQTT-3.3.2-5]. Records and events go
 /// to the output queue.
-#[allow(clippy::too_many_arguments)] // the broker's fields, borrowed apart
 pub(super) fn pump_session(
     session: &mut Session,
-    client_id: &str,
     conn: &mut Connection,
     pending: &mut Outputs,
     config: &BrokerConfig,
@@ -921,12 +928,12 @@ pub(super) fn pump_session(
             if let Some(out) = session.remove_at(index) {
                 if durable && out.qos != QoS::AtMostOnce {
                     pending.persist(StorageRecord::Delivered {
-                        client_id: client_id.to_owned(),
+                        client_id: session.client_id.to_string(),
                         seq: out.seq,
                     });
                 }
                 pending.event(BrokerEvent::MessageDropped {
-                    client_id: client_id.to_owned(),
+                    client_id: session.client_id.to_string(),
                     topic: out.message.topic.clone(),
                     reason: DropReason::Expired,
                 });
@@ -937,7 +944,16 @@ pub(super) fn pump_session(
             let Some(out) = session.remove_at(index) else {
                 break;
             };
-            publish_to(bytes, pending, conn, client_id, &out, None, false, now);
+            publish_to(
+                bytes,
+                pending,
+                conn,
+                &session.client_id,
+                &out,
+                None,
+                false,
+                now,
+            );
             continue;
         }
         if session.inflight >= window {
@@ -952,18 +968,27 @@ pub(super) fn pump_session(
         };
         if durable {
             pending.persist(StorageRecord::Sent {
-                client_id: client_id.to_owned(),
+                client_id: session.client_id.to_string(),
                 seq: out.seq,
                 packet_id: id,
             });
         }
-        if !publish_to(bytes, pending, conn, client_id, out, Some(id), false, now) {
+        if !publish_to(
+            bytes,
+            pending,
+            conn,
+            &session.client_id,
+            out,
+            Some(id),
+            false,
+            now,
+        ) {
             // [MQTT-3.1.2-25] too large for the client: discarded as if sent and done.
             if let Some(out) = session.remove_at(index)
                 && durable
             {
                 pending.persist(StorageRecord::Delivered {
-                    client_id: client_id.to_owned(),
+                    client_id: session.client_id.to_string(),
                     seq: out.seq,
                 });
             }
@@ -1188,6 +1213,7 @@ fn remove_merged(direct: &mut Vec<(Arc<str>, Delivery)>, merged: &[bool]) {
 /// Encodes an outbound PUBLISH for `conn` into `bytes`; `false` (and a `MessageDropped` event
 /// in `pending`) when it exceeds the client's Maximum Packet Size, and then nothing is written
 /// [MQTT-3.1.2-24].
+#[inline]
 #[allow(clippy::too_many_arguments)]
 fn publish_to(
     bytes: &mut BytesMut,
@@ -1342,7 +1368,8 @@ mod tests {
                         _ => QoS::ExactlyOnce,
                     };
                     let subscription_ids = sub_id.into_iter().collect();
-                    direct.push((client_id, Delivery { qos, retain, subscription_ids }));
+                    let d = Delivery { qos, retain, subscription_ids, slot: None };
+                    direct.push((client_id, d));
                 }
             }
             let copy = |d: &[(Arc<str>, Delivery)]| -> Vec<(Arc<str>, Delivery)> {
@@ -1352,6 +1379,7 @@ mod tests {
                             qos: d.qos,
                             retain: d.retain,
                             subscription_ids: d.subscription_ids.clone(),
+                            slot: d.slot,
                         };
                         (Arc::clone(c), d)
                     })

@@ -77,7 +77,7 @@ pub use policy::{
 };
 pub use storage::StorageRecord;
 
-use session::Session;
+use session::{SessionRef, Sessions};
 
 use crate::time::Timestamp;
 use crate::topic_tree::SubscriptionTree;
@@ -344,6 +344,8 @@ struct Connection {
     armed: Vec<(Timestamp, Timer)>,
     /// What the host said of it when it opened.
     transport: ConnectionInfo,
+    /// Where its session was found last (see `Sessions::get_mut_cached`).
+    session_ref: Option<SessionRef>,
     /// An authentication step the host is deciding, and its answer when it came before an
     /// earlier CONNECT's with the same Client Identifier.
     pending_auth: Option<(connect::PendingAuth, Option<AuthDecision>)>,
@@ -386,6 +388,9 @@ struct SubKey {
 struct SubValue {
     options: SubscriptionOptions,
     subscription_id: Option<u32>,
+    /// The slot of the session when it subscribed, if it had one: a hint for routing, which
+    /// checks that the slot still holds the session of the key (`Sessions::get_mut_hinted`).
+    slot: Option<usize>,
 }
 
 /// The broker engine. See the [module documentation](self) for how a host drives it.
@@ -395,10 +400,8 @@ pub struct Broker<P = AllowAll> {
     policy: P,
     /// Never iterated in hash order (see `handle_shutdown`).
     connections: HashMap<ConnectionId, Connection, RandomState>,
-    /// By Client Identifier. Never iterated in hash order (see `restore::snapshot`), so the
-    /// engine stays deterministic; randomly seeded, because client identifiers come from
-    /// clients.
-    sessions: HashMap<String, Session, RandomState>,
+    /// By Client Identifier (see [`Sessions`] for why this stays deterministic).
+    sessions: Sessions,
     tree: SubscriptionTree<SubKey, SubValue>,
     retained: BTreeMap<TopicName, Arc<Message>>,
     timers: BTreeSet<(Timestamp, Timer)>,
@@ -432,7 +435,7 @@ impl<P: Policy> Broker<P> {
             config,
             policy,
             connections: HashMap::default(),
-            sessions: HashMap::default(),
+            sessions: Sessions::default(),
             tree: SubscriptionTree::new(),
             retained: BTreeMap::new(),
             timers: BTreeSet::new(),
@@ -564,6 +567,7 @@ impl<P: Policy> Broker<P> {
                 connect_session_expiry: 0,
                 armed: Vec::new(),
                 transport: info,
+                session_ref: None,
                 pending_auth: None,
                 outbox: VecDeque::new(),
                 outbox_bytes: 0,
@@ -983,6 +987,7 @@ fn push_outbox(conn: &mut Connection, gate: u64, bytes: BytesMut) {
 }
 
 /// Says [`Output::TransmitReady`] for `conn` unless it was said and not yet answered.
+#[inline]
 fn notify(out: &mut Outputs, connection: ConnectionId, conn: &mut Connection) {
     if !conn.notified {
         conn.notified = true;

@@ -36,7 +36,7 @@ impl<P: Policy> Broker<P> {
         // First rebuild every session's derived state (in-flight count, packet identifiers,
         // subscriptions), so that wills published below reach every subscriber.
         for client_id in &clients {
-            let Some(session) = broker.sessions.get_mut(client_id) else {
+            let Some((slot, session)) = broker.sessions.get_mut_with_slot(client_id) else {
                 continue;
             };
             for out in &session.outbound {
@@ -54,6 +54,7 @@ impl<P: Policy> Broker<P> {
                 let value = SubValue {
                     options: sub.options,
                     subscription_id: sub.subscription_id,
+                    slot: Some(slot),
                 };
                 broker.tree.insert(inner, key, value);
             }
@@ -120,12 +121,13 @@ impl<P: Policy> Broker<P> {
                 expiry_interval,
                 username,
             } => {
-                let session = self
+                if let Some(session) = self
                     .sessions
-                    .entry(client_id.clone())
-                    .or_insert_with_key(|id| Session::new(id, expiry_interval));
-                session.expiry_interval = expiry_interval;
-                session.username = username.map(Arc::from);
+                    .get_or_insert_with(&client_id, || Session::new(&client_id, expiry_interval))
+                {
+                    session.expiry_interval = expiry_interval;
+                    session.username = username.map(Arc::from);
+                }
                 disconnected.insert(client_id, None);
             }
             StorageRecord::SessionConnected { client_id } => {

@@ -1,9 +1,10 @@
 //! A session's state (section 4.1): subscriptions, the outbound queue with its in-flight
 //! messages, incoming QoS 2 flows awaiting PUBREL, the will, and expiry.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
+use foldhash::fast::RandomState;
 use mqtt_codec::{PacketId, QoS, SubscriptionOptions};
 
 use super::ConnectionId;
@@ -73,6 +74,152 @@ pub(crate) struct Session {
     pub(crate) will: Option<PendingWill>,
     /// When the session expires (set while disconnected).
     pub(crate) expires_at: Option<Timestamp>,
+}
+
+/// The sessions, by Client Identifier.
+///
+/// Each session lives in a numbered slot, so that a connection can find its own session again
+/// without hashing its Client Identifier ([`SessionRef`]): the pulls of a fan-out look the
+/// session up once per delivery. The index is a hash map, randomly seeded (client identifiers
+/// come from clients) and never iterated in hash order where the order shows (see
+/// `restore::snapshot`), so the engine stays deterministic. A freed slot is reused by the next
+/// session created (the last freed first).
+#[derive(Debug, Default)]
+pub(crate) struct Sessions {
+    index: HashMap<String, usize, RandomState>,
+    slots: Vec<Option<Session>>,
+    free: Vec<usize>,
+}
+
+/// Where a connection's session was found last: its slot, and its `client_id` `Arc`, which
+/// says whether the slot still holds that same session (a session that ended keeps its `Arc`
+/// alive here, so a later session in the slot cannot have the same pointer).
+#[derive(Debug, Clone)]
+pub(crate) struct SessionRef {
+    slot: usize,
+    client_id: Arc<str>,
+}
+
+impl Sessions {
+    pub(crate) fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub(crate) fn contains_key(&self, client_id: &str) -> bool {
+        self.index.contains_key(client_id)
+    }
+
+    pub(crate) fn get(&self, client_id: &str) -> Option<&Session> {
+        let slot = *self.index.get(client_id)?;
+        self.slots.get(slot)?.as_ref()
+    }
+
+    pub(crate) fn get_mut(&mut self, client_id: &str) -> Option<&mut Session> {
+        let slot = *self.index.get(client_id)?;
+        self.slots.get_mut(slot)?.as_mut()
+    }
+
+    /// The session of `client_id` and its slot.
+    pub(crate) fn get_mut_with_slot(&mut self, client_id: &str) -> Option<(usize, &mut Session)> {
+        let slot = *self.index.get(client_id)?;
+        Some((slot, self.slots.get_mut(slot)?.as_mut()?))
+    }
+
+    /// Whether `slot` holds the session whose `client_id` is `owner` (that very `Arc`).
+    #[inline]
+    fn holds(&self, slot: usize, owner: &Arc<str>) -> bool {
+        self.slots
+            .get(slot)
+            .and_then(Option::as_ref)
+            .is_some_and(|s| Arc::ptr_eq(&s.client_id, owner))
+    }
+
+    /// The session of `client_id`, found in the slot of `hint` when that slot still holds the
+    /// session whose `client_id` is the hint's `Arc`: the same session as
+    /// [`Sessions::get_mut`], without hashing when the hint is right.
+    #[inline]
+    pub(crate) fn get_mut_hinted(
+        &mut self,
+        client_id: &str,
+        hint: Option<(usize, &Arc<str>)>,
+    ) -> Option<&mut Session> {
+        if let Some((slot, owner)) = hint
+            && self.holds(slot, owner)
+        {
+            return self.slots.get_mut(slot)?.as_mut();
+        }
+        self.get_mut(client_id)
+    }
+
+    /// The session of `client_id`, found through `cache` when it still points at it (and
+    /// `cache` updated otherwise): the same session as [`Sessions::get_mut`], without hashing
+    /// in the usual case.
+    #[inline]
+    pub(crate) fn get_mut_cached(
+        &mut self,
+        client_id: &str,
+        cache: &mut Option<SessionRef>,
+    ) -> Option<&mut Session> {
+        if let Some(r) = cache.as_ref()
+            && self.holds(r.slot, &r.client_id)
+        {
+            return self.slots.get_mut(r.slot)?.as_mut();
+        }
+        let (slot, session) = self.get_mut_with_slot(client_id)?;
+        *cache = Some(SessionRef {
+            slot,
+            client_id: Arc::clone(&session.client_id),
+        });
+        Some(session)
+    }
+
+    /// The session of `client_id`, created with `create` if there is none.
+    pub(crate) fn get_or_insert_with(
+        &mut self,
+        client_id: &str,
+        create: impl FnOnce() -> Session,
+    ) -> Option<&mut Session> {
+        let slot = match self.index.get(client_id) {
+            Some(&slot) => slot,
+            None => {
+                let session = Some(create());
+                let slot = match self.free.pop() {
+                    Some(slot) => {
+                        if let Some(s) = self.slots.get_mut(slot) {
+                            *s = session;
+                        }
+                        slot
+                    }
+                    None => {
+                        self.slots.push(session);
+                        self.slots.len() - 1
+                    }
+                };
+                self.index.insert(client_id.to_owned(), slot);
+                slot
+            }
+        };
+        self.slots.get_mut(slot)?.as_mut()
+    }
+
+    pub(crate) fn remove(&mut self, client_id: &str) -> Option<Session> {
+        let slot = self.index.remove(client_id)?;
+        let session = self.slots.get_mut(slot)?.take();
+        self.free.push(slot);
+        session
+    }
+
+    /// The Client Identifiers, in no particular order.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &String> {
+        self.index.keys()
+    }
+
+    /// The sessions with their Client Identifiers, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &Session)> {
+        self.index
+            .iter()
+            .filter_map(|(c, &slot)| Some((c, self.slots.get(slot)?.as_ref()?)))
+    }
 }
 
 /// The Packet Identifiers of a session's messages in flight.
@@ -239,6 +386,7 @@ impl Session {
     }
 
     /// Adds a message to the queue, accounting for it.
+    #[inline]
     pub(crate) fn push_queued(&mut self, out: Outbound) {
         self.queued_count += 1;
         self.queued_bytes += out.message.size();
@@ -250,8 +398,15 @@ impl Session {
     }
 
     /// Removes the outbound message at `index`, keeping the accounting right.
+    #[inline]
     pub(crate) fn remove_at(&mut self, index: usize) -> Option<Outbound> {
-        let out = self.outbound.remove(index)?;
+        // The front is the usual case (a QoS 0 message sent, the oldest acknowledged), and
+        // `pop_front` costs less than `remove`.
+        let out = if index == 0 {
+            self.outbound.pop_front()?
+        } else {
+            self.outbound.remove(index)?
+        };
         match out.state {
             OutState::Queued => {
                 self.queued_count = self.queued_count.saturating_sub(1);
@@ -269,6 +424,7 @@ impl Session {
     }
 
     /// Marks the queued message at `index` as sent with `id`.
+    #[inline]
     pub(crate) fn mark_sent(&mut self, index: usize, id: PacketId) {
         if let Some(out) = self.outbound.get_mut(index) {
             if out.state == OutState::Queued {

@@ -47,6 +47,11 @@ pub struct Settings {
     /// With a password file, let clients without a User Name connect too
     /// (`--allow-anonymous`). Without a password file everyone may connect anyway.
     pub allow_anonymous: bool,
+    /// The most client connections at once (`--max-connections`); more are closed at once,
+    /// and logged. 0: no limit.
+    pub max_connections: usize,
+    /// Seconds between updates of the `$SYS/broker/...` topics (`--sys-interval`); 0: none.
+    pub sys_interval: u64,
     /// The longest Keep Alive accepted, in seconds; a client asking for more (or for 0) is told
     /// this value (MQTT 5.0 Server Keep Alive). `None`: the client's.
     pub max_keep_alive: Option<u16>,
@@ -91,6 +96,8 @@ impl Default for Settings {
             acl: None,
             password_file: None,
             allow_anonymous: false,
+            max_connections: 0,
+            sys_interval: 10,
             max_keep_alive: engine.max_keep_alive,
             receive_maximum: engine.receive_maximum,
             max_packet_size: engine.maximum_packet_size,

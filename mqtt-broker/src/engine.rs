@@ -41,6 +41,7 @@ use crate::acl::Acl;
 use crate::password::PasswordFile;
 use crate::policy::BrokerPolicy;
 use crate::store::Store;
+use crate::sys::{ByteCounters, SysTopics};
 use crate::transport::{Accepted, Stream};
 
 /// The most inputs handled before the outputs are drained (and committed together).
@@ -84,6 +85,19 @@ pub(crate) enum Input {
     Reload(Acl, Option<PasswordFile>),
 }
 
+/// What a connection's reader may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadState {
+    /// Read and hand the bytes to the engine.
+    Reading,
+    /// Wait (back-pressure, a pending decision).
+    Paused,
+    /// The broker closed the connection: read and discard what the peer still sends, for at
+    /// most [`CLOSE_FLUSH`], so that closing the socket with unread input does not reset the
+    /// connection before the peer has read the broker's DISCONNECT.
+    Draining,
+}
+
 /// What the engine tells a writer task.
 #[derive(Debug)]
 enum WriteCmd {
@@ -121,7 +135,7 @@ struct Conn {
     reader: AbortHandle,
     writer: AbortHandle,
     /// Whether the reader may read (`PauseReading` / `ResumeReading`).
-    reading: watch::Sender<bool>,
+    reading: watch::Sender<ReadState>,
     /// Input that arrived while paused (read before the reader saw the pause): handed to the
     /// engine when it resumes, so that a paused client really is not read.
     held: Vec<Bytes>,
@@ -149,9 +163,25 @@ pub(crate) struct Engine {
     inputs: mpsc::Sender<Input>,
     readers: JoinSet<()>,
     writers: JoinSet<()>,
-    /// Connections awaiting their CONNECT, with the time they must have it by (in order).
     /// The log length at which to compact next.
     compact_at: u64,
+    /// The most connections at once (0: no limit).
+    max_connections: usize,
+    /// Connections refused since the last log line about it (logged at most once a second).
+    refused: u64,
+    refused_logged_at: Option<tokio::time::Instant>,
+    /// `$SYS/broker/...` (`None`: off).
+    sys: Option<SysTopics>,
+    bytes: ByteCounters,
+}
+
+/// What the engine is told besides the broker and its storage.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EngineOptions {
+    /// The most connections at once (0: no limit).
+    pub(crate) max_connections: usize,
+    /// Seconds between `$SYS` updates (0: none).
+    pub(crate) sys_interval: u64,
 }
 
 impl Engine {
@@ -159,10 +189,12 @@ impl Engine {
     pub(crate) fn new(
         broker: Broker<BrokerPolicy>,
         store: Store,
-        clock: Clock,
+        mut clock: Clock,
         inputs: mpsc::Sender<Input>,
+        options: EngineOptions,
     ) -> Self {
         let compact_at = compaction_point(store.len());
+        let sys = SysTopics::new(options.sys_interval, clock.now());
         let checks = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         Self {
             broker,
@@ -175,6 +207,11 @@ impl Engine {
             readers: JoinSet::new(),
             writers: JoinSet::new(),
             compact_at,
+            max_connections: options.max_connections,
+            refused: 0,
+            refused_logged_at: None,
+            sys,
+            bytes: ByteCounters::default(),
         }
     }
 
@@ -192,6 +229,9 @@ impl Engine {
             if self.broker.poll_timeout().is_some_and(|t| t <= now) {
                 self.broker.handle_timeout(now);
             }
+            if let Some(sys) = self.sys.as_mut() {
+                sys.publish_if_due(&mut self.broker, self.bytes, now);
+            }
             self.flush()?;
             // Forget the tasks that ended.
             while self.readers.try_join_next().is_some() {}
@@ -199,7 +239,10 @@ impl Engine {
 
             // The engine's own connect timeout (`BrokerConfig::connect_timeout`) closes
             // connections that never complete their CONNECT.
-            let wake = self.broker.poll_timeout();
+            let wake = match (self.broker.poll_timeout(), self.sys.as_ref()) {
+                (Some(t), Some(sys)) => Some(t.min(sys.deadline())),
+                (t, sys) => t.or(sys.map(SysTopics::deadline)),
+            };
             // (At least 1 ms: a deadline that is already due was handled above.)
             let sleep = wake.map_or(MAX_SLEEP, |t| {
                 t.since(now).clamp(Duration::from_millis(1), MAX_SLEEP)
@@ -234,7 +277,10 @@ impl Engine {
                 Some(c) if self.broker.is_reading_paused(conn) || !c.held.is_empty() => {
                     c.held.push(data);
                 }
-                _ => self.broker.handle_bytes(conn, &data, now),
+                _ => {
+                    self.bytes.received = self.bytes.received.saturating_add(data.len() as u64);
+                    self.broker.handle_bytes(conn, &data, now);
+                }
             },
             Input::Closed(conn) => {
                 // What the client sent before it left counts (its last PUBLISH, its
@@ -279,6 +325,11 @@ impl Engine {
 
     /// Registers a new connection and starts its reader and writer.
     fn open(&mut self, accepted: Accepted, now: Timestamp) {
+        if self.max_connections > 0 && self.conns.len() >= self.max_connections {
+            self.refuse(&accepted);
+            // Dropping the stream closes it.
+            return;
+        }
         let Accepted {
             stream,
             info,
@@ -288,7 +339,7 @@ impl Engine {
         let conn = self.broker.handle_connection_opened_with(info, now);
         let (read, write) = tokio::io::split(stream);
         let (writes, queue) = mpsc::channel(WRITE_CREDIT + 1);
-        let (reading, may_read) = watch::channel(true);
+        let (reading, may_read) = watch::channel(ReadState::Reading);
         let reader = self
             .readers
             .spawn(read_loop(conn, read, self.inputs.clone(), may_read));
@@ -311,6 +362,27 @@ impl Engine {
             },
         );
         tracing::debug!(conn = conn.0, %peer, transport, "connection opened");
+    }
+
+    /// Logs a connection refused because `max_connections` are open: at once, then at most
+    /// once a second with the number refused meanwhile (a flood must not flood the log).
+    fn refuse(&mut self, accepted: &Accepted) {
+        self.refused += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .refused_logged_at
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            tracing::warn!(
+                peer = ?accepted.info.peer,
+                transport = accepted.transport,
+                refused = self.refused,
+                max_connections = self.max_connections,
+                "connection refused: too many connections"
+            );
+            self.refused = 0;
+            self.refused_logged_at = Some(now);
+        }
     }
 
     /// Drops a connection whose writer failed: its tasks are aborted and the broker treats it
@@ -383,6 +455,7 @@ impl Engine {
                     break;
                 };
                 pulled = true;
+                self.bytes.sent = self.bytes.sent.saturating_add(data.len() as u64);
                 if c.writes.try_send(WriteCmd::Data(data)).is_err() {
                     // The writer has ended (its write failed).
                     failed.push(id);
@@ -414,7 +487,15 @@ impl Engine {
             } => {
                 self.writable.remove(&connection);
                 if let Some(c) = self.conns.remove(&connection) {
-                    c.reader.abort();
+                    // Graceful close: the reader drains what the peer still sends while the
+                    // writer sends the farewell (a DISCONNECT with a reason code) and shuts
+                    // its side; the socket closes when both are done.
+                    c.reading.send_replace(ReadState::Draining);
+                    let reader = c.reader;
+                    tokio::spawn(async move {
+                        tokio::time::sleep(CLOSE_FLUSH).await;
+                        reader.abort();
+                    });
                     let sent = (farewell.is_empty()
                         || c.writes.try_send(WriteCmd::Data(farewell)).is_ok())
                         && c.writes.try_send(WriteCmd::Close).is_ok();
@@ -434,13 +515,13 @@ impl Engine {
             Output::PauseReading { connection } => {
                 tracing::debug!(conn = connection.0, "reading paused");
                 if let Some(c) = self.conns.get(&connection) {
-                    c.reading.send_replace(false);
+                    c.reading.send_replace(ReadState::Paused);
                 }
             }
             Output::ResumeReading { connection } => {
                 tracing::debug!(conn = connection.0, "reading resumed");
                 if let Some(c) = self.conns.get_mut(&connection) {
-                    c.reading.send_replace(true);
+                    c.reading.send_replace(ReadState::Reading);
                     let held = std::mem::take(&mut c.held);
                     let now = self.clock.now();
                     for data in held {
@@ -662,24 +743,32 @@ pub(crate) fn log_event(event: &BrokerEvent, peer: impl Fn(&ConnectionId) -> Opt
     }
 }
 
-/// Reads from the socket and hands the bytes to the engine (while `may_read` says so); tells it
-/// when the peer closes.
+/// Reads from the socket and hands the bytes to the engine (while `state` says so); tells it
+/// when the peer closes. Once the broker has closed the connection (`Draining`), reads and
+/// discards until the peer closes (or the engine aborts it).
 async fn read_loop(
     conn: ConnectionId,
     mut read: ReadHalf<Stream>,
     inputs: mpsc::Sender<Input>,
-    mut may_read: watch::Receiver<bool>,
+    mut state: watch::Receiver<ReadState>,
 ) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
-        // Paused (back-pressure): wait until the engine resumes it.
-        if may_read.wait_for(|may| *may).await.is_err() {
-            return;
+        // Paused (back-pressure): wait until the engine resumes it (or closes it).
+        let current = match state.wait_for(|s| *s != ReadState::Paused).await {
+            Ok(s) => *s,
+            Err(_) => return,
+        };
+        if current == ReadState::Draining {
+            return drain(read).await;
         }
         buf.reserve(READ_CHUNK);
         match read.read_buf(&mut buf).await {
             Ok(0) => break,
             Ok(_) => {
+                if *state.borrow() == ReadState::Draining {
+                    return drain(read).await;
+                }
                 if inputs
                     .send(Input::Bytes(conn, buf.split().freeze()))
                     .await
@@ -696,6 +785,17 @@ async fn read_loop(
     }
     // The engine may be gone (shutting down): nothing left to tell then.
     let _ = inputs.send(Input::Closed(conn)).await;
+}
+
+/// Reads and discards until the peer closes or the read fails (the engine aborts the task
+/// after [`CLOSE_FLUSH`] otherwise).
+async fn drain(mut read: ReadHalf<Stream>) {
+    let mut scratch = [0u8; 4096];
+    while let Ok(n) = read.read(&mut scratch).await {
+        if n == 0 {
+            return;
+        }
+    }
 }
 
 /// Writes what the engine sends, saying `Written` after each chunk; closes the socket when asked

@@ -50,6 +50,7 @@ pub mod password;
 pub mod policy;
 mod server;
 mod store;
+mod sys;
 mod transport;
 
 pub use config::{ConfigError, Settings};

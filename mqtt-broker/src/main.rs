@@ -53,6 +53,12 @@ struct Cli {
     /// With --password-file, let clients without a User Name connect too.
     #[arg(long)]
     allow_anonymous: bool,
+    /// The most client connections at once; more are closed at once (and logged). 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = Settings::default().max_connections)]
+    max_connections: usize,
+    /// Seconds between updates of the `$SYS/broker/...` statistics topics; 0: none.
+    #[arg(long, value_name = "SECS", default_value_t = Settings::default().sys_interval)]
+    sys_interval: u64,
     /// The longest Keep Alive accepted, in seconds; a client asking for more (or for 0) is
     /// told this value (MQTT 5.0 Server Keep Alive). Default: the client's.
     #[arg(long, value_name = "SECS")]
@@ -137,6 +143,8 @@ fn settings(cli: &Cli, matches: &ArgMatches) -> Result<Settings, mqtt_broker::Co
         acl,
         password_file,
         allow_anonymous,
+        max_connections,
+        sys_interval,
         max_keep_alive,
         receive_maximum,
         max_packet_size,

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use std::path::{Path, PathBuf};
 
 use crate::acl::Acl;
-use crate::engine::{self, Clock, Engine, INPUT_QUEUE, Input};
+use crate::engine::{self, Clock, Engine, EngineOptions, INPUT_QUEUE, Input};
 use crate::password::PasswordFile;
 use crate::policy::BrokerPolicy;
 use crate::store::Store;
@@ -203,7 +203,11 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         tracing::info!(addr = %self.addr, "listening");
         let accept = tokio::spawn(transport::accept_tcp(self.listener, self.inputs.clone()));
-        let result = Engine::new(self.broker, self.store, self.clock, self.inputs)
+        let options = EngineOptions {
+            max_connections: self.settings.max_connections,
+            sys_interval: self.settings.sys_interval,
+        };
+        let result = Engine::new(self.broker, self.store, self.clock, self.inputs, options)
             .run(self.queue, shutdown)
             .await
             .map_err(Error::Storage);

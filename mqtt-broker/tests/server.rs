@@ -816,3 +816,144 @@ fn the_configuration_file_is_used_and_flags_override_it() {
     );
     c.disconnect();
 }
+
+/// Every packet the broker sends until it closes the connection; panics if the connection is
+/// reset instead of closed (the client would lose what it had not read yet).
+fn read_until_closed(stream: &mut TcpStream) -> Vec<Packet> {
+    let mut decoder = Decoder::with_version(ProtocolVersion::V5);
+    let mut buf = BytesMut::new();
+    let mut packets = Vec::new();
+    loop {
+        while let Some(p) = decoder.decode(&mut buf).unwrap() {
+            packets.push(p);
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk) {
+            Ok(0) => return packets,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("after {packets:?}: {e}"),
+        }
+    }
+}
+
+// v5 [MQTT-3.3.4-9] [MQTT-4.13.2-1]: a client that exceeds the Receive Maximum gets DISCONNECT
+// 0x93 and the connection closes. The broker shuts its side and drains what the client still
+// sends, so the client reads the DISCONNECT instead of a reset (Paho's flow_control2).
+#[test]
+fn an_error_disconnect_is_read_by_a_client_that_keeps_writing() {
+    let dir = TempDir::new("graceful-close");
+    let broker = Broker::start_with(&dir, &["--receive-maximum", "2"]);
+    let (mut c, ack) = Client::connect(&broker, connect("flood", true, None));
+    assert_accepted(&ack, false);
+    // QoS 2 PUBLISHes never released: each stays unacknowledged towards the broker.
+    let qos2 = |id: u16| {
+        let mut p = Publish::new(TopicName::try_from("t").unwrap(), Bytes::from_static(b"x"));
+        p.qos = QoS::ExactlyOnce;
+        p.packet_id = Some(pid(id));
+        let mut wire = BytesMut::new();
+        Packet::Publish(p)
+            .encode(ProtocolVersion::V5, &mut wire)
+            .unwrap();
+        wire
+    };
+    let mut burst = BytesMut::new();
+    for id in 1..=3 {
+        burst.extend_from_slice(&qos2(id));
+    }
+    c.stream.write_all(&burst).unwrap();
+    // The broker has sent its DISCONNECT by now; the client, which has not read yet, goes on
+    // writing (as Paho's flow_control2 does). Its writes must not fail: a socket closed at once
+    // answers them with a reset, and the client's next write fails (EPIPE) before it ever
+    // reads the DISCONNECT.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    for id in 4..50 {
+        c.stream
+            .write_all(&qos2(id))
+            .unwrap_or_else(|e| panic!("write {id} after the broker's DISCONNECT: {e}"));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let got = read_until_closed(&mut c.stream);
+    let disconnect = got
+        .iter()
+        .find_map(|p| match p {
+            Packet::Disconnect(d) => Some(d.reason_code),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no DISCONNECT in {got:?}"));
+    assert_eq!(disconnect, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED);
+}
+
+/// `--max-connections`: beyond it, a new connection is closed at once (and logged); the
+/// others are not affected, and a place that frees up is taken again.
+#[test]
+fn max_connections_refuses_the_extra_connection() {
+    let dir = TempDir::new("max-connections");
+    let broker = Broker::start_with(&dir, &["--max-connections", "2"]);
+    let (a, ack) = Client::connect(&broker, connect("a", true, None));
+    assert_accepted(&ack, false);
+    let (b, ack) = Client::connect(&broker, connect("b", true, None));
+    assert_accepted(&ack, false);
+    let mut third = TcpStream::connect_timeout(&broker.addr, STEP).unwrap();
+    third.set_read_timeout(Some(STEP)).unwrap();
+    let mut byte = [0u8; 1];
+    // Closed without a byte (a reset is fine too: nothing was read from it).
+    assert!(matches!(third.read(&mut byte), Ok(0) | Err(_)));
+    broker.wait_for_log(&["too many connections"], 1);
+    a.disconnect();
+    let (c, ack) = Client::connect(&broker, connect("c", true, None));
+    assert_accepted(&ack, false);
+    b.disconnect();
+    c.disconnect();
+}
+
+/// `$SYS/broker/...`: the broker's statistics, retained, updated every `--sys-interval`.
+#[test]
+fn sys_topics_report_the_broker() {
+    let dir = TempDir::new("sys");
+    let broker = Broker::start_with(&dir, &["--sys-interval", "1"]);
+    let (mut publisher, ack) = Client::connect(&broker, connect("p", true, None));
+    assert_accepted(&ack, false);
+    assert!(!publisher.publish_qos1(1, "t/1", b"one", false).is_error());
+    let (mut s, ack) = Client::connect(&broker, connect("s", true, None));
+    assert_accepted(&ack, false);
+    // A wildcard at the first level does not match `$SYS` (MQTT-4.7.2-1): `$SYS/#` does.
+    assert_eq!(
+        s.subscribe(1, "$SYS/broker/#", QoS::AtMostOnce),
+        [ReasonCode::GRANTED_QOS_0]
+    );
+    let mut seen = std::collections::BTreeMap::new();
+    let deadline = std::time::Instant::now() + STEP;
+    // Until an update counts both clients and the PUBLISH received.
+    while seen
+        .get("$SYS/broker/clients/connected")
+        .map(String::as_str)
+        != Some("2")
+        || seen
+            .get("$SYS/broker/messages/received")
+            .map(String::as_str)
+            != Some("1")
+    {
+        assert!(std::time::Instant::now() < deadline, "{seen:?}");
+        let p = s.recv_publish();
+        seen.insert(
+            p.topic.to_string(),
+            String::from_utf8(p.payload.to_vec()).unwrap(),
+        );
+    }
+    assert!(
+        seen["$SYS/broker/version"].starts_with("mqtt-broker "),
+        "{seen:?}"
+    );
+    assert!(seen["$SYS/broker/uptime"].ends_with(" seconds"), "{seen:?}");
+    for topic in [
+        "$SYS/broker/bytes/received",
+        "$SYS/broker/bytes/sent",
+        "$SYS/broker/subscriptions/count",
+        "$SYS/broker/retained messages/count",
+        "$SYS/broker/messages/sent",
+    ] {
+        assert!(seen[topic].parse::<u64>().is_ok(), "{topic}: {seen:?}");
+    }
+    publisher.disconnect();
+    s.disconnect();
+}

@@ -323,3 +323,82 @@ fn many_deferred_connects_of_one_client_id_complete_without_deep_recursion() {
     assert_eq!(open.iter().filter(|o| **o).count(), 1);
     assert!(open[2999]);
 }
+
+/// `Broker::stats` counts PUBLISH packets received from clients and sent to them (host
+/// messages are not received from a client; re-deliveries are sent again).
+#[test]
+fn stats_count_publishes_received_and_sent() {
+    let mut sim = Sim::with_config(BrokerConfig::default());
+    let mut a = sim.subscriber(connect_v5("a", true, None), &[("t/#", QoS::AtMostOnce)]);
+    let mut b = sim.subscriber(connect_v5("b", true, None), &[("t/#", QoS::AtLeastOnce)]);
+    let (mut p, _) = sim.connect(connect_v5("p", true, None));
+    assert_eq!(sim.broker.stats().publish_received, 0);
+    sim.publish(&mut p, publish("t/1", b"x", QoS::AtLeastOnce, Some(1)));
+    sim.publish(&mut p, publish("u/1", b"nobody", QoS::AtMostOnce, None));
+    let m = Message::new(topic("t/host"), &b"h"[..], QoS::AtMostOnce, false);
+    assert!(sim.broker.handle_publish(m, sim.now));
+    sim.drain();
+    assert_eq!(sim.recv_publishes(&mut a).len(), 2);
+    assert_eq!(sim.recv_publishes(&mut b).len(), 2);
+    let stats = sim.broker.stats();
+    assert_eq!(stats.publish_received, 2);
+    assert_eq!(stats.publish_sent, 4);
+}
+
+/// `handle_publish_volatile`: a retained message the host makes again after a restart
+/// (`$SYS`) is delivered and retained like any other, but never stored.
+#[test]
+fn a_volatile_retained_message_is_never_stored() {
+    use mqtt_session::broker::StorageRecord;
+    let mut sim = Sim::with_config(BrokerConfig::default());
+    let mut s = sim.subscriber(connect_v5("s", true, None), &[("$SYS/#", QoS::AtMostOnce)]);
+    let volatile = |payload: &'static [u8]| {
+        Message::new(topic("$SYS/broker/uptime"), payload, QoS::AtMostOnce, true)
+    };
+    sim.records.clear();
+    assert!(sim.broker.handle_publish_volatile(volatile(b"1"), sim.now));
+    sim.drain();
+    assert_eq!(sim.recv_publishes(&mut s).len(), 1);
+    assert_eq!(sim.broker.retained_count(), 1);
+    assert!(sim.records.is_empty(), "{:?}", sim.records);
+    assert!(
+        sim.broker
+            .snapshot()
+            .iter()
+            .all(|r| !matches!(r, StorageRecord::Retained { .. }))
+    );
+
+    // A durable message on the topic is stored; a volatile one replacing it clears it from
+    // storage (else a restart would bring the old one back).
+    let durable = Message::new(
+        topic("$SYS/broker/uptime"),
+        &b"d"[..],
+        QoS::AtMostOnce,
+        true,
+    );
+    sim.broker.handle_publish(durable, sim.now);
+    sim.drain();
+    assert!(
+        matches!(sim.records.as_slice(), [StorageRecord::Retained { .. }]),
+        "{:?}",
+        sim.records
+    );
+    sim.records.clear();
+    sim.broker.handle_publish_volatile(volatile(b"2"), sim.now);
+    sim.drain();
+    assert!(
+        matches!(
+            sim.records.as_slice(),
+            [StorageRecord::RetainedCleared { .. }]
+        ),
+        "{:?}",
+        sim.records
+    );
+    assert_eq!(sim.broker.retained_count(), 1);
+    // Clearing a volatile one stores nothing.
+    sim.records.clear();
+    sim.broker.handle_publish_volatile(volatile(b""), sim.now);
+    sim.drain();
+    assert!(sim.records.is_empty(), "{:?}", sim.records);
+    assert_eq!(sim.broker.retained_count(), 0);
+}

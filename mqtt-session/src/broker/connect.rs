@@ -918,7 +918,7 @@ impl<P: Policy> Broker<P> {
             .take()
             .map(|s| now.plus_secs(u64::from(s)));
         // v5 [MQTT-3.1.2-14] [MQTT-3.1.2-15]: retained or not as Will Retain says.
-        self.accept_message(Arc::new(message), None, now);
+        self.accept_message(Arc::new(message), None, true, now);
     }
 
     /// Ends a session: its will is published if still pending [MQTT-3.1.2-8], its

@@ -66,6 +66,7 @@ impl<P: Policy> Broker<P> {
         mut p: Publish,
         now: Timestamp,
     ) {
+        self.out.stats.publish_received += 1;
         let Some(conn) = self.connections.get_mut(&connection) else {
             return;
         };
@@ -163,7 +164,7 @@ impl<P: Policy> Broker<P> {
                 expires_at,
             };
             // [MQTT-4.5.0-1] ownership taken: added to every matching session.
-            if self.accept_message(Arc::new(message), Some(connection), now) {
+            if self.accept_message(Arc::new(message), Some(connection), true, now) {
                 ReasonCode::SUCCESS
             } else {
                 ReasonCode::NO_MATCHING_SUBSCRIBERS
@@ -240,13 +241,26 @@ impl<P: Policy> Broker<P> {
     /// Returns whether any session matched. (The records and transmits it causes come out of
     /// [`Broker::poll_output`] as usual.)
     pub fn handle_publish(&mut self, message: Message, now: Timestamp) -> bool {
+        self.host_publish(message, true, now)
+    }
+
+    /// [`handle_publish`](Self::handle_publish) for a message the host makes again after a
+    /// restart (statistics such as `$SYS/broker/uptime`): a retained one is kept in memory
+    /// only — never persisted, so no storage record is written for it, and not in
+    /// [`snapshot`](Self::snapshot). A later durable retained message on the topic replaces it
+    /// as usual; a durable one it replaces is cleared from storage.
+    pub fn handle_publish_volatile(&mut self, message: Message, now: Timestamp) -> bool {
+        self.host_publish(message, false, now)
+    }
+
+    fn host_publish(&mut self, message: Message, durable: bool, now: Timestamp) -> bool {
         let mut message = message;
         message.qos = message.qos.min(self.config.maximum_qos);
         message.publisher = None;
         if let Some(secs) = message.properties.message_expiry_interval.take() {
             message.expires_at = Some(now.plus_secs(u64::from(secs)));
         }
-        self.accept_message(Arc::new(message), None, now)
+        self.accept_message(Arc::new(message), None, durable, now)
     }
 
     /// Stores a retained message if asked and routes the message to every matching
@@ -256,22 +270,38 @@ impl<P: Policy> Broker<P> {
         &mut self,
         message: Arc<Message>,
         from: Option<ConnectionId>,
+        durable: bool,
         now: Timestamp,
     ) -> bool {
         if message.retain {
+            // Whether storage holds a retained message for the topic now.
+            let stored = self.retained.contains_key(&message.topic)
+                && !self.volatile_retained.contains(&message.topic);
             if message.payload.is_empty() {
                 // [MQTT-3.3.1-6] [MQTT-3.3.1-7] an empty retained message removes the retained
                 // message of the topic and is not stored.
-                if self.retained.remove(&message.topic).is_some() {
+                self.retained.remove(&message.topic);
+                self.volatile_retained.remove(&message.topic);
+                if stored {
                     self.persist(StorageRecord::RetainedCleared {
                         topic: message.topic.to_string(),
                     });
                 }
             } else {
                 // [MQTT-3.3.1-5] replace the retained message of the topic.
-                self.persist(StorageRecord::Retained {
-                    message: Box::new((*message).clone()),
-                });
+                if durable {
+                    self.persist(StorageRecord::Retained {
+                        message: Box::new((*message).clone()),
+                    });
+                    self.volatile_retained.remove(&message.topic);
+                } else {
+                    if stored {
+                        self.persist(StorageRecord::RetainedCleared {
+                            topic: message.topic.to_string(),
+                        });
+                    }
+                    self.volatile_retained.insert(message.topic.clone());
+                }
                 self.retained
                     .insert(message.topic.clone(), Arc::clone(&message));
             }
@@ -1269,6 +1299,7 @@ fn publish_to(
         )
         .is_ok();
     if sent {
+        pending.stats.publish_sent += 1;
         if let Some(alias) = new_alias {
             conn.outbound_aliases
                 .insert(out.message.topic.clone(), alias);

@@ -290,6 +290,19 @@ struct Outputs {
     queue: VecDeque<Pending>,
     /// The sequence number of the last record queued (0: none yet).
     last_record: u64,
+    /// Counters for the host's statistics (kept here: every encoding path can reach it).
+    stats: BrokerStats,
+}
+
+/// Counters since the broker was created (or restored), for statistics such as mosquitto's
+/// `$SYS/broker/messages/...` topics: [`Broker::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BrokerStats {
+    /// PUBLISH packets received from clients (accepted or refused, QoS 0, 1 and 2).
+    pub publish_received: u64,
+    /// PUBLISH packets sent to clients (re-deliveries included).
+    pub publish_sent: u64,
 }
 
 impl Outputs {
@@ -404,6 +417,8 @@ pub struct Broker<P = AllowAll> {
     sessions: Sessions,
     tree: SubscriptionTree<SubKey, SubValue>,
     retained: BTreeMap<TopicName, Arc<Message>>,
+    /// Retained messages kept in memory only ([`Broker::handle_publish_volatile`]).
+    volatile_retained: BTreeSet<TopicName>,
     timers: BTreeSet<(Timestamp, Timer)>,
     out: Outputs,
     /// Every record up to this sequence number is durable (`handle_committed`).
@@ -438,6 +453,7 @@ impl<P: Policy> Broker<P> {
             sessions: Sessions::default(),
             tree: SubscriptionTree::new(),
             retained: BTreeMap::new(),
+            volatile_retained: BTreeSet::new(),
             timers: BTreeSet::new(),
             out: Outputs::default(),
             committed: 0,
@@ -461,6 +477,12 @@ impl<P: Policy> Broker<P> {
     /// The policy.
     pub fn policy_mut(&mut self) -> &mut P {
         &mut self.policy
+    }
+
+    /// Counters of the messages received and sent.
+    #[must_use]
+    pub fn stats(&self) -> BrokerStats {
+        self.out.stats
     }
 
     /// The number of sessions (connected or not).

@@ -288,7 +288,10 @@ impl<P: Policy> Broker<P> {
             "snapshot taken with persist records not yet drained"
         );
         let mut out = Vec::new();
-        for message in self.retained.values() {
+        for (topic, message) in &self.retained {
+            if self.volatile_retained.contains(topic) {
+                continue;
+            }
             out.push(StorageRecord::Retained {
                 message: Box::new((**message).clone()),
             });

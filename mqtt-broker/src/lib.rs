@@ -50,7 +50,9 @@ pub mod password;
 pub mod policy;
 mod server;
 mod store;
+mod tls;
 mod transport;
+mod websocket;
 
 pub use config::{ConfigError, Settings};
 pub use server::{ReloadHandle, Server};

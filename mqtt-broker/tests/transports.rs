@@ -1027,3 +1027,71 @@ fn paho_over_websocket_and_websocket_over_tls_publishes_to_mosquitto_sub() {
     assert_eq!(next_message(&mut sub), "MSG interop/wss over-wss");
     broker.wait_for_log(&["connection opened", "transport=\"wss\""], 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// A measurement
+
+/// TLS connections per second, each a full handshake (ECDSA P-256 server certificate,
+/// resumption off) then CONNECT/CONNACK and DISCONNECT: one after another, then from 8 threads
+/// at once; and plain TCP, one after another, for comparison. The clients run on the same
+/// machine as the broker (which logs at debug level).
+/// `cargo test --release -p mqtt-broker --test transports -- --ignored --nocapture tls_connection_rate`
+#[test]
+#[ignore = "a measurement, run in release mode"]
+fn tls_connection_rate() {
+    const N: usize = 500;
+    const THREADS: usize = 8;
+    let dir = TempDir::new("tls-rate");
+    let pki = Pki::new(dir.path());
+    let mut a = args(&["--tls-listen", "127.0.0.1:0"]);
+    a.extend(pki.server_args());
+    let broker = start(&dir, &a);
+    let addr = broker.listener("tls");
+    let config = |resume: bool| {
+        let mut config = (*pki.client_config(None, BOTH_VERSIONS)).clone();
+        if !resume {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
+        Arc::new(config)
+    };
+    let one = |config: &Arc<rustls::ClientConfig>, id: &str| {
+        let mut client = Client::connected(tls(addr, config.clone()), id);
+        client.send(mqtt_session::codec::Disconnect::new(ReasonCode::SUCCESS));
+    };
+    // The baseline: the same over plain TCP.
+    let started = Instant::now();
+    for i in 0..N {
+        let mut client = Client::connected(tcp(broker.addr), &format!("tcp-{i}"));
+        client.send(mqtt_session::codec::Disconnect::new(ReasonCode::SUCCESS));
+    }
+    println!(
+        "TCP: {:.0} connections/s one after another",
+        N as f64 / started.elapsed().as_secs_f64()
+    );
+    for resume in [false, true] {
+        let config = config(resume);
+        let started = Instant::now();
+        for i in 0..N {
+            one(&config, &format!("seq-{resume}-{i}"));
+        }
+        let sequential = N as f64 / started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let config = config.clone();
+                let one = &one;
+                s.spawn(move || {
+                    for i in 0..N / THREADS {
+                        one(&config, &format!("par-{resume}-{t}-{i}"));
+                    }
+                });
+            }
+        });
+        let parallel = (N / THREADS * THREADS) as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "TLS {}: {sequential:.0} connections/s one after another, {parallel:.0} connections/s \
+             from {THREADS} threads",
+            if resume { "resumed" } else { "full handshakes" }
+        );
+    }
+}

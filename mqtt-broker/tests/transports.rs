@@ -183,7 +183,7 @@ fn websocket<S: Read + Write>(stream: S, url: &str) -> WebSocket<S> {
         .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
     let (socket, response) = tungstenite::client(request, stream)
         .unwrap_or_else(|e| panic!("WebSocket upgrade of {url} failed: {e}"));
-    // v5 [MQTT-6.0.0-4] the server selects `mqtt`.
+    // The server selects `mqtt`.
     assert_eq!(
         response.headers().get("Sec-WebSocket-Protocol").unwrap(),
         "mqtt"

@@ -63,6 +63,10 @@ impl BrokerPolicy {
     ///   when the session ends ([`BrokerPolicy::session_ended`]). A session with no identity
     ///   known — restored after a restart, whose client has not connected since — is judged as
     ///   anonymous (only the rules for every client apply) until its client connects again.
+    ///   One more limitation: when a client with another certificate takes over a connected
+    ///   session's Client Identifier, the old client's will, if the takeover publishes it at
+    ///   once, is checked against the new client's rights (the identity changes at the
+    ///   CONNECT, before the engine closes the old connection).
     #[must_use]
     pub fn with_identity_as_username(mut self) -> Self {
         self.identities = Some(HashMap::new());

@@ -2,8 +2,8 @@
 //! command line, which overrides the file.
 //!
 //! Every command-line flag `--some-name` is the key `some_name` of the file, with the same
-//! meaning and default. Relative paths in the file (`data_dir`, `acl`, `password_file`) are
-//! relative to the directory of the file. An unknown key, a value of the wrong type or out of
+//! meaning and default. Relative paths in the file (`data_dir`, `acl`, `password_file`,
+//! `cert`, `key`, `client_ca`) are relative to the directory of the file. An unknown key, a value of the wrong type or out of
 //! range, or an unreadable file stops the start with a [`ConfigError`] naming the file, the
 //! line and the key:
 //!
@@ -17,6 +17,12 @@
 //! max_connections = 10000
 //! max_keep_alive = 300
 //! receive_maximum = 100
+//! # MQTT over TLS, WebSocket and WebSocket over TLS (path /mqtt), besides `listen`:
+//! tls_listen = "0.0.0.0:8883"
+//! ws_listen = "0.0.0.0:8080"
+//! wss_listen = "0.0.0.0:8443"
+//! cert = "server.pem"               # the chain, the server's certificate first
+//! key = "server-key.pem"
 //! ```
 
 use std::fmt;
@@ -36,6 +42,28 @@ use serde::{Deserialize, Deserializer};
 pub struct Settings {
     /// The address to serve MQTT over TCP on (`--listen`).
     pub listen: String,
+    /// The address to serve MQTT over TLS on (`--tls-listen`; needs `cert` and `key`).
+    pub tls_listen: Option<String>,
+    /// The address to serve MQTT over WebSocket on, path `/mqtt` (`--ws-listen`).
+    pub ws_listen: Option<String>,
+    /// The address to serve MQTT over WebSocket over TLS on, path `/mqtt` (`--wss-listen`;
+    /// needs `cert` and `key`).
+    pub wss_listen: Option<String>,
+    /// The server's certificate chain, PEM, its own certificate first (`--cert`).
+    pub cert: Option<PathBuf>,
+    /// The server's private key, PEM: PKCS#8, PKCS#1 or SEC1 (`--key`).
+    pub key: Option<PathBuf>,
+    /// The certificate authorities, PEM, that client certificates are verified against
+    /// (`--client-ca`): a client may then present a certificate, and one that does not verify
+    /// ends the handshake. `None`: no client certificate is asked for.
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`, refuse TLS clients without a certificate (`--require-certificate`).
+    pub require_certificate: bool,
+    /// The verified client certificate's subject Common Name is the client's identity: the
+    /// User Name that the ACL's `user` blocks and `%u` see (`--use-identity-as-username`;
+    /// needs `client_ca`). Clients without one are refused (0x87 Not authorized), and a
+    /// CONNECT's User Name, if any, must be that name (else 0x86 Bad User Name or Password).
+    pub use_identity_as_username: bool,
     /// The directory of the broker's state, `broker.redb`; created if missing (`--data-dir`).
     pub data_dir: PathBuf,
     /// An access control list (`--acl`); `None`: everyone may publish and subscribe to
@@ -92,6 +120,14 @@ impl Default for Settings {
         let engine = BrokerConfig::default();
         Self {
             listen: "127.0.0.1:1883".to_owned(),
+            tls_listen: None,
+            ws_listen: None,
+            wss_listen: None,
+            cert: None,
+            key: None,
+            client_ca: None,
+            require_certificate: false,
+            use_identity_as_username: false,
             data_dir: PathBuf::from("./mqtt-data"),
             acl: None,
             password_file: None,
@@ -155,12 +191,89 @@ impl Settings {
             }
         };
         resolve(&mut self.data_dir);
-        if let Some(p) = self.acl.as_mut() {
+        for p in [
+            &mut self.acl,
+            &mut self.password_file,
+            &mut self.cert,
+            &mut self.key,
+            &mut self.client_ca,
+        ]
+        .into_iter()
+        .flatten()
+        {
             resolve(p);
         }
-        if let Some(p) = self.password_file.as_mut() {
-            resolve(p);
+    }
+
+    /// Checks that the settings fit together: a TLS listener (`tls_listen`, `wss_listen`) has
+    /// `cert` and `key`, which are given together and only for one; `client_ca` is for a TLS
+    /// listener; `require_certificate` and `use_identity_as_username` need `client_ca`; and
+    /// the certificate, not a password file, authenticates with `use_identity_as_username`.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the setting (its key) that does not fit.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let tls = self.tls_listen.is_some() || self.wss_listen.is_some();
+        let error = |key: &str, message: &str| {
+            Err(ConfigError {
+                file: None,
+                line: None,
+                key: Some(key.to_owned()),
+                message: message.to_owned(),
+            })
+        };
+        if tls {
+            if self.cert.is_none() {
+                return error(
+                    "cert",
+                    "a TLS listener (tls_listen, wss_listen) needs the server's certificate \
+                     (--cert) and key (--key)",
+                );
+            }
+            if self.key.is_none() {
+                return error(
+                    "key",
+                    "a TLS listener (tls_listen, wss_listen) needs the server's key (--key)",
+                );
+            }
+        } else {
+            for (key, set) in [
+                ("cert", self.cert.is_some()),
+                ("key", self.key.is_some()),
+                ("client_ca", self.client_ca.is_some()),
+            ] {
+                if set {
+                    return error(
+                        key,
+                        "is for a TLS listener, and there is none (--tls-listen, --wss-listen)",
+                    );
+                }
+            }
         }
+        if self.client_ca.is_none() {
+            if self.require_certificate {
+                return error(
+                    "require_certificate",
+                    "needs the certificate authorities to verify client certificates against \
+                     (--client-ca)",
+                );
+            }
+            if self.use_identity_as_username {
+                return error(
+                    "use_identity_as_username",
+                    "needs the certificate authorities to verify client certificates against \
+                     (--client-ca)",
+                );
+            }
+        }
+        if self.use_identity_as_username && self.password_file.is_some() {
+            return error(
+                "use_identity_as_username",
+                "the client certificate authenticates: a password file (--password-file) \
+                 would not be used",
+            );
+        }
+        Ok(())
     }
 
     /// The engine's configuration.
@@ -331,6 +444,56 @@ mod tests {
         assert!(e.message.contains("at least 2"), "{e}");
         let e = Settings::from_toml("listen = \n").unwrap_err();
         assert_eq!(e.line, Some(1));
+    }
+
+    #[test]
+    fn inconsistent_tls_settings_are_refused() {
+        let key_of = |text: &str| {
+            Settings::from_toml(text)
+                .unwrap()
+                .validate()
+                .err()
+                .and_then(|e| e.key)
+        };
+        assert_eq!(key_of(""), None);
+        assert_eq!(key_of("tls_listen = \"a:1\""), Some("cert".to_owned()));
+        assert_eq!(
+            key_of("wss_listen = \"a:1\"\ncert = \"c\""),
+            Some("key".to_owned())
+        );
+        let tls = "tls_listen = \"a:1\"\ncert = \"c\"\nkey = \"k\"\n";
+        assert_eq!(key_of(tls), None);
+        assert_eq!(key_of("cert = \"c\"\nkey = \"k\""), Some("cert".to_owned()));
+        assert_eq!(
+            key_of("ws_listen = \"a:1\"\nclient_ca = \"ca\""),
+            Some("client_ca".to_owned())
+        );
+        assert_eq!(
+            key_of(&format!("{tls}require_certificate = true")),
+            Some("require_certificate".to_owned())
+        );
+        assert_eq!(
+            key_of(&format!("{tls}use_identity_as_username = true")),
+            Some("use_identity_as_username".to_owned())
+        );
+        let identity = format!("{tls}client_ca = \"ca\"\nuse_identity_as_username = true\n");
+        assert_eq!(key_of(&identity), None);
+        assert_eq!(
+            key_of(&format!("{identity}password_file = \"p\"")),
+            Some("use_identity_as_username".to_owned())
+        );
+    }
+
+    #[test]
+    fn tls_paths_are_relative_to_the_file() {
+        let mut s = Settings::from_toml(
+            "cert = \"c.pem\"\nkey = \"/abs/k.pem\"\nclient_ca = \"ca/ca.pem\"\n",
+        )
+        .unwrap();
+        s.resolve_paths(Path::new("/etc/b"));
+        assert_eq!(s.cert, Some(PathBuf::from("/etc/b/c.pem")));
+        assert_eq!(s.key, Some(PathBuf::from("/abs/k.pem")));
+        assert_eq!(s.client_ca, Some(PathBuf::from("/etc/b/ca/ca.pem")));
     }
 
     #[test]

@@ -51,7 +51,9 @@ pub mod policy;
 mod server;
 mod store;
 mod sys;
+mod tls;
 mod transport;
+mod websocket;
 
 pub use config::{ConfigError, Settings};
 pub use server::{ReloadHandle, Server};

@@ -1,4 +1,5 @@
-//! `mqtt-broker`: an MQTT 3.1.1 / 5.0 broker over TCP, durable across restarts.
+//! `mqtt-broker`: an MQTT 3.1.1 / 5.0 broker over TCP, TLS, WebSocket and WebSocket over TLS,
+//! durable across restarts.
 //!
 //! ```text
 //! cargo run --release -p mqtt-broker -- [OPTIONS]
@@ -7,7 +8,7 @@
 //! Every setting is a flag and a key of the TOML file given with `--config FILE`; flags
 //! override the file (`mqtt-broker --help` lists them with their defaults; the library's
 //! `config` module documents the file). It prints how many sessions and retained messages it
-//! restored and the address it listens on, then logs with `tracing` to standard error:
+//! restored and the address of each listener, then logs with `tracing` to standard error:
 //! connections, sessions created, resumed and ended, wills published, protocol violations,
 //! dropped messages. `RUST_LOG` sets the verbosity (default `info`; `RUST_LOG=debug` adds every
 //! connection opened and closed). SIGINT or SIGTERM stops it gracefully.
@@ -34,9 +35,42 @@ struct Cli {
     /// `-`. Relative paths in it are relative to its directory.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The address to listen on.
+    /// The address to serve MQTT over TCP on.
     #[arg(long, value_name = "ADDR", default_value_t = Settings::default().listen)]
     listen: String,
+    /// Also serve MQTT over TLS on this address (e.g. 0.0.0.0:8883); needs --cert and --key.
+    /// Default: none.
+    #[arg(long, value_name = "ADDR")]
+    tls_listen: Option<String>,
+    /// Also serve MQTT over WebSocket on this address, path /mqtt, subprotocol `mqtt`.
+    /// Default: none.
+    #[arg(long, value_name = "ADDR")]
+    ws_listen: Option<String>,
+    /// Also serve MQTT over WebSocket over TLS (wss://) on this address, path /mqtt; needs
+    /// --cert and --key. Default: none.
+    #[arg(long, value_name = "ADDR")]
+    wss_listen: Option<String>,
+    /// The server's certificate chain (PEM, its own certificate first), for --tls-listen and
+    /// --wss-listen.
+    #[arg(long, value_name = "PEM")]
+    cert: Option<PathBuf>,
+    /// The server's private key (PEM: PKCS#8, PKCS#1 or SEC1), for --tls-listen and
+    /// --wss-listen.
+    #[arg(long, value_name = "PEM")]
+    key: Option<PathBuf>,
+    /// Certificate authorities (PEM) to verify TLS client certificates against: clients may
+    /// then present one, and one that does not verify is refused in the handshake. Default:
+    /// no client certificates asked for.
+    #[arg(long, value_name = "PEM")]
+    client_ca: Option<PathBuf>,
+    /// With --client-ca, refuse TLS clients that present no certificate.
+    #[arg(long)]
+    require_certificate: bool,
+    /// With --client-ca, the verified client certificate's subject Common Name is the
+    /// client's User Name for the ACL (`user` blocks, `%u`): clients without one are refused,
+    /// and a CONNECT's User Name, if any, must be that name. Replaces --password-file.
+    #[arg(long)]
+    use_identity_as_username: bool,
     /// The directory holding the broker's state (broker.redb); created if missing.
     #[arg(long, value_name = "DIR", default_value = "./mqtt-data")]
     data_dir: PathBuf,
@@ -139,6 +173,14 @@ fn settings(cli: &Cli, matches: &ArgMatches) -> Result<Settings, mqtt_broker::Co
     }
     overlay!(
         listen,
+        tls_listen,
+        ws_listen,
+        wss_listen,
+        cert,
+        key,
+        client_ca,
+        require_certificate,
+        use_identity_as_username,
         data_dir,
         acl,
         password_file,
@@ -240,7 +282,15 @@ fn serve(settings: Settings) -> Result<(), mqtt_broker::Error> {
             server.retained_count(),
             data_dir.display()
         );
-        println!("listening on {}", server.local_addr());
+        // One line per listener: plain TCP first, as `listening on ADDR`; the others with
+        // their transport, as `listening on ADDR (tls)`.
+        for (transport, addr) in server.listeners() {
+            if transport == "tcp" {
+                println!("listening on {addr}");
+            } else {
+                println!("listening on {addr} ({transport})");
+            }
+        }
         tokio::spawn(reload_on_sighup(server.reload_handle()));
         server.run(shutdown_signal()).await
     })
@@ -332,5 +382,35 @@ mod tests {
         // The flag wins.
         assert_eq!(s.max_inflight, 5);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn tls_and_websocket_flags_are_settings() {
+        let s = parse(&[
+            "mqtt-broker",
+            "--tls-listen",
+            "0.0.0.0:8883",
+            "--ws-listen",
+            "0.0.0.0:8080",
+            "--wss-listen",
+            "0.0.0.0:8443",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+            "--client-ca",
+            "ca.pem",
+            "--require-certificate",
+            "--use-identity-as-username",
+        ])
+        .unwrap();
+        assert_eq!(s.tls_listen.as_deref(), Some("0.0.0.0:8883"));
+        assert_eq!(s.ws_listen.as_deref(), Some("0.0.0.0:8080"));
+        assert_eq!(s.wss_listen.as_deref(), Some("0.0.0.0:8443"));
+        assert_eq!(s.cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(s.key, Some(PathBuf::from("k.pem")));
+        assert_eq!(s.client_ca, Some(PathBuf::from("ca.pem")));
+        assert!(s.require_certificate && s.use_identity_as_username);
+        assert_eq!(s.validate(), Ok(()));
     }
 }

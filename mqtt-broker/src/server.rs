@@ -13,8 +13,8 @@ use crate::engine::{self, Clock, Engine, EngineOptions, INPUT_QUEUE, Input};
 use crate::password::PasswordFile;
 use crate::policy::BrokerPolicy;
 use crate::store::Store;
-use crate::transport;
-use crate::{ConfigError, Error, Settings};
+use crate::transport::{self, Handshake};
+use crate::{ConfigError, Error, Settings, tls};
 
 /// A broker with its storage restored and its listener bound: [`Server::run`] serves clients.
 pub struct Server {
@@ -24,6 +24,8 @@ pub struct Server {
     clock: Clock,
     listener: TcpListener,
     addr: SocketAddr,
+    /// The TLS and WebSocket listeners, with their addresses.
+    others: Vec<(TcpListener, Handshake, SocketAddr)>,
     inputs: mpsc::Sender<Input>,
     queue: mpsc::Receiver<Input>,
 }
@@ -60,6 +62,14 @@ impl ReloadHandle {
     }
 }
 
+/// A TCP listener on `addr`.
+async fn bind_listener(addr: &str) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr).await.map_err(|source| Error::Io {
+        context: format!("cannot listen on {addr}"),
+        source,
+    })
+}
+
 /// Reads and parses the ACL at `path` (everything allowed without one).
 fn load_acl(path: Option<&Path>) -> Result<Acl, ConfigError> {
     let Some(path) = path else {
@@ -83,14 +93,18 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Reads the ACL, opens the storage in `settings.data_dir` (replaying its records and
-    /// compacting them) and binds the listener.
+    /// Checks the settings ([`Settings::validate`]), reads the ACL, the password file and the
+    /// TLS certificates and key, opens the storage in `settings.data_dir` (replaying its
+    /// records and compacting them) and binds the listeners.
     ///
     /// # Errors
-    /// [`Error::Config`] for an ACL that cannot be read or parsed, [`Error::Storage`] when the
-    /// state cannot be opened or restored, [`Error::Io`] when the address cannot be bound.
+    /// [`Error::Config`] for settings that do not fit together, or a file (ACL, password file,
+    /// certificate, key, client CA) that cannot be read or used; [`Error::Storage`] when the
+    /// state cannot be opened or restored; [`Error::Io`] when an address cannot be bound.
     pub async fn bind(settings: Settings) -> Result<Self, Error> {
+        settings.validate()?;
         let acl = load_acl(settings.acl.as_deref())?;
+        let tls = tls::server_config(&settings)?.map(tokio_rustls::TlsAcceptor::from);
         let passwords = match &settings.password_file {
             Some(path) => {
                 let file = PasswordFile::load(path)?;
@@ -111,7 +125,10 @@ impl Server {
                 None
             }
         };
-        let policy = BrokerPolicy::new(acl, passwords, settings.allow_anonymous);
+        let mut policy = BrokerPolicy::new(acl, passwords, settings.allow_anonymous);
+        if settings.use_identity_as_username {
+            policy = policy.with_identity_as_username();
+        }
 
         // Restore: replay the log, persist what restoring changes, then compact.
         let mut store = Store::open(&settings.data_dir).map_err(Error::Storage)?;
@@ -145,13 +162,24 @@ impl Server {
             "storage loaded and compacted"
         );
 
-        let listener = TcpListener::bind(&settings.listen)
-            .await
-            .map_err(|source| Error::Io {
-                context: format!("cannot listen on {}", settings.listen),
-                source,
-            })?;
+        let listener = bind_listener(&settings.listen).await?;
         let addr = transport::local_addr(&listener)?;
+        let max_size = usize::try_from(settings.max_packet_size).unwrap_or(usize::MAX);
+        let mut others = Vec::new();
+        for (listen, handshake) in [
+            (&settings.tls_listen, tls.clone().map(Handshake::Tls)),
+            (&settings.ws_listen, Some(Handshake::Ws(max_size))),
+            (
+                &settings.wss_listen,
+                tls.clone().map(|tls| Handshake::Wss(tls, max_size)),
+            ),
+        ] {
+            if let (Some(listen), Some(handshake)) = (listen, handshake) {
+                let listener = bind_listener(listen).await?;
+                let addr = transport::local_addr(&listener)?;
+                others.push((listener, handshake, addr));
+            }
+        }
         let (inputs, queue) = mpsc::channel(INPUT_QUEUE);
         Ok(Self {
             settings,
@@ -160,6 +188,7 @@ impl Server {
             clock,
             listener,
             addr,
+            others,
             inputs,
             queue,
         })
@@ -169,6 +198,15 @@ impl Server {
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Every listener: its transport (`tcp`, `tls`, `ws`, `wss`) and the address it is bound
+    /// to; `tcp` ([`Server::local_addr`]) first.
+    #[must_use]
+    pub fn listeners(&self) -> Vec<(&'static str, SocketAddr)> {
+        std::iter::once(("tcp", self.addr))
+            .chain(self.others.iter().map(|(_, h, addr)| (h.name(), *addr)))
+            .collect()
     }
 
     /// A handle that reloads the ACL and the password file while the server runs.
@@ -201,8 +239,19 @@ impl Server {
     /// [`Error::Storage`] when a commit fails: the broker stops at once, and nothing that
     /// depends on what was not committed has been sent.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        tracing::info!(addr = %self.addr, "listening");
-        let accept = tokio::spawn(transport::accept_tcp(self.listener, self.inputs.clone()));
+        tracing::info!(addr = %self.addr, transport = "tcp", "listening");
+        let mut accept = vec![tokio::spawn(transport::accept_tcp(
+            self.listener,
+            self.inputs.clone(),
+        ))];
+        for (listener, handshake, addr) in self.others {
+            tracing::info!(%addr, transport = handshake.name(), "listening");
+            accept.push(tokio::spawn(transport::accept_with_handshake(
+                listener,
+                handshake,
+                self.inputs.clone(),
+            )));
+        }
         let options = EngineOptions {
             max_connections: self.settings.max_connections,
             sys_interval: self.settings.sys_interval,
@@ -211,7 +260,9 @@ impl Server {
             .run(self.queue, shutdown)
             .await
             .map_err(Error::Storage);
-        accept.abort();
+        for task in accept {
+            task.abort();
+        }
         result
     }
 }

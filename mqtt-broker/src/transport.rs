@@ -6,14 +6,23 @@
 //! own, bounded in time, so one slow or hostile peer never delays the others.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mqtt_session::broker::ConnectionInfo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::TlsAcceptor;
 
 use crate::engine::Input;
+use crate::{BoxError, tls, websocket};
+
+/// How long a connection's TLS and WebSocket handshakes may take together.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many handshakes of one listener may be under way at once: beyond, its accept loop waits
+/// for one to end (a flood of handshakes costs bounded memory).
+const MAX_HANDSHAKES: usize = 1024;
 
 /// A connection's byte stream, whatever the transport.
 pub(crate) trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -61,6 +70,102 @@ pub(crate) async fn accept_tcp(listener: TcpListener, inputs: mpsc::Sender<Input
             }
             Err(e) => accept_failed(&e).await,
         }
+    }
+}
+
+/// A listener whose connections need a handshake before MQTT.
+#[derive(Clone)]
+pub(crate) enum Handshake {
+    /// TLS (`--tls-listen`).
+    Tls(TlsAcceptor),
+    /// WebSocket (`--ws-listen`), frames and messages of at most this many bytes.
+    Ws(usize),
+    /// WebSocket over TLS (`--wss-listen`).
+    Wss(TlsAcceptor, usize),
+}
+
+impl Handshake {
+    /// The transport's name, for the logs.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Self::Tls(_) => "tls",
+            Self::Ws(_) => "ws",
+            Self::Wss(..) => "wss",
+        }
+    }
+}
+
+/// Accepts connections and does each one's handshake in a task of its own, bounded by
+/// [`HANDSHAKE_TIMEOUT`]: a peer that fails it (plaintext on a TLS port, an untrusted client
+/// certificate, a wrong WebSocket path) or stalls loses its own connection only. The connections
+/// whose handshake succeeds are handed to the engine.
+pub(crate) async fn accept_with_handshake(
+    listener: TcpListener,
+    handshake: Handshake,
+    inputs: mpsc::Sender<Input>,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(%peer, "TCP_NODELAY: {e}");
+                }
+                let handshake = handshake.clone();
+                let inputs = inputs.clone();
+                tokio::spawn(async move {
+                    let transport = handshake.name();
+                    let result =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake.run(stream, peer)).await;
+                    drop(permit);
+                    match result {
+                        Ok(Ok(accepted)) => {
+                            let _ = inputs.send(Input::Accepted(accepted)).await;
+                        }
+                        Ok(Err(e)) => tracing::info!(%peer, transport, "handshake failed: {e}"),
+                        Err(_) => tracing::info!(%peer, transport, "handshake timed out"),
+                    }
+                });
+            }
+            Err(e) => accept_failed(&e).await,
+        }
+    }
+}
+
+impl Handshake {
+    /// The handshake(s) on a new connection from `peer`.
+    async fn run(self, stream: TcpStream, peer: SocketAddr) -> Result<Accepted, BoxError> {
+        let transport = self.name();
+        let info = ConnectionInfo::from_peer(peer);
+        let (stream, info): (Stream, _) = match self {
+            Self::Tls(acceptor) => {
+                let stream = acceptor.accept(stream).await?;
+                let info = with_identity(info, stream.get_ref().1);
+                (Box::new(stream), info)
+            }
+            Self::Ws(max_size) => (websocket::accept(stream, max_size).await?, info),
+            Self::Wss(acceptor, max_size) => {
+                let stream = acceptor.accept(stream).await?;
+                let info = with_identity(info, stream.get_ref().1);
+                (websocket::accept(stream, max_size).await?, info)
+            }
+        };
+        Ok(Accepted {
+            stream,
+            info,
+            transport,
+        })
+    }
+}
+
+/// `info` with the identity of the client certificate that the TLS handshake verified, if any.
+fn with_identity(info: ConnectionInfo, connection: &rustls::ServerConnection) -> ConnectionInfo {
+    match tls::identity(connection) {
+        Some(identity) => info.with_tls_identity(identity),
+        None => info,
     }
 }
 

@@ -229,6 +229,14 @@ fn help_documents_every_flag() {
         "--config",
         "--password-file",
         "--allow-anonymous",
+        "--tls-listen",
+        "--ws-listen",
+        "--wss-listen",
+        "--cert",
+        "--key",
+        "--client-ca",
+        "--require-certificate",
+        "--use-identity-as-username",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }

@@ -16,6 +16,9 @@ output:
     {"event": "connection_lost", "reason_code": int}           the broker closed the connection; exits 2
     {"event": "error", "message": str}                         then it exits 1
 
+--transport websockets speaks MQTT over WebSocket (path --ws-path, default /mqtt); --cafile
+turns TLS on (mqtts://, or wss:// with websockets), trusting that CA's certificates.
+
 It never reconnects on its own: one process is one network connection. End of input, or a
 step that takes longer than --timeout seconds, ends it without a DISCONNECT (exit 3), like a
 crash; the tests end it with SIGKILL to drop the connection without a DISCONNECT (a will).
@@ -65,6 +68,9 @@ def main():
     )
     parser.add_argument("--session-expiry", type=int, help="Session Expiry Interval (5.0)")
     parser.add_argument("--keepalive", type=int, default=60)
+    parser.add_argument("--transport", choices=["tcp", "websockets"], default="tcp")
+    parser.add_argument("--ws-path", default="/mqtt", help="the WebSocket path")
+    parser.add_argument("--cafile", help="TLS, trusting the CA certificates in this PEM file")
     parser.add_argument("--username")
     parser.add_argument("--password")
     parser.add_argument("--will-topic")
@@ -80,7 +86,10 @@ def main():
     v5 = args.version == "5"
     if v5:
         client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=args.id, protocol=mqtt.MQTTv5
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=args.id,
+            protocol=mqtt.MQTTv5,
+            transport=args.transport,
         )
     else:
         client = mqtt.Client(
@@ -88,7 +97,12 @@ def main():
             client_id=args.id,
             protocol=mqtt.MQTTv311,
             clean_session=bool(args.clean),
+            transport=args.transport,
         )
+    if args.transport == "websockets":
+        client.ws_set_options(path=args.ws_path)
+    if args.cafile is not None:
+        client.tls_set(ca_certs=args.cafile)
 
     if args.username is not None:
         client.username_pw_set(args.username, args.password)

@@ -1,6 +1,7 @@
 //! The broker binary (`mqtt-broker`, built by cargo before the integration tests) as a child
 //! process, for the process-level tests. The broker is started on `--listen 127.0.0.1:0` and
-//! the address it prints is read back; every wait is bounded by [`STEP`], and the process is
+//! the address it prints is read back (and those of the TLS and WebSocket listeners that the
+//! extra arguments ask for, printed as `listening on ADDR (tls)`); every wait is bounded by [`STEP`], and the process is
 //! killed when its handle drops, so a failure never hangs the run. The including test declares
 //! `support/tempdir.rs` as `mod tempdir` too.
 
@@ -23,6 +24,8 @@ pub(crate) fn binary() -> &'static Path {
 pub(crate) struct Broker {
     child: Child,
     pub(crate) addr: SocketAddr,
+    /// The other listeners' addresses, by transport (`tls`, `ws`, `wss`).
+    pub(crate) listeners: Vec<(String, SocketAddr)>,
     /// The "restored … sessions and … retained messages …" line.
     pub(crate) restored: String,
     log: PathBuf,
@@ -64,21 +67,40 @@ impl Broker {
                 }
             }
         });
+        // The listeners besides plain TCP that the arguments ask for, each printed on a line of
+        // its own after the plain one.
+        let others = extra
+            .iter()
+            .filter(|a| ["--tls-listen", "--ws-listen", "--wss-listen"].contains(a))
+            .count();
         let mut restored = String::new();
+        let mut addr = None;
+        let mut listeners = Vec::new();
         let deadline = Instant::now() + STEP;
         loop {
+            if let Some(addr) = addr
+                && listeners.len() == others
+            {
+                return Self {
+                    child,
+                    addr,
+                    listeners,
+                    restored,
+                    log,
+                };
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) if line.starts_with("restored ") => restored = line,
                 Ok(line) => {
-                    if let Some(addr) = line.strip_prefix("listening on ") {
-                        let addr = addr.trim().parse().expect("a socket address");
-                        return Self {
-                            child,
-                            addr,
-                            restored,
-                            log,
-                        };
+                    if let Some(rest) = line.strip_prefix("listening on ") {
+                        match rest.trim().split_once(' ') {
+                            None => addr = Some(rest.trim().parse().expect("a socket address")),
+                            Some((a, kind)) => listeners.push((
+                                kind.trim_matches(['(', ')']).to_owned(),
+                                a.parse().expect("a socket address"),
+                            )),
+                        }
                     }
                 }
                 Err(_) => {
@@ -93,12 +115,21 @@ impl Broker {
         }
     }
 
-    /// The port it listens on.
+    /// The address of its listener for `transport` (`tls`, `ws`, `wss`).
+    pub(crate) fn listener(&self, transport: &str) -> SocketAddr {
+        self.listeners
+            .iter()
+            .find(|(t, _)| t == transport)
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("no {transport} listener: {:?}", self.listeners))
+    }
+
     /// The process id (to send it signals).
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    /// The port it listens on.
     pub(crate) fn port(&self) -> String {
         self.addr.port().to_string()
     }

@@ -293,6 +293,10 @@ impl Settings {
         config.stuck_after_ms = self.stuck_after_ms;
         config.disconnect_stuck_after =
             (self.disconnect_stuck_after > 0).then_some(self.disconnect_stuck_after);
+        // When User Names are verified, a session is its user's: another user's CONNECT with
+        // the same Client Identifier starts a new session instead of receiving this one's.
+        config.sessions_owned_by_user =
+            self.password_file.is_some() || self.use_identity_as_username;
         config
     }
 }

@@ -592,13 +592,6 @@ impl Engine {
         {
             c.connected = true;
         }
-        // (A Clean Start CONNECT ends the old session and starts a new one under the same
-        // Client Identifier: what the policy keeps is then the new client's.)
-        if let BrokerEvent::SessionEnded { client_id } = event
-            && !self.broker.has_session(client_id)
-        {
-            self.broker.policy_mut().session_ended(client_id);
-        }
         log_event(event, |conn| self.conns.get(conn).map(|c| c.peer));
     }
 

@@ -1,7 +1,6 @@
 //! [`BrokerPolicy`]: the engine's [`Policy`] in this broker — who may connect (the password
 //! file), and what they may publish, subscribe to and receive (the ACL).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use mqtt_session::broker::{AuthDecision, AuthRequest, ConnectInfo, Policy};
@@ -28,9 +27,8 @@ pub struct BrokerPolicy {
     acl: Arc<Acl>,
     passwords: Option<Arc<PasswordFile>>,
     allow_anonymous: bool,
-    /// With `--use-identity-as-username`: the certificate identity of each session's client
-    /// (Client Identifier → the Common Name it connected with last).
-    identities: Option<HashMap<String, Arc<str>>>,
+    /// `--use-identity-as-username`: the certificate names the user.
+    identity_as_username: bool,
 }
 
 impl BrokerPolicy {
@@ -42,43 +40,27 @@ impl BrokerPolicy {
             acl: Arc::new(acl),
             passwords: passwords.map(Arc::new),
             allow_anonymous,
-            identities: None,
+            identity_as_username: false,
         }
     }
 
     /// The identity a verified TLS client certificate proves (its subject Common Name,
     /// [`ConnectionInfo::tls_identity`](mqtt_session::broker::ConnectionInfo)) is the client's
-    /// User Name for the ACL (`--use-identity-as-username`), and the certificate is what
-    /// authenticates (a password file is not used):
+    /// User Name (`--use-identity-as-username`), and the certificate is what authenticates (a
+    /// password file is not used):
     ///
     /// - a client without a verified certificate (plain TCP or WebSocket, or TLS without one)
     ///   is refused: 0x87 Not authorized (3.1.1: 0x05);
     /// - a CONNECT's User Name, if it has one, must be the certificate's name, else 0x86 Bad
-    ///   User Name or Password (3.1.1: 0x04): the User Name the engine keeps with the session
-    ///   is then never another user's;
-    /// - the ACL's `user` blocks and `%u` patterns see the certificate's name. The engine
-    ///   asks the ACL questions with the session's Client Identifier and User Name, so the
-    ///   policy keeps the identity of each session's client, set when its CONNECT is accepted
-    ///   (which the engine completes at once: nothing is deferred in this mode) and dropped
-    ///   when the session ends ([`BrokerPolicy::session_ended`]). A session with no identity
-    ///   known — restored after a restart, whose client has not connected since — is judged as
-    ///   anonymous (only the rules for every client apply) until its client connects again.
-    ///   One more limitation: when a client with another certificate takes over a connected
-    ///   session's Client Identifier, the old client's will, if the takeover publishes it at
-    ///   once, is checked against the new client's rights (the identity changes at the
-    ///   CONNECT, before the engine closes the old connection).
+    ///   User Name or Password (3.1.1: 0x04);
+    /// - the client is accepted as the certificate's name ([`AuthDecision::AcceptAs`]): the
+    ///   engine keeps that name with the session (also across restarts), asks the ACL with
+    ///   it, and, with `BrokerConfig::sessions_owned_by_user` (which the server sets), gives a
+    ///   session only to its own user.
     #[must_use]
     pub fn with_identity_as_username(mut self) -> Self {
-        self.identities = Some(HashMap::new());
+        self.identity_as_username = true;
         self
-    }
-
-    /// The session of `client_id` has ended (and no new one has the same Client Identifier):
-    /// the identity kept for it is forgotten.
-    pub fn session_ended(&mut self, client_id: &str) {
-        if let Some(identities) = &mut self.identities {
-            identities.remove(client_id);
-        }
     }
 
     /// Replaces the ACL and the users (a reload); connections stay, and the next decisions
@@ -90,10 +72,10 @@ impl BrokerPolicy {
         }
     }
 
-    /// Whether User Names are verified (a password file is used).
+    /// Whether User Names are verified (by a password file or a certificate).
     #[must_use]
     pub fn authenticates(&self) -> bool {
-        self.passwords.is_some()
+        self.passwords.is_some() || self.identity_as_username
     }
 
     /// The users, for a password check off the engine's thread.
@@ -118,19 +100,13 @@ impl BrokerPolicy {
     }
 
     /// The client as the ACL sees it: its User Name only when it was verified (with
-    /// `--use-identity-as-username`, the identity of its certificate).
+    /// `--use-identity-as-username`, the engine's User Name is the certificate's name).
     fn client<'a>(&'a self, client_id: &'a str, username: Option<&'a str>) -> Client<'a> {
-        if let Some(identities) = &self.identities {
-            return Client::new(client_id, identities.get(client_id).map(|i| &**i));
-        }
         Client::new(client_id, username.filter(|_| self.authenticates()))
     }
 
     /// `authenticate` with `--use-identity-as-username`.
-    fn authenticate_by_certificate(&mut self, info: &ConnectInfo<'_>) -> AuthDecision {
-        let Some(identities) = &mut self.identities else {
-            return AuthDecision::Reject(ReasonCode::NOT_AUTHORIZED);
-        };
+    fn authenticate_by_certificate(info: &ConnectInfo<'_>) -> AuthDecision {
         let Some(identity) = info.transport.tls_identity.as_deref() else {
             tracing::info!(
                 client_id = info.client_id,
@@ -149,8 +125,7 @@ impl BrokerPolicy {
             );
             return AuthDecision::Reject(ReasonCode::BAD_USER_NAME_OR_PASSWORD);
         }
-        identities.insert(info.client_id.to_owned(), Arc::from(identity));
-        AuthDecision::Accept
+        AuthDecision::AcceptAs(identity.to_owned())
     }
 }
 
@@ -159,8 +134,8 @@ impl Policy for BrokerPolicy {
         if info.authentication_method.is_some() {
             return AuthDecision::Reject(ReasonCode::BAD_AUTHENTICATION_METHOD);
         }
-        if self.identities.is_some() {
-            return self.authenticate_by_certificate(info);
+        if self.identity_as_username {
+            return Self::authenticate_by_certificate(info);
         }
         if self.passwords.is_none() {
             return AuthDecision::Accept;
@@ -245,33 +220,18 @@ mod tests {
             connect(&mut p, "c", Some("alice"), Some("bob")),
             AuthDecision::Reject(ReasonCode::BAD_USER_NAME_OR_PASSWORD)
         );
-        assert!(!p.may_publish("c", Some("alice"), "alice/x"));
-        // No User Name, or the certificate's: accepted, with the certificate's rights (the
-        // User Name the engine passes does not count).
+        // No User Name, or the certificate's: accepted as the certificate's name, which the
+        // engine then asks the ACL with.
         assert_eq!(
             connect(&mut p, "c", None, Some("alice")),
-            AuthDecision::Accept
+            AuthDecision::AcceptAs("alice".to_owned())
         );
-        assert!(p.may_publish("c", None, "alice/x"));
-        assert!(p.may_receive("c", None, "alice/x"));
-        assert!(p.may_subscribe("c", None, "alice/#"));
         assert_eq!(
             connect(&mut p, "d", Some("bob"), Some("bob")),
-            AuthDecision::Accept
+            AuthDecision::AcceptAs("bob".to_owned())
         );
-        assert!(!p.may_publish("d", Some("alice"), "alice/x"));
-        // bob taking over alice's Client Identifier gets bob's rights.
-        assert_eq!(
-            connect(&mut p, "c", None, Some("bob")),
-            AuthDecision::Accept
-        );
-        assert!(!p.may_publish("c", None, "alice/x"));
-        // A session that ended: its identity is forgotten.
-        assert_eq!(
-            connect(&mut p, "c", None, Some("alice")),
-            AuthDecision::Accept
-        );
-        p.session_ended("c");
-        assert!(!p.may_publish("c", Some("alice"), "alice/x"));
+        assert!(p.may_publish("c", Some("alice"), "alice/x"));
+        assert!(p.may_receive("c", Some("alice"), "alice/x"));
+        assert!(!p.may_publish("d", Some("bob"), "alice/x"));
     }
 }

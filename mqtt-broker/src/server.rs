@@ -112,10 +112,11 @@ impl Server {
                 Some(file)
             }
             None => {
-                if acl
-                    .rules
-                    .iter()
-                    .any(|r| r.user.is_some() || (r.pattern && r.filter.contains("%u")))
+                if !settings.use_identity_as_username
+                    && acl
+                        .rules
+                        .iter()
+                        .any(|r| r.user.is_some() || (r.pattern && r.filter.contains("%u")))
                 {
                     tracing::warn!(
                         "the ACL has `user` blocks or `%u` patterns, but without a password file \

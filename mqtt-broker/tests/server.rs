@@ -965,3 +965,49 @@ fn sys_topics_report_the_broker() {
     publisher.disconnect();
     s.disconnect();
 }
+
+/// With a password file, a session belongs to its user: another user's CONNECT with the same
+/// Client Identifier is refused (0x87), and the session keeps what was queued for its user.
+/// v5 [MQTT-3.1.4-2]
+#[test]
+fn another_user_cannot_take_a_session() {
+    let dir = TempDir::new("session-owner");
+    let file = password_file(&dir);
+    let broker = Broker::start_with(&dir, &["--password-file", file.to_str().unwrap()]);
+    let mut c = login("phone", Some("alice"), Some("s3cret pass"));
+    c.properties.session_expiry_interval = Some(300);
+    let (mut alice, ack) = Client::connect(&broker, c);
+    assert_accepted(&ack, false);
+    assert_eq!(
+        alice.subscribe(1, "inbox/#", QoS::AtLeastOnce),
+        [ReasonCode::GRANTED_QOS_1]
+    );
+    alice.disconnect();
+    let (mut carol, ack) = Client::connect(&broker, login("p", Some("carol"), Some("pässwörd")));
+    assert_accepted(&ack, false);
+    assert!(
+        !carol
+            .publish_qos1(1, "inbox/1", b"for alice", false)
+            .is_error()
+    );
+    carol.disconnect();
+
+    for clean_start in [false, true] {
+        let mut c = login("phone", Some("dave"), Some("dave's pass"));
+        c.clean_start = clean_start;
+        let (mut dave, ack) = Client::connect(&broker, c);
+        assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED);
+        dave.expect_closed();
+    }
+    let mut c = login("phone", Some("alice"), Some("s3cret pass"));
+    c.clean_start = false;
+    c.properties.session_expiry_interval = Some(300);
+    let (mut alice, ack) = Client::connect(&broker, c);
+    assert_accepted(&ack, true);
+    assert_publish(
+        &alice.recv_publish(),
+        "inbox/1",
+        b"for alice",
+        QoS::AtLeastOnce,
+    );
+}

@@ -590,15 +590,16 @@ fn the_certificate_name_gets_the_acl_user_block() {
         Some("alice"),
     );
     assert_eq!(ack.reason_code, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
-    // Nor can bob take alice's rights by taking over her Client Identifier.
-    let mut bob_as_a = Client::connected(
+    // Nor can bob take over alice's Client Identifier (her session is hers: the broker sets
+    // `sessions_owned_by_user`), and alice stays connected.
+    let (_, ack) = Client::connect(
         tls(addr, pki.client_config(Some("bob"), BOTH_VERSIONS)),
         "a",
+        None,
     );
-    assert_eq!(
-        bob_as_a.publish(1, "alice/x", b"4"),
-        ReasonCode::NOT_AUTHORIZED
-    );
+    assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED);
+    assert_eq!(alice.publish(4, "alice/x", b"5"), ReasonCode::SUCCESS);
+    assert_eq!(alice.recv_publish(), ("alice/x".to_owned(), b"5".to_vec()));
     // Without a certificate (plain TCP), even with alice's User Name: refused.
     let (_, ack) = Client::connect(tcp(broker.addr), "t", Some("alice"));
     assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED);

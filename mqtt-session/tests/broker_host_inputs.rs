@@ -402,3 +402,103 @@ fn a_volatile_retained_message_is_never_stored() {
     assert!(sim.records.is_empty(), "{:?}", sim.records);
     assert_eq!(sim.broker.retained_count(), 0);
 }
+
+/// Names each client by its Password (as a TLS certificate would name it), and lets only
+/// `alice` publish to `alice/...`.
+#[derive(Clone, Default)]
+struct NamedByPassword;
+
+impl Policy for NamedByPassword {
+    fn authenticate(&mut self, info: &ConnectInfo<'_>) -> AuthDecision {
+        match info
+            .password
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+        {
+            Some(name) => AuthDecision::AcceptAs(name),
+            None => AuthDecision::Reject(ReasonCode::NOT_AUTHORIZED),
+        }
+    }
+
+    fn may_publish(&mut self, _client_id: &str, username: Option<&str>, topic: &str) -> bool {
+        !topic.starts_with("alice/") || username == Some("alice")
+    }
+}
+
+fn named(
+    client_id: &str,
+    clean_start: bool,
+    user: Option<&str>,
+    name: &str,
+) -> mqtt_session::codec::Connect {
+    let mut c = connect_v5(client_id, clean_start, Some(300));
+    c.username = user.map(|u| u.try_into().unwrap());
+    c.password = Some(Bytes::copy_from_slice(name.as_bytes()));
+    c
+}
+
+/// `AuthDecision::AcceptAs`: the policy names the user; that name, not the CONNECT's User
+/// Name, is what the policy is asked with afterwards. v5 [MQTT-3.1.4-2]
+#[test]
+fn accept_as_names_the_user_the_policy_is_asked_about() {
+    let mut sim = Sim::with_policy(BrokerConfig::default(), NamedByPassword);
+    // Claims to be alice in its User Name; the policy named it bob.
+    let (mut bob, ack) = sim.connect(named("b", true, Some("alice"), "bob"));
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    let got = sim.publish(
+        &mut bob,
+        publish("alice/x", b"no", QoS::AtLeastOnce, Some(1)),
+    );
+    assert!(
+        matches!(got.as_slice(), [Packet::PubAck(a)] if a.reason_code == ReasonCode::NOT_AUTHORIZED),
+        "{got:?}"
+    );
+    let (mut alice, _) = sim.connect(named("a", true, None, "alice"));
+    let got = sim.publish(
+        &mut alice,
+        publish("alice/x", b"yes", QoS::AtLeastOnce, Some(1)),
+    );
+    assert!(
+        matches!(got.as_slice(), [Packet::PubAck(a)] if !a.reason_code.is_error()),
+        "{got:?}"
+    );
+}
+
+/// `BrokerConfig::sessions_owned_by_user`: another user's CONNECT with the same Client
+/// Identifier is refused; the session keeps what was queued for its user. v5 [MQTT-3.1.4-2]
+#[test]
+fn a_session_is_not_taken_by_another_user() {
+    let config = config_with(|c| c.sessions_owned_by_user = true);
+    let mut sim = Sim::with_policy(config, NamedByPassword);
+    let alice = sim.subscriber(
+        named("phone", true, None, "alice"),
+        &[("inbox/#", QoS::AtLeastOnce)],
+    );
+    sim.disconnect(&alice, ReasonCode::SUCCESS);
+    let (mut p, _) = sim.connect(named("p", true, None, "carol"));
+    sim.publish(
+        &mut p,
+        publish("inbox/1", b"for alice", QoS::AtLeastOnce, Some(1)),
+    );
+    sim.drain();
+
+    // bob, with alice's Client Identifier, Clean Start 0 or 1: refused.
+    for clean_start in [false, true] {
+        let (_, ack) = sim.connect(named("phone", clean_start, None, "bob"));
+        assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED);
+        assert!(!ack.session_present);
+    }
+    // alice resumes her session, with what was queued for her.
+    let (mut alice, ack) = sim.connect(named("phone", false, None, "alice"));
+    assert!(ack.session_present);
+    sim.drain();
+    let got = sim.recv_publishes(&mut alice);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].payload, Bytes::from_static(b"for alice"));
+
+    // The same check without the setting: bob would have resumed alice's session.
+    let mut open = Sim::with_policy(BrokerConfig::default(), NamedByPassword);
+    let (alice, _) = open.connect(named("phone", true, None, "alice"));
+    open.disconnect(&alice, ReasonCode::SUCCESS);
+    let (_, ack) = open.connect(named("phone", false, None, "bob"));
+    assert!(ack.session_present);
+}

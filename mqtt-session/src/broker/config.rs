@@ -62,6 +62,14 @@ pub struct BrokerConfig {
     /// Seconds a subscriber may stay stuck before it is disconnected (DISCONNECT 0x97 Quota
     /// exceeded in MQTT 5.0). `None`: never.
     pub disconnect_stuck_after: Option<u32>,
+    /// A session belongs to the user that created it: a CONNECT whose (authenticated) User
+    /// Name differs from the existing session's is refused with 0x87 Not authorized (3.1.1:
+    /// 5), and the session — and its client, if connected — stay as they are. So one user
+    /// neither receives what was queued for another, nor takes over or discards another's
+    /// session. Meaningful when the policy authenticates User Names (or names the user with
+    /// [`AuthDecision::AcceptAs`](super::AuthDecision::AcceptAs)); off by default, as MQTT's
+    /// Client Identifier alone decides otherwise.
+    pub sessions_owned_by_user: bool,
 }
 
 impl Default for BrokerConfig {
@@ -88,6 +96,7 @@ impl Default for BrokerConfig {
             max_connection_backlog: 1024 * 1024,
             stuck_after_ms: 1000,
             disconnect_stuck_after: Some(60),
+            sessions_owned_by_user: false,
         }
     }
 }

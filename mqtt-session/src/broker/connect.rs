@@ -168,6 +168,14 @@ impl<P: Policy> Broker<P> {
             AuthDecision::Accept => {
                 self.complete_connect(connection, connect, client_id, assigned, now);
             }
+            AuthDecision::AcceptAs(name) => match Utf8String::try_from(name.as_str()) {
+                Ok(name) => {
+                    let mut connect = connect;
+                    connect.username = Some(name);
+                    self.complete_connect(connection, connect, client_id, assigned, now);
+                }
+                Err(_) => self.reject(connection, ReasonCode::BAD_USER_NAME_OR_PASSWORD, now),
+            },
             AuthDecision::Reject(code) => self.reject(connection, code, now),
             // A host that answers "later" to `handle_auth_decision` has not decided.
             AuthDecision::Defer => self.reject(connection, ReasonCode::UNSPECIFIED_ERROR, now),
@@ -422,15 +430,28 @@ impl<P: Policy> Broker<P> {
         now: Timestamp,
     ) {
         match decision {
-            AuthDecision::Accept => {
+            AuthDecision::Accept | AuthDecision::AcceptAs(_) => {
+                let name = match decision {
+                    AuthDecision::AcceptAs(name) => match Utf8String::try_from(name.as_str()) {
+                        Ok(name) => Some(name),
+                        Err(_) => {
+                            self.reject(connection, ReasonCode::BAD_USER_NAME_OR_PASSWORD, now);
+                            return;
+                        }
+                    },
+                    _ => None,
+                };
                 let Some(conn) = self.connections.get_mut(&connection) else {
                     return;
                 };
                 let assigned = conn.pending_assigned_id;
-                let Some(connect) = conn.pending_connect.take() else {
+                let Some(mut connect) = conn.pending_connect.take() else {
                     return;
                 };
                 conn.state = ConnState::AwaitingConnect;
+                if name.is_some() {
+                    connect.username = name;
+                }
                 self.complete_connect(connection, *connect, client_id, assigned, now);
             }
             // [MQTT-4.12.0-4] reject at any point with a CONNACK of 0x80 or above.
@@ -497,6 +518,18 @@ impl<P: Policy> Broker<P> {
     ) {
         match decision {
             AuthDecision::Accept => self.send_auth(connection, ReasonCode::SUCCESS, method, None),
+            // The user of a connection does not change: another name is refused.
+            AuthDecision::AcceptAs(name) => {
+                let same = self
+                    .connections
+                    .get(&connection)
+                    .is_some_and(|c| c.username.as_deref() == Some(name.as_str()));
+                if same {
+                    self.send_auth(connection, ReasonCode::SUCCESS, method, None);
+                } else {
+                    self.fail(connection, ReasonCode::NOT_AUTHORIZED, None, now);
+                }
+            }
             AuthDecision::Continue(data) => {
                 self.send_auth(
                     connection,
@@ -566,6 +599,18 @@ impl<P: Policy> Broker<P> {
         };
         let version = connect.protocol;
         let v5 = version.is_v5();
+
+        // v5 [MQTT-3.1.4-2]: when sessions belong to their users, another user's CONNECT with
+        // this Client Identifier is not authorized: the session, and its client if connected,
+        // stay as they are.
+        if self.config.sessions_owned_by_user
+            && self.sessions.get(&client_id).is_some_and(|s| {
+                s.username.as_deref() != connect.username.as_ref().map(|u| u.as_str())
+            })
+        {
+            self.reject(connection, ReasonCode::NOT_AUTHORIZED, now);
+            return;
+        }
 
         // [MQTT-3.1.4-3] v5, v3.1.1 [MQTT-3.1.4-2]: a client already connected with this
         // ClientID is disconnected (0x8E Session taken over in 5.0). Its close is abnormal, so

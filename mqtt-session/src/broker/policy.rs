@@ -105,6 +105,13 @@ impl ConnectionInfo {
 pub enum AuthDecision {
     /// Accept the client.
     Accept,
+    /// Accept the client as this user: the session's User Name — what the policy's
+    /// `may_publish`, `may_subscribe` and `may_receive` are told, and who owns the session
+    /// ([`BrokerConfig::sessions_owned_by_user`](super::BrokerConfig::sessions_owned_by_user))
+    /// — is this name instead of the CONNECT's (for example the name a TLS client
+    /// certificate proves). A name that is not a valid MQTT UTF-8 string is refused (0x86).
+    /// In a re-authentication it must be the connection's current user.
+    AcceptAs(String),
     /// Reject it with this CONNACK (or DISCONNECT, when re-authenticating) reason code
     /// (MQTT 3.1.1 clients get the matching return code, or "not authorized").
     Reject(ReasonCode),

@@ -2283,3 +2283,29 @@ fn qos_0_messages_are_queued_for_an_offline_session_only_when_configured() {
         }
     }
 }
+
+/// A DISCONNECT for a packet the decoder rejects names the rule broken in its Reason String,
+/// unless the Reason String would take it over the client's Maximum Packet Size: then it is
+/// sent without. v5 [MQTT-3.14.2-3] [MQTT-3.1.2-24]
+#[test]
+fn v5_a_violation_disconnect_names_the_rule_unless_too_large() {
+    for (max, named) in [(None, true), (Some(16), false)] {
+        let mut sim = Sim::new();
+        let mut c = connect_v5("p", true, None);
+        c.properties.maximum_packet_size = max.map(|m| std::num::NonZeroU32::new(m).unwrap());
+        let (mut p, _) = sim.connect(c);
+        // A PUBLISH with both QoS bits set [MQTT-3.3.1-4]: Malformed Packet.
+        sim.send_bytes(&p, &[0x36, 0x04, 0x00, 0x01, b'a', 0x00]);
+        let got = sim.recv(&mut p);
+        let Some(Packet::Disconnect(d)) = got.iter().find(|g| matches!(g, Packet::Disconnect(_)))
+        else {
+            panic!("no DISCONNECT in {got:?}")
+        };
+        assert_eq!(d.reason_code, ReasonCode::MALFORMED_PACKET);
+        match (named, &d.properties.reason_string) {
+            (true, Some(text)) => assert!(text.as_str().contains("[MQTT-3.3.1-4]"), "{text:?}"),
+            (false, None) => {}
+            other => panic!("max {max:?}: {other:?}"),
+        }
+    }
+}

@@ -306,6 +306,70 @@ impl Packet {
         self.encode_limited(version, u32::MAX, buf)
     }
 
+    /// As [`Packet::encode_limited`], but a packet whose Reason String or User Properties
+    /// would take it over `max_packet_size` is sent without them (the Reason String goes
+    /// first, then the User Properties), as MQTT 5.0 requires of the acknowledgements, CONNACK,
+    /// DISCONNECT and AUTH: v5 [MQTT-3.2.2-19] [MQTT-3.2.2-20] [MQTT-3.4.2-2] [MQTT-3.4.2-3]
+    /// [MQTT-3.5.2-2] [MQTT-3.5.2-3] [MQTT-3.6.2-2] [MQTT-3.6.2-3] [MQTT-3.7.2-2]
+    /// [MQTT-3.7.2-3] [MQTT-3.9.2-1] [MQTT-3.9.2-2] [MQTT-3.11.2-1] [MQTT-3.11.2-2]
+    /// [MQTT-3.14.2-3] [MQTT-3.14.2-4] [MQTT-3.15.2-2] [MQTT-3.15.2-3]. Other packets (and one
+    /// still too large without them) are refused as by `encode_limited`. Returns the bytes
+    /// written; nothing is written on error.
+    ///
+    /// # Errors
+    /// Whatever the decoder would reject in this packet, or its size without the optional
+    /// properties.
+    pub fn encode_fitting(
+        &self,
+        version: ProtocolVersion,
+        max_packet_size: u32,
+        buf: &mut BytesMut,
+    ) -> Result<usize, Error> {
+        match self.encode_limited(version, max_packet_size, buf) {
+            Err(e) if e.violation() == Violation::PacketTooLarge => {
+                let mut trimmed = self.clone();
+                let Some(props) = trimmed.optional_properties_mut() else {
+                    return Err(e);
+                };
+                if props.reason_string.take().is_none() && props.user_properties.is_empty() {
+                    return Err(e);
+                }
+                match trimmed.encode_limited(version, max_packet_size, buf) {
+                    Err(e) if e.violation() == Violation::PacketTooLarge => {
+                        if let Some(props) = trimmed.optional_properties_mut() {
+                            props.user_properties.clear();
+                        }
+                        trimmed.encode_limited(version, max_packet_size, buf)
+                    }
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The properties of a packet whose Reason String and User Properties the sender leaves
+    /// out when they would exceed the receiver's Maximum Packet Size.
+    fn optional_properties_mut(&mut self) -> Option<&mut crate::Properties> {
+        match self {
+            Self::ConnAck(p) => Some(&mut p.properties),
+            Self::PubAck(p) => Some(&mut p.properties),
+            Self::PubRec(p) => Some(&mut p.properties),
+            Self::PubRel(p) => Some(&mut p.properties),
+            Self::PubComp(p) => Some(&mut p.properties),
+            Self::SubAck(p) => Some(&mut p.properties),
+            Self::UnsubAck(p) => Some(&mut p.properties),
+            Self::Disconnect(p) => Some(&mut p.properties),
+            Self::Auth(p) => Some(&mut p.properties),
+            Self::Connect(_)
+            | Self::Publish(_)
+            | Self::Subscribe(_)
+            | Self::Unsubscribe(_)
+            | Self::PingReq
+            | Self::PingResp => None,
+        }
+    }
+
     /// As [`Packet::encode`], refusing a packet larger than `max_packet_size` bytes
     /// ([`Violation::PacketTooLarge`]), for example the peer's Maximum Packet Size.
     ///

@@ -895,7 +895,14 @@ impl<P: Policy> Broker<P> {
                 } else {
                     ReasonCode::UNSPECIFIED_ERROR
                 };
-                self.send(connection, &Packet::Disconnect(Disconnect::new(code)));
+                // The rule broken, for the client's developer: a DISCONNECT may carry a Reason
+                // String whatever Request Problem Information says (v5 [MQTT-3.1.2-29] limits
+                // the other packets), and it is left out when it would exceed the client's
+                // Maximum Packet Size ([MQTT-3.14.2-3], by `encode`).
+                let mut disconnect = Disconnect::new(code);
+                disconnect.properties.reason_string =
+                    error.and_then(|e| mqtt_codec::Utf8String::try_from(e.to_string()).ok());
+                self.send(connection, &Packet::Disconnect(disconnect));
             }
             _ => {}
         }
@@ -980,8 +987,10 @@ impl<P: Policy> Broker<P> {
 /// written.
 #[inline]
 fn encode(conn: &Connection, packet: &Packet, buf: &mut BytesMut) -> bool {
+    // [MQTT-3.1.2-24] within the client's Maximum Packet Size: a Reason String or User
+    // Properties that would exceed it are left out.
     packet
-        .encode_limited(conn.version, conn.client_maximum_packet_size, buf)
+        .encode_fitting(conn.version, conn.client_maximum_packet_size, buf)
         .is_ok()
 }
 

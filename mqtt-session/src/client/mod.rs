@@ -575,15 +575,16 @@ impl Client {
     }
 
     /// Encodes `packet` for the server, refusing it when larger than the server's Maximum
-    /// Packet Size (v5 [MQTT-3.2.2-15]); nothing is queued then. Consecutive packets share one
-    /// transmit.
+    /// Packet Size (v5 [MQTT-3.2.2-15]) even without its Reason String and User Properties
+    /// (left out when they alone make it too large); nothing is queued then. Consecutive
+    /// packets share one transmit.
     fn send(&mut self, packet: &Packet, now: Timestamp) -> Result<(), CodecError> {
         let version = self.version();
         let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
         let max = conn.limits.maximum_packet_size;
-        packet.encode_limited(version, max, &mut self.outbox)?;
+        packet.encode_fitting(version, max, &mut self.outbox)?;
         conn.last_sent = now;
         if !self.notified {
             self.notified = true;

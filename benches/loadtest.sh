@@ -15,8 +15,8 @@
 #   RUNS        [3]     repetitions; the table shows the median of each column
 #   TIMEOUT     [300]   seconds, per load test run
 #   TARGETS     ["ours ours-tmpfs mosquitto mosquitto-nodelay mosquitto-persist"]
-#       ours               the example broker, data dir on disk (fsync per commit)
-#       ours-tmpfs         the example broker, data dir on tmpfs (/dev/shm: fsync is a no-op)
+#       ours               mqtt-broker, data dir on disk (fsync per commit)
+#       ours-tmpfs         mqtt-broker, data dir on tmpfs (/dev/shm: fsync is a no-op)
 #       mosquitto          mosquitto, persistence false (its defaults otherwise: Nagle on)
 #       mosquitto-nodelay  the same with set_tcp_nodelay true (the example broker sets
 #                          TCP_NODELAY on every connection)
@@ -251,8 +251,8 @@ done
 
 describe() {
     case $1 in
-    ours) echo "example broker, data dir on $(fstype "$RUN_DIR")" ;;
-    ours-tmpfs) echo "example broker, data dir on tmpfs" ;;
+    ours) echo "mqtt-broker, data dir on $(fstype "$RUN_DIR")" ;;
+    ours-tmpfs) echo "mqtt-broker, data dir on tmpfs" ;;
     mosquitto) echo "mosquitto $(mosquitto -h 2>/dev/null | sed -n 's/^mosquitto version //p' | head -n1), persistence false" ;;
     mosquitto-nodelay) echo "mosquitto, persistence false, set_tcp_nodelay true" ;;
     mosquitto-persist) echo "mosquitto, persistence true" ;;

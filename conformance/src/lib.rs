@@ -1099,6 +1099,59 @@ struct TestRef {
     line: Option<usize>,
 }
 
+/// Where the statements that no test can check are listed, with why.
+pub const UNTESTABLE_PATH: &str = "spec/untestable.tsv";
+
+/// A statement no test can check, and why (a line of [`UNTESTABLE_PATH`]:
+/// `VERSION<TAB>ID<TAB>why`, `VERSION` being `5.0` or `3.1.1`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Untestable {
+    /// The version whose list has the statement.
+    pub version: Version,
+    /// The statement.
+    pub id: String,
+    /// Why no test can check it.
+    pub why: String,
+    /// The line in [`UNTESTABLE_PATH`].
+    pub line: usize,
+}
+
+/// Parses [`UNTESTABLE_PATH`]; blank lines and lines starting with `#` are skipped.
+///
+/// # Errors
+///
+/// A line that is not `VERSION<TAB>ID<TAB>why` with a known version.
+pub fn parse_untestable(text: &str) -> Result<Vec<Untestable>, Error> {
+    let mut notes = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = index + 1;
+        if raw.trim().is_empty() || raw.starts_with('#') {
+            continue;
+        }
+        let err = |message: String| Error::List {
+            path: UNTESTABLE_PATH.to_owned(),
+            line,
+            message,
+        };
+        let mut parts = raw.splitn(3, '\t');
+        let (Some(version), Some(id), Some(why)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(err("expected `VERSION<TAB>ID<TAB>why`".to_owned()));
+        };
+        let version = Version::ALL
+            .into_iter()
+            .find(|v| v.label() == version)
+            .ok_or_else(|| err(format!("unknown version {version:?} (5.0 or 3.1.1)")))?;
+        notes.push(Untestable {
+            version,
+            id: id.trim().to_owned(),
+            why: why.trim().to_owned(),
+            line,
+        });
+    }
+    Ok(notes)
+}
+
 /// The statement lists and the citations of the workspace.
 #[derive(Clone, Debug)]
 pub struct Conformance {
@@ -1106,6 +1159,8 @@ pub struct Conformance {
     pub lists: Vec<StatementList>,
     /// All citations, sorted.
     pub citations: Vec<Citation>,
+    /// The statements no test can check, with why.
+    pub untestable: Vec<Untestable>,
 }
 
 impl Conformance {
@@ -1119,10 +1174,52 @@ impl Conformance {
             .into_iter()
             .map(|version| StatementList::load(root, version))
             .collect::<Result<Vec<_>, _>>()?;
+        let path = root.join(UNTESTABLE_PATH);
+        let untestable = match fs::read_to_string(&path) {
+            Ok(text) => parse_untestable(&text)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => return Err(Error::Io { path, source }),
+        };
         Ok(Self {
             lists,
             citations: scan_workspace(root)?,
+            untestable,
         })
+    }
+
+    /// What is wrong with [`UNTESTABLE_PATH`]: a statement that is not in its version's list,
+    /// or that has a test after all (then the note goes).
+    #[must_use]
+    pub fn untestable_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for note in &self.untestable {
+            let place = format!("{UNTESTABLE_PATH}:{}", note.line);
+            if !self.has(note.version, &note.id) {
+                problems.push(format!(
+                    "{place}: `{}` is not in {}",
+                    note.id,
+                    note.version.list_path()
+                ));
+            } else if self
+                .coverage(note.version)
+                .get(note.id.as_str())
+                .is_some_and(|c| !c.tests.is_empty())
+            {
+                problems.push(format!(
+                    "{place}: `{}` ({}) has a test now: remove the note",
+                    note.id,
+                    note.version.label()
+                ));
+            }
+        }
+        problems
+    }
+
+    fn why_untestable(&self, version: Version, id: &str) -> Option<&str> {
+        self.untestable
+            .iter()
+            .find(|n| n.version == version && n.id == id)
+            .map(|n| n.why.as_str())
     }
 
     fn list(&self, version: Version) -> Option<&StatementList> {
@@ -1264,17 +1361,28 @@ impl Conformance {
 
         out.push_str("\n## Totals\n\n");
         out.push_str(
-            "| version | statements | with a test | with an enforcement site | with both | with neither |\n",
+            "| version | statements | with a test | no test, why given | with an enforcement site | with both | with neither |\n",
         );
-        out.push_str("|---|---:|---:|---:|---:|---:|\n");
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
         for (list, coverage) in &coverages {
             let t = Tally::of(&list.statements, coverage);
+            let explained = list
+                .statements
+                .iter()
+                .filter(|s| {
+                    coverage
+                        .get(s.id.as_str())
+                        .is_none_or(|c| c.tests.is_empty())
+                        && self.why_untestable(list.version, &s.id).is_some()
+                })
+                .count();
             out.push_str(&format!(
-                "| [{}](#mqtt-{}) | {} | {} | {} | {} | {} |\n",
+                "| [{}](#mqtt-{}) | {} | {} | {} | {} | {} | {} |\n",
                 list.version.label(),
                 list.version.label().replace('.', ""),
                 t.total,
                 t.tested,
+                explained,
                 t.enforced,
                 t.both,
                 t.neither
@@ -1282,7 +1390,9 @@ impl Conformance {
         }
 
         for (list, coverage) in &coverages {
-            render_version(&mut out, list, coverage);
+            render_version(&mut out, list, coverage, |id| {
+                self.why_untestable(list.version, id)
+            });
         }
         out
     }
@@ -1295,9 +1405,11 @@ const HEADER: &str = "# MQTT conformance matrix
 
 Every normative statement of MQTT 5.0 (`spec/mqtt-v5.0-statements.tsv`) and MQTT 3.1.1
 (`spec/mqtt-v3.1.1-statements.tsv`), with the tests that check it and the code that
-enforces it, as cited in the sources of `mqtt-codec/`, `mqtt-session/`,
-`fuzz/fuzz_targets/` and `conformance/`. `cargo test -p conformance` fails when this file
-is stale or when a citation names a statement that does not exist.
+enforces it, as cited in the sources of `mqtt-codec/`, `mqtt-session/`, `mqtt-broker/`,
+`fuzz/fuzz_targets/` and `conformance/`. A statement no test can check says why (from
+`spec/untestable.tsv`). `cargo test -p conformance` fails when this file is stale, when a
+citation names a statement that does not exist, or when a statement said to be untestable
+has a test.
 
 ## How to cite a statement
 
@@ -1377,7 +1489,12 @@ fn chapter_title(chapter: u32) -> &'static str {
     }
 }
 
-fn render_version(out: &mut String, list: &StatementList, coverage: &BTreeMap<&str, Coverage>) {
+fn render_version<'a>(
+    out: &mut String,
+    list: &StatementList,
+    coverage: &BTreeMap<&str, Coverage>,
+    why_untestable: impl Fn(&str) -> Option<&'a str>,
+) {
     let version = list.version;
     out.push_str(&format!(
         "\n## MQTT {}\n\nStatements from `{}`, in file order.\n",
@@ -1422,7 +1539,12 @@ fn render_version(out: &mut String, list: &StatementList, coverage: &BTreeMap<&s
     let empty = Coverage::default();
     for statement in &list.statements {
         let c = coverage.get(statement.id.as_str()).unwrap_or(&empty);
-        let tests: Vec<String> = c.tests.iter().map(render_test).collect();
+        let mut tests: Vec<String> = c.tests.iter().map(render_test).collect();
+        if tests.is_empty()
+            && let Some(why) = why_untestable(&statement.id)
+        {
+            tests.push(format!("none: {why}"));
+        }
         let enforced: Vec<String> = c
             .enforced
             .iter()
@@ -1821,6 +1943,12 @@ fn after() {
                     Site::Enforcement,
                 ),
             ],
+            untestable: vec![Untestable {
+                version: Version::V311,
+                id: "MQTT-3.1.2-10".to_owned(),
+                why: "a reason".to_owned(),
+                line: 3,
+            }],
         }
     }
 
@@ -1853,15 +1981,43 @@ fn after() {
     }
 
     #[test]
+    fn untestable_notes_are_parsed_and_checked() {
+        let notes = parse_untestable("# c\n\n3.1.1\tMQTT-3.1.2-10\twhy not\n").unwrap();
+        assert_eq!(notes.len(), 1);
+        assert_eq!((notes[0].version, notes[0].line), (Version::V311, 3));
+        assert!(parse_untestable("4.0\tMQTT-1\tx\n").is_err());
+        assert!(parse_untestable("3.1.1 MQTT-1 x\n").is_err());
+        let mut c = sample();
+        assert!(c.untestable_problems().is_empty());
+        // 5.0's MQTT-3.1.2-10 has a test; MQTT-9.9.9-9 is in no list.
+        c.untestable.push(Untestable {
+            version: Version::V5,
+            id: "MQTT-3.1.2-10".to_owned(),
+            why: "x".to_owned(),
+            line: 4,
+        });
+        c.untestable.push(Untestable {
+            version: Version::V5,
+            id: "MQTT-9.9.9-9".to_owned(),
+            why: "x".to_owned(),
+            line: 5,
+        });
+        let problems = c.untestable_problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains(":4: `MQTT-3.1.2-10` (5.0) has a test now"));
+        assert!(problems[1].contains(":5: `MQTT-9.9.9-9` is not in"));
+    }
+
+    #[test]
     fn markdown_lists_tests_and_enforcement_sites() {
         let md = sample().render_markdown();
         assert_eq!(md, sample().render_markdown());
         assert!(
-            md.contains("| [5.0](#mqtt-50) | 2 | 2 | 1 | 1 | 0 |"),
+            md.contains("| [5.0](#mqtt-50) | 2 | 2 | 0 | 1 | 1 | 0 |"),
             "{md}"
         );
         assert!(
-            md.contains("| [3.1.1](#mqtt-311) | 2 | 0 | 1 | 0 | 1 |"),
+            md.contains("| [3.1.1](#mqtt-311) | 2 | 0 | 1 | 1 | 0 | 1 |"),
             "{md}"
         );
         assert!(md.contains(
@@ -1869,7 +2025,7 @@ fn after() {
              `mqtt-codec::utf8` ([mqtt-codec/tests/t.rs](../mqtt-codec/tests/t.rs)) |  |"
         ));
         assert!(md.contains(
-            "| MQTT-3.1.2-10 | The same id in 3.1.1. |  | \
+            "| MQTT-3.1.2-10 | The same id in 3.1.1. | none: a reason | \
              [mqtt-codec/src/a.rs:7](../mqtt-codec/src/a.rs#L7) |"
         ));
         assert!(

@@ -37,6 +37,14 @@ fn every_cited_statement_exists() {
 }
 
 #[test]
+fn untestable_notes_name_untested_statements() {
+    let problems = load()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .untestable_problems();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
 fn conformance_md_is_current() {
     let path = workspace_root().join(DOC_PATH);
     let generated = load().unwrap_or_else(|e| panic!("{e}")).render_markdown();

@@ -1143,6 +1143,7 @@ fn mosquitto_pub_as(ctx: &Ctx, v: V, login: Option<(&str, &str)>, topic: &str) -
     (ok, proc.stderr())
 }
 
+// v3.1.1 [MQTT-7.0.0-2]: stock mosquitto clients and paho, no extension.
 // v5 [MQTT-3.1.4-2]: a password file written by mosquitto_passwd and
 // by `mqtt-broker passwd`; mosquitto_pub/sub and paho, both versions, with the right password,
 // a wrong one, none, and a User Name alone; the ACL's `user` block holds for the

@@ -402,6 +402,8 @@ fn args(list: &[&str]) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // TLS
 
+// v5 [MQTT-4.2.0-1], v3.1.1 [MQTT-7.1.1-1]: the server supports ordered, lossless byte streams
+// — TCP, TLS (here), WebSocket (below).
 #[test]
 fn tls_and_tcp_clients_exchange_messages_over_tls_1_3_and_1_2() {
     let dir = TempDir::new("tls-exchange");
@@ -839,6 +841,16 @@ fn a_websocket_text_frame_closes_the_connection() {
     let mut ws = Client::connected(WsBytes::new(socket), "w2");
     let mut plain = Client::connected(tcp(broker.addr), "p");
     exchange(&mut ws, &mut plain);
+    // v3.1.1 [MQTT-6.0.0-1]: the same for a text frame before any CONNECT, whichever version
+    // the client would speak (the WebSocket layer does not depend on it).
+    let mut socket = websocket(tcp(addr), &ws_url(addr, "ws", "/mqtt"));
+    socket.send(Message::Text("CONNECT".into())).unwrap();
+    match socket.read() {
+        Ok(Message::Close(frame)) => {
+            assert_eq!(frame.map(|f| f.code), Some(CloseCode::Unsupported));
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
 }
 
 /// The HTTP status of an upgrade request to `path` offering `protocol` (if any) that fails.
@@ -968,14 +980,28 @@ fn next_message(sub: &mut Proc) -> String {
     }
 }
 
-/// paho-mqtt over `transport` (`websockets`), TLS with `cafile`, publishes `payload` to `topic`
-/// on `port` and disconnects.
-fn paho_publish(dir: &TempDir, port: u16, cafile: Option<&str>, topic: &str, payload: &str) {
+/// paho-mqtt over `transport` (`websockets`), TLS with `cafile`, MQTT `version` (`5` or
+/// `3.1.1`), publishes `payload` to `topic` on `port` and disconnects.
+fn paho_publish(
+    dir: &TempDir,
+    port: u16,
+    cafile: Option<&str>,
+    version: &str,
+    topic: &str,
+    payload: &str,
+) {
     let mut command = Command::new("python3");
     command
         .arg(PAHO_CLIENT)
         .args(["--host", "localhost", "--port", &port.to_string()])
-        .args(["--id", "paho", "--transport", "websockets"])
+        .args([
+            "--id",
+            "paho",
+            "--transport",
+            "websockets",
+            "--version",
+            version,
+        ])
         .args(["--timeout", &STEP.as_secs().to_string()])
         .env("PYTHONUNBUFFERED", "1");
     if let Some(ca) = cafile {
@@ -994,6 +1020,8 @@ fn paho_publish(dir: &TempDir, port: u16, cafile: Option<&str>, topic: &str, pay
     paho.expect_success();
 }
 
+// v5 v3.1.1 [MQTT-6.0.0-2] [MQTT-6.0.0-3] [MQTT-6.0.0-4]: paho-mqtt's WebSocket transport
+// (it offers `mqtt`, and accepts the connection only with `mqtt` selected) with both versions.
 #[test]
 fn paho_over_websocket_and_websocket_over_tls_publishes_to_mosquitto_sub() {
     if !interop_enabled() {
@@ -1005,16 +1033,19 @@ fn paho_over_websocket_and_websocket_over_tls_publishes_to_mosquitto_sub() {
     a.extend(pki.server_args());
     let broker = start(&dir, &a);
 
-    let mut sub = mosquitto_sub(&dir, &broker, "interop/ws");
-    paho_publish(
-        &dir,
-        broker.listener("ws").port(),
-        None,
-        "interop/ws",
-        "over-ws",
-    );
-    assert_eq!(next_message(&mut sub), "MSG interop/ws over-ws");
-    broker.wait_for_log(&["connection opened", "transport=\"ws\""], 1);
+    for version in ["5", "3.1.1"] {
+        let mut sub = mosquitto_sub(&dir, &broker, "interop/ws");
+        paho_publish(
+            &dir,
+            broker.listener("ws").port(),
+            None,
+            version,
+            "interop/ws",
+            "over-ws",
+        );
+        assert_eq!(next_message(&mut sub), "MSG interop/ws over-ws");
+    }
+    broker.wait_for_log(&["connection opened", "transport=\"ws\""], 2);
 
     let mut sub = mosquitto_sub(&dir, &broker, "interop/wss");
     let ca = pki.path("ca.pem");
@@ -1022,6 +1053,7 @@ fn paho_over_websocket_and_websocket_over_tls_publishes_to_mosquitto_sub() {
         &dir,
         broker.listener("wss").port(),
         Some(&ca),
+        "5",
         "interop/wss",
         "over-wss",
     );

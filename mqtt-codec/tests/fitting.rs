@@ -160,3 +160,28 @@ fn a_publish_is_refused_not_trimmed() {
     assert_eq!(e.violation(), Violation::PacketTooLarge);
     assert!(buf.is_empty());
 }
+
+/// Topic Names and Topic Filters are UTF-8 strings of at most 65 535 bytes: a longer one
+/// cannot be made, and an encoded topic's length prefix can say no more. v5 v3.1.1
+/// [MQTT-4.7.3-3]
+#[test]
+fn topics_are_at_most_65535_bytes() {
+    use mqtt_codec::TopicFilter;
+    let longest = "a/".repeat(32_767) + "b";
+    assert_eq!(longest.len(), 65_535);
+    assert!(TopicName::try_from(longest.as_str()).is_ok());
+    assert!(TopicFilter::try_from(longest.as_str()).is_ok());
+    let too_long = longest.clone() + "c";
+    assert!(TopicName::try_from(too_long.as_str()).is_err());
+    assert!(TopicFilter::try_from(too_long.as_str()).is_err());
+    // The longest one round-trips in a PUBLISH (length prefix FF FF).
+    let p = Packet::Publish(Publish::new(
+        TopicName::try_from(longest.as_str()).unwrap(),
+        Bytes::from_static(b"x"),
+    ));
+    let mut buf = BytesMut::new();
+    p.encode(V5, &mut buf).unwrap();
+    let mut wire = buf.clone();
+    assert_eq!(decode(&mut wire), p);
+    assert!(buf.windows(2).any(|w| w == [0xFF, 0xFF]));
+}

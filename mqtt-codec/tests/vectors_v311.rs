@@ -96,6 +96,8 @@ fn connect_minimal() {
     assert_eq!((c.will, c.username, c.password), (None, None, None));
 }
 
+// v3.1.1 [MQTT-3.1.3-1]: the payload's fields in their order (decoded, and re-encoded byte for
+// byte).
 #[test]
 fn connect_with_will_user_name_and_password() {
     // CONNECT flags 0xF6 (User Name, Password, Will Retain, Will QoS 2, Will, Clean Session),

@@ -89,6 +89,8 @@ fn filter(text: &str) -> TopicFilter {
 // CONNECT
 // ---------------------------------------------------------------------------------------------
 
+// v5 [MQTT-2.2.2-1]: no properties is a Property Length of zero (the `00` after Keep Alive),
+// and re-encoding writes it.
 #[test]
 fn connect_minimal() {
     // CONNECT "MQTT" level 5, Clean Start, Keep Alive 60, no properties, empty Client Identifier.
@@ -100,6 +102,7 @@ fn connect_minimal() {
     assert_eq!((c.will, c.username, c.password), (None, None, None));
 }
 
+// v5 [MQTT-3.1.3-1]: the payload's fields in their order (decoded, and re-encoded byte for byte).
 #[test]
 fn connect_figure_3_6_with_will_user_name_and_password() {
     // The variable header of Figure 3-6 (flags 0xCE: User Name, Password, Will QoS 1, Will,

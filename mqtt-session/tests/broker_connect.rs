@@ -324,6 +324,18 @@ fn v311_a_connect_with_another_protocol_name_is_not_processed_as_mqtt() {
     );
 }
 
+// v3.1.1 [MQTT-3.2.2-6]: no return code of Table 3.1 fits a CONNECT that is not MQTT's (a
+// protocol name other than "MQTT"): the connection is closed without a CONNACK.
+#[test]
+fn v311_a_connect_that_is_not_mqtt_is_closed_without_a_connack() {
+    let mut sim = Sim::new();
+    let c = sim.open(ProtocolVersion::V3_1_1);
+    sim.send_bytes(&c, &raw_connect(b"MQTX", 4, 0x02, &lp(b"x")));
+    assert!(sim.is_closed(&c));
+    assert!(sim.recv_raw(&c).is_empty());
+    assert_eq!(sim.broker.session_count(), 0);
+}
+
 // v5 [MQTT-3.1.2-1] [MQTT-3.2.2-8]
 #[test]
 fn v5_a_connect_with_another_protocol_name_gets_at_most_a_5_0_connack_0x84() {

@@ -83,6 +83,7 @@ fn scripted(config: ClientConfig, props: Properties) -> Scripted {
 
 // v5 [MQTT-4.3.1-1] [MQTT-4.3.2-2] [MQTT-4.3.3-2] [MQTT-4.3.2-4] [MQTT-4.3.3-8] [MQTT-4.3.3-11]
 // v3.1.1 [MQTT-4.3.1-1] [MQTT-4.3.2-1] [MQTT-4.3.3-1] [MQTT-4.3.2-2] [MQTT-4.3.3-2]
+// [MQTT-4.5.0-2]
 #[test]
 fn qos_0_1_2_flows_in_both_directions_through_the_broker() {
     for version in [V5, V311] {
@@ -263,7 +264,7 @@ fn v5_mqtt_4_4_0_2_an_acknowledgement_of_a_publish_from_an_earlier_connection_en
 // ---- Re-delivery on resume ----------------------------------------------------------------------
 
 // v5 [MQTT-4.4.0-1] [MQTT-4.6.0-1] [MQTT-3.3.1-1]
-// v3.1.1 [MQTT-4.4.0-1] [MQTT-4.6.0-1] [MQTT-3.3.1-1]
+// v3.1.1 [MQTT-4.4.0-1] [MQTT-4.6.0-1] [MQTT-3.3.1-1] [MQTT-2.3.1-3]
 #[test]
 fn mqtt_4_4_0_1_unacknowledged_publishes_are_resent_with_dup_in_order_on_resume() {
     for version in [V5, V311] {

@@ -362,6 +362,8 @@ fn connect_v5() {
     run("connect", V::V5, connect);
 }
 
+// v3.1.1 [MQTT-7.1.2-1] [MQTT-7.0.0-2]: the client engine over TCP, with mosquitto as it is
+// (no extension needed on either side).
 #[test]
 fn connect_v311() {
     run("connect", V::V311, connect);

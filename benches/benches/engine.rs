@@ -965,8 +965,11 @@ fn connected_client() -> Client {
     config.connect_timeout = None;
     let mut client = Client::new(config).unwrap();
     client.handle_connected(NOW);
-    while client.poll_output().is_some() {}
+    // The CONNECT is pulled as a host would pull it (a transmit left unpulled would hold back
+    // the next `TransmitReady`).
+    assert_eq!(drain_client(&mut client), (1, 0, 0));
     client.handle_bytes(&encode(ConnAck::new(false, ReasonCode::SUCCESS)), NOW);
+    // (Its `Connected` event.)
     while client.poll_output().is_some() {}
     assert!(client.is_connected());
     client

@@ -4,6 +4,7 @@
 // question. `include!`d by `fuzz/fuzz_targets/host_files.rs` and by
 // `mqtt-broker/tests/fuzz_corpus.rs` (which replays the committed corpus on stable Rust).
 
+#[allow(unreachable_pub)] // `pub` for the fuzz target, which includes it at its crate root
 mod host_files_checks {
     use mqtt_broker::Settings;
     use mqtt_broker::acl::{Acl, Client};

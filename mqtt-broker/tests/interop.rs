@@ -35,7 +35,6 @@ mod tempdir;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::process::{ChildStdin, Command};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -49,44 +48,11 @@ const PAHO_CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/pa
 /// Whether the interop tests run: `MQTT_INTEROP=1` (set by `.ci/run` once it has installed the
 /// clients). Then a missing client fails the test; otherwise one line says they are skipped.
 fn interop_enabled() -> bool {
-    static ENABLED: OnceLock<bool> = OnceLock::new();
-    *ENABLED.get_or_init(|| {
-        if std::env::var_os("MQTT_INTEROP").is_none_or(|v| v != "1") {
-            // Straight to the standard error, past the test harness's capture, and once.
-            let _ = writeln!(
-                std::io::stderr(),
-                "interop tests skipped: MQTT_INTEROP is not 1, so mosquitto-clients and \
-                 paho-mqtt were not installed by .ci/run (run .ci/run, or install them and \
-                 export MQTT_INTEROP=1)"
-            );
-            return false;
-        }
-        for program in ["mosquitto_sub", "mosquitto_pub", "stdbuf"] {
-            // (`--help` exits 1 for the mosquitto clients: only whether they run matters.)
-            if let Err(e) = Command::new(program).arg("--help").output() {
-                panic!(
-                    "MQTT_INTEROP=1 but {program} cannot be run ({e}): install mosquitto-clients \
-                     (and coreutils), as .ci/run does"
-                );
-            }
-        }
-        let paho = Command::new("python3")
-            .args([
-                "-c",
-                "import sys, paho.mqtt; sys.exit(paho.mqtt.__version__.split('.')[0] != '2')",
-            ])
-            .output();
-        match paho {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => panic!(
-                "MQTT_INTEROP=1 but python3 has no paho-mqtt 2.x ({}): install it as .ci/run \
-                 does (python3 -m pip install 'paho-mqtt>=2,<3')",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-            Err(e) => panic!("MQTT_INTEROP=1 but python3 cannot be run: {e}"),
-        }
-        true
-    })
+    tempdir::interop_enabled(
+        "interop tests",
+        &["mosquitto_sub", "mosquitto_pub", "stdbuf"],
+        true,
+    )
 }
 
 /// The protocol version a client speaks.

@@ -56,14 +56,11 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn interop_enabled() -> bool {
-    let enabled = std::env::var_os("MQTT_INTEROP").is_some_and(|v| v == "1");
-    if !enabled {
-        let _ = writeln!(
-            std::io::stderr(),
-            "slow-consumer tests skipped: MQTT_INTEROP is not 1 (see .ci/run)"
-        );
-    }
-    enabled
+    tempdir::interop_enabled(
+        "slow-consumer tests",
+        &["mosquitto_sub", "mosquitto_pub"],
+        false,
+    )
 }
 
 /// A child process killed when dropped.

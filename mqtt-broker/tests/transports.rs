@@ -939,14 +939,11 @@ fn a_websocket_message_larger_than_the_maximum_packet_size_ends_the_connection()
 
 /// Whether the real clients run (see `interop.rs`): `MQTT_INTEROP=1`.
 fn interop_enabled() -> bool {
-    let enabled = std::env::var_os("MQTT_INTEROP").is_some_and(|v| v == "1");
-    if !enabled {
-        let _ = writeln!(
-            std::io::stderr(),
-            "interop test skipped: MQTT_INTEROP is not 1"
-        );
-    }
-    enabled
+    tempdir::interop_enabled(
+        "transport interop tests",
+        &["mosquitto_sub", "stdbuf"],
+        true,
+    )
 }
 
 const PAHO_CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/paho_client.py");

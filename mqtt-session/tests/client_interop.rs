@@ -25,7 +25,6 @@
 #[path = "../../mqtt-broker/tests/support/tempdir.rs"]
 mod tempdir;
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -39,29 +38,11 @@ use tempdir::{STEP, TempDir};
 /// mosquitto and mosquitto-clients). Then a missing program fails the test; otherwise one line
 /// says they are skipped.
 fn interop_enabled() -> bool {
-    static ENABLED: OnceLock<bool> = OnceLock::new();
-    *ENABLED.get_or_init(|| {
-        if std::env::var_os("MQTT_INTEROP").is_none_or(|v| v != "1") {
-            let _ = writeln!(
-                std::io::stderr(),
-                "client interop tests skipped: MQTT_INTEROP is not 1, so mosquitto was not \
-                 installed by .ci/run (run .ci/run, or install mosquitto and mosquitto-clients \
-                 and export MQTT_INTEROP=1)"
-            );
-            return false;
-        }
-        for program in ["mosquitto", "mosquitto_sub", "mosquitto_pub", "stdbuf"] {
-            // (`--help` / `-h` exit non-zero for mosquitto's programs: only whether they run
-            // matters.)
-            if let Err(e) = Command::new(program).arg("--help").output() {
-                panic!(
-                    "MQTT_INTEROP=1 but {program} cannot be run ({e}): install mosquitto and \
-                     mosquitto-clients (and coreutils), as .ci/run does"
-                );
-            }
-        }
-        true
-    })
+    tempdir::interop_enabled(
+        "client interop tests",
+        &["mosquitto", "mosquitto_sub", "mosquitto_pub", "stdbuf"],
+        false,
+    )
 }
 
 #[path = "support/example_binary.rs"]

@@ -550,7 +550,13 @@ impl Client {
             self.pump(now);
         }
         let n = self.outbox.len().min(max_bytes.max(1));
-        let data = self.outbox.split_to(n);
+        // All of it (the usual case): the buffer itself becomes the `Bytes`, without the shared
+        // header a split would allocate; the next packet starts a new buffer.
+        let data = if n == self.outbox.len() {
+            core::mem::take(&mut self.outbox)
+        } else {
+            self.outbox.split_to(n)
+        };
         if self.outbox.is_empty() {
             self.notified = false;
         }

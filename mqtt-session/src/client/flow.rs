@@ -88,6 +88,23 @@ impl Client {
                     .ok_or(ClientError::PacketIdsExhausted)?,
             ),
         };
+        // A QoS 0 message with nothing queued before it, on a connection whose outbox has room,
+        // is encoded at once, as `pump` would encode it first (the same checks were made above),
+        // without its trip through the queue (moves and a clone of the whole `Publish`).
+        if message.qos == QoS::AtMostOnce
+            && self.session.pending == 0
+            && self.server_limits().is_some()
+            && self.outbox.len() < super::OUTBOX_HIGH_WATER
+        {
+            if !self.send_publish(message, false, now) {
+                // v5 [MQTT-3.2.2-15] too large for the server: never sent.
+                self.event(ClientEvent::PublishDropped {
+                    packet_id: None,
+                    reason: DropReason::TooLarge,
+                });
+            }
+            return Ok(None);
+        }
         let id = message.packet_id;
         self.session.push(message);
         self.pump(now);

@@ -3,7 +3,7 @@
 
 use mqtt_codec::{
     Packet, PacketId, Properties, PubAck, PubComp, PubRec, PubRel, Publish, QoS, ReasonCode,
-    Subscribe, SubscriptionOptions, TopicFilter, TopicName, Unsubscribe,
+    Subscribe, SubscriptionOptions, TopicFilter, Unsubscribe,
 };
 
 use super::alias::AliasUse;
@@ -96,7 +96,7 @@ impl Client {
             && self.server_limits().is_some()
             && self.outbox.len() < super::OUTBOX_HIGH_WATER
         {
-            if !self.send_publish(message, false, now) {
+            if !self.send_publish(&message, false, now) {
                 // v5 [MQTT-3.2.2-15] too large for the server: never sent.
                 self.event(ClientEvent::PublishDropped {
                     packet_id: None,
@@ -285,8 +285,19 @@ impl Client {
             // v5 v3.1.1 [MQTT-4.3.1-1] at QoS 0,
             // v5 [MQTT-4.3.2-2] [MQTT-4.3.3-2] v3.1.1 [MQTT-4.3.2-1] [MQTT-4.3.3-1] at QoS 1, 2.
             let dup = out.sent_once && qos != QoS::AtMostOnce;
-            let publish = out.publish.clone();
-            if !self.send_publish(publish, dup, now) {
+            // Encoded from the queued message itself (no copy of it).
+            let version = self.version();
+            let sent = encode_publish(
+                &out.publish,
+                dup,
+                self.conn.as_mut(),
+                version,
+                &mut self.outbox,
+                now,
+            );
+            if sent {
+                self.transmit_ready();
+            } else {
                 // v5 [MQTT-3.2.2-15] too large for the server: never sent.
                 if let Some(out) = self.session.remove_at(i) {
                     self.event(ClientEvent::PublishDropped {
@@ -308,32 +319,19 @@ impl Client {
 
     /// Sends one PUBLISH, with a topic alias when the strategy gives one (see
     /// [`alias`](super::alias)); `false` when it exceeds the server's Maximum Packet Size.
-    fn send_publish(&mut self, mut publish: Publish, dup: bool, now: Timestamp) -> bool {
-        let v5 = self.version().is_v5();
-        let Some(conn) = self.conn.as_ref() else {
-            return false;
-        };
-        publish.dup = dup;
-        let alias = if v5 {
-            conn.outbound_aliases.lookup(&publish.topic)
-        } else {
-            AliasUse::None
-        };
-        let topic = publish.topic.clone();
-        match alias {
-            AliasUse::None => {}
-            AliasUse::Establish(a) => publish.properties.topic_alias = Some(a),
-            AliasUse::Use(a) => {
-                publish.properties.topic_alias = Some(a);
-                publish.topic = TopicName::empty();
-            }
-        }
-        if self.send(&Packet::Publish(publish), now).is_err() {
+    fn send_publish(&mut self, publish: &Publish, dup: bool, now: Timestamp) -> bool {
+        let version = self.version();
+        if !encode_publish(
+            publish,
+            dup,
+            self.conn.as_mut(),
+            version,
+            &mut self.outbox,
+            now,
+        ) {
             return false;
         }
-        if let (AliasUse::Establish(a), Some(conn)) = (alias, self.conn.as_mut()) {
-            conn.outbound_aliases.established(topic, a);
-        }
+        self.transmit_ready();
         true
     }
 
@@ -536,4 +534,52 @@ impl Client {
             reason_codes,
         });
     }
+}
+
+/// Encodes one PUBLISH for the server into `outbox`, as a copy of `publish` with `dup` set and
+/// the Topic Alias the strategy gives (see [`alias`](super::alias)) would be encoded, without
+/// making the copy; `false` (nothing written) when there is no connection or it exceeds the
+/// server's Maximum Packet Size (v5 [MQTT-3.2.2-15]).
+fn encode_publish(
+    publish: &Publish,
+    dup: bool,
+    conn: Option<&mut super::Connection>,
+    version: mqtt_codec::ProtocolVersion,
+    outbox: &mut bytes::BytesMut,
+    now: Timestamp,
+) -> bool {
+    let Some(conn) = conn else {
+        return false;
+    };
+    let alias = if version.is_v5() {
+        conn.outbound_aliases.lookup(&publish.topic)
+    } else {
+        AliasUse::None
+    };
+    let (topic_alias, omit_topic) = match alias {
+        AliasUse::None => (None, false),
+        AliasUse::Establish(a) => (Some(a), false),
+        AliasUse::Use(a) => (Some(a), true),
+    };
+    let delivery = mqtt_codec::Delivery {
+        dup,
+        qos: publish.qos,
+        retain: publish.retain,
+        packet_id: publish.packet_id,
+        omit_topic,
+        topic_alias,
+        message_expiry_interval: publish.properties.message_expiry_interval,
+        subscription_identifiers: &publish.properties.subscription_identifiers,
+    };
+    if publish
+        .encode_delivery(&delivery, version, conn.limits.maximum_packet_size, outbox)
+        .is_err()
+    {
+        return false;
+    }
+    conn.last_sent = now;
+    if let AliasUse::Establish(a) = alias {
+        conn.outbound_aliases.established(publish.topic.clone(), a);
+    }
+    true
 }

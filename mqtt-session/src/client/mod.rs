@@ -592,11 +592,16 @@ impl Client {
         let max = conn.limits.maximum_packet_size;
         packet.encode_fitting(version, max, &mut self.outbox)?;
         conn.last_sent = now;
+        self.transmit_ready();
+        Ok(())
+    }
+
+    /// Says `TransmitReady` once, until the host has pulled everything.
+    fn transmit_ready(&mut self) {
         if !self.notified {
             self.notified = true;
             self.out.push_back(Pending::TransmitReady);
         }
-        Ok(())
     }
 
     /// The server broke the protocol: DISCONNECT with `reason_code` (MQTT 5.0, once connected),

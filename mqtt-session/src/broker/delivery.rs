@@ -594,7 +594,7 @@ impl<P: Policy> Broker<P> {
 
     /// Completes the outbound message `seq` (acknowledged, or refused with an error code) and
     /// tells the host when the freed send quota lets more go, with one lookup of the session.
-    fn settle(&mut self, client_id: &str, seq: u64) {
+    fn settle(&mut self, client_id: &Arc<str>, slot: usize, seq: u64) {
         let Self {
             sessions,
             connections,
@@ -602,7 +602,7 @@ impl<P: Policy> Broker<P> {
             config,
             ..
         } = self;
-        let Some(session) = sessions.get_mut(client_id) else {
+        let Some(session) = sessions.get_mut_hinted(client_id, Some((slot, client_id))) else {
             return;
         };
         complete_in(session, client_id, seq, pending);
@@ -611,19 +611,22 @@ impl<P: Policy> Broker<P> {
 
     // ---- acknowledgements of outgoing messages ----------------------------------------------
 
-    /// The session of `connection` (its Client Identifier, shared rather than copied) and the
-    /// sequence number of its in-flight message with Packet Identifier `id`, when that message
-    /// is in a state `expected` accepts.
+    /// The session of `connection` (its Client Identifier, shared rather than copied, and its
+    /// slot: found again without hashing) and the sequence number of its in-flight message with
+    /// Packet Identifier `id`, when that message is in a state `expected` accepts.
     fn inflight_for_ack(
         &self,
         connection: ConnectionId,
         id: PacketId,
         expected: fn(OutState, QoS) -> bool,
-    ) -> Option<(Arc<str>, u64)> {
-        let client_id = self.connections.get(&connection)?.client_id.as_deref()?;
-        let session = self.sessions.get(client_id)?;
+    ) -> Option<(Arc<str>, usize, u64)> {
+        let conn = self.connections.get(&connection)?;
+        let client_id = conn.client_id.as_deref()?;
+        let (slot, session) = self
+            .sessions
+            .get_cached(client_id, conn.session_ref.as_ref())?;
         let out = session.outbound.get(session.find_inflight(id)?)?;
-        expected(out.state, out.qos).then(|| (Arc::clone(&session.client_id), out.seq))
+        expected(out.state, out.qos).then(|| (Arc::clone(&session.client_id), slot, out.seq))
     }
 
     pub(super) fn handle_puback(
@@ -634,10 +637,10 @@ impl<P: Policy> Broker<P> {
     ) {
         // [MQTT-4.3.2-3] unacknowledged until PUBACK; [MQTT-4.4.0-2] an error code also ends it.
         let expected = |state, qos| matches!((state, qos), (OutState::Sent(_), QoS::AtLeastOnce));
-        let Some((client_id, seq)) = self.inflight_for_ack(connection, id, expected) else {
+        let Some((client_id, slot, seq)) = self.inflight_for_ack(connection, id, expected) else {
             return;
         };
-        self.settle(&client_id, seq);
+        self.settle(&client_id, slot, seq);
     }
 
     pub(super) fn handle_pubrec(
@@ -647,7 +650,7 @@ impl<P: Policy> Broker<P> {
         reason: ReasonCode,
     ) {
         let expected = |state, qos| matches!((state, qos), (OutState::Sent(_), QoS::ExactlyOnce));
-        let Some((client_id, seq)) = self.inflight_for_ack(connection, id, expected) else {
+        let Some((client_id, slot, seq)) = self.inflight_for_ack(connection, id, expected) else {
             // A PUBREC for a flow we do not have: answer PUBREL 0x92 (5.0).
             let mut rel = PubRel::new(id);
             if self.version_of(connection).is_some_and(|v| v.is_v5()) {
@@ -658,12 +661,15 @@ impl<P: Policy> Broker<P> {
         };
         if reason.is_error() {
             // [MQTT-4.4.0-2] [MQTT-4.8.2-6] treated as acknowledged; not retransmitted.
-            self.settle(&client_id, seq);
+            self.settle(&client_id, slot, seq);
             return;
         }
         // [MQTT-4.3.3-4] PUBREL with the same Packet Identifier; [MQTT-4.3.3-6] the PUBLISH is
         // not sent again.
-        let Some(session) = self.sessions.get_mut(&client_id) else {
+        let Some(session) = self
+            .sessions
+            .get_mut_hinted(&client_id, Some((slot, &client_id)))
+        else {
             return;
         };
         let durable = session.is_durable();
@@ -685,10 +691,10 @@ impl<P: Policy> Broker<P> {
     pub(super) fn handle_pubcomp(&mut self, connection: ConnectionId, id: PacketId) {
         // [MQTT-4.3.3-5] the PUBREL is unacknowledged until PUBCOMP.
         let expected = |state, _| matches!(state, OutState::Released(_));
-        let Some((client_id, seq)) = self.inflight_for_ack(connection, id, expected) else {
+        let Some((client_id, slot, seq)) = self.inflight_for_ack(connection, id, expected) else {
             return;
         };
-        self.settle(&client_id, seq);
+        self.settle(&client_id, slot, seq);
     }
 
     // ---- SUBSCRIBE / UNSUBSCRIBE ------------------------------------------------------------

@@ -134,6 +134,21 @@ impl Sessions {
             .is_some_and(|s| Arc::ptr_eq(&s.client_id, owner))
     }
 
+    /// The session of `client_id` and its slot, found through `cache` (a connection's
+    /// [`SessionRef`]) without hashing when the cache still names that session's slot.
+    #[inline]
+    pub(crate) fn get_cached(
+        &self,
+        client_id: &str,
+        cache: Option<&SessionRef>,
+    ) -> Option<(usize, &Session)> {
+        let slot = match cache {
+            Some(r) if self.holds(r.slot, &r.client_id) => r.slot,
+            _ => *self.index.get(client_id)?,
+        };
+        Some((slot, self.slots.get(slot)?.as_ref()?))
+    }
+
     /// The session of `client_id`, found in the slot of `hint` when that slot still holds the
     /// session whose `client_id` is the hint's `Arc`: the same session as
     /// [`Sessions::get_mut`], without hashing when the hint is right.

@@ -76,15 +76,7 @@ impl Store {
             return Ok(());
         }
         let txn = self.db.begin_write()?;
-        let mut key = self.next_key;
-        {
-            let mut table = txn.open_table(RECORDS)?;
-            for record in records {
-                let value = serde_json::to_vec(record)?;
-                table.insert(key, value.as_slice())?;
-                key = key.saturating_add(1);
-            }
-        }
+        let key = insert_from(&txn, self.next_key, records)?;
         txn.commit()?;
         self.len = self.len.saturating_add(key - self.next_key);
         self.next_key = key;
@@ -98,15 +90,7 @@ impl Store {
     pub(crate) fn replace_all(&mut self, records: &[StorageRecord]) -> Result<(), BoxError> {
         let txn = self.db.begin_write()?;
         txn.delete_table(RECORDS)?;
-        let mut key = 0u64;
-        {
-            let mut table = txn.open_table(RECORDS)?;
-            for record in records {
-                let value = serde_json::to_vec(record)?;
-                table.insert(key, value.as_slice())?;
-                key = key.saturating_add(1);
-            }
-        }
+        let key = insert_from(&txn, 0, records)?;
         txn.commit()?;
         self.next_key = key;
         self.len = key;
@@ -124,4 +108,21 @@ impl Store {
     pub(crate) fn len(&self) -> u64 {
         self.len
     }
+}
+
+/// Inserts `records` as JSON under the keys `first`, `first + 1`, … in `txn`; returns the key
+/// after the last one.
+fn insert_from(
+    txn: &redb::WriteTransaction,
+    first: u64,
+    records: &[StorageRecord],
+) -> Result<u64, BoxError> {
+    let mut table = txn.open_table(RECORDS)?;
+    let mut key = first;
+    for record in records {
+        let value = serde_json::to_vec(record)?;
+        table.insert(key, value.as_slice())?;
+        key = key.saturating_add(1);
+    }
+    Ok(key)
 }

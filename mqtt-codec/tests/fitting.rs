@@ -10,8 +10,9 @@
 
 use bytes::{Bytes, BytesMut};
 use mqtt_codec::{
-    Auth, ConnAck, Decoder, Disconnect, Packet, PacketId, ProtocolVersion, PubAck, PubComp, PubRec,
-    PubRel, Publish, ReasonCode, SubAck, TopicName, UnsubAck, Utf8String, Violation,
+    Auth, ConnAck, Decoder, Disconnect, Packet, PacketId, Properties, ProtocolVersion, PubAck,
+    PubComp, PubRec, PubRel, Publish, ReasonCode, SubAck, TopicName, UnsubAck, Utf8String,
+    Violation,
 };
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -43,21 +44,11 @@ fn packets() -> Vec<Packet> {
         }),
     ];
     for p in &mut packets {
-        let props = match p {
-            Packet::ConnAck(p) => &mut p.properties,
-            Packet::PubAck(p) => &mut p.properties,
-            Packet::PubRec(p) => &mut p.properties,
-            Packet::PubRel(p) => &mut p.properties,
-            Packet::PubComp(p) => &mut p.properties,
-            Packet::SubAck(p) => &mut p.properties,
-            Packet::UnsubAck(p) => &mut p.properties,
-            Packet::Disconnect(p) => &mut p.properties,
-            Packet::Auth(p) => {
-                p.properties.authentication_method = Some(Utf8String::try_from("X").unwrap());
-                &mut p.properties
-            }
-            _ => unreachable!(),
-        };
+        let auth = matches!(p, Packet::Auth(_));
+        let props = props_mut(p);
+        if auth {
+            props.authentication_method = Some(Utf8String::try_from("X").unwrap());
+        }
         props.reason_string = Some(Utf8String::try_from("a reason string of some length").unwrap());
         props.user_properties.push((
             Utf8String::try_from("key").unwrap(),
@@ -65,6 +56,22 @@ fn packets() -> Vec<Packet> {
         ));
     }
     packets
+}
+
+/// The properties of one of the packets of [`packets`].
+fn props_mut(p: &mut Packet) -> &mut Properties {
+    match p {
+        Packet::ConnAck(p) => &mut p.properties,
+        Packet::PubAck(p) => &mut p.properties,
+        Packet::PubRec(p) => &mut p.properties,
+        Packet::PubRel(p) => &mut p.properties,
+        Packet::PubComp(p) => &mut p.properties,
+        Packet::SubAck(p) => &mut p.properties,
+        Packet::UnsubAck(p) => &mut p.properties,
+        Packet::Disconnect(p) => &mut p.properties,
+        Packet::Auth(p) => &mut p.properties,
+        _ => unreachable!(),
+    }
 }
 
 fn size(p: &Packet) -> u32 {
@@ -82,18 +89,7 @@ fn decode(bytes: &mut BytesMut) -> Packet {
 /// Strips the optional properties: `reason` the Reason String, `users` the User Properties.
 fn without(p: &Packet, reason: bool, users: bool) -> Packet {
     let mut p = p.clone();
-    let props = match &mut p {
-        Packet::ConnAck(p) => &mut p.properties,
-        Packet::PubAck(p) => &mut p.properties,
-        Packet::PubRec(p) => &mut p.properties,
-        Packet::PubRel(p) => &mut p.properties,
-        Packet::PubComp(p) => &mut p.properties,
-        Packet::SubAck(p) => &mut p.properties,
-        Packet::UnsubAck(p) => &mut p.properties,
-        Packet::Disconnect(p) => &mut p.properties,
-        Packet::Auth(p) => &mut p.properties,
-        _ => unreachable!(),
-    };
+    let props = props_mut(&mut p);
     if reason {
         props.reason_string = None;
     }

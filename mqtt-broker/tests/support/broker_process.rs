@@ -5,14 +5,13 @@
 //! killed when its handle drops, so a failure never hangs the run. The including test declares
 //! `support/tempdir.rs` as `mod tempdir` too.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub(crate) use crate::tempdir::{STEP, TempDir};
-use std::sync::mpsc;
+
 use std::time::{Duration, Instant};
 
 /// The broker binary (cargo builds it before the integration tests).
@@ -58,15 +57,7 @@ impl Broker {
             .spawn()
             .expect("spawn the broker");
         let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = crate::tempdir::line_reader(stdout);
         // The listeners besides plain TCP that the arguments ask for, each printed on a line of
         // its own after the plain one.
         let others = extra

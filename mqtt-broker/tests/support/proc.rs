@@ -4,7 +4,6 @@
 //! when dropped, so a failure never hangs the run. Included by `interop.rs` and
 //! `client_interop.rs` (each declares `broker_process` too).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,15 +42,7 @@ impl Proc {
             .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
         let stdout = child.stdout.take().unwrap();
         let stdin = child.stdin.take();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = crate::tempdir::line_reader(stdout);
         let proc = Self {
             name: name.to_owned(),
             child,

@@ -2,11 +2,11 @@
 //! whether the tests that drive real MQTT programs run (shared by mqtt-broker's and
 //! mqtt-session's process-level tests, included with `#[path]`).
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
 
 /// How long any one step may take.
@@ -83,4 +83,18 @@ pub(crate) fn interop_enabled(what: &str, programs: &[&str], paho: bool) -> bool
         }
         true
     })
+}
+
+/// The lines of a child's output, read by a thread of their own, as they come.
+pub(crate) fn line_reader(output: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }

@@ -125,12 +125,13 @@ fn fanout(subscribers: usize, qos: QoS, publishes: usize) {
     drain(&mut broker);
     let mut deliveries = 0;
     for k in 0..publishes {
-        let id = u16::try_from(k % 60_000 + 1).unwrap();
+        // Packet identifiers run through 1..=65535 and wrap, as the engine allocates them.
+        let id = u16::try_from(k % 65_535 + 1).unwrap();
         broker.handle_bytes(publisher, &publish_bytes("fan/out/topic", qos, id), now);
         deliveries += drain(&mut broker).0;
         if qos != QoS::AtMostOnce {
-            // Each subscriber's k-th message has packet identifier k+1 (the engine allocates
-            // them in order).
+            // Each subscriber's k-th message has packet identifier k mod 65535 + 1 (the engine
+            // allocates them in order, and every earlier one has been acknowledged).
             let ack = encode(&Packet::PubAck(PubAck::new(PacketId::new(id).unwrap())));
             for &c in &conns {
                 broker.handle_bytes(c, &ack, now);

@@ -12,7 +12,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::error::{Error, Violation};
 use crate::packet::Packet;
 use crate::types::vbi::read_vbi;
-use crate::types::{PacketType, ProtocolVersion};
+use crate::types::{PacketId, PacketType, ProtocolVersion};
 
 /// The result of decoding from a buffer that may not hold a whole packet yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,6 +215,35 @@ impl Decoder {
         frame.advance(header.header_length);
         let body = frame.freeze();
         self.decode_frame(header, &body).map(Some)
+    }
+
+    /// Takes a short acknowledgement from the start of `buf`: a PUBACK, PUBREC, PUBREL or
+    /// PUBCOMP with a Remaining Length of 2 (a Packet Identifier, reason Success, no
+    /// properties), the packets a busy connection receives most, without building a
+    /// [`Packet`]. `None`, removing nothing, when the start of `buf` is anything else,
+    /// including a malformed acknowledgement: [`Decoder::decode`] then decodes it or says what
+    /// is wrong. What it takes, [`Decoder::decode`] would have returned as that packet.
+    #[inline]
+    pub fn decode_short_ack(&mut self, buf: &mut BytesMut) -> Option<(PacketType, PacketId)> {
+        // Before the version is known (a server's first packet must be CONNECT) the general
+        // path decides.
+        self.version?;
+        let &[first, 2, hi, lo, ..] = buf.as_ref() else {
+            return None;
+        };
+        let ty = match first {
+            0x40 => PacketType::PubAck,
+            0x50 => PacketType::PubRec,
+            0x62 => PacketType::PubRel,
+            0x70 => PacketType::PubComp,
+            _ => return None,
+        };
+        if self.max_packet_size < 4 {
+            return None;
+        }
+        let id = PacketId::new(u16::from_be_bytes([hi, lo]))?;
+        buf.advance(4);
+        Some((ty, id))
     }
 
     #[inline]

@@ -39,6 +39,7 @@ pub use unsuback::UnsubAck;
 pub use unsubscribe::Unsubscribe;
 
 use crate::error::{Error, Violation};
+use crate::reason_code::ReasonCode;
 use crate::types::vbi::put_vbi;
 use crate::types::{PacketType, ProtocolVersion, VBI_MAX, vbi_len};
 
@@ -348,6 +349,71 @@ impl Packet {
         }
     }
 
+    /// A PUBACK, PUBREC, PUBREL or PUBCOMP without properties (what a broker or client sends
+    /// most) written without the general pass over the properties: `Some(total)` when written,
+    /// `None` when the packet is not such an acknowledgement or is not valid as it is (the
+    /// general path then says why). The bytes are the general path's.
+    fn encode_plain_ack(
+        &self,
+        version: ProtocolVersion,
+        max_packet_size: u32,
+        buf: &mut BytesMut,
+    ) -> Option<usize> {
+        let (ty, id, code, props) = match self {
+            Self::PubAck(p) => (
+                PacketType::PubAck,
+                p.packet_id,
+                p.reason_code,
+                &p.properties,
+            ),
+            Self::PubRec(p) => (
+                PacketType::PubRec,
+                p.packet_id,
+                p.reason_code,
+                &p.properties,
+            ),
+            Self::PubRel(p) => (
+                PacketType::PubRel,
+                p.packet_id,
+                p.reason_code,
+                &p.properties,
+            ),
+            Self::PubComp(p) => (
+                PacketType::PubComp,
+                p.packet_id,
+                p.reason_code,
+                &p.properties,
+            ),
+            _ => return None,
+        };
+        if !props.is_empty() {
+            return None;
+        }
+        // 3.1.1 has no reason code; 5.0 leaves out Success without properties.
+        let with_code = if version.is_v5() {
+            if !code.is_valid_for(ty) {
+                return None;
+            }
+            code != ReasonCode::SUCCESS
+        } else if code == ReasonCode::SUCCESS {
+            false
+        } else {
+            return None;
+        };
+        let total: u8 = if with_code { 5 } else { 4 };
+        if u32::from(total) > max_packet_size {
+            return None;
+        }
+        buf.reserve(usize::from(total));
+        buf.put_u8((ty as u8) << 4 | ty.required_flags());
+        buf.put_u8(total - 2);
+        buf.put_u16(id.get());
+        if with_code {
+            buf.put_u8(code.0);
+        }
+        Some(usize::from(total))
+    }
+
     /// The properties of a packet whose Reason String and User Properties the sender leaves
     /// out when they would exceed the receiver's Maximum Packet Size.
     fn optional_properties_mut(&mut self) -> Option<&mut crate::Properties> {
@@ -376,6 +442,19 @@ impl Packet {
     /// # Errors
     /// Whatever the decoder would reject in this packet, or its size.
     pub fn encode_limited(
+        &self,
+        version: ProtocolVersion,
+        max_packet_size: u32,
+        buf: &mut BytesMut,
+    ) -> Result<usize, Error> {
+        match self.encode_plain_ack(version, max_packet_size, buf) {
+            Some(total) => Ok(total),
+            None => self.encode_general(version, max_packet_size, buf),
+        }
+    }
+
+    /// [`Packet::encode_limited`] through the general pass: checks, sizes, then writes.
+    fn encode_general(
         &self,
         version: ProtocolVersion,
         max_packet_size: u32,
@@ -411,5 +490,72 @@ impl Packet {
         });
         debug_assert_eq!(buf.len() - start, total, "{:?}", self.packet_type());
         Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{PubAck, PubComp, PubRec, PubRel};
+    use crate::types::PacketId;
+
+    /// The acknowledgements' short path writes exactly what the general path writes, and
+    /// leaves to it every packet it cannot write (invalid reason codes, 3.1.1 failures, a
+    /// maximum packet size too small), so that the error is the general path's.
+    #[test]
+    fn plain_acks_match_the_general_path() {
+        let versions = [
+            ProtocolVersion::V3_1,
+            ProtocolVersion::V3_1_1,
+            ProtocolVersion::V5,
+        ];
+        let mut checked = 0;
+        for version in versions {
+            for id in [1_u16, 0x1234, u16::MAX] {
+                let Some(id) = PacketId::new(id) else {
+                    continue;
+                };
+                for code in 0..=u8::MAX {
+                    let code = ReasonCode(code);
+                    let packets = [
+                        Packet::PubAck(PubAck {
+                            reason_code: code,
+                            ..PubAck::new(id)
+                        }),
+                        Packet::PubRec(PubRec {
+                            reason_code: code,
+                            ..PubRec::new(id)
+                        }),
+                        Packet::PubRel(PubRel {
+                            reason_code: code,
+                            ..PubRel::new(id)
+                        }),
+                        Packet::PubComp(PubComp {
+                            reason_code: code,
+                            ..PubComp::new(id)
+                        }),
+                    ];
+                    for packet in packets {
+                        for max in [3, 4, 5, u32::MAX] {
+                            let mut fast = BytesMut::new();
+                            let mut general = BytesMut::new();
+                            let expected = packet.encode_general(version, max, &mut general);
+                            match packet.encode_plain_ack(version, max, &mut fast) {
+                                Some(n) => {
+                                    checked += 1;
+                                    assert_eq!(expected.ok(), Some(n), "{packet:?} {version:?}");
+                                    assert_eq!(fast, general, "{packet:?} {version:?} {max}");
+                                }
+                                None => assert!(
+                                    expected.is_err(),
+                                    "{packet:?} {version:?} {max}: general path wrote it"
+                                ),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 100, "the short path wrote only {checked} packets");
     }
 }

@@ -654,6 +654,19 @@ impl<P: Policy> Broker<P> {
             if conn.pending_auth.is_some() {
                 return;
             }
+            // The acknowledgements a busy subscriber sends most, without building a Packet.
+            if conn.state == ConnState::Connected
+                && let Some((ty, id)) = conn.decoder.decode_short_ack(&mut conn.read_buf)
+            {
+                conn.last_activity = now;
+                match ty {
+                    PacketType::PubAck => self.handle_puback(connection, id, ReasonCode::SUCCESS),
+                    PacketType::PubRec => self.handle_pubrec(connection, id, ReasonCode::SUCCESS),
+                    PacketType::PubRel => self.handle_pubrel(connection, id),
+                    _ => self.handle_pubcomp(connection, id),
+                }
+                continue;
+            }
             match conn.decoder.decode(&mut conn.read_buf) {
                 Ok(Some(packet)) => {
                     conn.last_activity = now;
@@ -774,14 +787,30 @@ impl<P: Policy> Broker<P> {
     /// Encodes `packet` into `connection`'s outbox, refusing it when larger than the client's
     /// Maximum Packet Size [MQTT-3.1.2-24]. Returns whether it was queued.
     fn send(&mut self, connection: ConnectionId, packet: &Packet) -> bool {
+        let gate = self.out.last_record;
         let Some(conn) = self.connections.get_mut(&connection) else {
             return false;
         };
-        let mut bytes = BytesMut::new();
-        if !encode(conn, packet, &mut bytes) {
+        // [MQTT-3.1.2-24] within the client's Maximum Packet Size: a Reason String or User
+        // Properties that would exceed it are left out. Encoded straight onto the outbox's
+        // last chunk when it has the same gate (no buffer of its own to allocate and merge).
+        let (version, max) = (conn.version, conn.client_maximum_packet_size);
+        let written = match conn.outbox.back_mut() {
+            Some((g, chunk)) if *g == gate => packet.encode_fitting(version, max, chunk).ok(),
+            _ => {
+                let mut bytes = BytesMut::new();
+                let written = packet.encode_fitting(version, max, &mut bytes).ok();
+                if written.is_some() {
+                    conn.outbox.push_back((gate, bytes));
+                }
+                written
+            }
+        };
+        let Some(written) = written else {
             return false;
-        }
-        self.queue_bytes(connection, bytes);
+        };
+        conn.outbox_bytes += written;
+        self.after_queue(connection, gate);
         true
     }
 
@@ -793,11 +822,21 @@ impl<P: Policy> Broker<P> {
             return;
         }
         let gate = self.out.last_record;
-        let backlog = self.config.max_connection_backlog;
         let Some(conn) = self.connections.get_mut(&connection) else {
             return;
         };
         push_outbox(conn, gate, bytes);
+        self.after_queue(connection, gate);
+    }
+
+    /// What follows bytes added to `connection`'s outbox under `gate`: the host is told (at
+    /// once, or when the gate is committed), and a client whose outbox grew past the backlog
+    /// (it does not read its acknowledgements) is paused.
+    fn after_queue(&mut self, connection: ConnectionId, gate: u64) {
+        let backlog = self.config.max_connection_backlog;
+        let Some(conn) = self.connections.get_mut(&connection) else {
+            return;
+        };
         if gate <= self.committed {
             notify(&mut self.out, connection, conn);
         } else if self.gated.back() != Some(&(gate, connection)) {

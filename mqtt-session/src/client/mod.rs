@@ -501,6 +501,18 @@ impl Client {
             let Some(conn) = self.conn.as_mut() else {
                 return;
             };
+            // The acknowledgements a busy publisher receives most, without building a Packet.
+            if conn.state == ConnState::Connected
+                && let Some((ty, id)) = conn.decoder.decode_short_ack(&mut conn.read_buf)
+            {
+                match ty {
+                    PacketType::PubAck => self.handle_puback(id, ReasonCode::SUCCESS, now),
+                    PacketType::PubRec => self.handle_pubrec(id, ReasonCode::SUCCESS, now),
+                    PacketType::PubRel => self.handle_pubrel(id, now),
+                    _ => self.handle_pubcomp(id, ReasonCode::SUCCESS, now),
+                }
+                continue;
+            }
             match conn.decoder.decode(&mut conn.read_buf) {
                 Ok(Some(packet)) => self.handle_packet(packet, now),
                 Ok(None) => return,

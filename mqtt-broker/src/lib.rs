@@ -33,8 +33,9 @@
 //!
 //! # Durability
 //!
-//! State lives in `DIR/broker.redb`: a table of the engine's `StorageRecord`s as JSON, keyed by
-//! a `u64` sequence. Records are committed (fsync) before anything that depends on them is sent
+//! State lives in `DIR/broker.redb`: a table of the engine's `StorageRecord`s in the binary
+//! record format of `mqtt_session::broker::record` (messages in their wire form), keyed by a
+//! `u64` sequence; [`dump`] (`mqtt-broker dump DIR`) prints them readably. Records are committed (fsync) before anything that depends on them is sent
 //! — *persist, then send* — so a SIGKILL at any moment loses nothing the broker acknowledged.
 //! At startup the records are replayed with `Broker::restore`, then the table is replaced by
 //! `Broker::snapshot()` in one transaction (compaction, also done while running as the log
@@ -77,6 +78,36 @@ pub enum Error {
     /// The storage failed: nothing that depends on what was not committed has been sent.
     #[error("storage: {0}")]
     Storage(#[source] BoxError),
+}
+
+/// Writes every stored record of the data directory `dir` to `out`, one per line: its key,
+/// a tab, the record as JSON (what `mqtt-broker dump DIR` prints). A data directory of an
+/// earlier broker (JSON records) is migrated to the binary format first, as a start would.
+/// Returns how many records were written.
+///
+/// # Errors
+/// `dir` holds no `broker.redb`, the file is in use by a running broker, a record does not
+/// decode, or `out` fails.
+pub fn dump(dir: &std::path::Path, out: &mut dyn std::io::Write) -> Result<u64, Error> {
+    let file = dir.join(store::FILE_NAME);
+    if !file.is_file() {
+        return Err(Error::Storage(
+            format!("{}: no such file (not a data directory?)", file.display()).into(),
+        ));
+    }
+    let store = store::Store::open(dir).map_err(Error::Storage)?;
+    let records = store.load_keyed().map_err(Error::Storage)?;
+    let io = |source| Error::Io {
+        context: "cannot write the dump".to_owned(),
+        source,
+    };
+    for (key, record) in &records {
+        let json = serde_json::to_string(record)
+            .map_err(|e| Error::Storage(format!("record {key}: {e}").into()))?;
+        writeln!(out, "{key}\t{json}").map_err(io)?;
+    }
+    out.flush().map_err(io)?;
+    Ok(records.len() as u64)
 }
 
 /// Errors of the parts that only report them (storage).

@@ -154,6 +154,12 @@ enum Command {
         /// users of the machine).
         password: Option<String>,
     },
+    /// Prints every record stored in the data directory DIR, one per line: its key, a tab,
+    /// the record as JSON. The broker must not be running on DIR.
+    Dump {
+        /// The data directory (the broker's --data-dir).
+        dir: PathBuf,
+    },
 }
 
 /// The settings: the defaults, then the configuration file, then the flags given on the
@@ -224,6 +230,16 @@ fn main() -> ExitCode {
     }) = &cli.command
     {
         return passwd(file, user, password.as_deref());
+    }
+    if let Some(Command::Dump { dir }) = &cli.command {
+        let mut out = std::io::stdout().lock();
+        return match mqtt_broker::dump(dir, &mut out) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mqtt-broker dump: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let result = settings(&cli, &matches)
         .map_err(mqtt_broker::Error::from)

@@ -1,20 +1,32 @@
-//! Durable storage of the broker's records: one redb table, `records`, keyed by a `u64`
-//! sequence number, whose values are the [`StorageRecord`]s as JSON (serde_json: readable with
-//! any redb tool, and the records are serde data already).
+//! Durable storage of the broker's records: a redb file, `broker.redb`, with two tables:
+//!
+//! - `records`: a `u64` sequence number → one [`StorageRecord`] in the binary form of
+//!   [`mqtt_session::broker::record`] (messages in their wire form);
+//! - `meta`: `"format"` → the record format the file holds ([`RECORD_FORMAT`]).
 //!
 //! Every write is one redb write transaction, committed with redb's default durability
 //! (`Durability::Immediate`: the data is on disk when `commit` returns), so what the broker
-//! acknowledged after a commit survives a SIGKILL or a power cut.
+//! acknowledged after a commit survives a SIGKILL or a power cut. A transaction either
+//! commits whole or not at all, so there is no torn record to recover from.
+//!
+//! A file without `meta` was written by an earlier broker, whose records were JSON: [`Store::
+//! open`] migrates it to the binary form in one transaction (a crash leaves either layout
+//! whole). A file whose format is newer than this broker's, or a record that does not decode,
+//! stops the start with an error naming the file and the record: nothing is dropped silently.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use bytes::{Bytes, BytesMut};
 use mqtt_session::broker::StorageRecord;
+use mqtt_session::broker::record::{RECORD_FORMAT, decode_record, encode_record};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::BoxError;
 
-/// The record log: sequence number → JSON of a `StorageRecord`.
+/// The record log: sequence number → one binary record.
 const RECORDS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("records");
+/// What the file holds: `"format"` → the record format.
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 
 /// The file inside the data directory.
 pub(crate) const FILE_NAME: &str = "broker.redb";
@@ -23,28 +35,32 @@ pub(crate) const FILE_NAME: &str = "broker.redb";
 #[derive(Debug)]
 pub(crate) struct Store {
     db: Database,
+    path: PathBuf,
     /// The key of the next record appended.
     next_key: u64,
     /// How many records the table holds.
     len: u64,
+    /// Reused for each record's bytes.
+    scratch: BytesMut,
 }
 
 impl Store {
-    /// Opens (or creates) `dir/broker.redb`, creating `dir` if needed.
+    /// Opens (or creates) `dir/broker.redb`, creating `dir` if needed, and migrates a file of
+    /// JSON records (an earlier broker's) to the binary form.
     pub(crate) fn open(dir: &Path) -> Result<Self, BoxError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
         let path = dir.join(FILE_NAME);
         let db = Database::create(&path)
             .map_err(|e| format!("cannot open the database {}: {e}", path.display()))?;
-        let txn = db.begin_write()?;
-        txn.open_table(RECORDS)?;
-        txn.commit()?;
         let mut store = Self {
             db,
+            path,
             next_key: 0,
             len: 0,
+            scratch: BytesMut::new(),
         };
+        store.check_format()?;
         let txn = store.db.begin_read()?;
         let table = txn.open_table(RECORDS)?;
         store.len = table.len()?;
@@ -55,16 +71,85 @@ impl Store {
         Ok(store)
     }
 
-    /// Every record, in the order they were appended.
+    /// Creates the tables of an empty file, migrates a JSON one, refuses a newer format.
+    fn check_format(&mut self) -> Result<(), BoxError> {
+        let txn = self.db.begin_write()?;
+        let format = txn.open_table(META)?.get("format")?.map(|v| v.value());
+        match format {
+            Some(f) if f == u64::from(RECORD_FORMAT) => {
+                txn.open_table(RECORDS)?;
+                txn.commit()?;
+                Ok(())
+            }
+            Some(f) => Err(format!(
+                "{}: records in format {f}, but this broker reads format {RECORD_FORMAT} \
+                 (written by a newer broker?)",
+                self.path.display()
+            )
+            .into()),
+            None => {
+                // An empty new file, or JSON records from an earlier broker.
+                let json: Vec<(u64, StorageRecord)> = {
+                    let table = txn.open_table(RECORDS)?;
+                    let mut json = Vec::new();
+                    for entry in table.iter()? {
+                        let (key, value) = entry?;
+                        let record = serde_json::from_slice(value.value()).map_err(|e| {
+                            format!(
+                                "{}: record {} is neither binary with a format nor JSON: {e}",
+                                self.path.display(),
+                                key.value()
+                            )
+                        })?;
+                        json.push((key.value(), record));
+                    }
+                    json
+                };
+                if !json.is_empty() {
+                    tracing::info!(
+                        file = %self.path.display(),
+                        records = json.len(),
+                        "migrating JSON records to the binary record format {RECORD_FORMAT}"
+                    );
+                }
+                {
+                    let mut table = txn.open_table(RECORDS)?;
+                    for (key, record) in &json {
+                        let value = encode(&mut self.scratch, record)?;
+                        table.insert(*key, value)?;
+                    }
+                }
+                txn.open_table(META)?
+                    .insert("format", u64::from(RECORD_FORMAT))?;
+                txn.commit()?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Every record, in the order they were appended. A record that does not decode stops
+    /// the load with an error naming it.
     pub(crate) fn load(&self) -> Result<Vec<StorageRecord>, BoxError> {
+        self.load_keyed()
+            .map(|records| records.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// Every record with its key, in order.
+    pub(crate) fn load_keyed(&self) -> Result<Vec<(u64, StorageRecord)>, BoxError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(RECORDS)?;
-        let mut records = Vec::new();
+        let mut records = Vec::with_capacity(usize::try_from(table.len()?).unwrap_or(0));
         for entry in table.iter()? {
             let (key, value) = entry?;
-            let record = serde_json::from_slice(value.value())
-                .map_err(|e| format!("stored record {} cannot be read: {e}", key.value()))?;
-            records.push(record);
+            let bytes = Bytes::copy_from_slice(value.value());
+            let record = decode_record(&bytes).map_err(|e| {
+                format!(
+                    "{}: stored record {} cannot be read: {e}",
+                    self.path.display(),
+                    key.value()
+                )
+            })?;
+            records.push((key.value(), record));
         }
         Ok(records)
     }
@@ -76,7 +161,7 @@ impl Store {
             return Ok(());
         }
         let txn = self.db.begin_write()?;
-        let key = insert_from(&txn, self.next_key, records)?;
+        let key = self.insert_from(&txn, self.next_key, records)?;
         txn.commit()?;
         self.len = self.len.saturating_add(key - self.next_key);
         self.next_key = key;
@@ -90,7 +175,7 @@ impl Store {
     pub(crate) fn replace_all(&mut self, records: &[StorageRecord]) -> Result<(), BoxError> {
         let txn = self.db.begin_write()?;
         txn.delete_table(RECORDS)?;
-        let key = insert_from(&txn, 0, records)?;
+        let key = self.insert_from(&txn, 0, records)?;
         txn.commit()?;
         self.next_key = key;
         self.len = key;
@@ -108,21 +193,29 @@ impl Store {
     pub(crate) fn len(&self) -> u64 {
         self.len
     }
+
+    /// Inserts `records` under the keys `first`, `first + 1`, … in `txn`; returns the key
+    /// after the last one.
+    fn insert_from(
+        &mut self,
+        txn: &redb::WriteTransaction,
+        first: u64,
+        records: &[StorageRecord],
+    ) -> Result<u64, BoxError> {
+        let mut table = txn.open_table(RECORDS)?;
+        let mut key = first;
+        for record in records {
+            let value = encode(&mut self.scratch, record)?;
+            table.insert(key, value)?;
+            key = key.saturating_add(1);
+        }
+        Ok(key)
+    }
 }
 
-/// Inserts `records` as JSON under the keys `first`, `first + 1`, … in `txn`; returns the key
-/// after the last one.
-fn insert_from(
-    txn: &redb::WriteTransaction,
-    first: u64,
-    records: &[StorageRecord],
-) -> Result<u64, BoxError> {
-    let mut table = txn.open_table(RECORDS)?;
-    let mut key = first;
-    for record in records {
-        let value = serde_json::to_vec(record)?;
-        table.insert(key, value.as_slice())?;
-        key = key.saturating_add(1);
-    }
-    Ok(key)
+/// `record`'s binary form, in `scratch` (cleared first).
+fn encode<'a>(scratch: &'a mut BytesMut, record: &StorageRecord) -> Result<&'a [u8], BoxError> {
+    scratch.clear();
+    encode_record(record, scratch).map_err(|e| format!("a record cannot be stored: {e}"))?;
+    Ok(&scratch[..])
 }

@@ -48,14 +48,21 @@ impl SubscriptionOptions {
         }
     }
 
-    fn byte(self) -> u8 {
+    /// The Subscription Options byte as a SUBSCRIBE carries it (section 3.8.3.1).
+    #[must_use]
+    pub fn to_byte(self) -> u8 {
         self.qos.bits()
             | u8::from(self.no_local) << 2
             | u8::from(self.retain_as_published) << 3
             | (self.retain_handling as u8) << 4
     }
 
-    fn from_byte(b: u8, v5: bool) -> Result<Self, Violation> {
+    /// Reads a Subscription Options byte (`v5`: MQTT 5.0's layout; otherwise only the QoS
+    /// bits may be set).
+    ///
+    /// # Errors
+    /// Reserved bits set, a Maximum QoS of 3 or a Retain Handling of 3.
+    pub fn from_byte(b: u8, v5: bool) -> Result<Self, Violation> {
         // v5 [MQTT-3.8.3-5] The Server MUST treat a SUBSCRIBE packet as malformed if any of
         // Reserved bits in the Payload are non-zero. (3.1.1: bits 7-2 are reserved.)
         let reserved = if v5 { 0b1100_0000 } else { 0b1111_1100 };
@@ -205,7 +212,7 @@ impl Body for Subscribe {
         }
         for (f, o) in &self.filters {
             put_utf8(buf, f.as_utf8());
-            buf.put_u8(o.byte());
+            buf.put_u8(o.to_byte());
         }
     }
 }

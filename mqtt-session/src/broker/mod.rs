@@ -56,6 +56,7 @@ mod connect;
 mod delivery;
 mod message;
 mod policy;
+pub mod record;
 mod restore;
 mod session;
 mod storage;

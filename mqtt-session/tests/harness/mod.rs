@@ -811,7 +811,15 @@ impl World {
         while let Some(out) = self.broker.poll_output() {
             match out {
                 Output::Persist { seq, record } => {
-                    self.records.push(record);
+                    // Every record goes through its stored (binary) form, as a host keeps it:
+                    // what is restored is what was decoded.
+                    let mut buf = bytes::BytesMut::new();
+                    mqtt_session::broker::record::encode_record(&record, &mut buf)
+                        .expect("a broker's record encodes");
+                    let decoded = mqtt_session::broker::record::decode_record(&buf.freeze())
+                        .expect("an encoded record decodes");
+                    assert_eq!(decoded, record, "binary record round trip");
+                    self.records.push(decoded);
                     self.broker.handle_committed(seq);
                 }
                 Output::TransmitReady { connection } => {

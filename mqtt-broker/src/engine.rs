@@ -1,18 +1,21 @@
-//! The engine task: owns the [`Broker`] and the [`Store`], and is the only place either is
-//! touched. Connection tasks talk to it over channels:
+//! The engine task: owns the [`Broker`], and is the only place it is touched; the storage
+//! thread owns the [`Store`]. Connection tasks talk to the engine over channels:
 //!
 //! ```text
 //!  accept loop ──Accepted──┐
 //!  reader tasks ──Bytes/Closed──► engine ──WriteCmd──► one writer task per connection
-//!  writer tasks ──Written/Closed──┘ │
-//!                                   └── redb (commit, then handle_committed)
+//!  writer tasks ──Written/Closed──┘ │ ▲
+//!                            Write  ▼ │ Committed
+//!                            storage thread (redb)
 //! ```
 //!
 //! Each turn of the loop takes the inputs that are ready (up to [`BATCH`]), feeds them to the
-//! broker with the current time, fires due deadlines, then drains every output: all `Persist`
-//! records of the turn go into one redb transaction, committed durably, and then reported with
-//! `handle_committed` (group commit; the engine releases nothing that depends on a record
-//! before that).
+//! broker with the current time, fires due deadlines, then drains every output: the `Persist`
+//! records of the turn go to the storage thread, and the engine goes on with its other
+//! connections while they are committed. The storage thread commits everything that reached
+//! it while its previous commit ran in one redb transaction (group commit), durably, and
+//! reports the last sequence number; the engine then calls `handle_committed`. The broker
+//! releases nothing that depends on a record before that (persist, then send).
 //!
 //! Transmit is pulled (`docs/design/engine-io.md`): each writer holds at most [`WRITE_CREDIT`]
 //! chunks of at most [`WRITE_CHUNK`] bytes, and says `Written` after each; the engine calls
@@ -40,7 +43,7 @@ use crate::BoxError;
 use crate::acl::Acl;
 use crate::password::PasswordFile;
 use crate::policy::BrokerPolicy;
-use crate::store::Store;
+use crate::store::{Committed, Store, StoreThread, Write};
 use crate::sys::{ByteCounters, SysTopics};
 use crate::transport::{Accepted, Stream};
 
@@ -152,7 +155,15 @@ struct Conn {
 /// The engine: the broker, its storage and its connections.
 pub(crate) struct Engine {
     broker: Broker<BrokerPolicy>,
-    store: Store,
+    /// The storage thread, and what it reports.
+    store: StoreThread,
+    committed: mpsc::UnboundedReceiver<Committed>,
+    /// The sequence number of the last record handed to the storage thread.
+    last_seq: Option<u64>,
+    /// The last sequence number the storage thread reported durable.
+    durable: u64,
+    /// How many records the log holds (committed or on their way).
+    log_len: u64,
     /// Password checks that may run at once (each a slow hash on a blocking thread).
     auth_permits: std::sync::Arc<Semaphore>,
     clock: Clock,
@@ -185,20 +196,28 @@ pub(crate) struct EngineOptions {
 }
 
 impl Engine {
-    /// An engine for a restored broker whose storage was just compacted.
+    /// An engine for a restored broker whose storage was just compacted; starts the storage
+    /// thread.
     pub(crate) fn new(
         broker: Broker<BrokerPolicy>,
         store: Store,
         mut clock: Clock,
         inputs: mpsc::Sender<Input>,
         options: EngineOptions,
-    ) -> Self {
-        let compact_at = compaction_point(store.len());
+    ) -> Result<Self, BoxError> {
+        let log_len = store.len();
+        let compact_at = compaction_point(log_len);
+        let (committed_tx, committed) = mpsc::unbounded_channel();
+        let store = StoreThread::spawn(store, committed_tx)?;
         let sys = SysTopics::new(options.sys_interval, clock.now());
         let checks = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        Self {
+        Ok(Self {
             broker,
             store,
+            committed,
+            last_seq: None,
+            durable: 0,
+            log_len,
             auth_permits: std::sync::Arc::new(Semaphore::new(checks)),
             clock,
             conns: BTreeMap::new(),
@@ -212,7 +231,7 @@ impl Engine {
             refused_logged_at: None,
             sys,
             bytes: ByteCounters::default(),
-        }
+        })
     }
 
     /// Runs until `shutdown` completes (then closes every connection, persists what that
@@ -251,6 +270,11 @@ impl Engine {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
+                committed = self.committed.recv() => match committed {
+                    Some(Committed::Upto(seq)) => self.on_committed(seq),
+                    Some(Committed::Failed(e)) => return Err(e),
+                    None => return Err("the storage thread ended".into()),
+                },
                 input = inputs.recv() => {
                     let Some(input) = input else { break };
                     self.handle(input);
@@ -265,6 +289,12 @@ impl Engine {
             }
         }
         self.shut_down().await
+    }
+
+    /// The storage thread committed every record up to `seq`.
+    fn on_committed(&mut self, seq: u64) {
+        self.durable = self.durable.max(seq);
+        self.broker.handle_committed(seq);
     }
 
     /// Feeds one input to the broker.
@@ -413,27 +443,30 @@ impl Engine {
                     other => actions.push(other),
                 }
             }
-            if !records.is_empty() {
-                // Durable when `append` returns.
-                self.store.append(&records)?;
-                if self.store.len() >= self.compact_at {
-                    // Every output has been drained, so the snapshot is exactly what the log
-                    // says.
-                    let snapshot = self.broker.snapshot();
-                    self.store.replace_all(&snapshot)?;
-                    self.compact_at = compaction_point(self.store.len());
-                    tracing::debug!(records = snapshot.len(), "storage compacted");
-                }
-            }
+            let persisted = !records.is_empty();
             if let Some(seq) = last_seq {
-                self.broker.handle_committed(seq);
+                // Committed by the storage thread while the engine goes on; what depends on
+                // these records waits for `Committed::Upto` (a thread that has failed reports
+                // it there, and the loop stops).
+                self.last_seq = Some(seq);
+                self.log_len = self.log_len.saturating_add(records.len() as u64);
+                self.store.submit(Write::Append(records), seq);
+                if self.log_len >= self.compact_at {
+                    // Every output has been drained, so the snapshot is exactly what the log
+                    // says, including what is still on its way to the disk.
+                    let snapshot = self.broker.snapshot();
+                    self.log_len = snapshot.len() as u64;
+                    self.compact_at = compaction_point(self.log_len);
+                    tracing::debug!(records = snapshot.len(), "storage compacted");
+                    self.store.submit(Write::Replace(snapshot), seq);
+                }
             }
             let acted = !actions.is_empty();
             for action in actions {
                 self.act(action);
             }
             let wrote = self.pull_writes();
-            if records.is_empty() && !acted && !wrote {
+            if !persisted && !acted && !wrote {
                 return Ok(());
             }
         }
@@ -603,6 +636,19 @@ impl Engine {
         let now = self.clock.now();
         self.broker.handle_shutdown(now);
         self.flush()?;
+        // The DISCONNECTs wait for the records of the sessions' ends: until those are
+        // committed.
+        while let Some(seq) = self.last_seq {
+            if self.durable >= seq {
+                break;
+            }
+            match self.committed.recv().await {
+                Some(Committed::Upto(seq)) => self.on_committed(seq),
+                Some(Committed::Failed(e)) => return Err(e),
+                None => return Err("the storage thread ended".into()),
+            }
+            self.flush()?;
+        }
         for (_, c) in std::mem::take(&mut self.conns) {
             c.reader.abort();
             if c.writes.try_send(WriteCmd::Close).is_err() {
@@ -619,11 +665,27 @@ impl Engine {
             writers.abort_all();
         }
         let snapshot = self.broker.snapshot();
-        self.store.replace_all(&snapshot)?;
+        let records = snapshot.len();
+        self.store
+            .submit(Write::Replace(snapshot), self.last_seq.unwrap_or(0));
+        // Waits for every commit, this one last.
+        let finished = self.store.finish().is_some();
+        let mut failed = None;
+        while let Ok(report) = self.committed.try_recv() {
+            if let Committed::Failed(e) = report {
+                failed = Some(e);
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if !finished {
+            return Err("the storage thread ended before saving the state".into());
+        }
         tracing::info!(
             sessions = self.broker.session_count(),
             retained = self.broker.retained_count(),
-            records = snapshot.len(),
+            records,
             "state saved"
         );
         Ok(())

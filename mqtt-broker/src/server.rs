@@ -257,10 +257,13 @@ impl Server {
             max_connections: self.settings.max_connections,
             sys_interval: self.settings.sys_interval,
         };
-        let result = Engine::new(self.broker, self.store, self.clock, self.inputs, options)
-            .run(self.queue, shutdown)
-            .await
-            .map_err(Error::Storage);
+        let result = match Engine::new(self.broker, self.store, self.clock, self.inputs, options) {
+            Ok(engine) => engine
+                .run(self.queue, shutdown)
+                .await
+                .map_err(Error::Storage),
+            Err(e) => Err(Error::Storage(e)),
+        };
         for task in accept {
             task.abort();
         }

@@ -182,6 +182,36 @@ impl Store {
         Ok(())
     }
 
+    /// Carries out `batch` in one transaction, in order, and commits it durably: group
+    /// commit. A crash leaves all of it or none.
+    pub(crate) fn commit_batch(&mut self, batch: &[Write]) -> Result<(), BoxError> {
+        // A replacement makes everything before it moot.
+        let start = batch
+            .iter()
+            .rposition(|w| matches!(w, Write::Replace(_)))
+            .unwrap_or(0);
+        let txn = self.db.begin_write()?;
+        let (mut next_key, mut len) = (self.next_key, self.len);
+        for write in batch.get(start..).unwrap_or_default() {
+            match write {
+                Write::Append(records) => {
+                    let key = self.insert_from(&txn, next_key, records)?;
+                    len = len.saturating_add(key - next_key);
+                    next_key = key;
+                }
+                Write::Replace(records) => {
+                    txn.delete_table(RECORDS)?;
+                    next_key = self.insert_from(&txn, 0, records)?;
+                    len = next_key;
+                }
+            }
+        }
+        txn.commit()?;
+        self.next_key = next_key;
+        self.len = len;
+        Ok(())
+    }
+
     /// Gives the space of deleted records back to the file system (only possible while no
     /// transaction is open, so at startup).
     pub(crate) fn shrink_file(&mut self) -> Result<(), BoxError> {
@@ -218,4 +248,87 @@ fn encode<'a>(scratch: &'a mut BytesMut, record: &StorageRecord) -> Result<&'a [
     scratch.clear();
     encode_record(record, scratch).map_err(|e| format!("a record cannot be stored: {e}"))?;
     Ok(&scratch[..])
+}
+
+/// A change of the log, as the engine hands it to the storage thread.
+#[derive(Debug)]
+pub(crate) enum Write {
+    /// Records appended.
+    Append(Vec<StorageRecord>),
+    /// The whole log replaced by a snapshot (compaction).
+    Replace(Vec<StorageRecord>),
+}
+
+/// What the storage thread reports.
+#[derive(Debug)]
+pub(crate) enum Committed {
+    /// Every record up to this engine sequence number is durable.
+    Upto(u64),
+    /// A commit failed: nothing after the last `Upto` is durable, and the thread has ended.
+    Failed(BoxError),
+}
+
+/// The storage thread: it owns the [`Store`] and commits what the engine hands it, every
+/// write that arrived while the previous commit was running in one transaction (group
+/// commit). The engine goes on routing meanwhile; what depends on a record is released when
+/// its [`Committed::Upto`] arrives (`Broker::handle_committed`).
+#[derive(Debug)]
+pub(crate) struct StoreThread {
+    writes: Option<std::sync::mpsc::Sender<(Write, u64)>>,
+    thread: Option<std::thread::JoinHandle<Store>>,
+}
+
+impl StoreThread {
+    /// Starts the thread; it reports on `committed`.
+    pub(crate) fn spawn(
+        mut store: Store,
+        committed: tokio::sync::mpsc::UnboundedSender<Committed>,
+    ) -> Result<Self, BoxError> {
+        let (tx, rx) = std::sync::mpsc::channel::<(Write, u64)>();
+        let thread = std::thread::Builder::new()
+            .name("mqtt-broker-store".to_owned())
+            .spawn(move || {
+                let mut batch = Vec::new();
+                while let Ok(first) = rx.recv() {
+                    batch.push(first);
+                    while let Ok(more) = rx.try_recv() {
+                        batch.push(more);
+                    }
+                    let upto = batch.iter().map(|(_, seq)| *seq).max().unwrap_or(0);
+                    let writes: Vec<Write> = batch.drain(..).map(|(w, _)| w).collect();
+                    match store.commit_batch(&writes) {
+                        Ok(()) => {
+                            if committed.send(Committed::Upto(upto)).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = committed.send(Committed::Failed(e));
+                            break;
+                        }
+                    }
+                }
+                store
+            })?;
+        Ok(Self {
+            writes: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands `write` to the thread; `seq` is the engine's sequence number of its last record.
+    /// Returns false when the thread has ended (after a failed commit, reported on its
+    /// channel).
+    pub(crate) fn submit(&self, write: Write, seq: u64) -> bool {
+        self.writes
+            .as_ref()
+            .is_some_and(|tx| tx.send((write, seq)).is_ok())
+    }
+
+    /// Waits until everything submitted is committed (or the thread failed), and returns the
+    /// store.
+    pub(crate) fn finish(mut self) -> Option<Store> {
+        self.writes = None;
+        self.thread.take().and_then(|t| t.join().ok())
+    }
 }

@@ -36,11 +36,12 @@ use mqtt_session::broker::{
 };
 use mqtt_session::codec::ReasonCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::BoxError;
 use crate::acl::Acl;
+use crate::link::{Link, ReadState, ReaderEnd, WriteCmd, WriterEnd, link};
 use crate::password::PasswordFile;
 use crate::policy::BrokerPolicy;
 use crate::store::{Committed, Store, StoreThread, Write};
@@ -59,8 +60,10 @@ pub(crate) const INPUT_QUEUE: usize = 64;
 const WRITE_CREDIT: usize = 2;
 /// The most bytes pulled from the engine for one write.
 const WRITE_CHUNK: usize = 64 * 1024;
-/// Bytes read from a socket at a time.
+/// The most bytes read from a socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
+/// The read buffer of a connection that sends little (an idle one holds this much).
+const READ_MIN: usize = 256;
 /// How long a closing connection's writer may take to write its last bytes.
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 /// The longest the engine sleeps without looking at the clock again.
@@ -88,28 +91,6 @@ pub(crate) enum Input {
     Reload(Acl, Option<PasswordFile>),
 }
 
-/// What a connection's reader may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReadState {
-    /// Read and hand the bytes to the engine.
-    Reading,
-    /// Wait (back-pressure, a pending decision).
-    Paused,
-    /// The broker closed the connection: read and discard what the peer still sends, for at
-    /// most [`CLOSE_FLUSH`], so that closing the socket with unread input does not reset the
-    /// connection before the peer has read the broker's DISCONNECT.
-    Draining,
-}
-
-/// What the engine tells a writer task.
-#[derive(Debug)]
-enum WriteCmd {
-    /// Write these bytes.
-    Data(Bytes),
-    /// Close the connection (after what was queued before).
-    Close,
-}
-
 /// The wall clock as milliseconds since the UNIX epoch, never going backwards (persisted
 /// deadlines keep their meaning across restarts).
 #[derive(Debug, Default)]
@@ -134,11 +115,10 @@ impl Clock {
 #[derive(Debug)]
 struct Conn {
     peer: SocketAddr,
-    writes: mpsc::Sender<WriteCmd>,
+    /// The writer's queue and the reader's state (`PauseReading` / `ResumeReading`).
+    link: Link,
     reader: AbortHandle,
     writer: AbortHandle,
-    /// Whether the reader may read (`PauseReading` / `ResumeReading`).
-    reading: watch::Sender<ReadState>,
     /// Input that arrived while paused (read before the reader saw the pause): handed to the
     /// engine when it resumes, so that a paused client really is not read.
     held: Vec<Bytes>,
@@ -368,8 +348,7 @@ impl Engine {
         let peer = info.peer.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
         let conn = self.broker.handle_connection_opened_with(info, now);
         let (read, write) = tokio::io::split(stream);
-        let (writes, queue) = mpsc::channel(WRITE_CREDIT + 1);
-        let (reading, may_read) = watch::channel(ReadState::Reading);
+        let (link, may_read, queue) = link();
         let reader = self
             .readers
             .spawn(read_loop(conn, read, self.inputs.clone(), may_read));
@@ -380,10 +359,9 @@ impl Engine {
             conn,
             Conn {
                 peer,
-                writes,
+                link,
                 reader,
                 writer,
-                reading,
                 held: Vec::new(),
                 closed_after_held: false,
                 credit: WRITE_CREDIT,
@@ -489,7 +467,7 @@ impl Engine {
                 };
                 pulled = true;
                 self.bytes.sent = self.bytes.sent.saturating_add(data.len() as u64);
-                if c.writes.try_send(WriteCmd::Data(data)).is_err() {
+                if c.link.send(WriteCmd::Data(data)).is_err() {
                     // The writer has ended (its write failed).
                     failed.push(id);
                     break;
@@ -523,15 +501,15 @@ impl Engine {
                     // Graceful close: the reader drains what the peer still sends while the
                     // writer sends the farewell (a DISCONNECT with a reason code) and shuts
                     // its side; the socket closes when both are done.
-                    c.reading.send_replace(ReadState::Draining);
+                    c.link.set_read_state(ReadState::Draining);
                     let reader = c.reader;
                     tokio::spawn(async move {
                         tokio::time::sleep(CLOSE_FLUSH).await;
                         reader.abort();
                     });
                     let sent = (farewell.is_empty()
-                        || c.writes.try_send(WriteCmd::Data(farewell)).is_ok())
-                        && c.writes.try_send(WriteCmd::Close).is_ok();
+                        || c.link.send(WriteCmd::Data(farewell)).is_ok())
+                        && c.link.send(WriteCmd::Close).is_ok();
                     if sent {
                         // A writer stuck on a client that does not read is not waited for.
                         let writer = c.writer;
@@ -548,13 +526,13 @@ impl Engine {
             Output::PauseReading { connection } => {
                 tracing::debug!(conn = connection.0, "reading paused");
                 if let Some(c) = self.conns.get(&connection) {
-                    c.reading.send_replace(ReadState::Paused);
+                    c.link.set_read_state(ReadState::Paused);
                 }
             }
             Output::ResumeReading { connection } => {
                 tracing::debug!(conn = connection.0, "reading resumed");
                 if let Some(c) = self.conns.get_mut(&connection) {
-                    c.reading.send_replace(ReadState::Reading);
+                    c.link.set_read_state(ReadState::Reading);
                     let held = std::mem::take(&mut c.held);
                     let now = self.clock.now();
                     for data in held {
@@ -651,7 +629,7 @@ impl Engine {
         }
         for (_, c) in std::mem::take(&mut self.conns) {
             c.reader.abort();
-            if c.writes.try_send(WriteCmd::Close).is_err() {
+            if c.link.send(WriteCmd::Close).is_err() {
                 c.writer.abort();
             }
         }
@@ -812,23 +790,36 @@ async fn read_loop(
     conn: ConnectionId,
     mut read: ReadHalf<Stream>,
     inputs: mpsc::Sender<Input>,
-    mut state: watch::Receiver<ReadState>,
+    state: ReaderEnd,
 ) {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // Sized on demand: an idle connection holds a small buffer, one that fills its buffer on
+    // every read gets a larger one (up to READ_CHUNK), and shrinks back when reads get small.
+    let mut want = READ_MIN;
+    let mut buf = BytesMut::new();
     loop {
         // Paused (back-pressure): wait until the engine resumes it (or closes it).
-        let current = match state.wait_for(|s| *s != ReadState::Paused).await {
-            Ok(s) => *s,
-            Err(_) => return,
+        let Some(current) = state.wait_unpaused().await else {
+            return;
         };
         if current == ReadState::Draining {
             return drain(read).await;
         }
-        buf.reserve(READ_CHUNK);
+        if buf.capacity() < want {
+            // A fresh allocation (the previous one stays with the bytes handed over).
+            buf = BytesMut::with_capacity(want);
+        }
+        let room = buf.capacity();
         match read.read_buf(&mut buf).await {
             Ok(0) => break,
-            Ok(_) => {
-                if *state.borrow() == ReadState::Draining {
+            Ok(n) => {
+                want = if n == room {
+                    (want * 2).min(READ_CHUNK)
+                } else if n < want / 4 {
+                    (want / 2).max(READ_MIN)
+                } else {
+                    want
+                };
+                if state.state() == ReadState::Draining {
                     return drain(read).await;
                 }
                 if inputs
@@ -852,7 +843,9 @@ async fn read_loop(
 /// Reads and discards until the peer closes or the read fails (the engine aborts the task
 /// after [`CLOSE_FLUSH`] otherwise).
 async fn drain(mut read: ReadHalf<Stream>) {
-    let mut scratch = [0u8; 4096];
+    // On the heap: an array here would be part of every reader task's future, draining or
+    // not.
+    let mut scratch = vec![0u8; 4096];
     while let Ok(n) = read.read(&mut scratch).await {
         if n == 0 {
             return;
@@ -866,7 +859,7 @@ async fn drain(mut read: ReadHalf<Stream>) {
 async fn write_loop(
     conn: ConnectionId,
     mut write: WriteHalf<Stream>,
-    mut queue: mpsc::Receiver<WriteCmd>,
+    queue: WriterEnd,
     inputs: mpsc::Sender<Input>,
 ) {
     while let Some(cmd) = queue.recv().await {

@@ -47,6 +47,7 @@
 pub mod acl;
 pub mod config;
 mod engine;
+mod link;
 pub mod password;
 pub mod policy;
 mod server;

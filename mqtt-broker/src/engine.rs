@@ -64,6 +64,8 @@ const WRITE_CHUNK: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 /// The read buffer of a connection that sends little (an idle one holds this much).
 const READ_MIN: usize = 256;
+/// Consecutive reads under a quarter of the buffer after which it is halved.
+const SHRINK_AFTER: u32 = 16;
 /// How long a closing connection's writer may take to write its last bytes.
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 /// The longest the engine sleeps without looking at the clock again.
@@ -795,6 +797,8 @@ async fn read_loop(
     // Sized on demand: an idle connection holds a small buffer, one that fills its buffer on
     // every read gets a larger one (up to READ_CHUNK), and shrinks back when reads get small.
     let mut want = READ_MIN;
+    // Consecutive reads that used under a quarter of the buffer.
+    let mut small_reads = 0_u32;
     let mut buf = BytesMut::new();
     loop {
         // Paused (back-pressure): wait until the engine resumes it (or closes it).
@@ -805,20 +809,28 @@ async fn read_loop(
             return drain(read).await;
         }
         if buf.capacity() < want {
-            // A fresh allocation (the previous one stays with the bytes handed over).
-            buf = BytesMut::with_capacity(want);
+            // Takes the whole allocation back when the engine has dropped what it was handed
+            // (the usual case under load), or allocates `want` bytes.
+            buf.reserve(want);
         }
         let room = buf.capacity();
         match read.read_buf(&mut buf).await {
             Ok(0) => break,
             Ok(n) => {
-                want = if n == room {
-                    (want * 2).min(READ_CHUNK)
+                if n == room {
+                    want = (want * 2).min(READ_CHUNK);
+                    small_reads = 0;
                 } else if n < want / 4 {
-                    (want / 2).max(READ_MIN)
+                    // Shrinks only after a run of small reads: a busy connection whose reads
+                    // vary keeps its buffer, one that went quiet gives it back.
+                    small_reads += 1;
+                    if small_reads >= SHRINK_AFTER {
+                        want = (want / 2).max(READ_MIN);
+                        small_reads = 0;
+                    }
                 } else {
-                    want
-                };
+                    small_reads = 0;
+                }
                 if state.state() == ReadState::Draining {
                     return drain(read).await;
                 }

@@ -44,7 +44,7 @@ use crate::acl::Acl;
 use crate::link::{Link, ReadState, ReaderEnd, WriteCmd, WriterEnd, link};
 use crate::password::PasswordFile;
 use crate::policy::BrokerPolicy;
-use crate::store::{Committed, Store, StoreThread, Write};
+use crate::store::{Committed, Store, StoreThread};
 use crate::sys::{ByteCounters, SysTopics};
 use crate::transport::{Accepted, Stream};
 
@@ -70,9 +70,6 @@ const SHRINK_AFTER: u32 = 16;
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 /// The longest the engine sleeps without looking at the clock again.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
-/// The log is compacted when it holds this many records more than the last snapshot had (and
-/// at least twice as many).
-const COMPACT_MIN_GROWTH: u64 = 10_000;
 /// How long a graceful shutdown waits for writers to flush.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 
@@ -144,8 +141,6 @@ pub(crate) struct Engine {
     last_seq: Option<u64>,
     /// The last sequence number the storage thread reported durable.
     durable: u64,
-    /// How many records the log holds (committed or on their way).
-    log_len: u64,
     /// Password checks that may run at once (each a slow hash on a blocking thread).
     auth_permits: std::sync::Arc<Semaphore>,
     clock: Clock,
@@ -156,8 +151,6 @@ pub(crate) struct Engine {
     inputs: mpsc::Sender<Input>,
     readers: JoinSet<()>,
     writers: JoinSet<()>,
-    /// The log length at which to compact next.
-    compact_at: u64,
     /// The most connections at once (0: no limit).
     max_connections: usize,
     /// Connections refused since the last log line about it (logged at most once a second).
@@ -187,8 +180,6 @@ impl Engine {
         inputs: mpsc::Sender<Input>,
         options: EngineOptions,
     ) -> Result<Self, BoxError> {
-        let log_len = store.len();
-        let compact_at = compaction_point(log_len);
         let (committed_tx, committed) = mpsc::unbounded_channel();
         let store = StoreThread::spawn(store, committed_tx)?;
         let sys = SysTopics::new(options.sys_interval, clock.now());
@@ -199,7 +190,6 @@ impl Engine {
             committed,
             last_seq: None,
             durable: 0,
-            log_len,
             auth_permits: std::sync::Arc::new(Semaphore::new(checks)),
             clock,
             conns: BTreeMap::new(),
@@ -207,7 +197,6 @@ impl Engine {
             inputs,
             readers: JoinSet::new(),
             writers: JoinSet::new(),
-            compact_at,
             max_connections: options.max_connections,
             refused: 0,
             refused_logged_at: None,
@@ -429,17 +418,7 @@ impl Engine {
                 // these records waits for `Committed::Upto` (a thread that has failed reports
                 // it there, and the loop stops).
                 self.last_seq = Some(seq);
-                self.log_len = self.log_len.saturating_add(records.len() as u64);
-                self.store.submit(Write::Append(records), seq);
-                if self.log_len >= self.compact_at {
-                    // Every output has been drained, so the snapshot is exactly what the log
-                    // says, including what is still on its way to the disk.
-                    let snapshot = self.broker.snapshot();
-                    self.log_len = snapshot.len() as u64;
-                    self.compact_at = compaction_point(self.log_len);
-                    tracing::debug!(records = snapshot.len(), "storage compacted");
-                    self.store.submit(Write::Replace(snapshot), seq);
-                }
+                self.store.submit(records, seq);
             }
             let acted = !actions.is_empty();
             for action in actions {
@@ -644,11 +623,7 @@ impl Engine {
         if flushed.is_err() {
             writers.abort_all();
         }
-        let snapshot = self.broker.snapshot();
-        let records = snapshot.len();
-        self.store
-            .submit(Write::Replace(snapshot), self.last_seq.unwrap_or(0));
-        // Waits for every commit, this one last.
+        // Waits for every commit (the storage is the state: nothing more to save).
         let finished = self.store.finish().is_some();
         let mut failed = None;
         while let Ok(report) = self.committed.try_recv() {
@@ -665,17 +640,10 @@ impl Engine {
         tracing::info!(
             sessions = self.broker.session_count(),
             retained = self.broker.retained_count(),
-            records,
             "state saved"
         );
         Ok(())
     }
-}
-
-/// The log length at which to compact a log that holds `len` records after compaction.
-fn compaction_point(len: u64) -> u64 {
-    len.saturating_mul(2)
-        .max(len.saturating_add(COMPACT_MIN_GROWTH))
 }
 
 /// Logs an engine event; `peer` tells a connection's address when it is known.

@@ -81,9 +81,9 @@ pub enum Error {
     Storage(#[source] BoxError),
 }
 
-/// Writes every stored record of the data directory `dir` to `out`, one per line: its key,
-/// a tab, the record as JSON (what `mqtt-broker dump DIR` prints). A data directory of an
-/// earlier broker (JSON records) is migrated to the binary format first, as a start would.
+/// Writes the state stored in the data directory `dir` to `out` as the records a restart
+/// replays, one per line: its number, a tab, the record as JSON (what `mqtt-broker dump DIR`
+/// prints). A data directory of an earlier layout is migrated first, as a start would.
 /// Returns how many records were written.
 ///
 /// # Errors
@@ -96,8 +96,9 @@ pub fn dump(dir: &std::path::Path, out: &mut dyn std::io::Write) -> Result<u64, 
             format!("{}: no such file (not a data directory?)", file.display()).into(),
         ));
     }
-    let store = store::Store::open(dir).map_err(Error::Storage)?;
-    let records = store.load_keyed().map_err(Error::Storage)?;
+    let mut store = store::Store::open(dir).map_err(Error::Storage)?;
+    let records = store.load().map_err(Error::Storage)?;
+    let records: Vec<(usize, _)> = records.into_iter().enumerate().collect();
     let io = |source| Error::Io {
         context: "cannot write the dump".to_owned(),
         source,

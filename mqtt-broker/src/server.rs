@@ -131,10 +131,10 @@ impl Server {
             policy = policy.with_identity_as_username();
         }
 
-        // Restore: replay the log, persist what restoring changes, then compact.
+        // Restore: load the stored state, then persist what restoring changes.
         let mut store = Store::open(&settings.data_dir).map_err(Error::Storage)?;
         let records = store.load().map_err(Error::Storage)?;
-        let replayed = records.len();
+        let loaded = records.len();
         let mut clock = Clock::default();
         let now = clock.now();
         let mut broker = Broker::restore(settings.broker_config(), policy, records, now);
@@ -151,16 +151,14 @@ impl Server {
                 _ => {}
             }
         }
-        store.append(&changes).map_err(Error::Storage)?;
-        store
-            .replace_all(&broker.snapshot())
-            .map_err(Error::Storage)?;
+        store.commit(&changes).map_err(Error::Storage)?;
         store.shrink_file().map_err(Error::Storage)?;
+        let counts = store.counts().map_err(Error::Storage)?;
         tracing::info!(
             dir = %settings.data_dir.display(),
-            replayed,
-            kept = store.len(),
-            "storage loaded and compacted"
+            loaded,
+            stored = ?counts,
+            "storage loaded"
         );
 
         let listener = bind_listener(&settings.listen).await?;

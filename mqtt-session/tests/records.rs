@@ -84,7 +84,7 @@ fn every_kind() -> Vec<StorageRecord> {
         StorageRecord::Queued {
             client_id: c(),
             seq: u64::MAX,
-            message: message(QoS::ExactlyOnce, true, true),
+            message: message(QoS::ExactlyOnce, true, true).into(),
             qos: QoS::AtLeastOnce,
             retain: true,
             subscription_ids: vec![1, 7, 268_435_455],
@@ -92,7 +92,7 @@ fn every_kind() -> Vec<StorageRecord> {
         StorageRecord::Queued {
             client_id: c(),
             seq: 0,
-            message: message(QoS::AtLeastOnce, false, false),
+            message: message(QoS::AtLeastOnce, false, false).into(),
             qos: QoS::AtLeastOnce,
             retain: false,
             subscription_ids: vec![],

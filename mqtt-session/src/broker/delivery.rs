@@ -497,7 +497,7 @@ impl<P: Policy> Broker<P> {
             pending.persist(StorageRecord::Queued {
                 client_id: client_id.to_owned(),
                 seq,
-                message: Box::new((**message).clone()),
+                message: Arc::clone(message),
                 qos: d.qos,
                 retain: d.retain,
                 subscription_ids: d.subscription_ids.clone(),

@@ -21,6 +21,7 @@
 //! allocates more than the input holds.
 
 use core::fmt;
+use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use mqtt_codec::{
@@ -253,6 +254,34 @@ pub fn decode_record(src: &Bytes) -> Result<StorageRecord, RecordError> {
         return Err(RecordError::TrailingBytes(r.0.remaining()));
     }
     Ok(record)
+}
+
+/// Appends `message` alone, in the form it has inside a record (see the module's table), for
+/// a host that stores each message once and refers to it from its queue entries.
+///
+/// # Errors
+/// As [`encode_record`]; `buf` is left as it was.
+pub fn encode_message(message: &Message, buf: &mut BytesMut) -> Result<(), RecordError> {
+    let start = buf.len();
+    let result = put_message(buf, message);
+    if result.is_err() {
+        buf.truncate(start);
+    }
+    result
+}
+
+/// Reads a message written by [`encode_message`] that fills `src` exactly; its topic and
+/// payload share `src`'s memory.
+///
+/// # Errors
+/// As [`decode_record`].
+pub fn decode_message(src: &Bytes) -> Result<Message, RecordError> {
+    let mut r = Reader(src.clone());
+    let message = r.message()?;
+    if r.0.has_remaining() {
+        return Err(RecordError::TrailingBytes(r.0.remaining()));
+    }
+    Ok(*message)
 }
 
 fn put_str(buf: &mut BytesMut, s: &str, field: &'static str) -> Result<(), RecordError> {
@@ -512,7 +541,7 @@ impl Reader {
             tag::QUEUED => {
                 let client_id = self.string()?;
                 let seq = self.u64()?;
-                let message = self.message()?;
+                let message = Arc::from(self.message()?);
                 let qos = self.qos()?;
                 let retain = self.flag("retain")?;
                 let count = usize::from(self.u16()?);

@@ -179,7 +179,7 @@ impl<P: Policy> Broker<P> {
                 if let Some(s) = self.sessions.get_mut(&client_id) {
                     s.push_queued(Outbound {
                         seq,
-                        message: Arc::from(message),
+                        message,
                         qos,
                         retain,
                         subscription_ids,
@@ -339,7 +339,7 @@ impl<P: Policy> Broker<P> {
                 out.push(StorageRecord::Queued {
                     client_id: id(),
                     seq: o.seq,
-                    message: Box::new((*o.message).clone()),
+                    message: Arc::clone(&o.message),
                     qos: o.qos,
                     retain: o.retain,
                     subscription_ids: o.subscription_ids.clone(),

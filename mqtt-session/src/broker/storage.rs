@@ -11,6 +11,8 @@
 //! connection) other than their creation and will, topic aliases (per connection,
 //! [MQTT-3.3.2-7]) and keep alive.
 
+use std::sync::Arc;
+
 use mqtt_codec::{PacketId, QoS, SubscriptionOptions};
 use serde::{Deserialize, Serialize};
 
@@ -78,8 +80,9 @@ pub enum StorageRecord {
         client_id: String,
         /// Position in the session's outbound order.
         seq: u64,
-        /// The message.
-        message: Box<Message>,
+        /// The message (shared by the records of every session it is queued for, and by the
+        /// engine's queues: a host can store it once).
+        message: Arc<Message>,
         /// The QoS it is delivered with.
         qos: QoS,
         /// The RETAIN flag it is delivered with.

@@ -62,6 +62,9 @@ const WILLS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("wills");
 const WILL_AT: TableDefinition<'_, &str, u64> = TableDefinition::new("will_at");
 const RETAINED: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("retained");
 
+/// redb's page cache.
+const CACHE_SIZE: usize = 16 * 1024 * 1024;
+
 /// The file inside the data directory.
 pub(crate) const FILE_NAME: &str = "broker.redb";
 
@@ -180,7 +183,12 @@ impl Store {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path)
+        // redb caches up to 1 GiB of pages by default: the broker's working set (the queue
+        // entries of sessions being drained) is small and written sequentially, and every
+        // byte of cache is resident memory.
+        let db = Database::builder()
+            .set_cache_size(CACHE_SIZE)
+            .create(&path)
             .map_err(|e| format!("cannot open the database {}: {e}", path.display()))?;
         let mut store = Self {
             db,

@@ -596,15 +596,20 @@ impl Engine {
         self.broker.handle_shutdown(now);
         self.flush()?;
         // The DISCONNECTs wait for the records of the sessions' ends: until those are
-        // committed.
+        // committed (not forever: a storage that keeps failing does not keep the broker up).
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_FLUSH;
         while let Some(seq) = self.last_seq {
             if self.durable >= seq {
                 break;
             }
-            match self.committed.recv().await {
-                Some(Committed::Upto(seq)) => self.on_committed(seq),
-                Some(Committed::Failed(e)) => return Err(e),
-                None => return Err("the storage thread ended".into()),
+            match tokio::time::timeout_at(deadline, self.committed.recv()).await {
+                Ok(Some(Committed::Upto(seq))) => self.on_committed(seq),
+                Ok(Some(Committed::Failed(e))) => return Err(e),
+                Ok(None) => return Err("the storage thread ended".into()),
+                Err(_) => {
+                    tracing::error!("storage still failing at shutdown: closing without it");
+                    break;
+                }
             }
             self.flush()?;
         }

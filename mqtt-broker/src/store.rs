@@ -683,53 +683,44 @@ impl Store {
 pub(crate) enum Committed {
     /// Every record up to this engine sequence number is durable.
     Upto(u64),
-    /// A commit failed: nothing after the last `Upto` is durable, and the thread has ended.
+    /// The engine stopped while commits were failing: nothing after the last `Upto` is
+    /// durable, and the thread has ended.
     Failed(BoxError),
 }
+
+/// The first wait before a failed commit is tried again; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+/// A failing storage is logged at most this often.
+const FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The storage thread: it owns the [`Store`] and commits what the engine hands it, every
 /// batch that arrived while the previous commit was running in one transaction (group
 /// commit). The engine goes on routing meanwhile; what depends on a record is released when
 /// its [`Committed::Upto`] arrives (`Broker::handle_committed`).
+///
+/// A commit that fails (a full disk, an I/O error) is not dropped: the thread logs it, reopens
+/// the database (redb asks for that after an I/O error) and tries again, with what arrived
+/// meanwhile, until it succeeds. Until then nothing that depends on those records is sent —
+/// no PUBACK, no PUBREC, no CONNACK of a durable session — while everything else goes on; when
+/// space returns, the held acknowledgements go out. Only when the engine stops while the
+/// storage still fails does the thread give up ([`Committed::Failed`]).
 #[derive(Debug)]
 pub(crate) struct StoreThread {
     writes: Option<std::sync::mpsc::Sender<(Vec<StorageRecord>, u64)>>,
-    thread: Option<std::thread::JoinHandle<Store>>,
+    thread: Option<std::thread::JoinHandle<Option<Store>>>,
 }
 
 impl StoreThread {
-    /// Starts the thread; it reports on `committed`.
+    /// Starts the thread on the store opened from `dir`; it reports on `committed`.
     pub(crate) fn spawn(
-        mut store: Store,
+        store: Store,
         committed: tokio::sync::mpsc::UnboundedSender<Committed>,
     ) -> Result<Self, BoxError> {
         let (tx, rx) = std::sync::mpsc::channel::<(Vec<StorageRecord>, u64)>();
         let thread = std::thread::Builder::new()
             .name("mqtt-broker-store".to_owned())
-            .spawn(move || {
-                let mut batch: Vec<StorageRecord> = Vec::new();
-                while let Ok((records, mut upto)) = rx.recv() {
-                    batch.extend(records);
-                    while let Ok((more, seq)) = rx.try_recv() {
-                        batch.extend(more);
-                        upto = upto.max(seq);
-                    }
-                    let result = store.commit(&batch);
-                    batch.clear();
-                    match result {
-                        Ok(()) => {
-                            if committed.send(Committed::Upto(upto)).is_err() {
-                                break;
-                            }
-                        }
-                        Err(e) => {
-                            let _ = committed.send(Committed::Failed(e));
-                            break;
-                        }
-                    }
-                }
-                store
-            })?;
+            .spawn(move || store_thread(store, &rx, &committed))?;
         Ok(Self {
             writes: Some(tx),
             thread: Some(thread),
@@ -737,19 +728,135 @@ impl StoreThread {
     }
 
     /// Hands `records` to the thread; `seq` is the engine's sequence number of the last one.
-    /// Returns false when the thread has ended (after a failed commit, reported on its
-    /// channel).
+    /// Returns false when the thread has ended (it reported why on its channel).
     pub(crate) fn submit(&self, records: Vec<StorageRecord>, seq: u64) -> bool {
         self.writes
             .as_ref()
             .is_some_and(|tx| tx.send((records, seq)).is_ok())
     }
 
-    /// Waits until everything submitted is committed (or the thread failed), and returns the
+    /// Waits until everything submitted is committed (or the thread gave up), and returns the
     /// store.
     pub(crate) fn finish(mut self) -> Option<Store> {
         self.writes = None;
-        self.thread.take().and_then(|t| t.join().ok())
+        self.thread.take().and_then(|t| t.join().ok()).flatten()
+    }
+}
+
+/// The storage thread's loop (see [`StoreThread`]).
+fn store_thread(
+    store: Store,
+    rx: &std::sync::mpsc::Receiver<(Vec<StorageRecord>, u64)>,
+    committed: &tokio::sync::mpsc::UnboundedSender<Committed>,
+) -> Option<Store> {
+    use std::sync::mpsc::TryRecvError;
+    let dir = store
+        .path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let mut store = Some(store);
+    let mut batch: Vec<StorageRecord> = Vec::new();
+    let mut upto = 0;
+    let mut engine_gone = false;
+    // When a failure was last logged (at most one line per FAILURE_LOG_INTERVAL, however
+    // often the storage fails and recovers).
+    let mut logged_at: Option<std::time::Instant> = None;
+    loop {
+        if batch.is_empty() {
+            match rx.recv() {
+                Ok((records, seq)) => {
+                    batch.extend(records);
+                    upto = upto.max(seq);
+                }
+                Err(_) => return store,
+            }
+        }
+        loop {
+            match rx.try_recv() {
+                Ok((more, seq)) => {
+                    batch.extend(more);
+                    upto = upto.max(seq);
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    engine_gone = true;
+                    break;
+                }
+            }
+        }
+        let mut delay = RETRY_FIRST;
+        let mut failing_since: Option<std::time::Instant> = None;
+        let mut logged = false;
+        loop {
+            let result = match store.as_mut() {
+                Some(s) => s.commit(&batch),
+                None => Err("the database is not open".into()),
+            };
+            match result {
+                Ok(()) => {
+                    if let Some(since) = failing_since
+                        && logged
+                    {
+                        tracing::warn!(
+                            after_ms = since.elapsed().as_millis() as u64,
+                            records = batch.len(),
+                            "storage recovered: the held records are committed"
+                        );
+                    }
+                    batch.clear();
+                    if committed.send(Committed::Upto(upto)).is_err() {
+                        return store;
+                    }
+                    break;
+                }
+                Err(e) => {
+                    let now = std::time::Instant::now();
+                    failing_since.get_or_insert(now);
+                    if logged_at.is_none_or(|t| now.duration_since(t) >= FAILURE_LOG_INTERVAL) {
+                        logged_at = Some(now);
+                        logged = true;
+                        tracing::error!(
+                            records = batch.len(),
+                            "storage commit failed, retrying; acknowledgements that depend \
+                             on these records wait: {e}"
+                        );
+                    }
+                    if engine_gone {
+                        let _ = committed.send(Committed::Failed(e));
+                        return None;
+                    }
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(RETRY_MAX);
+                    // Reopen: redb refuses further writes after an I/O error, and the failed
+                    // transaction's changes to the message counts are undone by reloading.
+                    drop(store.take());
+                    store = match Store::open(&dir).and_then(|mut s| s.load().map(|_| s)) {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            tracing::debug!("reopening the database failed: {e}");
+                            None
+                        }
+                    };
+                    // What arrived meanwhile joins the retry.
+                    loop {
+                        match rx.try_recv() {
+                            Ok((more, seq)) => {
+                                batch.extend(more);
+                                upto = upto.max(seq);
+                            }
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => {
+                                engine_gone = true;
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if engine_gone && batch.is_empty() {
+            return store;
+        }
     }
 }
 

@@ -357,3 +357,128 @@ fn sigkill_under_load_loses_nothing_acknowledged() {
     let acknowledged: usize = acked1.iter().chain(&acked2).map(|(_, a)| a.len()).sum();
     println!("{acknowledged} messages acknowledged by the broker, {total} delivered");
 }
+
+/// Sends one QoS 1 PUBLISH and waits up to `wait` for its PUBACK.
+fn publish_and_wait(conn: &mut Conn, topic: &str, i: usize, wait: Duration) -> bool {
+    let mut p = Publish::new(
+        TopicName::try_from(topic).unwrap(),
+        Bytes::from(format!("{i:06}-{}", "x".repeat(4000))),
+    );
+    p.qos = QoS::AtLeastOnce;
+    p.packet_id = Some(pid(i));
+    conn.send(Packet::Publish(p)).unwrap();
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        match conn.poll() {
+            Ok(Some(Packet::PubAck(a))) => {
+                assert_eq!(a.packet_id, pid(i));
+                assert_eq!(a.reason_code, ReasonCode::SUCCESS);
+                return true;
+            }
+            Ok(Some(other)) => panic!("publisher got {other:?}"),
+            Ok(None) => {}
+            Err(()) => panic!("the broker closed the publisher's connection"),
+        }
+    }
+    false
+}
+
+/// The disk fills up (a file size limit on the broker, RLIMIT_FSIZE): the broker stops
+/// acknowledging what it cannot store, logs it, keeps running, and when space returns it
+/// commits what it held and sends the PUBACKs; the durable subscriber then receives every
+/// message, in order. Needs `prlimit` (util-linux); skipped without it.
+#[test]
+fn a_full_disk_holds_acknowledgements_until_space_returns() {
+    if std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no prlimit");
+        return;
+    }
+    let dir = TempDir::new("full");
+    // 2 MiB of file at most (soft limit only: raised again below without privileges);
+    // SIGXFSZ ignored, so that a write past it fails with EFBIG instead of killing.
+    let broker = Broker::start_wrapped(
+        &dir,
+        &[
+            "sh",
+            "-c",
+            "trap '' XFSZ; exec prlimit --fsize=2097152:unlimited -- \"$@\"",
+            "sh",
+        ],
+        &["--max-queued-messages", "1000000"],
+    );
+    let (mut sub, _) = Conn::open(broker.addr, "dsub", true).unwrap();
+    sub.send(Packet::Subscribe(Subscribe {
+        packet_id: pid(0),
+        properties: Default::default(),
+        filters: vec![(
+            TopicFilter::try_from("full/#").unwrap(),
+            SubscriptionOptions::qos(QoS::AtLeastOnce),
+        )],
+    }))
+    .unwrap();
+    while !matches!(sub.poll(), Ok(Some(Packet::SubAck(_)))) {}
+    drop(sub);
+
+    let (mut publisher, _) = Conn::open(broker.addr, "filler", true).unwrap();
+    let mut sent = 0;
+    let held = loop {
+        assert!(sent < 5_000, "2 MiB never filled up");
+        let acked = publish_and_wait(&mut publisher, "full/t", sent, Duration::from_secs(2));
+        sent += 1;
+        if !acked {
+            break sent - 1;
+        }
+    };
+    // Two more behind it, also held.
+    for _ in 0..2 {
+        assert!(!publish_and_wait(
+            &mut publisher,
+            "full/t",
+            sent,
+            Duration::from_millis(300)
+        ));
+        sent += 1;
+    }
+    broker.wait_for_log(&["storage commit failed"], 1);
+
+    // Space returns.
+    let status = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &broker.pid().to_string(),
+            "--fsize=unlimited:unlimited",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The held PUBACKs arrive (the retry waits at most 5 s), in order.
+    let mut acked = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acked.len() < sent - held && Instant::now() < deadline {
+        if let Ok(Some(Packet::PubAck(a))) = publisher.poll() {
+            acked.push(a.packet_id);
+        }
+    }
+    let expected: Vec<PacketId> = (held..sent).map(pid).collect();
+    assert_eq!(acked, expected, "the held acknowledgements, once stored");
+    broker.wait_for_log(&["storage recovered"], 1);
+
+    // The subscriber gets all of them, in order.
+    let (mut sub, present) = Conn::open(broker.addr, "dsub", false).unwrap();
+    assert!(present);
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < sent && Instant::now() < deadline {
+        if let Ok(Some(Packet::Publish(p))) = sub.poll() {
+            got.push(String::from_utf8(p.payload[..6].to_vec()).unwrap());
+            sub.send(Packet::PubAck(PubAck::new(p.packet_id.unwrap())))
+                .unwrap();
+        }
+    }
+    let expected: Vec<String> = (0..sent).map(|i| format!("{i:06}")).collect();
+    assert_eq!(got, expected);
+}

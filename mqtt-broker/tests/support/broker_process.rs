@@ -39,12 +39,26 @@ impl Broker {
 
     /// [`Broker::start`] with more command-line arguments (`--acl FILE`, limits…).
     pub(crate) fn start_with(dir: &TempDir, extra: &[&str]) -> Self {
+        Self::start_wrapped(dir, &[], extra)
+    }
+
+    /// [`Broker::start_with`] through `wrapper` (a command line the broker's own is appended
+    /// to, which must `exec` it: the process is the broker's); empty for none.
+    pub(crate) fn start_wrapped(dir: &TempDir, wrapper: &[&str], extra: &[&str]) -> Self {
         static RUNS: AtomicUsize = AtomicUsize::new(0);
         let log = dir.path().join(format!(
             "broker-{}.log",
             RUNS.fetch_add(1, Ordering::Relaxed)
         ));
-        let mut child = Command::new(binary())
+        let mut command = match wrapper {
+            [] => Command::new(binary()),
+            [program, args @ ..] => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary());
+                c
+            }
+        };
+        let mut child = command
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data"))
             .args(extra)

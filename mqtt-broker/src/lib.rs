@@ -27,19 +27,23 @@
 //! the engine's slow-consumer policy decides what a client that reads slowly costs (see
 //! `docs/design/engine-io.md`); one that sends no CONNECT within 30 s is disconnected.
 //!
-//! [`Server::run`] commits storage synchronously on the task that awaits it: await it where
-//! blocking is harmless (the future given to `#[tokio::main]`'s `block_on`, as the binary
-//! does, or a thread of its own), not inside `tokio::spawn` on a busy runtime.
+//! Storage is committed on a thread of its own (group commit: everything the engine produced
+//! while one commit ran goes into the next transaction); the engine task goes on routing
+//! meanwhile. [`Server::run`] blocks its task only at shutdown, while it waits for the last
+//! commits: await it where that is harmless (the future given to `#[tokio::main]`'s
+//! `block_on`, as the binary does, or a thread of its own).
 //!
 //! # Durability
 //!
-//! State lives in `DIR/broker.redb`: a table of the engine's `StorageRecord`s in the binary
-//! record format of `mqtt_session::broker::record` (messages in their wire form), keyed by a
-//! `u64` sequence; [`dump`] (`mqtt-broker dump DIR`) prints them readably. Records are committed (fsync) before anything that depends on them is sent
-//! — *persist, then send* — so a SIGKILL at any moment loses nothing the broker acknowledged.
-//! At startup the records are replayed with `Broker::restore`, then the table is replaced by
-//! `Broker::snapshot()` in one transaction (compaction, also done while running as the log
-//! grows, and at shutdown).
+//! State lives in `DIR/broker.redb`, in tables keyed so that each of the engine's
+//! `StorageRecord`s replaces or deletes its own key (sessions, subscriptions, queue entries,
+//! wills, retained messages; each queued message stored once however many sessions it is
+//! queued for), in the binary record format of `mqtt_session::broker::record` (messages in
+//! their wire form); [`dump`] (`mqtt-broker dump DIR`) prints the state readably. Records are
+//! committed (fsync) before anything that depends on them is sent — *persist, then send* — so
+//! a SIGKILL at any moment loses nothing the broker acknowledged. A commit that fails (a full
+//! disk) is retried until it succeeds; what depends on it waits. At startup the state is
+//! loaded and handed to `Broker::restore`; there is no log to compact.
 #![forbid(unsafe_code)]
 // The host owns the clock: reading it here is the point.
 #![allow(clippy::disallowed_methods)]

@@ -94,8 +94,8 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Checks the settings ([`Settings::validate`]), reads the ACL, the password file and the
-    /// TLS certificates and key, opens the storage in `settings.data_dir` (replaying its
-    /// records and compacting them) and binds the listeners.
+    /// TLS certificates and key, opens the storage in `settings.data_dir` (restoring its state,
+    /// and migrating a data directory of an earlier layout) and binds the listeners.
     ///
     /// # Errors
     /// [`Error::Config`] for settings that do not fit together, or a file (ACL, password file,
@@ -232,11 +232,14 @@ impl Server {
 
     /// Serves clients until `shutdown` completes, then shuts down gracefully: MQTT 5.0 clients
     /// get DISCONNECT 0x8B (Server shutting down), every connection ends as a network failure
-    /// would end it (wills follow their delay), the state is saved and compacted.
+    /// would end it (wills follow their delay), and the last commits are waited for (at most
+    /// 2 s when the storage is failing).
     ///
     /// # Errors
-    /// [`Error::Storage`] when a commit fails: the broker stops at once, and nothing that
-    /// depends on what was not committed has been sent.
+    /// [`Error::Storage`] when the storage thread cannot start, or when commits are still
+    /// failing at shutdown: nothing that depends on what was not committed has been sent. (A
+    /// commit that fails while running is retried until it succeeds; it does not stop the
+    /// broker.)
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         tracing::info!(addr = %self.addr, transport = "tcp", "listening");
         let mut accept = vec![tokio::spawn(transport::accept_tcp(

@@ -701,7 +701,7 @@ impl<P: Policy> Broker<P> {
                 payload: will.payload.clone(),
                 qos: will.qos.min(self.config.maximum_qos),
                 retain: will.retain && self.config.retain_available,
-                properties,
+                properties: properties.into(),
                 publisher: Some(client_id.clone()),
                 expires_at,
             };

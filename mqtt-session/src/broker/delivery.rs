@@ -159,7 +159,7 @@ impl<P: Policy> Broker<P> {
                 payload: p.payload,
                 qos: p.qos,
                 retain: p.retain,
-                properties: p.properties,
+                properties: p.properties.into(),
                 publisher: Some(client_id.clone()),
                 expires_at,
             };
@@ -257,9 +257,12 @@ impl<P: Policy> Broker<P> {
         let mut message = message;
         message.qos = message.qos.min(self.config.maximum_qos);
         message.publisher = None;
-        if let Some(secs) = message.properties.message_expiry_interval.take() {
+        // Taken out and put back: a message without other properties keeps none on the heap.
+        let mut properties = core::mem::take(&mut message.properties).into_inner();
+        if let Some(secs) = properties.message_expiry_interval.take() {
             message.expires_at = Some(now.plus_secs(u64::from(secs)));
         }
+        message.properties = properties.into();
         self.accept_message(Arc::new(message), None, durable, now)
     }
 

@@ -1,9 +1,12 @@
 //! Application Messages as the broker keeps them: received once, shared by every session they
 //! are delivered to.
 
+use core::ops::{Deref, DerefMut};
+use std::sync::OnceLock;
+
 use bytes::Bytes;
 use mqtt_codec::{Properties, QoS, TopicName};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::time::Timestamp;
 
@@ -23,8 +26,9 @@ pub struct Message {
     /// Correlation Data and User Properties (in order), unaltered. [MQTT-3.3.2-4]
     /// [MQTT-3.3.2-15] [MQTT-3.3.2-16] [MQTT-3.3.2-17] [MQTT-3.3.2-18] [MQTT-3.3.2-20]
     /// Message Expiry is kept as `expires_at`; Topic Alias and Subscription Identifiers are not
-    /// part of the message.
-    pub properties: Properties,
+    /// part of the message. Read and written as a [`Properties`] (through `Deref`), stored
+    /// only when there are any (see [`MessageProperties`]).
+    pub properties: MessageProperties,
     /// The Client Identifier of the publisher (for No Local), if a client published it.
     pub publisher: Option<String>,
     /// When the Message Expiry Interval runs out, if it has one.
@@ -41,7 +45,7 @@ impl Message {
             payload: payload.into(),
             qos,
             retain,
-            properties: Properties::default(),
+            properties: MessageProperties::default(),
             publisher: None,
             expires_at: None,
         }
@@ -67,5 +71,120 @@ impl Message {
     #[must_use]
     pub fn size(&self) -> usize {
         self.payload.len() + self.topic.len()
+    }
+}
+
+/// A message's properties, kept on the heap only when it has any: a message without
+/// properties (most of them) costs one pointer here instead of a [`Properties`] (384 bytes),
+/// which matters for every message a broker holds in a queue. It reads as a [`Properties`]
+/// (`Deref`); writing through it (`DerefMut`) stores them.
+#[derive(Clone, Default)]
+pub struct MessageProperties(Option<Box<Properties>>);
+
+impl MessageProperties {
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.as_deref().is_none_or(Properties::is_empty)
+    }
+
+    /// The properties, taken out.
+    #[must_use]
+    pub fn into_inner(self) -> Properties {
+        self.0.map(|b| *b).unwrap_or_default()
+    }
+}
+
+/// The empty properties a message without any reads as.
+fn no_properties() -> &'static Properties {
+    static EMPTY: OnceLock<Properties> = OnceLock::new();
+    EMPTY.get_or_init(Properties::default)
+}
+
+impl Deref for MessageProperties {
+    type Target = Properties;
+
+    fn deref(&self) -> &Properties {
+        self.0.as_deref().unwrap_or_else(|| no_properties())
+    }
+}
+
+impl DerefMut for MessageProperties {
+    fn deref_mut(&mut self) -> &mut Properties {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl From<Properties> for MessageProperties {
+    fn from(p: Properties) -> Self {
+        if p.is_empty() {
+            Self(None)
+        } else {
+            Self(Some(Box::new(p)))
+        }
+    }
+}
+
+impl PartialEq for MessageProperties {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for MessageProperties {}
+
+impl core::fmt::Debug for MessageProperties {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+impl Serialize for MessageProperties {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for MessageProperties {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Properties::deserialize(deserializer).map(Self::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_are_stored_only_when_there_are_any() {
+        assert_eq!(
+            core::mem::size_of::<MessageProperties>(),
+            core::mem::size_of::<usize>()
+        );
+        let empty = MessageProperties::from(Properties::default());
+        assert!(empty.0.is_none());
+        assert!(empty.is_empty());
+        assert_eq!(empty.content_type, None);
+
+        let some = Properties {
+            content_type: Some("text/plain".try_into().unwrap_or_default()),
+            ..Properties::default()
+        };
+        let stored = MessageProperties::from(some.clone());
+        assert!(stored.0.is_some());
+        assert_eq!(*stored, some);
+
+        // Written through: stored then; equal to the same properties however they are held.
+        let mut written = MessageProperties::default();
+        // Through DerefMut (what the lint suggests would not exercise it).
+        #[allow(clippy::field_reassign_with_default)]
+        {
+            written.content_type = some.content_type.clone();
+        }
+        assert_eq!(written, stored);
+        assert_ne!(written, empty);
+        assert_eq!(MessageProperties::default(), empty);
+        assert_eq!(stored.clone().into_inner(), some);
+        assert_eq!(format!("{empty:?}"), format!("{:?}", Properties::default()));
     }
 }

@@ -72,7 +72,7 @@ use mqtt_codec::{
 };
 
 pub use config::BrokerConfig;
-pub use message::Message;
+pub use message::{Message, MessageProperties};
 pub use policy::{
     AllowAll, AuthDecision, AuthRequest, AuthStep, ConnectInfo, ConnectionInfo, Policy,
 };

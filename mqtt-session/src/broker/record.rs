@@ -501,7 +501,7 @@ impl Reader {
             qos,
             flags & FLAG_RETAIN != 0,
         );
-        message.properties = publish.properties;
+        message.properties = publish.properties.into();
         message.publisher = publisher;
         message.expires_at = expires_at;
         Ok(Box::new(message))

@@ -148,15 +148,17 @@ impl ReaderEnd {
         ReadState::from_u8(self.0.read_state.load(Ordering::Acquire))
     }
 
-    /// Waits while the state is `Paused`; `None` once the engine has dropped its end.
+    /// Waits while the state is `Paused`; `None` when the engine has dropped its end with the
+    /// reader paused. A state set before the engine dropped its end (`Draining`, as a close
+    /// does) is still returned, as a `watch` channel's last value is.
     pub(crate) async fn wait_unpaused(&self) -> Option<ReadState> {
         loop {
-            if self.0.engine_gone.load(Ordering::Acquire) {
-                return None;
-            }
             let state = self.state();
             if state != ReadState::Paused {
                 return Some(state);
+            }
+            if self.0.engine_gone.load(Ordering::Acquire) {
+                return None;
             }
             self.0.read_wake.notified().await;
         }
@@ -213,5 +215,16 @@ mod tests {
         link.set_read_state(ReadState::Paused);
         drop(link);
         assert_eq!(reader.wait_unpaused().await, None);
+    }
+
+    /// A close sets `Draining` and drops the engine's end at once: a paused reader still
+    /// drains.
+    #[tokio::test]
+    async fn a_reader_paused_when_the_connection_closes_drains() {
+        let (link, reader, _writer) = link();
+        link.set_read_state(ReadState::Paused);
+        link.set_read_state(ReadState::Draining);
+        drop(link);
+        assert_eq!(reader.wait_unpaused().await, Some(ReadState::Draining));
     }
 }

@@ -68,6 +68,23 @@ const CACHE_SIZE: usize = 16 * 1024 * 1024;
 /// The file inside the data directory.
 pub(crate) const FILE_NAME: &str = "broker.redb";
 
+/// An error a retry cannot fix: a record this broker cannot write, or a stored value it cannot
+/// read. The storage thread stops on it (the broker with it) instead of retrying.
+#[derive(Debug)]
+pub(crate) struct Unstorable(String);
+
+impl std::fmt::Display for Unstorable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unstorable {}
+
+fn unstorable(what: impl std::fmt::Display) -> BoxError {
+    Box::new(Unstorable(what.to_string()))
+}
+
 /// Queue entry states.
 const QUEUED: u8 = 0;
 const SENT: u8 = 1;
@@ -83,7 +100,7 @@ pub(crate) struct Store {
     /// Stored messages: id → how many queue entries refer to it, and the message itself
     /// (held so that its address, by which the records' shared messages are recognised,
     /// is not reused while the id lives).
-    messages: HashMap<u64, (u32, Arc<Message>)>,
+    messages: HashMap<u64, (u32, Option<Arc<Message>>)>,
     /// Address of a stored message → its id.
     by_address: HashMap<usize, u64>,
     next_message: u64,
@@ -400,9 +417,38 @@ impl Store {
         for (id, message) in messages {
             let n = refs.get(&id).copied().unwrap_or(0);
             self.by_address.insert(Arc::as_ptr(&message) as usize, id);
-            self.messages.insert(id, (n, message));
+            self.messages.insert(id, (n, Some(message)));
         }
         Ok(out)
+    }
+
+    /// Rebuilds the message reference counts from the queue table, without reading the
+    /// messages (after reopening: what a failed transaction changed in them is undone). The
+    /// messages already stored are no longer recognised by address; one queued again is
+    /// stored again, under a new id.
+    fn reload_counts(&mut self) -> Result<(), BoxError> {
+        let txn = self.db.begin_read()?;
+        let mut counts: HashMap<u64, u32> = HashMap::new();
+        for entry in txn.open_table(QUEUE)?.iter()? {
+            let (key, value) = entry?;
+            let q = QueueEntry::decode(value.value()).ok_or_else(|| {
+                unstorable(format_args!(
+                    "{}: queue entry {:?} cannot be read",
+                    self.path.display(),
+                    key.value()
+                ))
+            })?;
+            *counts.entry(q.message).or_default() += 1;
+        }
+        let mut next = 1;
+        for entry in txn.open_table(MESSAGES)?.iter()? {
+            let (key, _) = entry?;
+            next = key.value().saturating_add(1).max(next);
+        }
+        self.messages = counts.into_iter().map(|(id, n)| (id, (n, None))).collect();
+        self.by_address.clear();
+        self.next_message = next.max(self.next_message);
+        Ok(())
     }
 
     /// Applies `records` in one transaction and commits it durably: group commit. A crash
@@ -433,7 +479,7 @@ impl Store {
     fn encoded(&mut self, record: &StorageRecord) -> Result<&[u8], BoxError> {
         self.scratch.clear();
         encode_record(record, &mut self.scratch)
-            .map_err(|e| format!("a record cannot be stored: {e}"))?;
+            .map_err(|e| unstorable(format_args!("a record cannot be stored: {e}")))?;
         Ok(&self.scratch[..])
     }
 
@@ -454,10 +500,10 @@ impl Store {
         self.next_message += 1;
         self.scratch.clear();
         encode_message(message, &mut self.scratch)
-            .map_err(|e| format!("a message cannot be stored: {e}"))?;
+            .map_err(|e| unstorable(format_args!("a message cannot be stored: {e}")))?;
         tables.messages.insert(id, &self.scratch[..])?;
         self.by_address.insert(address, id);
-        self.messages.insert(id, (1, Arc::clone(message)));
+        self.messages.insert(id, (1, Some(Arc::clone(message))));
         Ok(id)
     }
 
@@ -471,7 +517,7 @@ impl Store {
             None => true,
         };
         if gone {
-            if let Some((_, message)) = self.messages.remove(&id) {
+            if let Some((_, Some(message))) = self.messages.remove(&id) {
                 self.by_address.remove(&(Arc::as_ptr(&message) as usize));
             }
             tables.messages.remove(id)?;
@@ -492,8 +538,9 @@ impl Store {
             .map(|v| QueueEntry::decode(v.value()));
         if let Some(entry) = removed {
             let entry = entry.ok_or_else(|| {
-                self.err(format_args!(
-                    "queue entry {:?} cannot be read",
+                unstorable(format_args!(
+                    "{}: queue entry {:?} cannot be read",
+                    self.path.display(),
                     (client, seq)
                 ))
             })?;
@@ -516,8 +563,9 @@ impl Store {
             .map(|v| QueueEntry::decode(v.value()));
         match current {
             None => Ok(()),
-            Some(None) => Err(self.err(format_args!(
-                "queue entry {:?} cannot be read",
+            Some(None) => Err(unstorable(format_args!(
+                "{}: queue entry {:?} cannot be read",
+                self.path.display(),
                 (client, seq)
             ))),
             Some(Some(mut entry)) => {
@@ -536,8 +584,22 @@ impl Store {
             R::Session { client_id, .. } => {
                 let v = self.encoded(record)?.to_vec();
                 t.sessions.insert(client_id.as_str(), v.as_slice())?;
+                // A `Session` record says the client is connected (as `Broker::restore`
+                // reads it): an earlier disconnection no longer holds.
+                t.session_state.remove(client_id.as_str())?;
             }
-            R::SessionDisconnected { client_id, .. } | R::SessionConnected { client_id } => {
+            R::SessionDisconnected {
+                client_id,
+                expiry_interval,
+                ..
+            } => {
+                let v = self.encoded(record)?.to_vec();
+                t.session_state.insert(client_id.as_str(), v.as_slice())?;
+                // The expiry it carries (a DISCONNECT may change it) is the session's from now
+                // on, also after a later `SessionConnected`, which carries none.
+                self.set_session_expiry(t, client_id, *expiry_interval)?;
+            }
+            R::SessionConnected { client_id } => {
                 let v = self.encoded(record)?.to_vec();
                 t.session_state.insert(client_id.as_str(), v.as_slice())?;
             }
@@ -585,7 +647,12 @@ impl Store {
                 e.packet_id = packet_id.get();
             })?,
             R::Released { client_id, seq } => {
-                self.update_queued(t, client_id, *seq, |e| e.state = RELEASED)?;
+                // Only a sent message can be released (`Broker::restore` ignores the rest).
+                self.update_queued(t, client_id, *seq, |e| {
+                    if e.state == SENT {
+                        e.state = RELEASED;
+                    }
+                })?;
             }
             R::Delivered { client_id, seq } => self.remove_queued(t, client_id, *seq)?,
             R::IncomingQos2 {
@@ -622,10 +689,48 @@ impl Store {
                 t.retained.remove(topic.as_str())?;
             }
             other => {
-                return Err(format!("a record this broker cannot store: {other:?}").into());
+                return Err(unstorable(format_args!(
+                    "a record this broker cannot store: {other:?}"
+                )));
             }
         }
         Ok(())
+    }
+
+    /// Rewrites the Session Expiry Interval in `client`'s `Session` record.
+    fn set_session_expiry(
+        &mut self,
+        t: &mut Tables<'_>,
+        client: &str,
+        expiry: u32,
+    ) -> Result<(), BoxError> {
+        let current = t
+            .sessions
+            .get(client)?
+            .map(|v| decode_record(&Bytes::copy_from_slice(v.value())));
+        match current {
+            None => Ok(()),
+            Some(Ok(StorageRecord::Session {
+                client_id,
+                expiry_interval,
+                username,
+            })) => {
+                if expiry_interval != expiry {
+                    let updated = StorageRecord::Session {
+                        client_id,
+                        expiry_interval: expiry,
+                        username,
+                    };
+                    let v = self.encoded(&updated)?.to_vec();
+                    t.sessions.insert(client, v.as_slice())?;
+                }
+                Ok(())
+            }
+            Some(_) => Err(unstorable(format_args!(
+                "{}: the session record of {client:?} cannot be read",
+                self.path.display()
+            ))),
+        }
     }
 
     /// Forgets everything about `client`'s session.
@@ -683,7 +788,8 @@ impl Store {
 pub(crate) enum Committed {
     /// Every record up to this engine sequence number is durable.
     Upto(u64),
-    /// The engine stopped while commits were failing: nothing after the last `Upto` is
+    /// The storage cannot go on (a record it cannot write, a stored value it cannot read),
+    /// or the engine stopped while commits were failing: nothing after the last `Upto` is
     /// durable, and the thread has ended.
     Failed(BoxError),
 }
@@ -809,6 +915,12 @@ fn store_thread(
                     }
                     break;
                 }
+                Err(e) if e.downcast_ref::<Unstorable>().is_some() => {
+                    // Retrying cannot help: stop, and the broker with it.
+                    tracing::error!(records = batch.len(), "storage cannot go on: {e}");
+                    let _ = committed.send(Committed::Failed(e));
+                    return None;
+                }
                 Err(e) => {
                     let now = std::time::Instant::now();
                     failing_since.get_or_insert(now);
@@ -830,7 +942,8 @@ fn store_thread(
                     // Reopen: redb refuses further writes after an I/O error, and the failed
                     // transaction's changes to the message counts are undone by reloading.
                     drop(store.take());
-                    store = match Store::open(&dir).and_then(|mut s| s.load().map(|_| s)) {
+                    store = match Store::open(&dir).and_then(|mut s| s.reload_counts().map(|()| s))
+                    {
                         Ok(s) => Some(s),
                         Err(e) => {
                             tracing::debug!("reopening the database failed: {e}");
@@ -988,6 +1101,130 @@ mod tests {
             self.broker.handle_connection_closed(conn, self.now);
             self.drain();
         }
+    }
+
+    /// Commits `records` to a fresh store and checks that what it loads restores the same
+    /// broker as the records themselves (compared through `Broker::snapshot`).
+    fn assert_restores_the_same(name: &str, records: &[StorageRecord]) {
+        let dir =
+            std::env::temp_dir().join(format!("mqtt-broker-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = Store::open(&dir).unwrap();
+        store.commit(records).unwrap();
+        let loaded = store.load().unwrap();
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+        let now = Timestamp::from_secs(1_700_000_100);
+        let snapshot = |records: Vec<StorageRecord>| {
+            let mut broker = Broker::restore(
+                BrokerConfig::default(),
+                mqtt_session::broker::AllowAll,
+                records,
+                now,
+            );
+            let mut out = Vec::new();
+            while let Some(o) = broker.poll_output() {
+                out.push(format!("{o:?}"));
+            }
+            let mut v: Vec<String> = broker.snapshot().iter().map(|r| format!("{r:?}")).collect();
+            v.sort();
+            out.sort();
+            (v, out)
+        };
+        assert_eq!(snapshot(loaded), snapshot(records.to_vec()), "{name}");
+    }
+
+    fn session(expiry: u32, username: Option<&str>) -> StorageRecord {
+        StorageRecord::Session {
+            client_id: "a".to_owned(),
+            expiry_interval: expiry,
+            username: username.map(str::to_owned),
+        }
+    }
+
+    fn disconnected(expiry: u32) -> StorageRecord {
+        StorageRecord::SessionDisconnected {
+            client_id: "a".to_owned(),
+            at: Timestamp::from_secs(1_700_000_000),
+            expiry_interval: expiry,
+        }
+    }
+
+    /// Found in review: a `Session` record after a disconnection means connected again
+    /// (with its own expiry), and an expiry a DISCONNECT set survives a reconnection that
+    /// emits only `SessionConnected`.
+    #[test]
+    fn session_records_in_any_order_restore_the_same_session() {
+        assert_restores_the_same(
+            "reconnect-new-expiry",
+            &[
+                session(100, None),
+                disconnected(50),
+                session(200, Some("u")),
+            ],
+        );
+        assert_restores_the_same(
+            "reconnect-same-expiry",
+            &[
+                session(100, None),
+                disconnected(50),
+                StorageRecord::SessionConnected {
+                    client_id: "a".to_owned(),
+                },
+            ],
+        );
+        assert_restores_the_same("disconnected", &[session(100, None), disconnected(7200)]);
+    }
+
+    /// Found in review: a `Released` for a message never sent is ignored, as restore ignores
+    /// it, instead of leaving an entry the store cannot read back; a will keeps its Message
+    /// Expiry Interval.
+    #[test]
+    fn odd_records_are_kept_as_restore_reads_them() {
+        let topic = TopicName::try_from("t").unwrap();
+        let message = Arc::new(Message::new(
+            topic.clone(),
+            Bytes::from_static(b"m"),
+            QoS::AtLeastOnce,
+            false,
+        ));
+        let mut will = Message::new(topic, Bytes::from_static(b"w"), QoS::AtLeastOnce, false);
+        will.properties.message_expiry_interval = Some(120);
+        assert_restores_the_same(
+            "released-unsent",
+            &[
+                session(100, None),
+                StorageRecord::Queued {
+                    client_id: "a".to_owned(),
+                    seq: 0,
+                    message,
+                    qos: QoS::AtLeastOnce,
+                    retain: false,
+                    subscription_ids: vec![],
+                },
+                StorageRecord::Released {
+                    client_id: "a".to_owned(),
+                    seq: 0,
+                },
+                disconnected(100),
+            ],
+        );
+        assert_restores_the_same(
+            "will-expiry",
+            &[
+                session(100, None),
+                StorageRecord::Will {
+                    client_id: "a".to_owned(),
+                    message: Box::new(will),
+                    delay: 30,
+                },
+                disconnected(100),
+                StorageRecord::WillScheduled {
+                    client_id: "a".to_owned(),
+                    at: Timestamp::from_secs(1_700_000_030),
+                },
+            ],
+        );
     }
 
     /// A broker's records as the keyed store keeps them: loaded back, they restore the same

@@ -120,7 +120,12 @@ fn every_kind() -> Vec<StorageRecord> {
         },
         StorageRecord::Will {
             client_id: c(),
-            message: message(QoS::AtMostOnce, true, true),
+            message: {
+                // A will keeps its Message Expiry Interval until it is published.
+                let mut m = message(QoS::AtMostOnce, true, true);
+                m.properties.message_expiry_interval = Some(120);
+                m
+            },
             delay: 30,
         },
         StorageRecord::WillScheduled { client_id: c(), at },

@@ -10,7 +10,7 @@
 //! | QoS | one byte, 0 to 2 |
 //! | Subscription Options | the byte a SUBSCRIBE carries (MQTT 5.0 layout) |
 //! | Subscription Identifiers | u16 count, then u32 each |
-//! | message | u32 length, then the message as an MQTT 5.0 PUBLISH packet (QoS 0, no RETAIN, no Packet Identifier: topic, properties and payload as the codec writes them); then a flags byte (bit 0: QoS 1, bit 1: QoS 2, bit 2: RETAIN, bit 3: publisher, bit 4: expiry), the publisher's Client Identifier and the expiry [`Timestamp`] when flagged |
+//! | message | u32 length, then the message as an MQTT 5.0 PUBLISH packet (QoS 0, no RETAIN, no Packet Identifier: topic, properties — a will's Message Expiry Interval among them — and payload as the codec writes them); then a flags byte (bit 0: QoS 1, bit 1: QoS 2, bit 2: RETAIN, bit 3: publisher, bit 4: expiry), the publisher's Client Identifier and the expiry [`Timestamp`] when flagged |
 //!
 //! A message is decoded by the codec, so a stored message is checked as strictly as a received
 //! one, and its topic and payload share the buffer the record was read from (no copy).
@@ -334,7 +334,9 @@ fn put_message(buf: &mut BytesMut, m: &Message) -> Result<(), RecordError> {
         packet_id: None,
         omit_topic: false,
         topic_alias: None,
-        message_expiry_interval: None,
+        // A will keeps its Message Expiry Interval here until it is published; a received
+        // message has none (it is kept as `expires_at`).
+        message_expiry_interval: m.properties.message_expiry_interval,
         subscription_identifiers: &[],
     };
     let len = delivery
@@ -470,7 +472,6 @@ impl Reader {
             return Err(RecordError::Invalid("message header flags"));
         }
         if publish.properties.topic_alias.is_some()
-            || publish.properties.message_expiry_interval.is_some()
             || !publish.properties.subscription_identifiers.is_empty()
         {
             return Err(RecordError::Invalid("message properties"));

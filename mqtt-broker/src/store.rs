@@ -1106,6 +1106,11 @@ mod tests {
     /// Commits `records` to a fresh store and checks that what it loads restores the same
     /// broker as the records themselves (compared through `Broker::snapshot`).
     fn assert_restores_the_same(name: &str, records: &[StorageRecord]) {
+        assert_restores_the_same_at(name, records, Timestamp::from_secs(1_700_000_100));
+    }
+
+    /// [`assert_restores_the_same`], restoring at `now`.
+    fn assert_restores_the_same_at(name: &str, records: &[StorageRecord], now: Timestamp) {
         let dir =
             std::env::temp_dir().join(format!("mqtt-broker-store-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -1114,7 +1119,6 @@ mod tests {
         let loaded = store.load().unwrap();
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
-        let now = Timestamp::from_secs(1_700_000_100);
         let snapshot = |records: Vec<StorageRecord>| {
             let mut broker = Broker::restore(
                 BrokerConfig::default(),
@@ -1225,6 +1229,104 @@ mod tests {
                 },
             ],
         );
+    }
+
+    /// One step of a random broker history for [`random_histories_restore_the_same`].
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Client `c` connects (clean start or not, Session Expiry, with a will or not).
+        Connect(usize, bool, u32, bool),
+        Close(usize),
+        Subscribe(usize, QoS),
+        /// Client `c` publishes on topic `t/n` at QoS, retained or not.
+        Publish(usize, u8, QoS, bool),
+        /// Client `c` acknowledges the `n`-th PUBLISH it received (PUBACK or PUBREC).
+        Ack(usize, usize),
+        /// Time passes (seconds): wills and session expiry fire.
+        Wait(u16),
+    }
+
+    fn qos() -> impl proptest::strategy::Strategy<Value = QoS> {
+        proptest::prop_oneof![
+            proptest::strategy::Just(QoS::AtMostOnce),
+            proptest::strategy::Just(QoS::AtLeastOnce),
+            proptest::strategy::Just(QoS::ExactlyOnce)
+        ]
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (
+                0..3_usize,
+                any::<bool>(),
+                prop_oneof![Just(0_u32), Just(5), Just(3600)],
+                any::<bool>()
+            )
+                .prop_map(|(c, clean, e, w)| Step::Connect(c, clean, e, w)),
+            (0..3_usize).prop_map(Step::Close),
+            (0..3_usize, qos()).prop_map(|(c, q)| Step::Subscribe(c, q)),
+            (0..3_usize, 0..3_u8, qos(), any::<bool>())
+                .prop_map(|(c, n, q, r)| Step::Publish(c, n, q, r)),
+            (0..3_usize, 0..4_usize).prop_map(|(c, n)| Step::Ack(c, n)),
+            (1..700_u16).prop_map(Step::Wait),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+        /// Random histories of three clients: what the keyed store loads restores the same
+        /// broker as the whole record stream.
+        #[test]
+        fn random_histories_restore_the_same(steps in proptest::collection::vec(step(), 1..40)) {
+            let mut s = Scenario::new();
+            let mut conns: [Option<ConnectionId>; 3] = [None; 3];
+            let mut next_id = 1_u16;
+            for step in steps {
+                match step {
+                    Step::Connect(c, clean, expiry, will) => {
+                        if let Some(old) = conns[c].take() {
+                            s.close(old);
+                        }
+                        conns[c] = Some(s.connect(&format!("c{c}"), clean, expiry, will));
+                    }
+                    Step::Close(c) => {
+                        if let Some(old) = conns[c].take() {
+                            s.close(old);
+                        }
+                    }
+                    Step::Subscribe(c, q) => {
+                        if let Some(conn) = conns[c] {
+                            s.subscribe(conn, "t/#", q);
+                        }
+                    }
+                    Step::Publish(c, n, q, retain) => {
+                        if let Some(conn) = conns[c] {
+                            next_id = next_id % 60_000 + 1;
+                            s.publish(conn, &format!("t/{n}"), q, next_id, retain);
+                        }
+                    }
+                    Step::Ack(c, n) => {
+                        if let Some(conn) = conns[c]
+                            && let Some(&(q, id)) = s.received.get(&conn).and_then(|r| r.get(n))
+                        {
+                            let ack = if q == QoS::AtLeastOnce {
+                                Packet::PubAck(PubAck::new(id))
+                            } else {
+                                Packet::PubRec(PubRec::new(id))
+                            };
+                            s.send(conn, ack);
+                        }
+                    }
+                    Step::Wait(secs) => {
+                        s.now = s.now.plus_secs(u64::from(secs));
+                        s.broker.handle_timeout(s.now);
+                        s.drain();
+                    }
+                }
+            }
+            assert_restores_the_same_at("random", &s.records, s.now.plus_secs(1));
+        }
     }
 
     /// A broker's records as the keyed store keeps them: loaded back, they restore the same

@@ -849,13 +849,31 @@ impl StoreThread {
     }
 }
 
+/// Adds what has arrived on `rx` to `batch` (and its last sequence number to `upto`) without
+/// waiting; true when the engine has dropped its end.
+fn take_arrived(
+    rx: &std::sync::mpsc::Receiver<(Vec<StorageRecord>, u64)>,
+    batch: &mut Vec<StorageRecord>,
+    upto: &mut u64,
+) -> bool {
+    loop {
+        match rx.try_recv() {
+            Ok((more, seq)) => {
+                batch.extend(more);
+                *upto = (*upto).max(seq);
+            }
+            Err(std::sync::mpsc::TryRecvError::Empty) => return false,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => return true,
+        }
+    }
+}
+
 /// The storage thread's loop (see [`StoreThread`]).
 fn store_thread(
     store: Store,
     rx: &std::sync::mpsc::Receiver<(Vec<StorageRecord>, u64)>,
     committed: &tokio::sync::mpsc::UnboundedSender<Committed>,
 ) -> Option<Store> {
-    use std::sync::mpsc::TryRecvError;
     let dir = store
         .path
         .parent()
@@ -877,19 +895,7 @@ fn store_thread(
                 Err(_) => return store,
             }
         }
-        loop {
-            match rx.try_recv() {
-                Ok((more, seq)) => {
-                    batch.extend(more);
-                    upto = upto.max(seq);
-                }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    engine_gone = true;
-                    break;
-                }
-            }
-        }
+        engine_gone |= take_arrived(rx, &mut batch, &mut upto);
         let mut delay = RETRY_FIRST;
         let mut failing_since: Option<std::time::Instant> = None;
         let mut logged = false;
@@ -951,19 +957,7 @@ fn store_thread(
                         }
                     };
                     // What arrived meanwhile joins the retry.
-                    loop {
-                        match rx.try_recv() {
-                            Ok((more, seq)) => {
-                                batch.extend(more);
-                                upto = upto.max(seq);
-                            }
-                            Err(TryRecvError::Empty) => break,
-                            Err(TryRecvError::Disconnected) => {
-                                engine_gone = true;
-                                break;
-                            }
-                        }
-                    }
+                    engine_gone |= take_arrived(rx, &mut batch, &mut upto);
                 }
             }
         }

@@ -3,8 +3,9 @@
 //! depend on it. A host stores them in order (and syncs before sending what follows) and hands
 //! them back to [`Broker::restore`](super::Broker::restore) after a restart.
 //!
-//! Records are plain serde data. Deadlines are [`Timestamp`]s, so they keep their meaning across
-//! a restart when the host passes wall-clock time.
+//! Records are plain serde data, with a binary, versioned form in [`super::record`] that every
+//! host can share (messages in their MQTT wire form). Deadlines are [`Timestamp`]s, so they keep
+//! their meaning across a restart when the host passes wall-clock time.
 //!
 //! What is not persisted, by design: QoS 0 messages (at most once), state of sessions whose
 //! Session Expiry Interval is 0 (they end when their connection does, and a restart ends every

@@ -431,13 +431,8 @@ impl Store {
         let mut counts: HashMap<u64, u32> = HashMap::new();
         for entry in txn.open_table(QUEUE)?.iter()? {
             let (key, value) = entry?;
-            let q = QueueEntry::decode(value.value()).ok_or_else(|| {
-                unstorable(format_args!(
-                    "{}: queue entry {:?} cannot be read",
-                    self.path.display(),
-                    key.value()
-                ))
-            })?;
+            let q = QueueEntry::decode(value.value())
+                .ok_or_else(|| self.unreadable_entry(key.value()))?;
             *counts.entry(q.message).or_default() += 1;
         }
         let mut next = 1;
@@ -525,6 +520,14 @@ impl Store {
         Ok(())
     }
 
+    /// The error for queue entry `key` that does not decode (a retry cannot fix it).
+    fn unreadable_entry(&self, key: (&str, u64)) -> BoxError {
+        unstorable(format_args!(
+            "{}: queue entry {key:?} cannot be read",
+            self.path.display()
+        ))
+    }
+
     /// Removes queue entry (`client`, `seq`), releasing its message.
     fn remove_queued(
         &mut self,
@@ -537,13 +540,7 @@ impl Store {
             .remove((client, seq))?
             .map(|v| QueueEntry::decode(v.value()));
         if let Some(entry) = removed {
-            let entry = entry.ok_or_else(|| {
-                unstorable(format_args!(
-                    "{}: queue entry {:?} cannot be read",
-                    self.path.display(),
-                    (client, seq)
-                ))
-            })?;
+            let entry = entry.ok_or_else(|| self.unreadable_entry((client, seq)))?;
             self.release_message(tables, entry.message)?;
         }
         Ok(())
@@ -563,11 +560,7 @@ impl Store {
             .map(|v| QueueEntry::decode(v.value()));
         match current {
             None => Ok(()),
-            Some(None) => Err(unstorable(format_args!(
-                "{}: queue entry {:?} cannot be read",
-                self.path.display(),
-                (client, seq)
-            ))),
+            Some(None) => Err(self.unreadable_entry((client, seq))),
             Some(Some(mut entry)) => {
                 f(&mut entry);
                 entry.encode(&mut self.scratch);

@@ -17,6 +17,8 @@
 #   TARGETS     ["ours ours-tmpfs mosquitto mosquitto-nodelay mosquitto-persist"]
 #       ours               mqtt-broker, data dir on disk (fsync per commit)
 #       ours-tmpfs         mqtt-broker, data dir on tmpfs (/dev/shm: fsync is a no-op)
+#       ours-base          another build of mqtt-broker (BASE_BROKER=path), data dir on disk:
+#                          a change measured before/after, interleaved in the same runs
 #       mosquitto          mosquitto, persistence false (its defaults otherwise: Nagle on)
 #       mosquitto-nodelay  the same with set_tcp_nodelay true (the example broker sets
 #                          TCP_NODELAY on every connection)
@@ -87,6 +89,9 @@ log "building (release): the load generator and the broker"
     cargo build --release -q -p mqtt-broker)
 LOADTEST=$ROOT/target/release/loadtest
 BROKER=$ROOT/target/release/mqtt-broker
+case " $TARGETS " in
+*" ours-base "*) [ -x "${BASE_BROKER:-}" ] || die "ours-base needs BASE_BROKER=path/to/mqtt-broker" ;;
+esac
 
 # --- helpers --------------------------------------------------------------------------------
 
@@ -137,6 +142,9 @@ start_broker() {
     local target=$1 port=$2 dir=$3 base=$4
     mkdir -p "$dir"
     case $target in
+    ours-base)
+        "$BASE_BROKER" --listen "127.0.0.1:$port" --data-dir "$dir" >"$base.log" 2>&1 &
+        ;;
     ours | ours-tmpfs)
         "$BROKER" --listen "127.0.0.1:$port" --data-dir "$dir" >"$base.log" 2>&1 &
         ;;
@@ -253,6 +261,7 @@ describe() {
     case $1 in
     ours) echo "mqtt-broker, data dir on $(fstype "$RUN_DIR")" ;;
     ours-tmpfs) echo "mqtt-broker, data dir on tmpfs" ;;
+    ours-base) echo "mqtt-broker built elsewhere ($BASE_BROKER), data dir on $(fstype "$RUN_DIR")" ;;
     mosquitto) echo "mosquitto $(mosquitto -h 2>/dev/null | sed -n 's/^mosquitto version //p' | head -n1), persistence false" ;;
     mosquitto-nodelay) echo "mosquitto, persistence false, set_tcp_nodelay true" ;;
     mosquitto-persist) echo "mosquitto, persistence true" ;;

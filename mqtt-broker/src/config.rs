@@ -15,6 +15,7 @@
 //! allow_anonymous = false
 //! acl = "acl"
 //! max_connections = 10000
+//! threads = 2                       # default: 1, or one per CPU with a TLS listener
 //! max_keep_alive = 300
 //! receive_maximum = 100
 //! # MQTT over TLS, WebSocket and WebSocket over TLS (path /mqtt), besides `listen`:
@@ -80,6 +81,10 @@ pub struct Settings {
     pub max_connections: usize,
     /// Seconds between updates of the `$SYS/broker/...` topics (`--sys-interval`); 0: none.
     pub sys_interval: u64,
+    /// How many threads serve the connections (`--threads`, at least 1); see
+    /// [`Settings::runtime_threads`] for the default.
+    #[serde(deserialize_with = "some_at_least_one_u16")]
+    pub threads: Option<u16>,
     /// The longest Keep Alive accepted, in seconds; a client asking for more (or for 0) is told
     /// this value (MQTT 5.0 Server Keep Alive). `None`: the client's.
     pub max_keep_alive: Option<u16>,
@@ -134,6 +139,7 @@ impl Default for Settings {
             allow_anonymous: false,
             max_connections: 0,
             sys_interval: 10,
+            threads: None,
             max_keep_alive: engine.max_keep_alive,
             receive_maximum: engine.receive_maximum,
             max_packet_size: engine.maximum_packet_size,
@@ -151,6 +157,28 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// How many threads serve the connections: `threads` when set, else 1 without a TLS
+    /// listener and one per CPU with one.
+    ///
+    /// With 1, a single thread runs the engine and every connection's I/O: no wakeup crosses
+    /// threads, which costs the least CPU per message and gives the lowest latency (measured in
+    /// benches/README.md, "One thread"). A TLS handshake is about a millisecond of CPU, which
+    /// would then delay everything else on that thread, so a TLS listener makes the default one
+    /// worker thread per CPU, the engine on a thread of its own.
+    #[must_use]
+    pub fn runtime_threads(&self) -> usize {
+        self.threads.map_or_else(
+            || {
+                if self.tls_listen.is_some() || self.wss_listen.is_some() {
+                    std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+                } else {
+                    1
+                }
+            },
+            usize::from,
+        )
+    }
+
     /// Reads a TOML configuration file: the keys it has replace the defaults, and relative
     /// paths in it are made relative to its directory.
     ///
@@ -307,6 +335,15 @@ fn at_least_one_u16<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
         return Err(serde::de::Error::custom("must be at least 1"));
     }
     Ok(n)
+}
+
+#[allow(clippy::unnecessary_wraps)] // serde's `deserialize_with` for an `Option` field
+fn some_at_least_one_u16<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    let n = u16::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom("must be at least 1"));
+    }
+    Ok(Some(n))
 }
 
 fn packet_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
@@ -486,6 +523,19 @@ mod tests {
             key_of(&format!("{identity}password_file = \"p\"")),
             Some("use_identity_as_username".to_owned())
         );
+    }
+
+    #[test]
+    fn threads_default_to_one_without_tls_and_are_checked() {
+        assert_eq!(Settings::default().runtime_threads(), 1);
+        let tls = Settings::from_toml("tls_listen = \"a:1\"\n").unwrap();
+        let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        assert_eq!(tls.runtime_threads(), cpus);
+        let wss = Settings::from_toml("wss_listen = \"a:1\"\nthreads = 3\n").unwrap();
+        assert_eq!((wss.threads, wss.runtime_threads()), (Some(3), 3));
+        let e = Settings::from_toml("\nthreads = 0\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("threads")));
+        assert!(e.message.contains("at least 1"), "{e}");
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! The engine task: owns the [`Broker`], and is the only place it is touched; the storage
-//! thread owns the [`Store`]. Connection tasks talk to the engine over channels:
+//! thread owns the [`Store`]. One task per connection reads and writes its socket; it talks
+//! to the engine over a channel (inputs) and a [`Link`] (what to write, whether to read):
 //!
 //! ```text
-//!  accept loop ──Accepted──┐
-//!  reader tasks ──Bytes/Closed──► engine ──WriteCmd──► one writer task per connection
-//!  writer tasks ──Written/Closed──┘ │ ▲
-//!                            Write  ▼ │ Committed
-//!                            storage thread (redb)
+//!  accept loop ──Accepted──────────┐
+//!  connection tasks ──Bytes/Closed──► engine ──WriteCmd (Link)──► connection tasks
+//!                 (Written, when asked)┘ │ ▲
+//!                                 Write  ▼ │ Committed
+//!                                 storage thread (redb)
 //! ```
 //!
 //! Each turn of the loop takes the inputs that are ready (up to [`BATCH`]), feeds them to the
@@ -17,9 +18,10 @@
 //! reports the last sequence number; the engine then calls `handle_committed`. The broker
 //! releases nothing that depends on a record before that (persist, then send).
 //!
-//! Transmit is pulled (`docs/design/engine-io.md`): each writer holds at most [`WRITE_CREDIT`]
-//! chunks of at most [`WRITE_CHUNK`] bytes, and says `Written` after each; the engine calls
-//! `poll_transmit` for a connection only while its writer has room. A client that reads slowly
+//! Transmit is pulled (`docs/design/engine-io.md`): each writer holds at most [`WRITE_CREDIT`](crate::link::WRITE_CREDIT)
+//! chunks of at most [`WRITE_CHUNK`] bytes; the engine calls `poll_transmit` for a connection
+//! only while its writer has room, and when it has none asks to be told (`Written`) when a
+//! chunk is written (a writer that keeps up never wakes the engine). A client that reads slowly
 //! leaves its messages in the broker engine, which applies its slow-consumer policy (slowing
 //! publishers, dropping QoS 0 for a stuck subscriber, disconnecting one stuck for too long);
 //! this host never drops a connection because a queue is full. `PauseReading` /
@@ -27,6 +29,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
@@ -41,7 +44,7 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use crate::BoxError;
 use crate::acl::Acl;
-use crate::link::{Link, ReadState, ReaderEnd, WriteCmd, WriterEnd, link};
+use crate::link::{ConnEnd, Link, ReadState, WriteCmd, link};
 use crate::password::PasswordFile;
 use crate::policy::BrokerPolicy;
 use crate::store::{Committed, Store, StoreThread};
@@ -55,9 +58,6 @@ const BATCH: usize = 256;
 /// in the sockets (and back-pressures the clients) rather than in memory: at 1 024 the broker
 /// grew by 40–55 MB under a burst, at 64 by 4–10 MB (benches/README.md).
 pub(crate) const INPUT_QUEUE: usize = 64;
-/// Chunks a connection's writer holds at most (written or waiting); the engine pulls more only
-/// when one is written.
-const WRITE_CREDIT: usize = 2;
 /// The most bytes pulled from the engine for one write.
 const WRITE_CHUNK: usize = 64 * 1024;
 /// The most bytes read from a socket at a time.
@@ -82,7 +82,8 @@ pub(crate) enum Input {
     Bytes(ConnectionId, Bytes),
     /// A connection was closed by the peer or failed.
     Closed(ConnectionId),
-    /// A connection's writer wrote a chunk: it has room for another.
+    /// A connection's writer wrote a chunk, and the engine had asked to hear it: it has room
+    /// for another.
     Written(ConnectionId),
     /// A deferred authentication was decided (off the engine's thread).
     AuthDecided(ConnectionId, AuthDecision),
@@ -114,17 +115,16 @@ impl Clock {
 #[derive(Debug)]
 struct Conn {
     peer: SocketAddr,
-    /// The writer's queue and the reader's state (`PauseReading` / `ResumeReading`).
+    /// The writer's queue and credit, and the reader's state (`PauseReading` /
+    /// `ResumeReading`).
     link: Link,
-    reader: AbortHandle,
-    writer: AbortHandle,
+    /// The connection's task (its reader and writer).
+    task: AbortHandle,
     /// Input that arrived while paused (read before the reader saw the pause): handed to the
     /// engine when it resumes, so that a paused client really is not read.
     held: Vec<Bytes>,
     /// The peer closed while input was held: the close is reported once that input is in.
     closed_after_held: bool,
-    /// Chunks the writer has room for.
-    credit: usize,
     /// Whether the engine may have bytes for it (`TransmitReady`, or the last pull gave some).
     ready: bool,
     /// Whether the CONNECT was accepted.
@@ -149,8 +149,8 @@ pub(crate) struct Engine {
     writable: BTreeSet<ConnectionId>,
     /// For the tasks the engine spawns.
     inputs: mpsc::Sender<Input>,
-    readers: JoinSet<()>,
-    writers: JoinSet<()>,
+    /// The connections' tasks.
+    tasks: JoinSet<()>,
     /// The most connections at once (0: no limit).
     max_connections: usize,
     /// Connections refused since the last log line about it (logged at most once a second).
@@ -195,8 +195,7 @@ impl Engine {
             conns: BTreeMap::new(),
             writable: BTreeSet::new(),
             inputs,
-            readers: JoinSet::new(),
-            writers: JoinSet::new(),
+            tasks: JoinSet::new(),
             max_connections: options.max_connections,
             refused: 0,
             refused_logged_at: None,
@@ -224,8 +223,7 @@ impl Engine {
             }
             self.flush()?;
             // Forget the tasks that ended.
-            while self.readers.try_join_next().is_some() {}
-            while self.writers.try_join_next().is_some() {}
+            while self.tasks.try_join_next().is_some() {}
 
             // The engine's own connect timeout (`BrokerConfig::connect_timeout`) closes
             // connections that never complete their CONNECT.
@@ -289,14 +287,14 @@ impl Engine {
                 if let Some(c) = self.conns.get_mut(&conn)
                     && !c.held.is_empty()
                 {
-                    c.reader.abort();
                     c.closed_after_held = true;
                     return;
                 }
                 if let Some(c) = self.conns.remove(&conn) {
                     tracing::debug!(conn = conn.0, peer = %c.peer, "connection closed by the peer");
-                    c.reader.abort();
-                    // The writer ends when its channel is dropped, after writing what was queued.
+                    // Dropping the link ends the task, after its writer has written what was
+                    // queued (for at most CLOSE_FLUSH).
+                    drop(c);
                 }
                 self.writable.remove(&conn);
                 self.broker.handle_connection_closed(conn, now);
@@ -314,17 +312,17 @@ impl Engine {
                 self.broker.policy_mut().reload(acl, passwords);
             }
             Input::Written(conn) => {
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.credit = (c.credit + 1).min(WRITE_CREDIT);
-                    if c.ready {
-                        self.writable.insert(conn);
-                    }
+                if let Some(c) = self.conns.get(&conn)
+                    && c.ready
+                    && c.link.credit() > 0
+                {
+                    self.writable.insert(conn);
                 }
             }
         }
     }
 
-    /// Registers a new connection and starts its reader and writer.
+    /// Registers a new connection and starts its task.
     fn open(&mut self, accepted: Accepted, now: Timestamp) {
         if self.max_connections > 0 && self.conns.len() >= self.max_connections {
             self.refuse(&accepted);
@@ -338,24 +336,18 @@ impl Engine {
         } = accepted;
         let peer = info.peer.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
         let conn = self.broker.handle_connection_opened_with(info, now);
-        let (read, write) = tokio::io::split(stream);
-        let (link, may_read, queue) = link();
-        let reader = self
-            .readers
-            .spawn(read_loop(conn, read, self.inputs.clone(), may_read));
-        let writer = self
-            .writers
-            .spawn(write_loop(conn, write, queue, self.inputs.clone()));
+        let (link, end) = link();
+        let task = self
+            .tasks
+            .spawn(connection_task(conn, stream, end, self.inputs.clone()));
         self.conns.insert(
             conn,
             Conn {
                 peer,
                 link,
-                reader,
-                writer,
+                task,
                 held: Vec::new(),
                 closed_after_held: false,
-                credit: WRITE_CREDIT,
                 ready: false,
                 connected: false,
             },
@@ -384,12 +376,11 @@ impl Engine {
         }
     }
 
-    /// Drops a connection whose writer failed: its tasks are aborted and the broker treats it
+    /// Drops a connection whose writer failed: its task is aborted and the broker treats it
     /// as closed by the network (the will is published).
     fn drop_connection(&mut self, conn: ConnectionId, now: Timestamp) {
         if let Some(c) = self.conns.remove(&conn) {
-            c.reader.abort();
-            c.writer.abort();
+            c.task.abort();
         }
         self.writable.remove(&conn);
         self.broker.handle_connection_closed(conn, now);
@@ -441,7 +432,15 @@ impl Engine {
             let Some(c) = self.conns.get_mut(&id) else {
                 continue;
             };
-            while c.credit > 0 {
+            let mut credit = c.link.credit();
+            loop {
+                if credit == 0 {
+                    // Told when a chunk is written; unless one was written meanwhile.
+                    credit = c.link.want_written();
+                    if credit == 0 {
+                        break;
+                    }
+                }
                 let Some(data) = self.broker.poll_transmit(id, WRITE_CHUNK, now) else {
                     c.ready = false;
                     break;
@@ -453,7 +452,7 @@ impl Engine {
                     failed.push(id);
                     break;
                 }
-                c.credit -= 1;
+                credit -= 1;
             }
         }
         for id in failed {
@@ -468,7 +467,9 @@ impl Engine {
             Output::TransmitReady { connection } => {
                 if let Some(c) = self.conns.get_mut(&connection) {
                     c.ready = true;
-                    if c.credit > 0 {
+                    // Without credit, the writer says `Written` when it has room (asked when
+                    // the credit ran out).
+                    if c.link.credit() > 0 {
                         self.writable.insert(connection);
                     }
                 }
@@ -481,25 +482,14 @@ impl Engine {
                 if let Some(c) = self.conns.remove(&connection) {
                     // Graceful close: the reader drains what the peer still sends while the
                     // writer sends the farewell (a DISCONNECT with a reason code) and shuts
-                    // its side; the socket closes when both are done.
+                    // its side; the socket closes when both are done, or CLOSE_FLUSH after
+                    // the link is dropped (a client that does not read is not waited for).
                     c.link.set_read_state(ReadState::Draining);
-                    let reader = c.reader;
-                    tokio::spawn(async move {
-                        tokio::time::sleep(CLOSE_FLUSH).await;
-                        reader.abort();
-                    });
                     let sent = (farewell.is_empty()
                         || c.link.send(WriteCmd::Data(farewell)).is_ok())
                         && c.link.send(WriteCmd::Close).is_ok();
-                    if sent {
-                        // A writer stuck on a client that does not read is not waited for.
-                        let writer = c.writer;
-                        tokio::spawn(async move {
-                            tokio::time::sleep(CLOSE_FLUSH).await;
-                            writer.abort();
-                        });
-                    } else {
-                        c.writer.abort();
+                    if !sent {
+                        c.task.abort();
                     }
                     tracing::debug!(conn = connection.0, peer = %c.peer, "connection closed by the broker");
                 }
@@ -614,19 +604,18 @@ impl Engine {
             self.flush()?;
         }
         for (_, c) in std::mem::take(&mut self.conns) {
-            c.reader.abort();
+            c.link.set_read_state(ReadState::Stopped);
             if c.link.send(WriteCmd::Close).is_err() {
-                c.writer.abort();
+                c.task.abort();
             }
         }
-        self.readers.abort_all();
-        let mut writers = std::mem::take(&mut self.writers);
+        let mut tasks = std::mem::take(&mut self.tasks);
         let flushed = tokio::time::timeout(SHUTDOWN_FLUSH, async {
-            while writers.join_next().await.is_some() {}
+            while tasks.join_next().await.is_some() {}
         })
         .await;
         if flushed.is_err() {
-            writers.abort_all();
+            tasks.abort_all();
         }
         // Waits for every commit (the storage is the state: nothing more to save).
         let finished = self.store.finish().is_some();
@@ -758,14 +747,84 @@ pub(crate) fn log_event(event: &BrokerEvent, peer: impl Fn(&ConnectionId) -> Opt
     }
 }
 
-/// Reads from the socket and hands the bytes to the engine (while `state` says so); tells it
-/// when the peer closes. Once the broker has closed the connection (`Draining`), reads and
-/// discards until the peer closes (or the engine aborts it).
+/// Waiting for room in the engine's input channel (see [`send_input`]).
+type SendWait<'a> = Pin<Box<dyn Future<Output = Result<(), ()>> + Send + 'a>>;
+
+/// Hands `input` to the engine, waiting while its channel is full; `Err` when the engine is
+/// gone. Written so that a connection task's future holds only a pointer for it: the future of
+/// `Sender::send` (about 330 bytes) is boxed, and made only when the channel is full.
+fn send_input(inputs: &mpsc::Sender<Input>, input: Input) -> Result<(), Option<SendWait<'_>>> {
+    match inputs.try_send(input) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(input)) => Err(Some(Box::pin(async move {
+            inputs.send(input).await.map_err(drop)
+        }))),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(None),
+    }
+}
+
+/// [`send_input`], waiting when the channel is full.
+macro_rules! send_input {
+    ($inputs:expr, $input:expr) => {
+        match send_input($inputs, $input) {
+            Ok(()) => Ok(()),
+            Err(Some(wait)) => wait.await,
+            Err(None) => Err(()),
+        }
+    };
+}
+
+/// How a connection's writer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriterEnded {
+    /// Everything queued was written (the engine closed the connection or forgot it).
+    Finished,
+    /// A write failed (the engine was told), or the engine is gone: the connection is over.
+    Failed,
+}
+
+/// One connection's task: its reader and its writer, run side by side on the two halves of
+/// the stream (one task, one allocation, rather than a task each). It ends when both are
+/// done, when the write side fails, or [`CLOSE_FLUSH`] after the engine dropped its end of the
+/// link (a client that neither reads nor closes is not waited for).
+async fn connection_task(
+    conn: ConnectionId,
+    stream: Stream,
+    end: ConnEnd,
+    inputs: mpsc::Sender<Input>,
+) {
+    let (read, write) = tokio::io::split(stream);
+    let reading = read_loop(conn, read, &inputs, &end);
+    let writing = write_loop(conn, write, &inputs, &end);
+    let deadline = async {
+        end.engine_gone().await;
+        // Boxed: a timer is part of the task only once the connection is closing.
+        Box::pin(tokio::time::sleep(CLOSE_FLUSH)).await;
+    };
+    tokio::pin!(reading, writing, deadline);
+    let (mut read_done, mut write_done) = (false, false);
+    while !(read_done && write_done) {
+        tokio::select! {
+            () = &mut reading, if !read_done => read_done = true,
+            ended = &mut writing, if !write_done => {
+                if ended == WriterEnded::Failed {
+                    return;
+                }
+                write_done = true;
+            }
+            () = &mut deadline => return,
+        }
+    }
+}
+
+/// Reads from the socket and hands the bytes to the engine (while the link's state says so);
+/// tells it when the peer closes. Once the broker has closed the connection (`Draining`),
+/// reads and discards until the peer closes; `Stopped` (shutdown) ends it at once.
 async fn read_loop(
     conn: ConnectionId,
     mut read: ReadHalf<Stream>,
-    inputs: mpsc::Sender<Input>,
-    state: ReaderEnd,
+    inputs: &mpsc::Sender<Input>,
+    end: &ConnEnd,
 ) {
     // Sized on demand: an idle connection holds a small buffer, one that fills its buffer on
     // every read gets a larger one (up to READ_CHUNK), and shrinks back when reads get small.
@@ -775,11 +834,10 @@ async fn read_loop(
     let mut buf = BytesMut::new();
     loop {
         // Paused (back-pressure): wait until the engine resumes it (or closes it).
-        let Some(current) = state.wait_unpaused().await else {
-            return;
-        };
-        if current == ReadState::Draining {
-            return drain(read).await;
+        match end.wait_unpaused().await {
+            None | Some(ReadState::Stopped) => return,
+            Some(ReadState::Draining) => return drain(read).await,
+            Some(ReadState::Reading | ReadState::Paused) => {}
         }
         if buf.capacity() < want {
             // Takes the whole allocation back when the engine has dropped what it was handed
@@ -787,7 +845,14 @@ async fn read_loop(
             buf.reserve(want);
         }
         let room = buf.capacity();
-        match read.read_buf(&mut buf).await {
+        // A pause, a close or a stop is seen at once, not when the peer next sends (reading
+        // is cancel-safe: nothing read is lost).
+        let result = tokio::select! {
+            biased;
+            result = read.read_buf(&mut buf) => result,
+            () = end.state_changed() => continue,
+        };
+        match result {
             Ok(0) => break,
             Ok(n) => {
                 if n == room {
@@ -804,14 +869,12 @@ async fn read_loop(
                 } else {
                     small_reads = 0;
                 }
-                if state.state() == ReadState::Draining {
-                    return drain(read).await;
+                match end.state() {
+                    ReadState::Draining => return drain(read).await,
+                    ReadState::Stopped => return,
+                    ReadState::Reading | ReadState::Paused => {}
                 }
-                if inputs
-                    .send(Input::Bytes(conn, buf.split().freeze()))
-                    .await
-                    .is_err()
-                {
+                if send_input!(inputs, Input::Bytes(conn, buf.split().freeze())).is_err() {
                     return;
                 }
             }
@@ -822,14 +885,14 @@ async fn read_loop(
         }
     }
     // The engine may be gone (shutting down): nothing left to tell then.
-    let _ = inputs.send(Input::Closed(conn)).await;
+    let _ = send_input!(inputs, Input::Closed(conn));
 }
 
-/// Reads and discards until the peer closes or the read fails (the engine aborts the task
-/// after [`CLOSE_FLUSH`] otherwise).
+/// Reads and discards until the peer closes or the read fails (the connection's task ends
+/// [`CLOSE_FLUSH`] after the close otherwise).
 async fn drain(mut read: ReadHalf<Stream>) {
-    // On the heap: an array here would be part of every reader task's future, draining or
-    // not.
+    // On the heap: an array here would be part of every connection task's future, draining
+    // or not.
     let mut scratch = vec![0u8; 4096];
     while let Ok(n) = read.read(&mut scratch).await {
         if n == 0 {
@@ -838,27 +901,29 @@ async fn drain(mut read: ReadHalf<Stream>) {
     }
 }
 
-/// Writes what the engine sends, saying `Written` after each chunk; closes the socket when asked
-/// (or when the engine forgets the connection), and tells the engine when writing fails. A
-/// client that does not read blocks only this task: the engine notices that nothing is pulled.
+/// Writes what the engine sends, saying `Written` after a chunk when the engine asked for it;
+/// shuts the socket's write side when asked (or when the engine forgets the connection), and
+/// tells the engine when writing fails. A client that does not read blocks only this
+/// connection: the engine notices that nothing is pulled.
 async fn write_loop(
     conn: ConnectionId,
     mut write: WriteHalf<Stream>,
-    queue: WriterEnd,
-    inputs: mpsc::Sender<Input>,
-) {
-    while let Some(cmd) = queue.recv().await {
+    inputs: &mpsc::Sender<Input>,
+    end: &ConnEnd,
+) -> WriterEnded {
+    while let Some(cmd) = end.recv().await {
         match cmd {
             WriteCmd::Data(data) => match write.write_all(&data).await {
                 Ok(()) => {
-                    if inputs.send(Input::Written(conn)).await.is_err() {
-                        return;
+                    if end.written() && send_input!(inputs, Input::Written(conn)).is_err() {
+                        return WriterEnded::Failed;
                     }
                 }
                 Err(e) => {
                     tracing::debug!(conn = conn.0, "write failed: {e}");
-                    let _ = inputs.send(Input::Closed(conn)).await;
-                    return;
+                    end.writer_ended();
+                    let _ = send_input!(inputs, Input::Closed(conn));
+                    return WriterEnded::Failed;
                 }
             },
             WriteCmd::Close => break,
@@ -866,4 +931,5 @@ async fn write_loop(
     }
     // Sends FIN; the socket is closed when the reader half is dropped too.
     let _ = write.shutdown().await;
+    WriterEnded::Finished
 }

@@ -93,6 +93,11 @@ struct Cli {
     /// Seconds between updates of the `$SYS/broker/...` statistics topics; 0: none.
     #[arg(long, value_name = "SECS", default_value_t = Settings::default().sys_interval)]
     sys_interval: u64,
+    /// How many threads serve the connections. 1: one thread runs the engine and every
+    /// connection (the least CPU per message). Default: 1, or one per CPU when a TLS listener
+    /// is configured (handshakes are CPU-heavy).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
     /// The longest Keep Alive accepted, in seconds; a client asking for more (or for 0) is
     /// told this value (MQTT 5.0 Server Keep Alive). Default: the client's.
     #[arg(long, value_name = "SECS")]
@@ -193,6 +198,7 @@ fn settings(cli: &Cli, matches: &ArgMatches) -> Result<Settings, mqtt_broker::Co
         allow_anonymous,
         max_connections,
         sys_interval,
+        threads,
         max_keep_alive,
         receive_maximum,
         max_packet_size,
@@ -279,10 +285,19 @@ fn passwd(file: &std::path::Path, user: &str, password: Option<&str>) -> ExitCod
     }
 }
 
-/// Runs the server on a multi-threaded runtime; the engine runs on this (the main) thread, off
-/// the runtime's workers, so its blocking storage commits never stall the connection tasks.
+/// Runs the server: with one thread (`Settings::runtime_threads`), the engine and every
+/// connection on this one; with more, the engine on this (the main) thread and the connections
+/// on that many worker threads. Storage commits run on a thread of their own either way.
 fn serve(settings: Settings) -> Result<(), mqtt_broker::Error> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let threads = settings.runtime_threads();
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .map_err(|source| mqtt_broker::Error::Io {

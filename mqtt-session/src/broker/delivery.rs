@@ -904,7 +904,7 @@ impl<P: Policy> Broker<P> {
 /// Says `TransmitReady` for `session`'s connection when it has a queued message to send now.
 pub(super) fn notify_session(
     session: &Session,
-    connections: &mut HashMap<ConnectionId, Connection, RandomState>,
+    connections: &mut HashMap<ConnectionId, Box<Connection>, RandomState>,
     out: &mut Outputs,
     config: &BrokerConfig,
 ) {

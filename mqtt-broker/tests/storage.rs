@@ -33,7 +33,7 @@ fn records() -> Vec<StorageRecord> {
         QoS::AtLeastOnce,
         false,
     );
-    message.publisher = Some("p".to_owned());
+    message.publisher = Some("p".into());
     let mut retained = Message::new(
         TopicName::try_from("r").unwrap(),
         Bytes::from_static(b"kept"),

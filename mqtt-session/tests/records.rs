@@ -30,7 +30,7 @@ fn message(qos: QoS, retain: bool, rich: bool) -> Box<Message> {
         m.properties
             .user_properties
             .push(("k".try_into().unwrap(), "v".try_into().unwrap()));
-        m.publisher = Some("publisher-1".to_owned());
+        m.publisher = Some("publisher-1".into());
         m.expires_at = Some(Timestamp::from_millis(1_700_000_123_456));
     }
     Box::new(m)

@@ -177,7 +177,7 @@ impl<P: Policy> Broker<P> {
             .is_some()
             .then(|| BrokerEvent::ConsumerRecovered {
                 connection,
-                client_id: conn.client_id.clone().unwrap_or_default(),
+                client_id: conn.client_id.as_deref().unwrap_or_default().to_owned(),
                 dropped: core::mem::take(&mut conn.dropped_qos0),
             });
         self.release_paused_publishers(publishers);
@@ -245,7 +245,7 @@ impl<P: Policy> Broker<P> {
             if let (Some(topic), Some(client_id)) = (first, &conn.client_id) {
                 conn.drop_reported = true;
                 self.out.event(BrokerEvent::MessageDropped {
-                    client_id: client_id.clone(),
+                    client_id: client_id.to_string(),
                     topic,
                     reason: super::DropReason::SlowConsumer,
                 });
@@ -255,7 +255,7 @@ impl<P: Policy> Broker<P> {
         self.connections.insert(connection, conn);
         self.event(BrokerEvent::ConsumerStuck {
             connection,
-            client_id,
+            client_id: client_id.to_string(),
             backlog,
         });
         if let Some(secs) = self.config.disconnect_stuck_after {

@@ -199,7 +199,7 @@ impl<P: Policy> Broker<P> {
                     return;
                 };
                 conn.authentication_method = Some(method.clone());
-                conn.client_id = Some(client_id);
+                conn.client_id = Some(Arc::from(client_id));
                 conn.pending_assigned_id = assigned;
                 conn.pending_connect = Some(Box::new(connect));
                 self.send_auth(
@@ -391,11 +391,14 @@ impl<P: Policy> Broker<P> {
             self.defer_auth(
                 connection,
                 request,
-                PendingAuth::Continue { client_id, method },
+                PendingAuth::Continue {
+                    client_id: client_id.to_string(),
+                    method,
+                },
             );
             return;
         }
-        self.apply_continue_decision(connection, client_id, method, decision, now);
+        self.apply_continue_decision(connection, client_id.to_string(), method, decision, now);
     }
 
     /// The request for a deferred AUTH step of `connection`.
@@ -412,7 +415,7 @@ impl<P: Policy> Broker<P> {
             step,
             protocol: conn.map_or(ProtocolVersion::V5, |c| c.version),
             client_id: client_id.to_owned(),
-            username: conn.and_then(|c| c.username.clone()),
+            username: conn.and_then(|c| c.username.as_deref().map(str::to_owned)),
             password: None,
             authentication_method: Some(method.as_str().to_owned()),
             authentication_data: auth.properties.authentication_data.clone(),
@@ -702,7 +705,7 @@ impl<P: Policy> Broker<P> {
                 qos: will.qos.min(self.config.maximum_qos),
                 retain: will.retain && self.config.retain_available,
                 properties: properties.into(),
-                publisher: Some(client_id.clone()),
+                publisher: Some(Arc::from(client_id.as_str())),
                 expires_at,
             };
             self.persist(StorageRecord::Will {
@@ -731,8 +734,8 @@ impl<P: Policy> Broker<P> {
             return;
         };
         conn.state = ConnState::Connected;
-        conn.client_id = Some(client_id.clone());
-        conn.username = connect.username.as_ref().map(|u| u.as_str().to_owned());
+        conn.client_id = Some(Arc::from(client_id.as_str()));
+        conn.username = connect.username.as_ref().map(|u| Arc::from(u.as_str()));
         conn.keep_alive_ms = u64::from(keep_alive) * 1000;
         conn.last_activity = now;
         conn.client_receive_maximum = props.receive_maximum.map_or(u16::MAX, |r| r.get());

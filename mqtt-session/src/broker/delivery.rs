@@ -143,7 +143,7 @@ impl<P: Policy> Broker<P> {
             .may_publish(&client_id, username.as_deref(), &p.topic);
         if !authorized {
             self.event(BrokerEvent::NotAuthorized {
-                client_id: client_id.clone(),
+                client_id: client_id.to_string(),
                 action: super::AuthorizationAction::Publish,
                 target: p.topic.to_string(),
             });
@@ -193,7 +193,7 @@ impl<P: Policy> Broker<P> {
                     s.incoming_qos2.insert(id);
                     if s.is_durable() {
                         self.persist(StorageRecord::IncomingQos2 {
-                            client_id: client_id.clone(),
+                            client_id: client_id.to_string(),
                             packet_id: id,
                         });
                     }
@@ -221,7 +221,7 @@ impl<P: Policy> Broker<P> {
         let (found, durable) = removed.unwrap_or((false, false));
         if found && durable {
             self.persist(StorageRecord::IncomingQos2Released {
-                client_id,
+                client_id: client_id.to_string(),
                 packet_id: id,
             });
         } else if !found && self.version_of(connection).is_some_and(|v| v.is_v5()) {
@@ -747,7 +747,7 @@ impl<P: Policy> Broker<P> {
                 .may_subscribe(&client_id, username.as_deref(), filter)
             {
                 self.event(BrokerEvent::NotAuthorized {
-                    client_id: client_id.clone(),
+                    client_id: client_id.to_string(),
                     action: super::AuthorizationAction::Subscribe,
                     target: filter.to_string(),
                 });
@@ -877,7 +877,7 @@ impl<P: Policy> Broker<P> {
                 self.tree.remove(inner, &key);
                 if durable {
                     self.persist(StorageRecord::Unsubscribed {
-                        client_id: client_id.clone(),
+                        client_id: client_id.to_string(),
                         filter: filter.to_string(),
                     });
                 }

@@ -2,6 +2,7 @@
 //! are delivered to.
 
 use core::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
@@ -29,8 +30,9 @@ pub struct Message {
     /// part of the message. Read and written as a [`Properties`] (through `Deref`), stored
     /// only when there are any (see [`MessageProperties`]).
     pub properties: MessageProperties,
-    /// The Client Identifier of the publisher (for No Local), if a client published it.
-    pub publisher: Option<String>,
+    /// The Client Identifier of the publisher (for No Local), if a client published it;
+    /// shared with the publisher's connection (no copy per message).
+    pub publisher: Option<Arc<str>>,
     /// When the Message Expiry Interval runs out, if it has one.
     pub expires_at: Option<Timestamp>,
 }

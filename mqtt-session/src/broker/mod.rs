@@ -338,8 +338,9 @@ struct Connection {
     decoder: Decoder,
     state: ConnState,
     version: ProtocolVersion,
-    client_id: Option<String>,
-    username: Option<String>,
+    /// Shared with every message it publishes (`Message::publisher`): no copy per PUBLISH.
+    client_id: Option<Arc<str>>,
+    username: Option<Arc<str>>,
     keep_alive_ms: u64,
     last_activity: Timestamp,
     client_receive_maximum: u16,
@@ -1005,7 +1006,7 @@ impl<P: Policy> Broker<P> {
         {
             self.event(BrokerEvent::ConsumerRecovered {
                 connection,
-                client_id: client_id.clone(),
+                client_id: client_id.to_string(),
                 dropped: conn.dropped_qos0,
             });
         }
@@ -1017,7 +1018,7 @@ impl<P: Policy> Broker<P> {
         };
         self.event(BrokerEvent::ClientDisconnected {
             connection,
-            client_id: client_id.clone(),
+            client_id: client_id.to_string(),
             graceful,
         });
         self.session_disconnected(&client_id, connection, graceful, now);

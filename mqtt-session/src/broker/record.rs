@@ -503,7 +503,7 @@ impl Reader {
             flags & FLAG_RETAIN != 0,
         );
         message.properties = publish.properties.into();
-        message.publisher = publisher;
+        message.publisher = publisher.map(Arc::from);
         message.expires_at = expires_at;
         Ok(Box::new(message))
     }

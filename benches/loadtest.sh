@@ -23,6 +23,10 @@
 #       mosquitto-nodelay  the same with set_tcp_nodelay true (the example broker sets
 #                          TCP_NODELAY on every connection)
 #       mosquitto-persist  mosquitto, persistence true (written on autosave/shutdown only)
+#       rumqttd            rumqttd 0.20 (benches/configs/rumqttd.toml; persistent sessions in
+#                          memory only); installed with `cargo install rumqttd --version 0.20.0`
+#                          when missing (without --locked: its locked `metrics` does not build
+#                          on current rustc)
 #   WORK_DIR    [target/loadtest]  where the on-disk data dirs and the logs go (not tmpfs)
 #   LOADTEST_ARGS []    extra arguments for the load generator
 #
@@ -71,6 +75,15 @@ case " $TARGETS " in
         else
             die "mosquitto is not installed (apt-get install mosquitto), or drop it from TARGETS"
         fi
+    fi
+    ;;
+esac
+
+case " $TARGETS " in
+*" rumqttd "*)
+    if ! command -v rumqttd >/dev/null 2>&1; then
+        log "installing rumqttd (cargo install rumqttd --version 0.20.0): a few minutes"
+        cargo install -q rumqttd --version 0.20.0 || die "could not install rumqttd"
     fi
     ;;
 esac
@@ -163,6 +176,13 @@ start_broker() {
         } >"$base.conf"
         mosquitto -c "$base.conf" >"$base.log" 2>&1 &
         ;;
+    rumqttd)
+        local listener=v5
+        [ "$PROTOCOL" = 5 ] || listener=v4
+        sed -e "s/@PORT@/$port/g" -e "s/@LISTENER@/$listener/g" \
+            "$ROOT/benches/configs/rumqttd.toml" >"$base.toml"
+        rumqttd --config "$base.toml" >"$base.log" 2>&1 &
+        ;;
     *) die "unknown target $target" ;;
     esac
     BROKER_PID=$!
@@ -179,6 +199,9 @@ stop_broker() {
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# " (min–max)" of the numbers on stdin, when there are two or more.
+span() { sort -g | awk 'NR == 1 { min = $1 } { max = $1 } END { if (NR > 1) printf " (%s–%s)", min, max }'; }
 
 ms() { awk -v us="$1" 'BEGIN { if (us == "-") print "-"; else printf "%.1f", us / 1000 }'; }
 
@@ -265,6 +288,7 @@ describe() {
     mosquitto) echo "mosquitto $(mosquitto -h 2>/dev/null | sed -n 's/^mosquitto version //p' | head -n1), persistence false" ;;
     mosquitto-nodelay) echo "mosquitto, persistence false, set_tcp_nodelay true" ;;
     mosquitto-persist) echo "mosquitto, persistence true" ;;
+    rumqttd) echo "rumqttd $(rumqttd --version 2>/dev/null | awk '{print $2}'), sessions in memory" ;;
     esac
 }
 
@@ -273,7 +297,8 @@ echo
 if [ "$expiry" = 0 ]; then sessions="clean sessions (Session Expiry Interval 0)"
 else sessions="durable sessions (Session Expiry Interval $expiry s)"; fi
 echo "$CONNECTIONS connections, $MESSAGES messages, QoS $QOS, MQTT $PROTOCOL, payload $PAYLOAD B," \
-    "window $WINDOW, ${RATE:+paced at $RATE msgs/s, }$sessions; median of $RUNS runs"
+    "window $WINDOW, ${RATE:+paced at $RATE msgs/s, }$sessions; median of $RUNS runs" \
+    "(range in brackets)"
 echo
 echo "| broker | msgs/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | setup s | peak RSS MiB | broker CPU s | load generator CPU s | ok runs |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -281,15 +306,17 @@ for target in $TARGETS; do
     sel() { awk -F'\t' -v t="$target" -v e="$expiry" '$1 == t && $8 == e' "$RESULTS"; }
     [ -n "$(sel)" ] || continue
     okrows() { sel | awk -F'\t' '$3 == "ok"'; }
-    col() { okrows | cut -f7 | while read -r line; do field "$line" "$1"; done | median; }
+    vals() { okrows | cut -f7 | while read -r line; do field "$line" "$1"; done; }
+    col() { vals "$1" | median; }
+    mib() { awk '$1 != "-" { printf "%.1f\n", $1 / 1024 }'; }
     hwm=$(okrows | cut -f4 | median)
-    cpu=$(okrows | cut -f5 | median)
+    cpu="$(okrows | cut -f5 | median)$(okrows | cut -f5 | span)"
     gencpu=$(okrows | cut -f9 | grep -v '^-$' | median)
     printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n' \
-        "$(describe "$target")" "$(col msgs_per_s)" "$(ms "$(col p50_us)")" \
+        "$(describe "$target")" "$(col msgs_per_s)$(vals msgs_per_s | span)" "$(ms "$(col p50_us)")" \
         "$(ms "$(col p90_us)")" "$(ms "$(col p99_us)")" "$(ms "$(col p999_us)")" \
         "$(ms "$(col max_us)")" "$(col setup_s)" \
-        "$(awk -v k="$hwm" 'BEGIN { if (k == "-") print "-"; else printf "%.1f", k / 1024 }')" \
+        "$(awk -v k="$hwm" 'BEGIN { if (k == "-") print "-"; else printf "%.1f", k / 1024 }')$(okrows | cut -f4 | mib | span)" \
         "$cpu" "$gencpu" "$(okrows | wc -l)" "$(sel | wc -l)"
 done
 done

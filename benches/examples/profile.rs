@@ -9,6 +9,8 @@
 //! callgrind_annotate --inclusive=yes target/callgrind.out | head -40
 //! ```
 //!
+//! The clients speak MQTT 5.0; `PROFILE_PROTOCOL=4` makes them speak 3.1.1 (`fanout`, `route`).
+//!
 //! Scenarios (`profile SCENARIO [ARGS]`):
 //! - `fanout SUBSCRIBERS QOS PUBLISHES`: one topic with SUBSCRIBERS sessions on it; PUBLISHES
 //!   messages at QOS, every delivery acknowledged (QoS 1) by the subscribers.
@@ -31,15 +33,24 @@ use mqtt_session::codec::{
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
+/// The clients' protocol: MQTT 5.0, or 3.1.1 with `PROFILE_PROTOCOL=4` in the environment.
+fn protocol() -> ProtocolVersion {
+    static PROTOCOL: std::sync::OnceLock<ProtocolVersion> = std::sync::OnceLock::new();
+    *PROTOCOL.get_or_init(|| match std::env::var("PROFILE_PROTOCOL").as_deref() {
+        Ok("4") => ProtocolVersion::V3_1_1,
+        _ => V5,
+    })
+}
+
 fn encode(p: &Packet) -> Bytes {
     let mut b = BytesMut::new();
-    p.encode(V5, &mut b).unwrap();
+    p.encode(protocol(), &mut b).unwrap();
     b.freeze()
 }
 
 fn connect(broker: &mut Broker, id: &str, now: Timestamp) -> ConnectionId {
     let conn = broker.handle_connection_opened(now);
-    let mut c = Connect::new(V5, id.try_into().unwrap());
+    let mut c = Connect::new(protocol(), id.try_into().unwrap());
     c.clean_start = true;
     c.keep_alive = 0;
     broker.handle_bytes(conn, &encode(&Packet::Connect(Box::new(c))), now);

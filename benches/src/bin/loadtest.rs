@@ -536,7 +536,8 @@ async fn establish(
     let mut input = BytesMut::with_capacity(READ_CHUNK);
 
     let mut connect = Connect::new(shared.version, Utf8String::try_from(client_id)?);
-    connect.keep_alive = 0;
+    // Longer than any run (so no PINGREQ is needed), and not 0: rumqttd refuses 0.
+    connect.keep_alive = 600;
     if shared.session_expiry > 0 {
         if shared.version.is_v5() {
             connect.properties.session_expiry_interval = Some(shared.session_expiry);

@@ -1,6 +1,7 @@
 //! The engine task: owns the [`Broker`], and is the only place it is touched; the storage
-//! thread owns the [`Store`]. One task per connection reads and writes its socket; it talks
-//! to the engine over a channel (inputs) and a [`Link`] (what to write, whether to read):
+//! thread owns the [`Store`]. One task per connection ([`Connection`]) reads and writes its
+//! socket; it talks to the engine over a channel (inputs) and a [`Link`] (what to write,
+//! whether to read):
 //!
 //! ```text
 //!  accept loop ──Accepted──────────┐
@@ -29,45 +30,36 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use mqtt_session::Timestamp;
 use mqtt_session::broker::{
     AuthDecision, AuthRequest, Broker, BrokerEvent, ConnectionId, Output, StorageRecord,
 };
 use mqtt_session::codec::ReasonCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::BoxError;
 use crate::acl::Acl;
-use crate::link::{ConnEnd, Link, ReadState, WriteCmd, link};
+use crate::connection::Connection;
+use crate::link::{Link, ReadState, WriteCmd, link};
 use crate::password::PasswordFile;
 use crate::policy::BrokerPolicy;
 use crate::store::{Committed, Store, StoreThread};
 use crate::sys::{ByteCounters, SysTopics};
-use crate::transport::{Accepted, Stream};
+use crate::transport::Accepted;
 
 /// The most inputs handled before the outputs are drained (and committed together).
 const BATCH: usize = 256;
-/// Capacity of the channel into the engine, in read chunks of up to [`READ_CHUNK`] bytes
+/// Capacity of the channel into the engine, in read chunks of up to 16 KiB
 /// (readers wait when it is full). Small, so that what the engine has not looked at yet stays
 /// in the sockets (and back-pressures the clients) rather than in memory: at 1 024 the broker
 /// grew by 40–55 MB under a burst, at 64 by 4–10 MB (benches/README.md).
 pub(crate) const INPUT_QUEUE: usize = 64;
 /// The most bytes pulled from the engine for one write.
 const WRITE_CHUNK: usize = 64 * 1024;
-/// The most bytes read from a socket at a time.
-const READ_CHUNK: usize = 16 * 1024;
-/// The read buffer of a connection that sends little (an idle one holds this much).
-const READ_MIN: usize = 256;
-/// Consecutive reads under a quarter of the buffer after which it is halved.
-const SHRINK_AFTER: u32 = 16;
-/// How long a closing connection's writer may take to write its last bytes.
-const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 /// The longest the engine sleeps without looking at the clock again.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// How long a graceful shutdown waits for writers to flush.
@@ -339,7 +331,7 @@ impl Engine {
         let (link, end) = link();
         let task = self
             .tasks
-            .spawn(connection_task(conn, stream, end, self.inputs.clone()));
+            .spawn(Connection::new(conn, stream, end, self.inputs.clone()));
         self.conns.insert(
             conn,
             Conn {
@@ -745,191 +737,4 @@ pub(crate) fn log_event(event: &BrokerEvent, peer: impl Fn(&ConnectionId) -> Opt
         }
         other => tracing::debug!(?other, "broker event"),
     }
-}
-
-/// Waiting for room in the engine's input channel (see [`send_input`]).
-type SendWait<'a> = Pin<Box<dyn Future<Output = Result<(), ()>> + Send + 'a>>;
-
-/// Hands `input` to the engine, waiting while its channel is full; `Err` when the engine is
-/// gone. Written so that a connection task's future holds only a pointer for it: the future of
-/// `Sender::send` (about 330 bytes) is boxed, and made only when the channel is full.
-fn send_input(inputs: &mpsc::Sender<Input>, input: Input) -> Result<(), Option<SendWait<'_>>> {
-    match inputs.try_send(input) {
-        Ok(()) => Ok(()),
-        Err(mpsc::error::TrySendError::Full(input)) => Err(Some(Box::pin(async move {
-            inputs.send(input).await.map_err(drop)
-        }))),
-        Err(mpsc::error::TrySendError::Closed(_)) => Err(None),
-    }
-}
-
-/// [`send_input`], waiting when the channel is full.
-macro_rules! send_input {
-    ($inputs:expr, $input:expr) => {
-        match send_input($inputs, $input) {
-            Ok(()) => Ok(()),
-            Err(Some(wait)) => wait.await,
-            Err(None) => Err(()),
-        }
-    };
-}
-
-/// How a connection's writer ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WriterEnded {
-    /// Everything queued was written (the engine closed the connection or forgot it).
-    Finished,
-    /// A write failed (the engine was told), or the engine is gone: the connection is over.
-    Failed,
-}
-
-/// One connection's task: its reader and its writer, run side by side on the two halves of
-/// the stream (one task, one allocation, rather than a task each). It ends when both are
-/// done, when the write side fails, or [`CLOSE_FLUSH`] after the engine dropped its end of the
-/// link (a client that neither reads nor closes is not waited for).
-async fn connection_task(
-    conn: ConnectionId,
-    stream: Stream,
-    end: ConnEnd,
-    inputs: mpsc::Sender<Input>,
-) {
-    let (read, write) = tokio::io::split(stream);
-    let reading = read_loop(conn, read, &inputs, &end);
-    let writing = write_loop(conn, write, &inputs, &end);
-    let deadline = async {
-        end.engine_gone().await;
-        // Boxed: a timer is part of the task only once the connection is closing.
-        Box::pin(tokio::time::sleep(CLOSE_FLUSH)).await;
-    };
-    tokio::pin!(reading, writing, deadline);
-    let (mut read_done, mut write_done) = (false, false);
-    while !(read_done && write_done) {
-        tokio::select! {
-            () = &mut reading, if !read_done => read_done = true,
-            ended = &mut writing, if !write_done => {
-                if ended == WriterEnded::Failed {
-                    return;
-                }
-                write_done = true;
-            }
-            () = &mut deadline => return,
-        }
-    }
-}
-
-/// Reads from the socket and hands the bytes to the engine (while the link's state says so);
-/// tells it when the peer closes. Once the broker has closed the connection (`Draining`),
-/// reads and discards until the peer closes; `Stopped` (shutdown) ends it at once.
-async fn read_loop(
-    conn: ConnectionId,
-    mut read: ReadHalf<Stream>,
-    inputs: &mpsc::Sender<Input>,
-    end: &ConnEnd,
-) {
-    // Sized on demand: an idle connection holds a small buffer, one that fills its buffer on
-    // every read gets a larger one (up to READ_CHUNK), and shrinks back when reads get small.
-    let mut want = READ_MIN;
-    // Consecutive reads that used under a quarter of the buffer.
-    let mut small_reads = 0_u32;
-    let mut buf = BytesMut::new();
-    loop {
-        // Paused (back-pressure): wait until the engine resumes it (or closes it).
-        match end.wait_unpaused().await {
-            None | Some(ReadState::Stopped) => return,
-            Some(ReadState::Draining) => return drain(read).await,
-            Some(ReadState::Reading | ReadState::Paused) => {}
-        }
-        if buf.capacity() < want {
-            // Takes the whole allocation back when the engine has dropped what it was handed
-            // (the usual case under load), or allocates `want` bytes.
-            buf.reserve(want);
-        }
-        let room = buf.capacity();
-        // A pause, a close or a stop is seen at once, not when the peer next sends (reading
-        // is cancel-safe: nothing read is lost).
-        let result = tokio::select! {
-            biased;
-            result = read.read_buf(&mut buf) => result,
-            () = end.state_changed() => continue,
-        };
-        match result {
-            Ok(0) => break,
-            Ok(n) => {
-                if n == room {
-                    want = (want * 2).min(READ_CHUNK);
-                    small_reads = 0;
-                } else if n < want / 4 {
-                    // Shrinks only after a run of small reads: a busy connection whose reads
-                    // vary keeps its buffer, one that went quiet gives it back.
-                    small_reads += 1;
-                    if small_reads >= SHRINK_AFTER {
-                        want = (want / 2).max(READ_MIN);
-                        small_reads = 0;
-                    }
-                } else {
-                    small_reads = 0;
-                }
-                match end.state() {
-                    ReadState::Draining => return drain(read).await,
-                    ReadState::Stopped => return,
-                    ReadState::Reading | ReadState::Paused => {}
-                }
-                if send_input!(inputs, Input::Bytes(conn, buf.split().freeze())).is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::debug!(conn = conn.0, "read failed: {e}");
-                break;
-            }
-        }
-    }
-    // The engine may be gone (shutting down): nothing left to tell then.
-    let _ = send_input!(inputs, Input::Closed(conn));
-}
-
-/// Reads and discards until the peer closes or the read fails (the connection's task ends
-/// [`CLOSE_FLUSH`] after the close otherwise).
-async fn drain(mut read: ReadHalf<Stream>) {
-    // On the heap: an array here would be part of every connection task's future, draining
-    // or not.
-    let mut scratch = vec![0u8; 4096];
-    while let Ok(n) = read.read(&mut scratch).await {
-        if n == 0 {
-            return;
-        }
-    }
-}
-
-/// Writes what the engine sends, saying `Written` after a chunk when the engine asked for it;
-/// shuts the socket's write side when asked (or when the engine forgets the connection), and
-/// tells the engine when writing fails. A client that does not read blocks only this
-/// connection: the engine notices that nothing is pulled.
-async fn write_loop(
-    conn: ConnectionId,
-    mut write: WriteHalf<Stream>,
-    inputs: &mpsc::Sender<Input>,
-    end: &ConnEnd,
-) -> WriterEnded {
-    while let Some(cmd) = end.recv().await {
-        match cmd {
-            WriteCmd::Data(data) => match write.write_all(&data).await {
-                Ok(()) => {
-                    if end.written() && send_input!(inputs, Input::Written(conn)).is_err() {
-                        return WriterEnded::Failed;
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(conn = conn.0, "write failed: {e}");
-                    end.writer_ended();
-                    let _ = send_input!(inputs, Input::Closed(conn));
-                    return WriterEnded::Failed;
-                }
-            },
-            WriteCmd::Close => break,
-        }
-    }
-    // Sends FIN; the socket is closed when the reader half is dropped too.
-    let _ = write.shutdown().await;
-    WriterEnded::Finished
 }

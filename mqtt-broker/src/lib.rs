@@ -50,6 +50,7 @@
 
 pub mod acl;
 pub mod config;
+mod connection;
 mod engine;
 mod link;
 pub mod password;

@@ -1,10 +1,11 @@
 //! What the engine shares with one connection's task: the writer's few queued commands, the
-//! reader's state and the write credit, in one small allocation per connection.
+//! reader's state and the write credit, in one small allocation per connection, and the
+//! task's waker: every change the engine makes wakes the task.
 //!
 //! A tokio `mpsc` channel and a `watch` channel did this before, at about 1.9 KiB per
 //! connection (an `mpsc` channel allocates a block of 32 slots however small its bound); the
 //! writer never holds more than a couple of chunks (the engine's write credit), so a locked
-//! `VecDeque` and a few `Notify`s do the same in about 250 bytes.
+//! `VecDeque` and one waker do the same in under 200 bytes.
 //!
 //! The write credit is counted here rather than reported: the engine hands the writer at most
 //! [`WRITE_CREDIT`] chunks not yet written, and the writer tells the engine that one was
@@ -14,9 +15,10 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
 
 use bytes::Bytes;
-use tokio::sync::Notify;
+use futures_util::task::AtomicWaker;
 
 /// Chunks a connection's writer holds at most (written or waiting); the engine pulls more only
 /// when one is written.
@@ -60,18 +62,16 @@ impl ReadState {
 #[derive(Debug)]
 struct Shared {
     queue: Mutex<VecDeque<WriteCmd>>,
-    write_wake: Notify,
+    /// The connection's task, woken by every change the engine makes.
+    task: AtomicWaker,
     read_state: AtomicU8,
-    read_wake: Notify,
     /// Chunks handed to the writer and not yet written.
     outstanding: AtomicUsize,
     /// The engine found no credit and waits to hear that a chunk was written.
     want_written: AtomicBool,
-    /// The engine dropped its end: the writer finishes what is queued and closes, a reader
+    /// The engine dropped its end: the writer finishes what is queued and closes; a reader
     /// that is not draining ends.
     engine_gone: AtomicBool,
-    /// Woken (every waiter) when the engine drops its end.
-    gone_wake: Notify,
     /// The writer ended (its write failed): nothing more can be sent.
     writer_gone: AtomicBool,
 }
@@ -87,7 +87,7 @@ impl Shared {
 #[derive(Debug)]
 pub(crate) struct Link(Arc<Shared>);
 
-/// The connection task's end (its reader and its writer share it).
+/// The connection task's end.
 #[derive(Debug)]
 pub(crate) struct ConnEnd(Arc<Shared>);
 
@@ -95,13 +95,11 @@ pub(crate) struct ConnEnd(Arc<Shared>);
 pub(crate) fn link() -> (Link, ConnEnd) {
     let shared = Arc::new(Shared {
         queue: Mutex::new(VecDeque::new()),
-        write_wake: Notify::new(),
+        task: AtomicWaker::new(),
         read_state: AtomicU8::new(ReadState::Reading as u8),
-        read_wake: Notify::new(),
         outstanding: AtomicUsize::new(0),
         want_written: AtomicBool::new(false),
         engine_gone: AtomicBool::new(false),
-        gone_wake: Notify::new(),
         writer_gone: AtomicBool::new(false),
     });
     (Link(Arc::clone(&shared)), ConnEnd(shared))
@@ -117,7 +115,7 @@ impl Link {
             self.0.outstanding.fetch_add(1, Ordering::SeqCst);
         }
         self.0.queue().push_back(cmd);
-        self.0.write_wake.notify_one();
+        self.0.task.wake();
         Ok(())
     }
 
@@ -137,33 +135,31 @@ impl Link {
     /// Tells the reader what it may do.
     pub(crate) fn set_read_state(&self, state: ReadState) {
         self.0.read_state.store(state as u8, Ordering::Release);
-        self.0.read_wake.notify_one();
+        self.0.task.wake();
     }
 }
 
 impl Drop for Link {
     fn drop(&mut self) {
         self.0.engine_gone.store(true, Ordering::Release);
-        self.0.write_wake.notify_one();
-        self.0.read_wake.notify_one();
-        self.0.gone_wake.notify_waiters();
+        self.0.task.wake();
     }
 }
 
 impl ConnEnd {
-    /// The next command for the writer; `None` once the engine has dropped its end and the
-    /// queue is empty.
-    pub(crate) async fn recv(&self) -> Option<WriteCmd> {
-        loop {
-            if let Some(cmd) = self.0.queue().pop_front() {
-                return Some(cmd);
-            }
-            if self.0.engine_gone.load(Ordering::Acquire) {
-                return None;
-            }
-            // A notification given between the check and here is kept (a permit).
-            self.0.write_wake.notified().await;
-        }
+    /// Wakes `waker` on the engine's next change (its task's waker, at every poll).
+    pub(crate) fn register(&self, waker: &Waker) {
+        self.0.task.register(waker);
+    }
+
+    /// The next command for the writer.
+    pub(crate) fn pop(&self) -> Option<WriteCmd> {
+        self.0.queue().pop_front()
+    }
+
+    /// Whether the engine has dropped its end (the connection is closing, from either side).
+    pub(crate) fn engine_gone(&self) -> bool {
+        self.0.engine_gone.load(Ordering::Acquire)
     }
 
     /// A chunk was written: its credit returns. Returns whether the engine asked to hear it.
@@ -181,43 +177,6 @@ impl ConnEnd {
     pub(crate) fn state(&self) -> ReadState {
         ReadState::from_u8(self.0.read_state.load(Ordering::Acquire))
     }
-
-    /// Waits while the state is `Paused`; `None` when the engine has dropped its end with the
-    /// reader paused or reading (nobody takes what it would read). A state set before the
-    /// engine dropped its end (`Draining`, as a close does; `Stopped`) is still returned, as a
-    /// `watch` channel's last value is.
-    pub(crate) async fn wait_unpaused(&self) -> Option<ReadState> {
-        loop {
-            let state = self.state();
-            let gone = self.0.engine_gone.load(Ordering::Acquire);
-            if matches!(state, ReadState::Paused | ReadState::Reading) && gone {
-                return None;
-            }
-            if state != ReadState::Paused {
-                return Some(state);
-            }
-            self.0.read_wake.notified().await;
-        }
-    }
-
-    /// Completes when the reader's state may have changed (a read in progress races with it,
-    /// so that a pause or a stop is seen without waiting for the peer to send).
-    pub(crate) async fn state_changed(&self) {
-        self.0.read_wake.notified().await;
-    }
-
-    /// Completes once the engine has dropped its end (the connection is closing, from either
-    /// side).
-    pub(crate) async fn engine_gone(&self) {
-        loop {
-            // Registered before the check: a `notify_waiters` between the two is not missed.
-            let notified = self.0.gone_wake.notified();
-            if self.0.engine_gone.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
-    }
 }
 
 impl Drop for ConnEnd {
@@ -228,37 +187,53 @@ impl Drop for ConnEnd {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
     use super::*;
 
-    #[tokio::test]
-    async fn commands_arrive_in_order_and_end_after_the_engine_leaves() {
-        let (link, end) = link();
-        link.send(WriteCmd::Data(Bytes::from_static(b"a"))).unwrap();
-        link.send(WriteCmd::Close).unwrap();
-        let task = tokio::spawn(async move {
-            let mut got = Vec::new();
-            while let Some(cmd) = end.recv().await {
-                got.push(cmd);
-            }
-            got
-        });
-        tokio::task::yield_now().await;
-        link.send(WriteCmd::Data(Bytes::from_static(b"b"))).unwrap();
-        drop(link);
-        let got = task.await.unwrap();
-        assert!(
-            matches!(&got[..], [WriteCmd::Data(a), WriteCmd::Close, WriteCmd::Data(b)]
-            if &a[..] == b"a" && &b[..] == b"b")
-        );
+    /// Counts its wakeups.
+    #[derive(Default)]
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
-    #[tokio::test]
-    async fn a_send_after_the_writer_ended_fails() {
+    fn registered(end: &ConnEnd) -> Arc<Counter> {
+        let counter = Arc::new(Counter::default());
+        end.register(&Waker::from(Arc::clone(&counter)));
+        counter
+    }
+
+    #[test]
+    fn commands_arrive_in_order_and_each_wakes_the_task() {
         let (link, end) = link();
+        let wakes = registered(&end);
+        link.send(WriteCmd::Data(Bytes::from_static(b"a"))).unwrap();
+        end.register(&Waker::from(Arc::clone(&wakes)));
+        link.send(WriteCmd::Close).unwrap();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
+        assert!(matches!(end.pop(), Some(WriteCmd::Data(a)) if &a[..] == b"a"));
+        assert!(matches!(end.pop(), Some(WriteCmd::Close)));
+        assert!(end.pop().is_none());
+        assert!(!end.engine_gone());
+        end.register(&Waker::from(Arc::clone(&wakes)));
+        drop(link);
+        assert!(end.engine_gone());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_send_after_the_writer_ended_fails() {
+        let (engine, end) = link();
         end.writer_ended();
-        assert!(link.send(WriteCmd::Close).is_err());
+        assert!(engine.send(WriteCmd::Close).is_err());
+        let (engine, end) = link();
         drop(end);
-        assert!(link.send(WriteCmd::Close).is_err());
+        assert!(engine.send(WriteCmd::Close).is_err());
     }
 
     #[test]
@@ -281,57 +256,21 @@ mod tests {
         assert_eq!(link.credit(), WRITE_CREDIT);
     }
 
-    #[tokio::test]
-    async fn a_paused_reader_waits_until_resumed_or_dropped() {
+    #[test]
+    fn read_states_are_seen_and_wake_the_task() {
         let (link, end) = link();
-        assert_eq!(end.wait_unpaused().await, Some(ReadState::Reading));
-        link.set_read_state(ReadState::Paused);
-        let task = tokio::spawn(async move {
-            let first = end.wait_unpaused().await;
-            (first, end)
-        });
-        tokio::task::yield_now().await;
-        assert!(!task.is_finished());
-        link.set_read_state(ReadState::Draining);
-        let (first, end) = task.await.unwrap();
-        assert_eq!(first, Some(ReadState::Draining));
-        link.set_read_state(ReadState::Paused);
-        drop(link);
-        assert_eq!(end.wait_unpaused().await, None);
-    }
-
-    /// A close sets `Draining` and drops the engine's end at once: a paused reader still
-    /// drains.
-    #[tokio::test]
-    async fn a_reader_paused_when_the_connection_closes_drains() {
-        let (link, end) = link();
-        link.set_read_state(ReadState::Paused);
-        link.set_read_state(ReadState::Draining);
-        drop(link);
-        assert_eq!(end.wait_unpaused().await, Some(ReadState::Draining));
-    }
-
-    #[tokio::test]
-    async fn a_state_change_and_the_engine_leaving_are_signalled() {
-        let (link, end) = link();
-        let end = Arc::new(end);
-        let waiting = {
-            let end = Arc::clone(&end);
-            tokio::spawn(async move { end.state_changed().await })
-        };
-        let gone = {
-            let end = Arc::clone(&end);
-            tokio::spawn(async move { end.engine_gone().await })
-        };
-        tokio::task::yield_now().await;
-        assert!(!waiting.is_finished() && !gone.is_finished());
-        link.set_read_state(ReadState::Stopped);
-        waiting.await.unwrap();
-        assert_eq!(end.state(), ReadState::Stopped);
-        assert!(!gone.is_finished());
-        drop(link);
-        gone.await.unwrap();
-        // And once gone, at once.
-        end.engine_gone().await;
+        let wakes = registered(&end);
+        assert_eq!(end.state(), ReadState::Reading);
+        for state in [
+            ReadState::Paused,
+            ReadState::Reading,
+            ReadState::Draining,
+            ReadState::Stopped,
+        ] {
+            end.register(&Waker::from(Arc::clone(&wakes)));
+            link.set_read_state(state);
+            assert_eq!(end.state(), state);
+        }
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 4);
     }
 }

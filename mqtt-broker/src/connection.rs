@@ -133,6 +133,14 @@ impl Connection {
     fn hand_over(&mut self, cx: &mut Context<'_>) -> Result<Step, ()> {
         let mut step = Step::Blocked;
         loop {
+            if self.end.engine_gone() {
+                // The engine has forgotten the connection: nothing more is handed over (it
+                // would wait on a channel nobody reads when the broker is shutting down).
+                self.sending = None;
+                self.written_due = false;
+                self.closed_due = false;
+                return Ok(step);
+            }
             if let Some(sending) = self.sending.as_mut() {
                 match sending.as_mut().poll(cx) {
                     Poll::Ready(Ok(())) => {
@@ -194,10 +202,15 @@ impl Connection {
                 step = Step::Moved;
                 continue;
             }
+            // Read before the queue: the engine queues its last commands (a farewell, `Close`)
+            // and then drops its end, so a queue seen empty after `engine_gone` is final.
+            let gone = self.end.engine_gone();
             match self.end.pop() {
+                // (An empty chunk would read as a failed write.)
+                Some(WriteCmd::Data(chunk)) if chunk.is_empty() => {}
                 Some(WriteCmd::Data(chunk)) => self.writing = Some(chunk),
                 Some(WriteCmd::Close) => self.shutting_down = true,
-                None if self.end.engine_gone() => self.shutting_down = true,
+                None if gone => self.shutting_down = true,
                 None => {
                     // Nothing more to write for now: what a TLS or WebSocket stream holds
                     // goes out.
@@ -224,13 +237,16 @@ impl Connection {
         if self.read_done || self.sending.is_some() {
             return Ok(Step::Blocked);
         }
+        // Read before the state: the engine sets `Draining` and then drops its end, so a state
+        // read after `engine_gone` is final.
+        let gone = self.end.engine_gone();
         match self.end.state() {
             ReadState::Stopped => {
                 self.read_done = true;
                 Ok(Step::Moved)
             }
             // Nobody takes what it would read.
-            ReadState::Reading | ReadState::Paused if self.end.engine_gone() => {
+            ReadState::Reading | ReadState::Paused if gone => {
                 self.read_done = true;
                 Ok(Step::Moved)
             }
@@ -501,6 +517,34 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(task.is_finished());
         drop(peer);
+    }
+
+    /// The broker's close: the farewell and `Close` are queued, the reader told to drain, and
+    /// the link dropped, all at once; the farewell is written, and a hand-over stuck on a full
+    /// channel nobody reads (the broker shutting down) does not keep the task.
+    #[tokio::test]
+    async fn a_close_writes_the_farewell_even_with_the_engine_channel_full() {
+        let (mut peer, engine, rx, task) = start(1);
+        // Fill the channel: the next read waits in a hand-over.
+        peer.write_all(b"one").await.unwrap();
+        tokio::task::yield_now().await;
+        peer.write_all(b"two").await.unwrap();
+        tokio::task::yield_now().await;
+        engine.set_read_state(ReadState::Draining);
+        engine
+            .send(WriteCmd::Data(Bytes::from_static(b"bye")))
+            .unwrap();
+        engine.send(WriteCmd::Close).unwrap();
+        drop(engine);
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"bye");
+        drop(peer);
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("the task ends when the peer closes, not at the deadline")
+            .unwrap();
+        drop(rx);
     }
 
     #[tokio::test]

@@ -198,10 +198,10 @@ impl<P: Policy> Broker<P> {
                 let Some(conn) = self.connections.get_mut(&connection) else {
                     return;
                 };
-                conn.authentication_method = Some(method.clone());
+                conn.extras().authentication_method = Some(method.clone());
                 conn.client_id = Some(Arc::from(client_id));
-                conn.pending_assigned_id = assigned;
-                conn.pending_connect = Some(Box::new(connect));
+                conn.extras().pending_assigned_id = assigned;
+                conn.extras().pending_connect = Some(Box::new(connect));
                 self.send_auth(
                     connection,
                     ReasonCode::CONTINUE_AUTHENTICATION,
@@ -231,7 +231,7 @@ impl<P: Policy> Broker<P> {
                 .or_default()
                 .push_back(connection);
         }
-        conn.pending_auth = Some((pending, None));
+        conn.extras().pending_auth = Some((pending, None));
         super::update_reading(&mut self.out, connection, conn);
         self.out
             .push(super::Pending::Authenticate(connection, Box::new(request)));
@@ -251,7 +251,8 @@ impl<P: Policy> Broker<P> {
         let Some(conn) = self.connections.get_mut(&connection) else {
             return;
         };
-        let Some((pending, decided)) = conn.pending_auth.as_mut() else {
+        let Some((pending, decided)) = conn.extras.as_mut().and_then(|e| e.pending_auth.as_mut())
+        else {
             return;
         };
         if decided.is_some() {
@@ -300,7 +301,7 @@ impl<P: Policy> Broker<P> {
         now: Timestamp,
     ) -> Option<(ConnectionId, AuthDecision)> {
         let conn = self.connections.get_mut(&connection)?;
-        let (pending, _) = conn.pending_auth.take()?;
+        let (pending, _) = conn.extras.as_mut()?.pending_auth.take()?;
         super::update_reading(&mut self.out, connection, conn);
         let mut next = None;
         match pending {
@@ -343,7 +344,7 @@ impl<P: Policy> Broker<P> {
         }
         let next = next?;
         let conn = self.connections.get_mut(&next)?;
-        let (_, decided) = conn.pending_auth.as_mut()?;
+        let (_, decided) = conn.extras.as_mut()?.pending_auth.as_mut()?;
         decided.take().map(|d| (next, d))
     }
 
@@ -368,9 +369,10 @@ impl<P: Policy> Broker<P> {
         let Some(conn) = self.connections.get(&connection) else {
             return;
         };
-        let (Some(method), Some(client_id)) =
-            (conn.authentication_method.clone(), conn.client_id.clone())
-        else {
+        let (Some(method), Some(client_id)) = (
+            conn.authentication_method().cloned(),
+            conn.client_id.clone(),
+        ) else {
             return;
         };
         // [MQTT-4.12.0-3] the client answers with Continue authentication and the same method.
@@ -447,8 +449,9 @@ impl<P: Policy> Broker<P> {
                 let Some(conn) = self.connections.get_mut(&connection) else {
                     return;
                 };
-                let assigned = conn.pending_assigned_id;
-                let Some(mut connect) = conn.pending_connect.take() else {
+                let assigned = conn.extras.as_ref().is_some_and(|e| e.pending_assigned_id);
+                let Some(mut connect) = conn.extras.as_mut().and_then(|e| e.pending_connect.take())
+                else {
                     return;
                 };
                 conn.state = ConnState::AwaitingConnect;
@@ -475,9 +478,10 @@ impl<P: Policy> Broker<P> {
         let Some(conn) = self.connections.get(&connection) else {
             return;
         };
-        let (Some(method), Some(client_id)) =
-            (conn.authentication_method.clone(), conn.client_id.clone())
-        else {
+        let (Some(method), Some(client_id)) = (
+            conn.authentication_method().cloned(),
+            conn.client_id.clone(),
+        ) else {
             // [MQTT-4.12.0-7] no AUTH from a client that did not use enhanced authentication.
             self.fail(connection, ReasonCode::PROTOCOL_ERROR, None, now);
             return;
@@ -742,10 +746,14 @@ impl<P: Policy> Broker<P> {
         conn.client_maximum_packet_size = props.maximum_packet_size.map_or(u32::MAX, |m| m.get());
         conn.client_topic_alias_maximum = props.topic_alias_maximum.unwrap_or(0);
         conn.request_problem_information = props.request_problem_information.unwrap_or(true);
-        conn.authentication_method = props.authentication_method.clone();
+        if let Some(method) = &props.authentication_method {
+            conn.extras().authentication_method = Some(method.clone());
+        } else if let Some(extras) = conn.extras.as_mut() {
+            extras.authentication_method = None;
+        }
         conn.connect_session_expiry = requested;
         let request_response = props.request_response_information.unwrap_or(false);
-        let auth_method = conn.authentication_method.clone();
+        let auth_method = conn.authentication_method().cloned();
         self.disarm_connection(connection, Some(&super::Timer::KeepAlive(connection)));
         if keep_alive > 0 {
             let deadline = now.plus_millis(u64::from(keep_alive) * 1500);

@@ -84,7 +84,11 @@ impl<P: Policy> Broker<P> {
                 return;
             }
             if p.topic.is_empty() {
-                match conn.inbound_aliases.get(&alias.get()) {
+                match conn
+                    .extras
+                    .as_ref()
+                    .and_then(|e| e.inbound_aliases.get(&alias.get()))
+                {
                     Some(t) => p.topic = t.clone(),
                     None => {
                         self.fail(connection, ReasonCode::PROTOCOL_ERROR, None, now);
@@ -92,7 +96,9 @@ impl<P: Policy> Broker<P> {
                     }
                 }
             } else {
-                conn.inbound_aliases.insert(alias.get(), p.topic.clone());
+                conn.extras()
+                    .inbound_aliases
+                    .insert(alias.get(), p.topic.clone());
             }
         }
         // v5 [MQTT-3.3.4-6] a PUBLISH from a client carries no Subscription Identifier.
@@ -1272,11 +1278,13 @@ fn publish_to(
     let mut topic_alias = None;
     let mut omit_topic = false;
     if v5 && conn.client_topic_alias_maximum > 0 {
-        if let Some(&alias) = conn.outbound_aliases.get(&out.message.topic) {
+        let aliases = conn.extras.as_ref().map(|e| &e.outbound_aliases);
+        let known = aliases.map_or(0, BTreeMap::len);
+        if let Some(&alias) = aliases.and_then(|a| a.get(&out.message.topic)) {
             topic_alias = core::num::NonZeroU16::new(alias);
             omit_topic = true;
-        } else if conn.outbound_aliases.len() < usize::from(conn.client_topic_alias_maximum) {
-            let alias = u16::try_from(conn.outbound_aliases.len() + 1).unwrap_or(u16::MAX);
+        } else if known < usize::from(conn.client_topic_alias_maximum) {
+            let alias = u16::try_from(known + 1).unwrap_or(u16::MAX);
             topic_alias = core::num::NonZeroU16::new(alias);
             new_alias = Some(alias);
         }
@@ -1310,7 +1318,8 @@ fn publish_to(
     if sent {
         pending.stats.publish_sent += 1;
         if let Some(alias) = new_alias {
-            conn.outbound_aliases
+            conn.extras()
+                .outbound_aliases
                 .insert(out.message.topic.clone(), alias);
         }
     } else {

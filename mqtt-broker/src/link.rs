@@ -114,7 +114,14 @@ impl Link {
         if matches!(cmd, WriteCmd::Data(_)) {
             self.0.outstanding.fetch_add(1, Ordering::SeqCst);
         }
-        self.0.queue().push_back(cmd);
+        let mut queue = self.0.queue();
+        // One slot at a time: it holds a few commands at most, and a deque's first growth
+        // makes room for four (128 bytes an idle connection would keep).
+        if queue.len() == queue.capacity() {
+            queue.reserve_exact(1);
+        }
+        queue.push_back(cmd);
+        drop(queue);
         self.0.task.wake();
         Ok(())
     }

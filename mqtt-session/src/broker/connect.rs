@@ -681,6 +681,9 @@ impl<P: Policy> Broker<P> {
         if username_changed {
             session.username = username.map(Arc::from);
         }
+        // The connection shares the session's names (no copies of its own).
+        let (shared_id, shared_username) =
+            (Arc::clone(&session.client_id), session.username.clone());
         session.connection = Some(connection);
         session.expires_at = None;
         if expiry_changed || username_changed {
@@ -738,8 +741,8 @@ impl<P: Policy> Broker<P> {
             return;
         };
         conn.state = ConnState::Connected;
-        conn.client_id = Some(Arc::from(client_id.as_str()));
-        conn.username = connect.username.as_ref().map(|u| Arc::from(u.as_str()));
+        conn.client_id = Some(shared_id);
+        conn.username = shared_username;
         conn.keep_alive_ms = u64::from(keep_alive) * 1000;
         conn.last_activity = now;
         conn.client_receive_maximum = props.receive_maximum.map_or(u16::MAX, |r| r.get());

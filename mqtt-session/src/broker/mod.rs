@@ -828,7 +828,7 @@ impl<P: Policy> Broker<P> {
                 let mut bytes = BytesMut::new();
                 let written = packet.encode_fitting(version, max, &mut bytes).ok();
                 if written.is_some() {
-                    conn.outbox.push_back((gate, bytes));
+                    push_chunk(conn, gate, bytes);
                 }
                 written
             }
@@ -1088,8 +1088,18 @@ fn push_outbox(conn: &mut Connection, gate: u64, bytes: BytesMut) {
     conn.outbox_bytes += bytes.len();
     match conn.outbox.back_mut() {
         Some((g, chunk)) if *g == gate => chunk.unsplit(bytes),
-        _ => conn.outbox.push_back((gate, bytes)),
+        _ => push_chunk(conn, gate, bytes),
     }
+}
+
+/// Appends a chunk to `conn`'s outbox, growing it one slot at a time: it usually holds one or
+/// two chunks, and a deque's first growth makes room for four (160 bytes an idle connection
+/// would keep).
+fn push_chunk(conn: &mut Connection, gate: u64, bytes: BytesMut) {
+    if conn.outbox.len() == conn.outbox.capacity() {
+        conn.outbox.reserve_exact(1);
+    }
+    conn.outbox.push_back((gate, bytes));
 }
 
 /// Says [`Output::TransmitReady`] for `conn` unless it was said and not yet answered.

@@ -31,7 +31,7 @@ impl<P: Policy> Broker<P> {
         }
         // Sorted: the sessions map is a hash map, and what follows (wills published, records)
         // must not depend on its order.
-        let mut clients: Vec<String> = broker.sessions.keys().cloned().collect();
+        let mut clients: Vec<String> = broker.sessions.keys().map(str::to_owned).collect();
         clients.sort_unstable();
         // First rebuild every session's derived state (in-flight count, packet identifiers,
         // subscriptions), so that wills published below reach every subscriber.
@@ -298,10 +298,10 @@ impl<P: Policy> Broker<P> {
         }
         // In Client Identifier order: the map is a hash map, and the snapshot must not depend
         // on its order.
-        let mut sessions: Vec<(&String, &Session)> = self.sessions.iter().collect();
+        let mut sessions: Vec<(&str, &Session)> = self.sessions.iter().collect();
         sessions.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for (client_id, s) in sessions {
-            let id = || client_id.clone();
+            let id = || client_id.to_owned();
             out.push(StorageRecord::Session {
                 client_id: id(),
                 expiry_interval: s.expiry_interval,

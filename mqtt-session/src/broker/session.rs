@@ -86,7 +86,8 @@ pub(crate) struct Session {
 /// session created (the last freed first).
 #[derive(Debug, Default)]
 pub(crate) struct Sessions {
-    index: HashMap<String, usize, RandomState>,
+    /// Keyed by the session's own `client_id` `Arc` (no second copy of the name).
+    index: HashMap<Arc<str>, usize, RandomState>,
     slots: Vec<Option<Session>>,
     free: Vec<usize>,
 }
@@ -197,7 +198,10 @@ impl Sessions {
         let slot = match self.index.get(client_id) {
             Some(&slot) => slot,
             None => {
-                let session = Some(create());
+                let session = create();
+                let key = Arc::clone(&session.client_id);
+                debug_assert_eq!(&*key, client_id, "a session is made for its own name");
+                let session = Some(session);
                 let slot = match self.free.pop() {
                     Some(slot) => {
                         if let Some(s) = self.slots.get_mut(slot) {
@@ -210,7 +214,7 @@ impl Sessions {
                         self.slots.len() - 1
                     }
                 };
-                self.index.insert(client_id.to_owned(), slot);
+                self.index.insert(key, slot);
                 slot
             }
         };
@@ -225,15 +229,15 @@ impl Sessions {
     }
 
     /// The Client Identifiers, in no particular order.
-    pub(crate) fn keys(&self) -> impl Iterator<Item = &String> {
-        self.index.keys()
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {
+        self.index.keys().map(|k| &**k)
     }
 
     /// The sessions with their Client Identifiers, in no particular order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &Session)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Session)> {
         self.index
             .iter()
-            .filter_map(|(c, &slot)| Some((c, self.slots.get(slot)?.as_ref()?)))
+            .filter_map(|(c, &slot)| Some((&**c, self.slots.get(slot)?.as_ref()?)))
     }
 }
 

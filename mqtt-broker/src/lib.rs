@@ -20,8 +20,10 @@
 //!
 //! # Architecture
 //!
-//! One engine task owns the `Broker` and the database; the accept loop, one reader task and one
-//! writer task per connection talk to it over bounded channels (see `engine.rs`). The clock is
+//! One engine task owns the `Broker`; the accept loop and one task per connection (it reads
+//! and writes its socket: `connection.rs`) talk to it over a bounded channel and a small
+//! shared link per connection (see `engine.rs`). The binary runs all of them on one thread
+//! unless told otherwise (`--threads`); a library user picks the runtime. The clock is
 //! milliseconds since the UNIX epoch, so persisted deadlines (session expiry, will delay) keep
 //! their meaning across restarts. Transmit is pulled: a writer holds at most two chunks, and
 //! the engine's slow-consumer policy decides what a client that reads slowly costs (see

@@ -4,6 +4,7 @@
 #
 #   benches/slowload.sh                 # both scenarios, both brokers, RUNS=3 each
 #   RUNS=1 TARGETS=ours benches/slowload.sh
+#   BASE_BROKER=path TARGETS="ours ours-base" benches/slowload.sh   # a change, before/after
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -22,6 +23,7 @@ for run in $(seq "$RUNS"); do
       rm -rf "$WORK/data-$port"
       case $target in
         ours) target/release/mqtt-broker --listen "127.0.0.1:$port" --data-dir "$WORK/data-$port" >"$WORK/$target-$port.log" 2>&1 & ;;
+        ours-base) "${BASE_BROKER:?ours-base needs BASE_BROKER=path}" --listen "127.0.0.1:$port" --data-dir "$WORK/data-$port" >"$WORK/$target-$port.log" 2>&1 & ;;
         mosquitto)
           printf 'listener %s 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n' "$port" >"$WORK/mosquitto-$port.conf"
           "$MOSQUITTO" -c "$WORK/mosquitto-$port.conf" >"$WORK/$target-$port.log" 2>&1 & ;;

@@ -27,9 +27,9 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use mqtt_session::broker::ConnectionId;
 use tokio::io::ReadBuf;
-use tokio::sync::mpsc;
 
 use crate::engine::Input;
+use crate::inputs::{InputTx, TrySendError};
 use crate::link::{ConnEnd, ReadState, WriteCmd};
 use crate::transport::Stream;
 
@@ -57,7 +57,7 @@ pub(crate) struct Connection {
     id: ConnectionId,
     stream: Stream,
     end: ConnEnd,
-    inputs: mpsc::Sender<Input>,
+    inputs: InputTx,
     /// A hand-over waiting for room in the engine's channel.
     sending: Option<SendWait>,
     /// The engine asked to hear that a chunk was written, and has not been told yet.
@@ -87,12 +87,7 @@ pub(crate) struct Connection {
 
 impl Connection {
     /// The task of connection `id` over `stream`.
-    pub(crate) fn new(
-        id: ConnectionId,
-        stream: Stream,
-        end: ConnEnd,
-        inputs: mpsc::Sender<Input>,
-    ) -> Self {
+    pub(crate) fn new(id: ConnectionId, stream: Stream, end: ConnEnd, inputs: InputTx) -> Self {
         Self {
             id,
             stream,
@@ -118,14 +113,14 @@ impl Connection {
     fn offer(&mut self, input: Input) -> Result<(), ()> {
         match self.inputs.try_send(input) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(input)) => {
+            Err(TrySendError::Full(input)) => {
                 let inputs = self.inputs.clone();
                 self.sending = Some(Box::pin(
                     async move { inputs.send(input).await.map_err(drop) },
                 ));
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+            Err(TrySendError::Closed) => Err(()),
         }
     }
 
@@ -382,28 +377,24 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     use super::*;
+    use crate::inputs::{self, INPUT_BYTES, InputRx};
     use crate::link::{Link, WRITE_CREDIT, link};
 
     const ID: ConnectionId = ConnectionId(7);
 
     /// A connection task over one end of a duplex pipe; the test holds the other end (the
     /// peer), the engine's end of the link and the engine's inputs.
-    fn start(
-        capacity: usize,
-    ) -> (
-        DuplexStream,
-        Link,
-        mpsc::Receiver<Input>,
-        tokio::task::JoinHandle<()>,
-    ) {
+    ///
+    /// `room`: the inputs' budget in bytes (1: one input at a time).
+    fn start(room: usize) -> (DuplexStream, Link, InputRx, tokio::task::JoinHandle<()>) {
         let (ours, peer) = tokio::io::duplex(64 * 1024);
         let (engine, end) = link();
-        let (tx, rx) = mpsc::channel(capacity);
+        let (tx, rx) = inputs::channel(room);
         let task = tokio::spawn(Connection::new(ID, Box::new(ours), end, tx));
         (peer, engine, rx, task)
     }
 
-    async fn next_bytes(rx: &mut mpsc::Receiver<Input>) -> Vec<u8> {
+    async fn next_bytes(rx: &mut InputRx) -> Vec<u8> {
         match rx.recv().await {
             Some(Input::Bytes(id, data)) if id == ID => data.to_vec(),
             other => panic!("expected bytes, got {other:?}"),
@@ -412,7 +403,7 @@ mod tests {
 
     #[tokio::test]
     async fn reads_go_to_the_engine_and_the_peer_closing_is_told() {
-        let (mut peer, engine, mut rx, task) = start(8);
+        let (mut peer, engine, mut rx, task) = start(INPUT_BYTES);
         peer.write_all(b"hello").await.unwrap();
         assert_eq!(next_bytes(&mut rx).await, b"hello");
         peer.shutdown().await.unwrap();
@@ -427,7 +418,7 @@ mod tests {
 
     #[tokio::test]
     async fn queued_data_is_written_then_close_shuts_the_write_side() {
-        let (mut peer, engine, mut rx, task) = start(8);
+        let (mut peer, engine, mut rx, task) = start(INPUT_BYTES);
         engine
             .send(WriteCmd::Data(Bytes::from_static(b"ab")))
             .unwrap();
@@ -446,36 +437,41 @@ mod tests {
         drop(peer);
         drop(engine);
         task.await.unwrap();
-        assert!(rx.try_recv().is_err(), "nothing handed over while draining");
+        assert!(
+            rx.try_recv().is_none(),
+            "nothing handed over while draining"
+        );
     }
 
     #[tokio::test]
     async fn written_is_reported_only_when_the_engine_asked() {
-        let (mut peer, engine, mut rx, _task) = start(8);
+        let (mut peer, engine, mut rx, _task) = start(INPUT_BYTES);
+        // Two chunks too large to be merged: all the credit.
+        let (one, two) = (vec![1u8; 40 * 1024], vec![2u8; 40 * 1024]);
         engine
-            .send(WriteCmd::Data(Bytes::from_static(b"1")))
+            .send(WriteCmd::Data(Bytes::from(one.clone())))
             .unwrap();
         engine
-            .send(WriteCmd::Data(Bytes::from_static(b"2")))
+            .send(WriteCmd::Data(Bytes::from(two.clone())))
             .unwrap();
         assert_eq!(engine.want_written(), 0);
-        let mut got = [0u8; 2];
+        let mut got = vec![0u8; 80 * 1024];
         peer.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"12");
+        assert_eq!(got, [one, two].concat());
         assert!(matches!(rx.recv().await, Some(Input::Written(ID))));
-        assert!(rx.try_recv().is_err(), "one report for one request");
+        assert!(rx.try_recv().is_none(), "one report for one request");
     }
 
     #[tokio::test]
     async fn a_paused_connection_is_not_read_until_resumed() {
-        let (mut peer, engine, mut rx, _task) = start(8);
+        let (mut peer, engine, mut rx, _task) = start(INPUT_BYTES);
         engine.set_read_state(ReadState::Paused);
         tokio::task::yield_now().await;
         peer.write_all(b"later").await.unwrap();
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
-        assert!(rx.try_recv().is_err(), "read while paused");
+        assert!(rx.try_recv().is_none(), "read while paused");
         engine.set_read_state(ReadState::Reading);
         assert_eq!(next_bytes(&mut rx).await, b"later");
     }
@@ -499,7 +495,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_write_tells_the_engine_and_ends_the_task() {
-        let (peer, engine, mut rx, task) = start(8);
+        let (peer, engine, mut rx, task) = start(INPUT_BYTES);
         drop(peer);
         engine
             .send(WriteCmd::Data(Bytes::from_static(b"x")))
@@ -511,7 +507,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_peer_that_neither_reads_nor_closes_is_dropped_after_the_close_deadline() {
-        let (peer, engine, _rx, task) = start(8);
+        let (peer, engine, _rx, task) = start(INPUT_BYTES);
         engine.set_read_state(ReadState::Draining);
         // More than the pipe holds: the write cannot finish.
         engine
@@ -557,7 +553,7 @@ mod tests {
 
     #[tokio::test]
     async fn stopped_ends_reading_at_once() {
-        let (_peer, engine, mut rx, task) = start(8);
+        let (_peer, engine, mut rx, task) = start(INPUT_BYTES);
         engine.set_read_state(ReadState::Stopped);
         engine.send(WriteCmd::Close).unwrap();
         drop(engine);
@@ -565,6 +561,6 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert!(rx.try_recv().is_err());
+        assert!(rx.try_recv().is_none());
     }
 }

@@ -39,11 +39,13 @@ use mqtt_session::broker::{
 };
 use mqtt_session::codec::ReasonCode;
 use tokio::sync::{Semaphore, mpsc};
+
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::BoxError;
 use crate::acl::Acl;
 use crate::connection::Connection;
+use crate::inputs::{InputRx, InputTx};
 use crate::link::{Link, ReadState, WriteCmd, link};
 use crate::password::PasswordFile;
 use crate::policy::BrokerPolicy;
@@ -53,11 +55,6 @@ use crate::transport::Accepted;
 
 /// The most inputs handled before the outputs are drained (and committed together).
 const BATCH: usize = 256;
-/// Capacity of the channel into the engine, in read chunks of up to 16 KiB
-/// (readers wait when it is full). Small, so that what the engine has not looked at yet stays
-/// in the sockets (and back-pressures the clients) rather than in memory: at 1 024 the broker
-/// grew by 40–55 MB under a burst, at 64 by 4–10 MB (benches/README.md).
-pub(crate) const INPUT_QUEUE: usize = 64;
 /// The most bytes pulled from the engine for one write.
 const WRITE_CHUNK: usize = 64 * 1024;
 /// The longest the engine sleeps without looking at the clock again.
@@ -140,7 +137,7 @@ pub(crate) struct Engine {
     /// Connections that may have bytes and whose writers have room.
     writable: BTreeSet<ConnectionId>,
     /// For the tasks the engine spawns.
-    inputs: mpsc::Sender<Input>,
+    inputs: InputTx,
     /// The connections' tasks.
     tasks: JoinSet<()>,
     /// The most connections at once (0: no limit).
@@ -169,7 +166,7 @@ impl Engine {
         broker: Broker<BrokerPolicy>,
         store: Store,
         mut clock: Clock,
-        inputs: mpsc::Sender<Input>,
+        inputs: InputTx,
         options: EngineOptions,
     ) -> Result<Self, BoxError> {
         let (committed_tx, committed) = mpsc::unbounded_channel();
@@ -201,7 +198,7 @@ impl Engine {
     /// that was not committed has been sent).
     pub(crate) async fn run(
         mut self,
-        mut inputs: mpsc::Receiver<Input>,
+        mut inputs: InputRx,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), BoxError> {
         tokio::pin!(shutdown);
@@ -240,10 +237,8 @@ impl Engine {
                     let Some(input) = input else { break };
                     self.handle(input);
                     for _ in 1..BATCH {
-                        match inputs.try_recv() {
-                            Ok(input) => self.handle(input),
-                            Err(_) => break,
-                        }
+                        let Some(input) = inputs.try_recv() else { break };
+                        self.handle(input);
                     }
                 }
                 () = tokio::time::sleep_until(deadline) => {}

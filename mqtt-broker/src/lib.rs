@@ -54,6 +54,7 @@ pub mod acl;
 pub mod config;
 mod connection;
 mod engine;
+mod inputs;
 mod link;
 pub mod password;
 pub mod policy;

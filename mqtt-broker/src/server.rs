@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 
 use mqtt_session::broker::{Broker, Output};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 use std::path::{Path, PathBuf};
 
 use crate::acl::Acl;
-use crate::engine::{self, Clock, Engine, EngineOptions, INPUT_QUEUE, Input};
+use crate::engine::{self, Clock, Engine, EngineOptions, Input};
+use crate::inputs::{self, INPUT_BYTES, InputRx, InputTx};
 use crate::password::PasswordFile;
 use crate::policy::BrokerPolicy;
 use crate::store::Store;
@@ -26,8 +26,8 @@ pub struct Server {
     addr: SocketAddr,
     /// The TLS and WebSocket listeners, with their addresses.
     others: Vec<(TcpListener, Handshake, SocketAddr)>,
-    inputs: mpsc::Sender<Input>,
-    queue: mpsc::Receiver<Input>,
+    inputs: InputTx,
+    queue: InputRx,
 }
 
 /// Reloads the ACL and the password file of a running [`Server`] (the binary does on SIGHUP).
@@ -35,7 +35,7 @@ pub struct Server {
 pub struct ReloadHandle {
     acl: Option<PathBuf>,
     password_file: Option<PathBuf>,
-    inputs: mpsc::Sender<Input>,
+    inputs: InputTx,
 }
 
 impl ReloadHandle {
@@ -179,7 +179,7 @@ impl Server {
                 others.push((listener, handshake, addr));
             }
         }
-        let (inputs, queue) = mpsc::channel(INPUT_QUEUE);
+        let (inputs, queue) = inputs::channel(INPUT_BYTES);
         Ok(Self {
             settings,
             broker,

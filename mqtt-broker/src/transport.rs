@@ -12,10 +12,11 @@ use std::time::Duration;
 use mqtt_session::broker::ConnectionInfo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::engine::Input;
+use crate::inputs::InputTx;
 use crate::{BoxError, tls, websocket};
 
 /// How long a connection's TLS and WebSocket handshakes may take together.
@@ -52,7 +53,7 @@ impl std::fmt::Debug for Accepted {
 }
 
 /// Accepts TCP connections and hands each to the engine.
-pub(crate) async fn accept_tcp(listener: TcpListener, inputs: mpsc::Sender<Input>) {
+pub(crate) async fn accept_tcp(listener: TcpListener, inputs: InputTx) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -102,7 +103,7 @@ impl Handshake {
 pub(crate) async fn accept_with_handshake(
     listener: TcpListener,
     handshake: Handshake,
-    inputs: mpsc::Sender<Input>,
+    inputs: InputTx,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {

@@ -14,6 +14,7 @@ use crate::types::{PacketType, ProtocolVersion};
 /// One way in which bytes on the wire (or a packet handed to the encoder) break the specification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Violation {
     /// The packet type nibble is 0 (reserved), or 15 (AUTH) in MQTT 3.1.1.
@@ -130,11 +131,12 @@ impl fmt::Display for Violation {
     }
 }
 
-impl std::error::Error for Violation {}
+impl core::error::Error for Violation {}
 
 /// Where a [`Violation`] stands in the specification and how a receiver answers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Rule {
     /// The MQTT 5.0 normative statement broken, where there is one.
     pub v5: Option<&'static str>,
@@ -635,7 +637,24 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl core::error::Error for Error {}
+
+/// For firmware logs: the violation, the packet, the statement and the reason code.
+#[cfg(feature = "defmt")]
+impl defmt::Format for Error {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "{} in {} ({}, {}): {=str}, reason code {}",
+            self.violation,
+            self.packet_type,
+            self.statement(),
+            self.version,
+            self.violation.rule().text,
+            self.reason_code()
+        );
+    }
+}
 
 #[cfg(test)]
 mod tests {

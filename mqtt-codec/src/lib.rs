@@ -41,8 +41,11 @@
 //! assert_eq!(err.reason_code(), mqtt_codec::ReasonCode::MALFORMED_PACKET);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+extern crate alloc;
 
 #[cfg(feature = "arbitrary")]
 mod arbitrary_impls;
@@ -51,6 +54,7 @@ mod codec;
 mod decode;
 mod error;
 mod packet;
+mod prelude;
 mod properties;
 mod reason_code;
 mod types;

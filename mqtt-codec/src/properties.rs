@@ -6,6 +6,7 @@
 //! given twice, a boolean other than 0 or 1, a zero where the value must be non-zero, Maximum QoS
 //! 2, or Authentication Data without an Authentication Method is a Protocol Error.
 
+use crate::prelude::*;
 use core::num::{NonZeroU16, NonZeroU32};
 
 use bytes::{BufMut, Bytes};

@@ -13,6 +13,7 @@ use crate::types::PacketType;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(transparent))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ReasonCode(pub u8);
 
 // Bit flags for the packets a code is valid in.

@@ -13,15 +13,23 @@
 //! connections to close, records to persist, events and the next deadline come out. The same
 //! inputs at the same times give the same outputs. Errors in input mean bad input, never a
 //! panic: a broker keeps serving its other connections whatever one of them sends.
+#![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+extern crate alloc;
+
 pub use mqtt_codec as codec;
 
+#[cfg(feature = "broker")]
 pub mod broker;
+#[cfg(feature = "client")]
 pub mod client;
+mod hash;
+mod prelude;
 mod time;
 pub mod topic_match;
 pub mod topic_tree;
 
+pub use hash::set_hash_seed;
 pub use time::Timestamp;

@@ -62,11 +62,12 @@
 //! assert_eq!(tree.len(), 2);
 //! ```
 
-use std::collections::{BTreeMap, HashMap, btree_map};
+use crate::hash::HashMap;
+use crate::prelude::*;
+use alloc::collections::{BTreeMap, btree_map};
 
-use foldhash::fast::RandomState;
-use std::fmt;
-use std::iter::FusedIterator;
+use core::fmt;
+use core::iter::FusedIterator;
 
 /// The topic level separator (section 4.7.1.1).
 const SEPARATOR: char = '/';
@@ -116,7 +117,7 @@ const FEW: usize = 8;
 /// The exact children of a node: few in a vector searched linearly, many in a hash map.
 enum Children<K, V> {
     Few(Vec<(Box<str>, Node<K, V>)>),
-    Many(HashMap<Box<str>, Node<K, V>, RandomState>),
+    Many(HashMap<Box<str>, Node<K, V>>),
 }
 
 impl<K, V> Children<K, V> {
@@ -141,7 +142,8 @@ impl<K, V> Children<K, V> {
             && v.len() >= FEW
             && !v.iter().any(|(l, _)| **l == *level)
         {
-            let mut map = HashMap::with_capacity_and_hasher(FEW * 2, RandomState::default());
+            let mut map =
+                HashMap::with_capacity_and_hasher(FEW * 2, crate::hash::HashState::default());
             map.extend(v.drain(..));
             *self = Self::Many(map);
         }
@@ -230,7 +232,7 @@ impl<K: Ord, V> Entries<K, V> {
         if let Self::Few(v) = self {
             match v.binary_search_by(|(k, _)| k.cmp(&key)) {
                 Ok(i) => {
-                    return v.get_mut(i).map(|(_, old)| std::mem::replace(old, value));
+                    return v.get_mut(i).map(|(_, old)| core::mem::replace(old, value));
                 }
                 Err(i) if v.len() < FEW => {
                     v.reserve_exact(1);
@@ -284,7 +286,7 @@ impl<K, V> Entries<K, V> {
 
 /// The subscribers of one filter in key order.
 enum EntriesIter<'a, K, V> {
-    Few(std::slice::Iter<'a, (K, V)>),
+    Few(core::slice::Iter<'a, (K, V)>),
     Many(btree_map::Iter<'a, K, V>),
 }
 

@@ -4,6 +4,7 @@
 //! validate itself for the encoder (the same rules the decoder enforces), compute its exact body
 //! length, and write its body.
 
+use crate::prelude::*;
 mod ack;
 mod auth;
 mod connack;

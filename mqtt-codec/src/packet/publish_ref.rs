@@ -25,6 +25,7 @@
 //! # Ok::<(), mqtt_codec::Error>(())
 //! ```
 
+use crate::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
 use nom::bytes::complete::take;
 
@@ -116,7 +117,7 @@ impl<'a> PropertiesRef<'a> {
     /// The properties in wire order.
     pub fn iter(&self) -> impl Iterator<Item = (PropertyId, PropertyValue<'a>)> + 'a {
         let mut rest = self.bytes;
-        std::iter::from_fn(move || {
+        core::iter::from_fn(move || {
             if rest.is_empty() {
                 return None;
             }
@@ -376,7 +377,7 @@ fn check_topic(b: &[u8]) -> Result<&str, Violation> {
     if null {
         return Err(Violation::NullCharacter);
     }
-    let s = std::str::from_utf8(b).map_err(|_| Violation::InvalidUtf8)?;
+    let s = core::str::from_utf8(b).map_err(|_| Violation::InvalidUtf8)?;
     if wildcard {
         return Err(Violation::TopicNameWildcard);
     }
@@ -404,7 +405,7 @@ fn check_utf8(b: &[u8]) -> Result<&str, Violation> {
     if has_null(b) {
         return Err(Violation::NullCharacter);
     }
-    std::str::from_utf8(b).map_err(|_| Violation::InvalidUtf8)
+    core::str::from_utf8(b).map_err(|_| Violation::InvalidUtf8)
 }
 
 /// Parses one property's value, with the checks the owned decoder makes on the value itself.

@@ -1,5 +1,6 @@
 //! SUBACK (section 3.9): one reason code per Topic Filter of the SUBSCRIBE.
 
+use crate::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::Body;

@@ -1,5 +1,6 @@
 //! SUBSCRIBE (section 3.8): topic filters with their subscription options.
 
+use crate::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::Body;

@@ -1,5 +1,6 @@
 //! UNSUBACK (section 3.11). MQTT 3.1.1 carries only the Packet Identifier.
 
+use crate::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::Body;

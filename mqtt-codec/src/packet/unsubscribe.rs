@@ -1,5 +1,6 @@
 //! UNSUBSCRIBE (section 3.10).
 
+use crate::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::Body;

@@ -15,6 +15,7 @@ pub use vbi::{VBI_MAX, vbi_len};
 /// The protocol level a connection speaks, from the CONNECT packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ProtocolVersion {
     /// MQTT 3.1 (protocol name `MQIsdp`, level 3). Decoded like 3.1.1 after the CONNECT.
     V3_1,
@@ -66,6 +67,7 @@ impl ProtocolVersion {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum QoS {
     /// QoS 0: at most once.
     #[default]
@@ -100,6 +102,7 @@ impl QoS {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(transparent))]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct PacketId(pub NonZeroU16);
 
 impl PacketId {
@@ -129,6 +132,7 @@ impl fmt::Display for PacketId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[allow(missing_docs)] // the names are the packet names
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum PacketType {
     Connect = 1,
     ConnAck = 2,

@@ -1,5 +1,6 @@
 //! UTF-8 Encoded String (section 1.5.4), validated once and backed by `Bytes`.
 
+use crate::prelude::*;
 use core::fmt;
 use core::ops::Deref;
 

@@ -1,5 +1,6 @@
 //! Topic Names and Topic Filters (section 4.7), checked when they are made.
 
+use crate::prelude::*;
 use core::fmt;
 use core::ops::Deref;
 

@@ -3,6 +3,7 @@
 //! that is behind costs: it slows the publishers that feed it for a while, then drops its QoS 0
 //! messages, then disconnects it.
 
+use crate::prelude::*;
 use bytes::{Bytes, BytesMut};
 use mqtt_codec::ReasonCode;
 

@@ -1,5 +1,6 @@
 //! The broker's limits and capabilities.
 
+use crate::prelude::*;
 use mqtt_codec::QoS;
 
 /// What a [`Broker`](super::Broker) allows and announces. `Default` gives the values a general

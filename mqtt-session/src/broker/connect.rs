@@ -1,7 +1,8 @@
 //! CONNECT, enhanced authentication, DISCONNECT and the session lifecycle: Clean Start, Session
 //! Expiry, takeover, wills.
 
-use std::sync::Arc;
+use crate::prelude::*;
+use alloc::sync::Arc;
 
 use bytes::BytesMut;
 use mqtt_codec::{

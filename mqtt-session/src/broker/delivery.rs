@@ -2,13 +2,14 @@
 //! subscriptions (shared ones included), the outbound queue and flow control; SUBSCRIBE and
 //! UNSUBSCRIBE.
 
-use std::cmp::Ordering;
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use crate::hash::HashMap;
+use crate::prelude::*;
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use core::cmp::Ordering;
+use hashbrown::hash_map::Entry;
 
 use bytes::BytesMut;
-use foldhash::fast::RandomState;
 use mqtt_codec::Packet;
 use mqtt_codec::{
     PacketId, Properties, PubAck, PubComp, PubRec, PubRel, Publish, QoS, ReasonCode,
@@ -910,7 +911,7 @@ impl<P: Policy> Broker<P> {
 /// Says `TransmitReady` for `session`'s connection when it has a queued message to send now.
 pub(super) fn notify_session(
     session: &Session,
-    connections: &mut HashMap<ConnectionId, Box<Connection>, RandomState>,
+    connections: &mut HashMap<ConnectionId, Box<Connection>>,
     out: &mut Outputs,
     config: &BrokerConfig,
 ) {
@@ -1201,8 +1202,8 @@ impl Head {
 /// `merge_duplicates` for many runs: the first entry of each session found with a hash map
 /// (only looked up, never iterated).
 fn merge_duplicates_hashed(direct: &mut Vec<(Arc<str>, Delivery)>) {
-    let mut first: HashMap<&str, usize, RandomState> =
-        HashMap::with_capacity_and_hasher(direct.len(), RandomState::default());
+    let mut first: HashMap<&str, usize> =
+        HashMap::with_capacity_and_hasher(direct.len(), crate::hash::HashState::default());
     // (kept, later) pairs, in the order of `later`.
     let mut merges: Vec<(usize, usize)> = Vec::new();
     for (i, (client_id, _)) in direct.iter().enumerate() {
@@ -1234,7 +1235,7 @@ fn fold_into(direct: &mut [(Arc<str>, Delivery)], kept: usize, later: usize) {
         return;
     };
     let (qos, retain) = (d.qos, d.retain);
-    let mut ids = std::mem::take(&mut d.subscription_ids);
+    let mut ids = core::mem::take(&mut d.subscription_ids);
     if let Some((_, k)) = direct.get_mut(kept) {
         k.qos = k.qos.max(qos);
         k.retain |= retain;

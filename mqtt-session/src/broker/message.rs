@@ -1,9 +1,9 @@
 //! Application Messages as the broker keeps them: received once, shared by every session they
 //! are delivered to.
 
+use crate::prelude::*;
+use alloc::sync::Arc;
 use core::ops::{Deref, DerefMut};
-use std::sync::Arc;
-use std::sync::OnceLock;
 
 use bytes::Bytes;
 use mqtt_codec::{Properties, QoS, TopicName};
@@ -99,8 +99,8 @@ impl MessageProperties {
 
 /// The empty properties a message without any reads as.
 fn no_properties() -> &'static Properties {
-    static EMPTY: OnceLock<Properties> = OnceLock::new();
-    EMPTY.get_or_init(Properties::default)
+    static EMPTY: once_cell::race::OnceBox<Properties> = once_cell::race::OnceBox::new();
+    EMPTY.get_or_init(|| Box::new(Properties::default()))
 }
 
 impl Deref for MessageProperties {

@@ -50,6 +50,7 @@
 //! assert_eq!(broker.poll_timeout(), Some(now.plus_secs(90))); // keep alive: 1.5 × 60 s
 //! ```
 
+use crate::prelude::*;
 mod backlog;
 mod config;
 mod connect;
@@ -61,11 +62,11 @@ mod restore;
 mod session;
 mod storage;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::Arc;
+use crate::hash::HashMap;
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use foldhash::fast::RandomState;
 use mqtt_codec::{
     ConnAck, Decoder, Disconnect, Error as CodecError, Packet, PacketType, ProtocolVersion,
     ReasonCode, SubscriptionOptions, TopicName,
@@ -444,7 +445,7 @@ pub struct Broker<P = AllowAll> {
     /// Never iterated in hash order (see `handle_shutdown`). Boxed: a `Connection` is 328
     /// bytes, and a hash map keeps up to twice the slots it holds (a slot of 16 bytes rather
     /// than 336).
-    connections: HashMap<ConnectionId, Box<Connection>, RandomState>,
+    connections: HashMap<ConnectionId, Box<Connection>>,
     /// By Client Identifier (see [`Sessions`] for why this stays deterministic).
     sessions: Sessions,
     tree: SubscriptionTree<SubKey, SubValue>,

@@ -1,5 +1,6 @@
 //! Authentication and authorization are the host's decisions.
 
+use crate::prelude::*;
 use bytes::Bytes;
 use mqtt_codec::{ProtocolVersion, ReasonCode};
 

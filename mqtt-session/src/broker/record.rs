@@ -20,8 +20,9 @@
 //! whole, valid record with a [`RecordError`] naming what is wrong; it never panics and never
 //! allocates more than the input holds.
 
+use crate::prelude::*;
+use alloc::sync::Arc;
 use core::fmt;
-use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use mqtt_codec::{

@@ -1,6 +1,7 @@
 //! Rebuilding a broker from its storage records after a restart.
 
-use std::sync::Arc;
+use crate::prelude::*;
+use alloc::sync::Arc;
 
 use super::session::{NEVER_EXPIRES, OutState, Outbound, PendingWill, Session, Subscription};
 use super::{Broker, BrokerConfig, Policy, StorageRecord, SubValue, Timer};
@@ -24,8 +25,8 @@ impl<P: Policy> Broker<P> {
     ) -> Self {
         let mut broker = Self::with_policy(config, policy);
         // Disconnection time per session, when it was recorded.
-        let mut disconnected: std::collections::BTreeMap<String, Option<Timestamp>> =
-            std::collections::BTreeMap::new();
+        let mut disconnected: alloc::collections::BTreeMap<String, Option<Timestamp>> =
+            alloc::collections::BTreeMap::new();
         for record in records {
             broker.apply(record, &mut disconnected);
         }
@@ -113,7 +114,7 @@ impl<P: Policy> Broker<P> {
     fn apply(
         &mut self,
         record: StorageRecord,
-        disconnected: &mut std::collections::BTreeMap<String, Option<Timestamp>>,
+        disconnected: &mut alloc::collections::BTreeMap<String, Option<Timestamp>>,
     ) {
         match record {
             StorageRecord::Session {

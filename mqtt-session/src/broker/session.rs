@@ -1,10 +1,11 @@
 //! A session's state (section 4.1): subscriptions, the outbound queue with its in-flight
 //! messages, incoming QoS 2 flows awaiting PUBREL, the will, and expiry.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::Arc;
+use crate::hash::HashMap;
+use crate::prelude::*;
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::sync::Arc;
 
-use foldhash::fast::RandomState;
 use mqtt_codec::{PacketId, QoS, SubscriptionOptions};
 
 use super::ConnectionId;
@@ -87,7 +88,7 @@ pub(crate) struct Session {
 #[derive(Debug, Default)]
 pub(crate) struct Sessions {
     /// Keyed by the session's own `client_id` `Arc` (no second copy of the name).
-    index: HashMap<Arc<str>, usize, RandomState>,
+    index: HashMap<Arc<str>, usize>,
     slots: Vec<Option<Session>>,
     free: Vec<usize>,
 }

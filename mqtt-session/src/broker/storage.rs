@@ -12,7 +12,8 @@
 //! connection) other than their creation and will, topic aliases (per connection,
 //! [MQTT-3.3.2-7]) and keep alive.
 
-use std::sync::Arc;
+use crate::prelude::*;
+use alloc::sync::Arc;
 
 use mqtt_codec::{PacketId, QoS, SubscriptionOptions};
 use serde::{Deserialize, Serialize};

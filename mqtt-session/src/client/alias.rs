@@ -7,8 +7,8 @@
 //! Aliases are never reassigned, so a mapping the server holds is never changed under it, and a
 //! re-sent PUBLISH (DUP) is just another PUBLISH of its topic.
 
-use std::collections::BTreeMap;
-use std::num::NonZeroU16;
+use alloc::collections::BTreeMap;
+use core::num::NonZeroU16;
 
 use mqtt_codec::{ReasonCode, TopicName};
 

@@ -1,6 +1,7 @@
 //! What a [`Client`](super::Client) asks for in CONNECT, and what the server announced in
 //! CONNACK.
 
+use crate::prelude::*;
 use core::time::Duration;
 
 use bytes::Bytes;

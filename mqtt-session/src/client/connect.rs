@@ -1,6 +1,7 @@
 //! The connection lifecycle: CONNECT and CONNACK (Clean Start, Session Present, Assigned Client
 //! Identifier, the server's limits), enhanced authentication, DISCONNECT both ways, keep alive.
 
+use crate::prelude::*;
 use bytes::{Bytes, BytesMut};
 use mqtt_codec::{
     Auth, ConnAck, Connect, Decoder, Disconnect, Packet, Properties, ReasonCode, Utf8String,

@@ -1,6 +1,7 @@
 //! The QoS 0/1/2 flows in both directions, flow control (Receive Maximum both ways), topic
 //! aliases, and SUBSCRIBE / UNSUBSCRIBE with their acknowledgements.
 
+use crate::prelude::*;
 use mqtt_codec::{
     Packet, PacketId, Properties, PubAck, PubComp, PubRec, PubRel, Publish, QoS, ReasonCode,
     Subscribe, SubscriptionOptions, TopicFilter, Unsubscribe,

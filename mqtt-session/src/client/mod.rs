@@ -92,13 +92,14 @@
 //! # Ok::<(), mqtt_session::client::ClientError>(())
 //! ```
 
+use crate::prelude::*;
 mod alias;
 mod config;
 mod connect;
 mod flow;
 mod session;
 
-use std::collections::VecDeque;
+use alloc::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 use mqtt_codec::{
@@ -132,6 +133,7 @@ pub enum ClientOutput {
 }
 
 /// Why a message was given up without an acknowledgement from the server.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DropReason {
@@ -244,6 +246,7 @@ pub enum ClientEvent {
 
 /// Why a command was refused. Nothing was sent or queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum ClientError {
     /// The configuration cannot make a valid CONNECT.
@@ -273,6 +276,65 @@ pub enum ClientError {
     PacketIdsExhausted,
 }
 
+/// For firmware logs: the event's kind and its codes (not the message's topic or payload).
+#[cfg(feature = "defmt")]
+impl defmt::Format for ClientEvent {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        match self {
+            Self::Connected {
+                session_present, ..
+            } => defmt::write!(f, "Connected (session present: {})", session_present),
+            Self::ConnectionRefused { reason_code, .. } => {
+                defmt::write!(f, "ConnectionRefused ({})", reason_code);
+            }
+            Self::Message(publish) => defmt::write!(
+                f,
+                "Message ({}, {=usize} bytes, QoS {=u8})",
+                publish.packet_id,
+                publish.payload.len(),
+                publish.qos.bits()
+            ),
+            Self::Published {
+                packet_id,
+                reason_code,
+            } => defmt::write!(f, "Published ({}, {})", packet_id, reason_code),
+            Self::PublishDropped { packet_id, reason } => {
+                defmt::write!(f, "PublishDropped ({}, {})", packet_id, reason);
+            }
+            Self::Subscribed {
+                packet_id,
+                reason_codes,
+            } => defmt::write!(f, "Subscribed ({}, {})", packet_id, reason_codes.as_slice()),
+            Self::Unsubscribed {
+                packet_id,
+                reason_codes,
+            } => defmt::write!(
+                f,
+                "Unsubscribed ({}, {})",
+                packet_id,
+                reason_codes.as_slice()
+            ),
+            Self::AuthChallenge { .. } => defmt::write!(f, "AuthChallenge"),
+            Self::Reauthenticated => defmt::write!(f, "Reauthenticated"),
+            Self::PingTimeout => defmt::write!(f, "PingTimeout"),
+            Self::ConnectTimeout => defmt::write!(f, "ConnectTimeout"),
+            Self::ProtocolViolation { reason_code, error } => {
+                defmt::write!(f, "ProtocolViolation ({}, {})", reason_code, error);
+            }
+            Self::Disconnected {
+                reason_code,
+                from_server,
+                ..
+            } => defmt::write!(
+                f,
+                "Disconnected ({}, from the server: {})",
+                reason_code,
+                from_server
+            ),
+        }
+    }
+}
+
 impl core::fmt::Display for ClientError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
@@ -293,7 +355,7 @@ impl core::fmt::Display for ClientError {
     }
 }
 
-impl std::error::Error for ClientError {}
+impl core::error::Error for ClientError {}
 
 /// Where a connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

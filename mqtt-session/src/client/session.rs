@@ -3,7 +3,8 @@
 //! acknowledged, the Packet Identifiers in use; and what waits for the next connection (queued
 //! messages, SUBSCRIBE and UNSUBSCRIBE requests).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use crate::prelude::*;
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use mqtt_codec::{PacketId, Publish, Subscribe, Unsubscribe};
 

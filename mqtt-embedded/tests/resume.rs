@@ -5,7 +5,7 @@
 //!
 //! The case that matters: transports dropped mid-flow with QoS 1 and QoS 2 messages in flight,
 //! on both sides. Nothing acknowledged is lost, and no QoS 2 message arrives twice
-//! (v5 [MQTT-4.3.3-1]..: the client engine's Session State; v5 [MQTT-4.4.0-1]: re-sent on resume).
+//! (v5 [MQTT-4.3.3-10]: no duplicate onward delivery; v5 [MQTT-4.4.0-1]: re-sent on resume).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

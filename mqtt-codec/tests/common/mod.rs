@@ -4,6 +4,49 @@
 use bytes::{Bytes, BytesMut};
 use mqtt_codec::{Decoder, Error, Packet, ProtocolVersion, ReasonCode, Status, Violation};
 
+/// The hex vectors as data (`tests/data/vectors.tsv`), for what runs them without these tests:
+/// `tests/vectors_file.rs` on std, the firmware under QEMU (`firmware/`). Every vector these
+/// helpers check must be in it; `tests/data/update-vectors.sh` writes it anew.
+const VECTORS: &str = include_str!("../data/vectors.tsv");
+
+/// A vector's line in `tests/data/vectors.tsv`: recorded (`RECORD_VECTORS=file`), or checked
+/// to be there.
+fn note(line: &str) {
+    if let Some(path) = std::env::var_os("RECORD_VECTORS") {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        // One write per line: the test threads' lines do not interleave.
+        file.write_all(format!("{line}\n").as_bytes()).unwrap();
+    } else {
+        assert!(
+            VECTORS.lines().any(|l| l == line),
+            "this vector is not in tests/data/vectors.tsv (run tests/data/update-vectors.sh): {line}"
+        );
+    }
+}
+
+/// The version column of the vectors file (`server`: a server's decoder, before the CONNECT).
+fn version_name(version: Option<ProtocolVersion>) -> &'static str {
+    match version {
+        Some(ProtocolVersion::V5) => "5",
+        Some(ProtocolVersion::V3_1_1) => "3.1.1",
+        Some(ProtocolVersion::V3_1) => "3.1",
+        None => "server",
+    }
+}
+
+/// The hex digits of `s`, upper case, without spaces.
+fn canonical_hex(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_ascii_whitespace() && *c != '_')
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
 /// The bytes of a hex string; whitespace (and `_`) between digits is ignored.
 pub(crate) fn hex(s: &str) -> Bytes {
     let digits: Vec<u8> = s
@@ -68,6 +111,11 @@ pub(crate) fn encode(packet: &Packet, version: ProtocolVersion) -> Bytes {
 /// Decodes a canonical vector and checks that re-encoding it gives the same bytes.
 /// `version` is the connection's (`None`: a server's first packet, a CONNECT).
 pub(crate) fn roundtrip(version: Option<ProtocolVersion>, hex_str: &str) -> Packet {
+    note(&format!(
+        "valid\t{}\t{}",
+        version_name(version),
+        canonical_hex(hex_str)
+    ));
     let packet = decode_ok(version, hex_str);
     let encode_as = match (&packet, version) {
         (Packet::Connect(c), _) => c.protocol,
@@ -110,6 +158,13 @@ pub(crate) fn assert_rejected(
     statement: Option<&str>,
     reason: ReasonCode,
 ) -> Error {
+    note(&format!(
+        "malformed\t{}\t{}\t{violation:?}\t{}\t{}",
+        version_name(version),
+        canonical_hex(hex_str),
+        statement.unwrap_or("-"),
+        reason.0
+    ));
     assert_violation(decode_one(version, hex_str), violation, statement, reason)
 }
 

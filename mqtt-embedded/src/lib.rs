@@ -44,8 +44,21 @@
 //! or [`MqttClient::receive`] running, which is also how received messages arrive.
 //!
 //! Events that arrive while a call waits for something else (a message while waiting for a
-//! PUBACK) are kept, in order, for [`MqttClient::next_event`] and [`MqttClient::receive`]; the
-//! queue holds what the server sent and the application has not taken yet.
+//! PUBACK) are kept, in order, for [`MqttClient::next_event`] and [`MqttClient::receive`]. At
+//! most [`DEFAULT_MAX_KEPT`] of them (see [`MqttClient::set_max_kept`]): when that many wait, a
+//! call waiting for something else returns [`Error::Backlog`] instead of reading more (take
+//! them, then call it again: nothing is lost), so a server that floods a client waiting for a
+//! PUBACK cannot exhaust its heap.
+//!
+//! # Cancellation
+//!
+//! Every call may be dropped at an `.await` (raced against application work with `select`,
+//! for example) without losing anything: bytes pulled from the engine and not yet written wait
+//! in the client and go first on the next call, and what was read is handed to the engine
+//! before the next `.await`. This needs a transport whose `read` and `write` are cancel-safe,
+//! as `embedded-io-async` asks of them: a dropped `read` loses no bytes, a dropped `write` wrote
+//! nothing. A [`Clock`]'s `sleep_until(deadline)` must not complete before `now()` reaches
+//! `deadline`.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -57,6 +70,8 @@ use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
+
+use bytes::{Buf, Bytes};
 
 use embassy_futures::select::{Either, select};
 use embedded_io_async::{Read, Write};
@@ -74,6 +89,9 @@ pub const DEFAULT_READ_BUFFER: usize = 1024;
 /// The most bytes pulled from the engine for one write unless [`MqttClient::with_buffers`]
 /// says otherwise.
 pub const DEFAULT_WRITE_CHUNK: usize = 1024;
+/// The most events kept for the application unless [`MqttClient::set_max_kept`] says
+/// otherwise.
+pub const DEFAULT_MAX_KEPT: usize = 32;
 
 /// The time, as the caller's platform keeps it. With embassy-time, for example:
 ///
@@ -93,8 +111,8 @@ pub const DEFAULT_WRITE_CHUNK: usize = 1024;
 pub trait Clock {
     /// The current time; it never goes backwards.
     fn now(&self) -> Timestamp;
-    /// Completes at `deadline` (at once if it has passed). Dropped unfinished when the
-    /// transport has bytes first.
+    /// Completes at `deadline` (at once if it has passed), never before `now()` has reached it.
+    /// Dropped unfinished when the transport has bytes first.
     async fn sleep_until(&self, deadline: Timestamp);
 }
 
@@ -107,14 +125,18 @@ pub enum Error<E> {
     /// drop the transport and [`MqttClient::connect`] a new one.
     Transport(E),
     /// The connection ended: the server closed the transport or sent a DISCONNECT, or the
-    /// engine closed it (no PINGRESP in time, a protocol violation by the server, a
-    /// [`MqttClient::disconnect`]). Drop the transport and connect a new one.
+    /// engine closed it (no PINGRESP in time, a protocol violation by the server). Drop the
+    /// transport and connect a new one.
     Disconnected {
         /// The DISCONNECT's reason code, when there was one.
         reason_code: Option<ReasonCode>,
-        /// Whether the server ended it.
+        /// Whether the server ended it with a DISCONNECT (a transport the server just closed
+        /// counts as `false`: nothing says why it closed).
         from_server: bool,
     },
+    /// [`MqttClient::set_max_kept`] events wait for the application: take them
+    /// ([`MqttClient::next_event`], [`MqttClient::receive`]), then call again. Nothing was lost.
+    Backlog,
     /// The server refused the connection (its CONNACK's reason code; MQTT 3.1.1 return codes
     /// are mapped to 5.0 reason codes).
     Refused(ReasonCode),
@@ -144,6 +166,7 @@ impl<E: core::fmt::Debug> core::fmt::Display for Error<E> {
             ),
             Self::Refused(code) => write!(f, "connection refused: {code:?}"),
             Self::WriteZero => f.write_str("the transport took no bytes"),
+            Self::Backlog => f.write_str("too many events wait for the application"),
             Self::NotConnected => f.write_str("not connected"),
             Self::Client(e) => write!(f, "{e}"),
             Self::Dropped(reason) => write!(f, "message dropped: {reason:?}"),
@@ -162,6 +185,11 @@ pub struct MqttClient<C> {
     events: VecDeque<ClientEvent>,
     read_buf: Vec<u8>,
     write_chunk: usize,
+    /// Bytes pulled from the engine and not written yet (a call dropped mid-write): they go
+    /// first.
+    unsent: Bytes,
+    /// The most events kept for the application.
+    max_kept: usize,
 }
 
 /// What [`MqttClient::wait_for`] found.
@@ -200,7 +228,14 @@ impl<C: Clock> MqttClient<C> {
             events: VecDeque::new(),
             read_buf: vec![0; read_buffer.max(1)],
             write_chunk: write_chunk.max(1),
+            unsent: Bytes::new(),
+            max_kept: DEFAULT_MAX_KEPT,
         })
+    }
+
+    /// Keeps at most `max` events (at least 1) for the application; see [`Error::Backlog`].
+    pub fn set_max_kept(&mut self, max: usize) {
+        self.max_kept = max.max(1);
     }
 
     /// The engine, for what it reports (`server_limits`, `in_flight`, `queued`, ...).
@@ -229,12 +264,14 @@ impl<C: Clock> MqttClient<C> {
         let now = self.clock.now();
         if self.engine.has_transport() {
             // The caller replaced a transport the engine still thought up: that connection
-            // is over (its `Disconnected` event is not news to the caller).
+            // is over.
             self.engine.handle_disconnected(now);
             self.drain_outputs();
-            self.events
-                .retain(|e| !matches!(e, ClientEvent::Disconnected { .. }));
         }
+        // What is left of earlier connections' ends is not news to the caller, and must not
+        // be taken for this connection's.
+        self.events.retain(|e| !is_lifecycle(e));
+        self.unsent = Bytes::new();
         self.engine.handle_connected(now);
         let found = self
             .wait_for(transport, |e| {
@@ -249,8 +286,12 @@ impl<C: Clock> MqttClient<C> {
                 session_present, ..
             } => Ok(session_present),
             ClientEvent::ConnectionRefused { reason_code, .. } => {
-                // The engine closed the connection; its `Disconnected` follows.
+                // The engine closed the connection; its `Disconnected` follows, and is no
+                // news.
                 let _ = self.flush(transport).await;
+                self.drain_outputs();
+                self.events
+                    .retain(|e| !matches!(e, ClientEvent::Disconnected { .. }));
                 Err(Error::Refused(reason_code))
             }
             _ => Err(Error::NotConnected),
@@ -405,10 +446,12 @@ impl<C: Clock> MqttClient<C> {
         self.engine
             .disconnect(ReasonCode::NORMAL_DISCONNECTION, None, now)
             .map_err(Error::Client)?;
-        match self.flush(transport).await {
-            Ok(()) | Err(Error::Disconnected { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
+        let written = self.flush(transport).await;
+        // The engine's `Disconnected` for it is no news.
+        self.drain_outputs();
+        self.events
+            .retain(|e| !matches!(e, ClientEvent::Disconnected { .. }));
+        written
     }
 
     /// Serves the connection until an event matching `wanted` is there, and takes it.
@@ -433,6 +476,9 @@ impl<C: Clock> MqttClient<C> {
             }
             if !self.engine.has_transport() {
                 return Err(Error::NotConnected);
+            }
+            if self.events.len() >= self.max_kept {
+                return Err(Error::Backlog);
             }
             self.step(transport).await?;
         }
@@ -482,6 +528,11 @@ impl<C: Clock> MqttClient<C> {
             Either::First(Ok(n)) => {
                 let data = self.read_buf.get(..n).unwrap_or_default();
                 self.engine.handle_bytes(data, now);
+                // A server that keeps sending must not starve the deadlines (the read wins
+                // every race it is ready for): a PINGREQ due goes out all the same.
+                if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+                    self.engine.handle_timeout(now);
+                }
             }
             Either::First(Err(e)) => return Err(self.lost(Error::Transport(e))),
             Either::Second(()) => self.engine.handle_timeout(now),
@@ -491,41 +542,67 @@ impl<C: Clock> MqttClient<C> {
 
     /// Takes the engine's outputs and writes what it has for the transport. Events are kept;
     /// a `Close` writes its farewell (if it can) and leaves the transport to be dropped.
+    /// Cancel-safe: what was pulled and not written stays in `unsent`, and the engine is asked
+    /// for bytes whenever a transport is up (not only after a `TransmitReady`, which a dropped
+    /// call may have taken).
     async fn flush<T: Read + Write>(&mut self, transport: &mut T) -> Result<(), Error<T::Error>> {
         loop {
-            let mut transmit = false;
+            let mut farewell = None;
             while let Some(output) = self.engine.poll_output() {
                 match output {
-                    ClientOutput::TransmitReady => transmit = true,
-                    ClientOutput::Close { farewell } => {
-                        // Best effort: the connection is over whether it is written or not.
-                        let written = write_all(transport, &farewell).await;
-                        if written.is_ok() {
-                            let _ = transport.flush().await;
-                        }
-                    }
+                    ClientOutput::Close { farewell: bytes } => farewell = Some(bytes),
                     ClientOutput::Event(event) => self.events.push_back(event),
+                    // (`TransmitReady`: pulled below in any case.)
                     _ => {}
                 }
             }
-            if !transmit || !self.engine.has_transport() {
+            if let Some(bytes) = farewell {
+                // Best effort: the connection is over whether it is written or not.
+                self.unsent = bytes;
+                if self.write_unsent(transport).await.is_ok() {
+                    let _ = transport.flush().await;
+                }
+                self.unsent = Bytes::new();
                 return Ok(());
             }
+            if !self.engine.has_transport() {
+                return Ok(());
+            }
+            if let Err(e) = self.write_unsent(transport).await {
+                return Err(self.lost(e));
+            }
             let now = self.clock.now();
-            while let Some(data) = self.engine.poll_transmit(self.write_chunk, now) {
-                if let Err(e) = write_all(transport, &data).await {
-                    return Err(self.lost(e));
+            let Some(data) = self.engine.poll_transmit(self.write_chunk, now) else {
+                // Everything is written: it goes out.
+                if let Err(e) = transport.flush().await {
+                    return Err(self.lost(Error::Transport(e)));
                 }
-            }
-            if let Err(e) = transport.flush().await {
-                return Err(self.lost(Error::Transport(e)));
-            }
+                return Ok(());
+            };
+            self.unsent = data;
         }
+    }
+
+    /// Writes `unsent`, keeping what is not written yet there (a call dropped between two
+    /// writes resumes where it stopped); a write that takes nothing is [`Error::WriteZero`].
+    async fn write_unsent<T: Write>(&mut self, transport: &mut T) -> Result<(), Error<T::Error>> {
+        while !self.unsent.is_empty() {
+            let n = transport
+                .write(&self.unsent)
+                .await
+                .map_err(Error::Transport)?;
+            if n == 0 {
+                return Err(Error::WriteZero);
+            }
+            self.unsent.advance(n.min(self.unsent.len()));
+        }
+        Ok(())
     }
 
     /// The transport failed with `error`: the engine is told, and `error` is the connection's
     /// end.
     fn lost<E>(&mut self, error: Error<E>) -> Error<E> {
+        self.unsent = Bytes::new();
         let now = self.clock.now();
         self.engine.handle_disconnected(now);
         self.drain_outputs();
@@ -544,14 +621,15 @@ impl<C: Clock> MqttClient<C> {
     }
 }
 
-/// Writes all of `data`; a write that takes nothing is [`Error::WriteZero`].
-async fn write_all<T: Write>(transport: &mut T, mut data: &[u8]) -> Result<(), Error<T::Error>> {
-    while !data.is_empty() {
-        let n = transport.write(data).await.map_err(Error::Transport)?;
-        if n == 0 {
-            return Err(Error::WriteZero);
-        }
-        data = data.get(n..).unwrap_or_default();
-    }
-    Ok(())
+/// Whether `event` tells of a connection's start or end (not of messages or requests).
+fn is_lifecycle(event: &ClientEvent) -> bool {
+    matches!(
+        event,
+        ClientEvent::Connected { .. }
+            | ClientEvent::ConnectionRefused { .. }
+            | ClientEvent::Disconnected { .. }
+            | ClientEvent::PingTimeout
+            | ClientEvent::ConnectTimeout
+            | ClientEvent::ProtocolViolation { .. }
+    )
 }

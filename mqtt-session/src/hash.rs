@@ -5,7 +5,9 @@
 //! map is seeded randomly (foldhash's `RandomState`: the address space layout, the time, an
 //! allocation's address). Without `std` a microcontroller has none of those to offer, so the
 //! firmware passes a seed from its hardware random number generator with [`set_hash_seed`]
-//! before it creates an engine; until it does, the maps use foldhash's fixed seed.
+//! before it creates an engine; until it does, the maps use what foldhash finds without `std`
+//! (the addresses of a stack variable and of a static, the same at every start of a firmware
+//! without address randomisation: predictable).
 
 use alloc::boxed::Box;
 use core::hash::{BuildHasher, Hasher};
@@ -28,8 +30,8 @@ pub fn set_hash_seed(seed: u64) -> bool {
     SEED.set(Box::new(SharedSeed::from_u64(seed))).is_ok()
 }
 
-/// The hasher of the engines' maps: seeded by [`set_hash_seed`], else randomly (`std`) or
-/// with foldhash's fixed seed (without `std`).
+/// The hasher of the engines' maps: seeded by [`set_hash_seed`], else by foldhash's own
+/// randomness (random with `std`, weak without).
 #[derive(Debug, Clone)]
 pub(crate) struct HashState(SeedableRandomState);
 
@@ -40,11 +42,8 @@ impl Default for HashState {
             let per_map = SeedableRandomState::random().build_hasher().finish();
             return Self(SeedableRandomState::with_seed(per_map, shared));
         }
-        #[cfg(feature = "std")]
-        let state = SeedableRandomState::random();
-        #[cfg(not(feature = "std"))]
-        let state = SeedableRandomState::fixed();
-        Self(state)
+        // (Without `std`: addresses only, see the module documentation.)
+        Self(SeedableRandomState::random())
     }
 }
 

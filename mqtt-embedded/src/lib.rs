@@ -289,9 +289,7 @@ impl<C: Clock> MqttClient<C> {
                 // The engine closed the connection; its `Disconnected` follows, and is no
                 // news.
                 let _ = self.flush(transport).await;
-                self.drain_outputs();
-                self.events
-                    .retain(|e| !matches!(e, ClientEvent::Disconnected { .. }));
+                self.drain_ended();
                 Err(Error::Refused(reason_code))
             }
             _ => Err(Error::NotConnected),
@@ -448,9 +446,7 @@ impl<C: Clock> MqttClient<C> {
             .map_err(Error::Client)?;
         let written = self.flush(transport).await;
         // The engine's `Disconnected` for it is no news.
-        self.drain_outputs();
-        self.events
-            .retain(|e| !matches!(e, ClientEvent::Disconnected { .. }));
+        self.drain_ended();
         written
     }
 
@@ -605,10 +601,16 @@ impl<C: Clock> MqttClient<C> {
         self.unsent = Bytes::new();
         let now = self.clock.now();
         self.engine.handle_disconnected(now);
+        self.drain_ended();
+        error
+    }
+
+    /// Keeps the engine's events after a connection ended that the caller already knows of,
+    /// without its `Disconnected` (no news, and not to be taken for a later connection's end).
+    fn drain_ended(&mut self) {
         self.drain_outputs();
         self.events
             .retain(|e| !matches!(e, ClientEvent::Disconnected { .. }));
-        error
     }
 
     /// Keeps the engine's events, after the connection is gone (nothing to write).

@@ -8,24 +8,13 @@ extern crate alloc;
 use alloc::vec;
 use cortex_m_rt::entry;
 use mqtt_embedded::{
-    ClientConfig, Clock, MqttClient, ProtocolVersion, Publish, QoS, SubscriptionOptions, Timestamp,
-    TopicFilter, TopicName,
+    ClientConfig, MqttClient, ProtocolVersion, Publish, QoS, SubscriptionOptions, TopicFilter,
+    TopicName,
 };
-use mqtt_firmware_sizes::{Heap, Scripted, block_on, exit, hprintln, init_heap};
+use mqtt_firmware_sizes::{Heap, Scripted, Still, block_on, exit, hprintln, init_heap};
 
 #[global_allocator]
 static HEAP: Heap = Heap::empty();
-
-struct Still;
-
-impl Clock for Still {
-    fn now(&self) -> Timestamp {
-        Timestamp::from_secs(1_700_000_000)
-    }
-    async fn sleep_until(&self, _deadline: Timestamp) {
-        core::future::pending::<()>().await;
-    }
-}
 
 /// CONNACK and SUBACK only: the PUBLISHes stay in flight.
 static SERVER: &[u8] = &[

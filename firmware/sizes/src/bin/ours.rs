@@ -7,25 +7,13 @@ extern crate alloc;
 use alloc::vec;
 use cortex_m_rt::entry;
 use mqtt_embedded::{
-    ClientConfig, Clock, MqttClient, ProtocolVersion, Publish, QoS, SubscriptionOptions, Timestamp,
-    TopicFilter, TopicName,
+    ClientConfig, MqttClient, ProtocolVersion, Publish, QoS, SubscriptionOptions, TopicFilter,
+    TopicName,
 };
-use mqtt_firmware_sizes::{Heap, SERVER, Scripted, block_on, exit, hprintln, init_heap};
+use mqtt_firmware_sizes::{Heap, SERVER, Scripted, Still, block_on, exit, hprintln, init_heap};
 
 #[global_allocator]
 static HEAP: Heap = Heap::empty();
-
-/// A clock that stands still (the program ends long before any deadline).
-struct Still;
-
-impl Clock for Still {
-    fn now(&self) -> Timestamp {
-        Timestamp::from_secs(core::hint::black_box(1_700_000_000))
-    }
-    async fn sleep_until(&self, _deadline: Timestamp) {
-        core::future::pending::<()>().await;
-    }
-}
 
 #[entry]
 fn main() -> ! {

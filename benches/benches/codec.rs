@@ -369,8 +369,7 @@ fn to_ours(s: &Spec, v: V) -> ours::Packet {
                 c.properties.session_expiry_interval = Some(SESSION_EXPIRY);
                 c.properties.receive_maximum = NonZeroU16::new(RECEIVE_MAXIMUM);
                 c.properties
-                    .user_properties
-                    .push((utf8(USER_PROPERTY.0), utf8(USER_PROPERTY.1)));
+                    .push_user_property(utf8(USER_PROPERTY.0), utf8(USER_PROPERTY.1));
                 will_props.will_delay_interval = Some(WILL_DELAY);
             }
             c.will = Some(ours::Will {
@@ -392,7 +391,7 @@ fn to_ours(s: &Spec, v: V) -> ours::Packet {
             m.retain = p.retain;
             if p.props {
                 m.properties.message_expiry_interval = Some(MESSAGE_EXPIRY);
-                m.properties.content_type = Some(utf8(CONTENT_TYPE));
+                m.properties.set_content_type(Some(utf8(CONTENT_TYPE)));
             }
             ours::Packet::Publish(m)
         }
@@ -402,9 +401,9 @@ fn to_ours(s: &Spec, v: V) -> ours::Packet {
         Spec::PubComp(id) => ours::Packet::PubComp(ours::PubComp::new(pid(*id))),
         Spec::Subscribe(sub) => {
             let mut properties = Properties::default();
-            properties
-                .subscription_identifiers
-                .extend(sub.subscription_id);
+            if let Some(id) = sub.subscription_id {
+                properties.push_subscription_identifier(id).unwrap();
+            }
             let filters = sub
                 .filters
                 .iter()

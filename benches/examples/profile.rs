@@ -197,7 +197,8 @@ fn decode(v5: bool, n: usize) {
     );
     if v5 {
         p.properties.message_expiry_interval = Some(3600);
-        p.properties.content_type = Some(Utf8String::try_from("application/json").unwrap());
+        p.properties
+            .set_content_type(Some(Utf8String::try_from("application/json").unwrap()));
     }
     let mut wire = BytesMut::new();
     Packet::Publish(p).encode(version, &mut wire).unwrap();
@@ -240,7 +241,8 @@ fn encode_loop(v5: bool, n: usize) {
     );
     if v5 {
         p.properties.message_expiry_interval = Some(3600);
-        p.properties.content_type = Some(Utf8String::try_from("application/json").unwrap());
+        p.properties
+            .set_content_type(Some(Utf8String::try_from("application/json").unwrap()));
     }
     let packet = Packet::Publish(p);
     let mut wire = BytesMut::new();

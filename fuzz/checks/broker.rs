@@ -421,7 +421,10 @@ mod broker_checks {
                     filters,
                 };
                 if v5 && u.ratio(1, 4)? {
-                    s.properties.subscription_identifiers = vec![u.int_in_range(1..=3)?];
+                    let id = u.int_in_range(1..=3)?;
+                    s.properties
+                        .push_subscription_identifier(id)
+                        .map_err(|_| mqtt_codec::arbitrary::Error::IncorrectFormat)?;
                 }
                 Packet::Subscribe(s)
             }

@@ -256,7 +256,7 @@ mod client_checks {
                 );
             }
             // v5 [MQTT-3.3.4-6]
-            assert!(p.properties.subscription_identifiers.is_empty());
+            assert!(p.properties.subscription_identifiers().next().is_none());
             let Some(id) = p.packet_id else {
                 assert!(!p.dup, "DUP at QoS 0");
                 return;
@@ -365,9 +365,9 @@ mod client_checks {
                         p.retain_available = *u.choose(&[None, Some(false)])?;
                         p.server_keep_alive = *u.choose(&[None, Some(0), Some(3)])?;
                         p.session_expiry_interval = *u.choose(&[None, Some(0), Some(30)])?;
-                        p.assigned_client_identifier = Some("assigned".try_into().unwrap());
+                        p.set_assigned_client_identifier(Some("assigned".try_into().unwrap()));
                         if u.ratio(7, 8)? && self.client.config().authentication_method.is_some() {
-                            p.authentication_method = Some(METHOD.try_into().unwrap());
+                            p.set_authentication_method(Some(METHOD.try_into().unwrap()));
                         }
                     }
                     self.server_sends(&Packet::ConnAck(ack));
@@ -508,8 +508,9 @@ mod client_checks {
                             ])?,
                             properties: Properties::default(),
                         };
-                        a.properties.authentication_method =
-                            Some((*u.choose(&[METHOD, "other"])?).try_into().unwrap());
+                        a.properties.set_authentication_method(Some(
+                            (*u.choose(&[METHOD, "other"])?).try_into().unwrap(),
+                        ));
                         self.server_sends(&Packet::Auth(a));
                     } else if u.ratio(1, 2)? {
                         let _ = self

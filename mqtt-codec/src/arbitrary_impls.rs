@@ -103,7 +103,7 @@ fn bytes(u: &mut Unstructured<'_>, max: usize) -> Result<Bytes> {
 impl Properties {
     /// Arbitrary properties valid in `ctx`.
     fn arbitrary_in(u: &mut Unstructured<'_>, ctx: PropertyContext) -> Result<Self> {
-        let mut p = Properties {
+        let mut p = crate::properties::Expanded {
             payload_format_indicator: opt::<bool>(u)?.map(|b| {
                 if b {
                     PayloadFormatIndicator::Utf8
@@ -158,6 +158,7 @@ impl Properties {
         for _ in 0..u.int_in_range(0..=3)? {
             p.user_properties.push((u.arbitrary()?, u.arbitrary()?));
         }
+        let mut p = Properties::try_from(p).map_err(|_| arbitrary::Error::IncorrectFormat)?;
         p.restrict_to(ctx);
         Ok(p)
     }
@@ -167,46 +168,17 @@ impl Properties {
     fn restrict_to(&mut self, ctx: PropertyContext) {
         let disallowed: Vec<_> = self.present().filter(|id| !id.is_allowed_in(ctx)).collect();
         for id in disallowed {
-            self.clear(id);
+            self.remove(id);
         }
         if ctx != PropertyContext::Packet(PacketType::Publish) {
-            self.subscription_identifiers.truncate(1);
+            let first = self.subscription_identifier();
+            self.clear_subscription_identifiers();
+            if let Some(id) = first {
+                let _ = self.push_subscription_identifier(id);
+            }
         }
-        if self.authentication_method.is_none() {
-            self.authentication_data = None;
-        }
-    }
-
-    fn clear(&mut self, id: crate::properties::PropertyId) {
-        use crate::properties::PropertyId as P;
-        match id {
-            P::PayloadFormatIndicator => self.payload_format_indicator = None,
-            P::MessageExpiryInterval => self.message_expiry_interval = None,
-            P::ContentType => self.content_type = None,
-            P::ResponseTopic => self.response_topic = None,
-            P::CorrelationData => self.correlation_data = None,
-            P::SubscriptionIdentifier => self.subscription_identifiers.clear(),
-            P::SessionExpiryInterval => self.session_expiry_interval = None,
-            P::AssignedClientIdentifier => self.assigned_client_identifier = None,
-            P::ServerKeepAlive => self.server_keep_alive = None,
-            P::AuthenticationMethod => self.authentication_method = None,
-            P::AuthenticationData => self.authentication_data = None,
-            P::RequestProblemInformation => self.request_problem_information = None,
-            P::WillDelayInterval => self.will_delay_interval = None,
-            P::RequestResponseInformation => self.request_response_information = None,
-            P::ResponseInformation => self.response_information = None,
-            P::ServerReference => self.server_reference = None,
-            P::ReasonString => self.reason_string = None,
-            P::ReceiveMaximum => self.receive_maximum = None,
-            P::TopicAliasMaximum => self.topic_alias_maximum = None,
-            P::TopicAlias => self.topic_alias = None,
-            P::MaximumQos => self.maximum_qos = None,
-            P::RetainAvailable => self.retain_available = None,
-            P::UserProperty => self.user_properties.clear(),
-            P::MaximumPacketSize => self.maximum_packet_size = None,
-            P::WildcardSubscriptionAvailable => self.wildcard_subscription_available = None,
-            P::SubscriptionIdentifierAvailable => self.subscription_identifier_available = None,
-            P::SharedSubscriptionAvailable => self.shared_subscription_available = None,
+        if self.authentication_method().is_none() {
+            let _ = self.set_authentication_data(None);
         }
     }
 }
@@ -418,8 +390,9 @@ impl Packet {
                 };
                 let short_form =
                     auth.reason_code == ReasonCode::SUCCESS && auth.properties.is_empty();
-                if !short_form && auth.properties.authentication_method.is_none() {
-                    auth.properties.authentication_method = Some(u.arbitrary()?);
+                if !short_form && auth.properties.authentication_method().is_none() {
+                    auth.properties
+                        .set_authentication_method(Some(u.arbitrary()?));
                 }
                 Packet::Auth(auth)
             }

@@ -191,7 +191,7 @@ impl Decoder {
             return Ok(Status::Incomplete(NonZeroUsize::new(total - buf.len())));
         }
         let body = buf.slice(header.header_length..total);
-        let packet = self.decode_frame(header, &body)?;
+        let packet = self.decode_frame(header, body)?;
         Ok(Status::Complete((packet, total)))
     }
 
@@ -213,8 +213,7 @@ impl Decoder {
         }
         let mut frame = buf.split_to(total);
         frame.advance(header.header_length);
-        let body = frame.freeze();
-        self.decode_frame(header, &body).map(Some)
+        self.decode_frame(header, frame.freeze()).map(Some)
     }
 
     /// Takes a short acknowledgement from the start of `buf`: a PUBACK, PUBREC, PUBREL or
@@ -247,9 +246,9 @@ impl Decoder {
     }
 
     #[inline]
-    fn decode_frame(&mut self, header: FixedHeader, body: &Bytes) -> Result<Packet, Error> {
+    fn decode_frame(&mut self, header: FixedHeader, body: Bytes) -> Result<Packet, Error> {
         let version = self.version.unwrap_or(ProtocolVersion::V5);
-        let packet = Packet::decode_body(header.first_byte, body, version)?;
+        let packet = Packet::decode_body_owned(header.first_byte, body, version)?;
         if let Packet::Connect(c) = &packet {
             // v5 [MQTT-1.5.5-1] for a CONNECT's own Remaining Length, now that its level is known.
             if c.protocol.is_v5() && !header.minimal {

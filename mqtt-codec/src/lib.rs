@@ -72,7 +72,9 @@ pub use packet::{
     PubComp, PubRec, PubRel, Publish, PublishRef, RetainHandling, SubAck, Subscribe,
     SubscriptionOptions, UnsubAck, Unsubscribe, Will,
 };
-pub use properties::{PayloadFormatIndicator, Properties, PropertyContext, PropertyId};
+pub use properties::{
+    PayloadFormatIndicator, Properties, PropertyContext, PropertyId, VariableProperties,
+};
 pub use reason_code::ReasonCode;
 pub use types::{
     PacketId, PacketType, ProtocolVersion, QoS, TopicFilter, TopicName, Utf8String, VBI_MAX,

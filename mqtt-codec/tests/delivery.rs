@@ -76,7 +76,17 @@ proptest! {
         if version.is_v5() {
             copy.properties.topic_alias = d.topic_alias;
             copy.properties.message_expiry_interval = expiry;
-            copy.properties.subscription_identifiers = sub_ids.clone();
+            copy.properties.clear_subscription_identifiers();
+            for &id in &sub_ids {
+                if copy.properties.push_subscription_identifier(id).is_err() {
+                    // A Subscription Identifier of 0 cannot be in a `Properties` at all; the
+                    // delivery refuses it (with this violation, or one found before it).
+                    let mut got = BytesMut::new();
+                    let got = message.encode_delivery(&d, version, max, &mut got);
+                    prop_assert!(got.is_err(), "{got:?}");
+                    return Ok(());
+                }
+            }
         } else {
             copy.properties = Properties::default();
         }

@@ -47,13 +47,15 @@ fn packets() -> Vec<Packet> {
         let auth = matches!(p, Packet::Auth(_));
         let props = props_mut(p);
         if auth {
-            props.authentication_method = Some(Utf8String::try_from("X").unwrap());
+            props.set_authentication_method(Some(Utf8String::try_from("X").unwrap()));
         }
-        props.reason_string = Some(Utf8String::try_from("a reason string of some length").unwrap());
-        props.user_properties.push((
+        props.set_reason_string(Some(
+            Utf8String::try_from("a reason string of some length").unwrap(),
+        ));
+        props.push_user_property(
             Utf8String::try_from("key").unwrap(),
             Utf8String::try_from("value").unwrap(),
-        ));
+        );
     }
     packets
 }
@@ -91,10 +93,10 @@ fn without(p: &Packet, reason: bool, users: bool) -> Packet {
     let mut p = p.clone();
     let props = props_mut(&mut p);
     if reason {
-        props.reason_string = None;
+        props.set_reason_string(None);
     }
     if users {
-        props.user_properties.clear();
+        props.clear_user_properties();
     }
     p
 }
@@ -146,10 +148,10 @@ fn reason_string_then_user_properties_are_left_out_to_fit() {
 #[test]
 fn a_publish_is_refused_not_trimmed() {
     let mut p = Publish::new(TopicName::try_from("t").unwrap(), Bytes::from_static(b"x"));
-    p.properties.user_properties.push((
+    p.properties.push_user_property(
         Utf8String::try_from("key").unwrap(),
         Utf8String::try_from("value").unwrap(),
-    ));
+    );
     let p = Packet::Publish(p);
     let mut buf = BytesMut::new();
     let e = p.encode_fitting(V5, size(&p) - 1, &mut buf).unwrap_err();

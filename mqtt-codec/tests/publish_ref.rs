@@ -162,7 +162,7 @@ fn properties_ref_reads_values_and_names_violations() {
     );
     let owned = p.to_properties();
     assert_eq!(owned.message_expiry_interval, Some(60));
-    assert_eq!(owned.subscription_identifiers, [2, 2]);
+    assert_eq!(owned.subscription_identifiers().collect::<Vec<_>>(), [2, 2]);
     // Message Expiry twice (section 2.2.2.2: a duplicate is a Protocol Error).
     assert_eq!(
         PropertiesRef::new(&[0x02, 0, 0, 0, 1, 0x02, 0, 0, 0, 2]),

@@ -10,8 +10,13 @@ fn a_connects_password_and_authentication_data_are_redacted_in_debug() {
     let mut connect = Connect::new(ProtocolVersion::V5, "c1".try_into().unwrap());
     connect.username = Some("alice".try_into().unwrap());
     connect.password = Some(Bytes::from_static(b"hunter2-secret"));
-    connect.properties.authentication_method = Some("SCRAM-SHA-256".try_into().unwrap());
-    connect.properties.authentication_data = Some(Bytes::from_static(b"proof-of-secret"));
+    connect
+        .properties
+        .set_authentication_method(Some("SCRAM-SHA-256".try_into().unwrap()));
+    connect
+        .properties
+        .set_authentication_data(Some(b"proof-of-secret"))
+        .unwrap();
     for shown in [
         format!("{connect:?}"),
         format!("{:?}", Packet::from(connect.clone())),
@@ -30,11 +35,11 @@ fn a_connects_password_and_authentication_data_are_redacted_in_debug() {
 
 #[test]
 fn an_auth_packets_data_is_redacted_in_debug() {
-    let properties = Properties {
-        authentication_method: Some("token".try_into().unwrap()),
-        authentication_data: Some(Bytes::from_static(b"bearer-abc123")),
-        ..Properties::default()
-    };
+    let mut properties = Properties::default();
+    properties.set_authentication_method(Some("token".try_into().unwrap()));
+    properties
+        .set_authentication_data(Some(b"bearer-abc123"))
+        .unwrap();
     let auth = Auth {
         reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
         properties,

@@ -1052,7 +1052,7 @@ fn encoder_refuses_properties_in_3_1_1() {
     c.properties.session_expiry_interval = Some(10);
     assert_encode_refused(&Packet::from(c), V311, Violation::NotRepresentable);
     let mut ack = PubAck::new(id(1));
-    ack.properties.reason_string = Some(s("x"));
+    ack.properties.set_reason_string(Some(s("x")));
     assert_encode_refused(&Packet::PubAck(ack), V311, Violation::NotRepresentable);
 }
 

@@ -145,13 +145,13 @@ fn connect_with_every_connect_property() {
     );
     let p = &c.properties;
     assert_eq!(p.session_expiry_interval, Some(60));
-    assert_eq!(p.authentication_method.as_ref().unwrap(), "m");
-    assert_eq!(p.authentication_data, Some(Bytes::from_static(&[1, 2])));
+    assert_eq!(p.authentication_method().unwrap(), "m");
+    assert_eq!(p.authentication_data(), Some(&[1, 2][..]));
     assert_eq!(p.request_problem_information, Some(false));
     assert_eq!(p.request_response_information, Some(true));
     assert_eq!(p.receive_maximum, NonZeroU16::new(10));
     assert_eq!(p.topic_alias_maximum, Some(5));
-    assert_eq!(p.user_properties, vec![(s("k"), s("v"))]);
+    assert_eq!(p.user_properties().collect::<Vec<_>>(), [("k", "v")]);
     assert_eq!(p.maximum_packet_size, NonZeroU32::new(4096));
     assert_eq!(c.client_id, "c");
 }
@@ -180,11 +180,11 @@ fn connect_will_with_every_will_property() {
         Some(PayloadFormatIndicator::Utf8)
     );
     assert_eq!(p.message_expiry_interval, Some(10));
-    assert_eq!(p.content_type.as_ref().unwrap(), "t");
-    assert_eq!(p.response_topic.as_ref().unwrap(), "r");
-    assert_eq!(p.correlation_data, Some(Bytes::from_static(&[1])));
+    assert_eq!(p.content_type().unwrap(), "t");
+    assert_eq!(p.response_topic().unwrap(), "r");
+    assert_eq!(p.correlation_data(), Some(&[1][..]));
     assert_eq!(p.will_delay_interval, Some(5));
-    assert_eq!(p.user_properties, vec![(s("k"), s("v"))]);
+    assert_eq!(p.user_properties().collect::<Vec<_>>(), [("k", "v")]);
 }
 
 #[test]
@@ -246,7 +246,7 @@ fn connack_session_present_with_server_properties() {
     assert_eq!(a.reason_code, ReasonCode::SUCCESS);
     let p = &a.properties;
     assert_eq!(p.session_expiry_interval, Some(10));
-    assert_eq!(p.assigned_client_identifier.as_ref().unwrap(), "id");
+    assert_eq!(p.assigned_client_identifier().unwrap(), "id");
     assert_eq!(p.server_keep_alive, Some(30));
     assert_eq!(p.receive_maximum, NonZeroU16::new(20));
     assert_eq!(p.topic_alias_maximum, Some(10));
@@ -264,7 +264,7 @@ fn connack_refusal_with_reason_string() {
     let a = variant!(valid("20 0A 00 87 07 1F 0004 6E6F7065"), ConnAck);
     assert!(!a.session_present);
     assert_eq!(a.reason_code, ReasonCode::NOT_AUTHORIZED);
-    assert_eq!(a.properties.reason_string.unwrap(), "nope");
+    assert_eq!(a.properties.reason_string().unwrap(), "nope");
 }
 
 #[test]
@@ -272,7 +272,7 @@ fn connack_server_moved_with_server_reference() {
     // CONNACK 0x9D Server moved, Server Reference "host".
     let a = variant!(valid("20 0A 00 9D 07 1C 0004 686F7374"), ConnAck);
     assert_eq!(a.reason_code, ReasonCode::SERVER_MOVED);
-    assert_eq!(a.properties.server_reference.unwrap(), "host");
+    assert_eq!(a.properties.server_reference().unwrap(), "host");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -335,17 +335,17 @@ fn publish_with_every_publish_property() {
         Some(PayloadFormatIndicator::Utf8)
     );
     assert_eq!(props.message_expiry_interval, Some(60));
-    assert_eq!(props.content_type.as_ref().unwrap(), "json");
-    assert_eq!(props.response_topic.as_ref().unwrap(), "r/t");
+    assert_eq!(props.content_type().unwrap(), "json");
+    assert_eq!(props.response_topic().unwrap(), "r/t");
+    assert_eq!(props.correlation_data(), Some(&[0xC0, 0xDE][..]));
     assert_eq!(
-        props.correlation_data,
-        Some(Bytes::from_static(&[0xC0, 0xDE]))
+        props.subscription_identifiers().collect::<Vec<_>>(),
+        vec![5]
     );
-    assert_eq!(props.subscription_identifiers, vec![5]);
     assert_eq!(props.topic_alias, NonZeroU16::new(7));
     assert_eq!(
-        props.user_properties,
-        vec![(s("b"), s("1")), (s("a"), s("2"))]
+        props.user_properties().collect::<Vec<_>>(),
+        vec![("b", "1"), ("a", "2")]
     );
     assert_eq!(p.payload, Bytes::from_static(b"hi"));
 }
@@ -361,8 +361,8 @@ fn publish_user_properties_keep_their_order_and_duplicates() {
         Publish
     );
     assert_eq!(
-        p.properties.user_properties,
-        vec![(s("z"), s("1")), (s("a"), s("2")), (s("z"), s("3"))]
+        p.properties.user_properties().collect::<Vec<_>>(),
+        vec![("z", "1"), ("a", "2"), ("z", "3")]
     );
 }
 
@@ -370,7 +370,10 @@ fn publish_user_properties_keep_their_order_and_duplicates() {
 fn publish_may_repeat_subscription_identifier() {
     // PUBLISH QoS 0 "a/b" with Subscription Identifiers 1 and 128 (two-byte VBI 80 01).
     let p = variant!(valid("30 0B 0003 612F62 05 0B 01 0B 8001"), Publish);
-    assert_eq!(p.properties.subscription_identifiers, vec![1, 128]);
+    assert_eq!(
+        p.properties.subscription_identifiers().collect::<Vec<_>>(),
+        vec![1, 128]
+    );
 }
 
 #[test]
@@ -428,8 +431,11 @@ fn puback_with_reason_string_and_user_property() {
         PubAck
     );
     assert_eq!(a.reason_code, ReasonCode::UNSPECIFIED_ERROR);
-    assert_eq!(a.properties.reason_string.as_ref().unwrap(), "no");
-    assert_eq!(a.properties.user_properties, vec![(s("k"), s("v"))]);
+    assert_eq!(a.properties.reason_string().unwrap(), "no");
+    assert_eq!(
+        a.properties.user_properties().collect::<Vec<_>>(),
+        [("k", "v")]
+    );
 }
 
 #[test]
@@ -458,7 +464,7 @@ fn pubrec_short_forms_and_properties() {
     // PUBREC id 2, 0x10 No matching subscribers, Reason String "ok".
     let r = variant!(valid("50 09 0002 10 05 1F 0002 6F6B"), PubRec);
     assert_eq!(r.packet_id.get(), 2);
-    assert_eq!(r.properties.reason_string.unwrap(), "ok");
+    assert_eq!(r.properties.reason_string().unwrap(), "ok");
 }
 
 #[test]
@@ -472,7 +478,7 @@ fn pubrel_short_forms_and_properties() {
     // PUBREL id 3, Success with Reason String "ok".
     let r = variant!(valid("62 09 0003 00 05 1F 0002 6F6B"), PubRel);
     assert_eq!(r.reason_code, ReasonCode::SUCCESS);
-    assert_eq!(r.properties.reason_string.unwrap(), "ok");
+    assert_eq!(r.properties.reason_string().unwrap(), "ok");
 }
 
 #[test]
@@ -485,7 +491,7 @@ fn pubcomp_short_forms_and_properties() {
     assert_eq!(c.reason_code, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND);
     // PUBCOMP id 1, 0x92 with Reason String "x".
     let c = variant!(valid("70 08 0001 92 04 1F 0001 78"), PubComp);
-    assert_eq!(c.properties.reason_string.unwrap(), "x");
+    assert_eq!(c.properties.reason_string().unwrap(), "x");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -518,8 +524,16 @@ fn subscribe_with_every_option_bit_and_subscription_identifier() {
         valid("82 17 000B 0A 0B 8001 26 0001 6B 0001 76 0003 612F2B 2E 0001 23 19"),
         Subscribe
     );
-    assert_eq!(sub.properties.subscription_identifiers, vec![128]);
-    assert_eq!(sub.properties.user_properties, vec![(s("k"), s("v"))]);
+    assert_eq!(
+        sub.properties
+            .subscription_identifiers()
+            .collect::<Vec<_>>(),
+        vec![128]
+    );
+    assert_eq!(
+        sub.properties.user_properties().collect::<Vec<_>>(),
+        [("k", "v")]
+    );
     let all = SubscriptionOptions {
         qos: QoS::ExactlyOnce,
         no_local: true,
@@ -589,7 +603,7 @@ fn suback_every_failure_reason_code() {
         codes,
         [0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2]
     );
-    assert_eq!(a.properties.reason_string.unwrap(), "x");
+    assert_eq!(a.properties.reason_string().unwrap(), "x");
 }
 
 #[test]
@@ -607,7 +621,10 @@ fn unsubscribe_with_user_property() {
         valid("A2 0D 000C 07 26 0001 6B 0001 76 0001 23"),
         Unsubscribe
     );
-    assert_eq!(u.properties.user_properties, vec![(s("k"), s("v"))]);
+    assert_eq!(
+        u.properties.user_properties().collect::<Vec<_>>(),
+        [("k", "v")]
+    );
     assert_eq!(u.filters, vec![filter("#")]);
 }
 
@@ -663,7 +680,7 @@ fn disconnect_server_moved_with_server_reference() {
     // DISCONNECT 0x9D Server moved, Server Reference "host2".
     let d = variant!(valid("E0 0A 9D 08 1C 0005 686F737432"), Disconnect);
     assert_eq!(d.reason_code, ReasonCode::SERVER_MOVED);
-    assert_eq!(d.properties.server_reference.unwrap(), "host2");
+    assert_eq!(d.properties.server_reference().unwrap(), "host2");
 }
 
 #[test]
@@ -685,11 +702,8 @@ fn auth_continue_with_method_and_data() {
     // AUTH 0x18 Continue authentication, Authentication Method "m", Authentication Data AB CD.
     let a = variant!(valid("F0 0B 18 09 15 0001 6D 16 0002 ABCD"), Auth);
     assert_eq!(a.reason_code, ReasonCode::CONTINUE_AUTHENTICATION);
-    assert_eq!(a.properties.authentication_method.as_ref().unwrap(), "m");
-    assert_eq!(
-        a.properties.authentication_data,
-        Some(Bytes::from_static(&[0xAB, 0xCD]))
-    );
+    assert_eq!(a.properties.authentication_method().unwrap(), "m");
+    assert_eq!(a.properties.authentication_data(), Some(&[0xAB, 0xCD][..]));
 }
 
 #[test]
@@ -697,7 +711,7 @@ fn auth_reauthenticate_with_reason_string() {
     // AUTH 0x19 Re-authenticate, Authentication Method "m", Reason String "x".
     let a = variant!(valid("F0 0A 19 08 15 0001 6D 1F 0001 78"), Auth);
     assert_eq!(a.reason_code, ReasonCode::RE_AUTHENTICATE);
-    assert_eq!(a.properties.reason_string.unwrap(), "x");
+    assert_eq!(a.properties.reason_string().unwrap(), "x");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2046,14 +2060,17 @@ fn encoder_refuses_invalid_properties() {
         properties: Default::default(),
         filters: vec![(filter("a"), SubscriptionOptions::default())],
     };
-    sub.properties.subscription_identifiers = vec![1, 2];
+    sub.properties.push_subscription_identifier(1).unwrap();
+    sub.properties.push_subscription_identifier(2).unwrap();
     assert_encode_refused(&Packet::Subscribe(sub), V5, Violation::DuplicateProperty);
     // Authentication Data without Authentication Method in AUTH.
     let mut auth = Auth {
         reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
         ..Auth::default()
     };
-    auth.properties.authentication_data = Some(Bytes::from_static(b"x"));
+    auth.properties
+        .set_authentication_data(Some(&b"x"[..]))
+        .unwrap();
     assert_encode_refused(
         &Packet::Auth(auth),
         V5,

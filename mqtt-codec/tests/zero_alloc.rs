@@ -1,5 +1,6 @@
-//! Decoding a PUBLISH without user properties allocates nothing: the topic, the payload and the
-//! string and binary properties are reference-counted slices of the input buffer.
+//! Decoding a PUBLISH allocates nothing: the topic, the payload and the variable-length
+//! properties (strings, binary data, User Properties, Subscription Identifiers) are
+//! reference-counted slices of the input buffer.
 //!
 //! Measured with `allocation-counter`, whose global allocator counts per thread, around the
 //! decode calls only: the test harness's other threads (and other tests running in parallel)
@@ -15,7 +16,10 @@
 )]
 
 use bytes::{BufMut, BytesMut};
-use mqtt_codec::{Decoder, Packet, PacketId, ProtocolVersion, Publish, QoS, TopicName};
+use mqtt_codec::{
+    Decoder, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS, Subscribe,
+    SubscriptionOptions, TopicFilter, TopicName,
+};
 
 /// Allocations (including reallocations) made by this thread while `f` runs.
 fn allocations_in<T>(f: impl FnOnce() -> T) -> (u64, T) {
@@ -35,9 +39,17 @@ fn publishes(version: ProtocolVersion, count: usize) -> BytesMut {
         p.packet_id = PacketId::new(i as u16 + 1);
         if version.is_v5() {
             p.properties.message_expiry_interval = Some(60);
-            p.properties.content_type = Some("application/json".try_into().unwrap());
-            p.properties.correlation_data = Some(bytes::Bytes::from_static(b"corr"));
-            p.properties.response_topic = Some(TopicName::try_from("reply/here").unwrap());
+            p.properties
+                .set_content_type(Some("application/json".try_into().unwrap()));
+            p.properties.set_correlation_data(Some(b"corr")).unwrap();
+            p.properties
+                .set_response_topic(Some(TopicName::try_from("reply/here").unwrap()))
+                .unwrap();
+            p.properties
+                .push_user_property("k".try_into().unwrap(), "v".try_into().unwrap());
+            p.properties
+                .push_user_property("k2".try_into().unwrap(), "v2".try_into().unwrap());
+            p.properties.push_subscription_identifier(7).unwrap();
         }
         Packet::Publish(p).encode(version, &mut buf).unwrap();
     }
@@ -91,14 +103,18 @@ fn decoding_a_v5_publish_with_properties_allocates_nothing() {
 
 #[test]
 fn the_counter_does_count() {
-    // Guards against a test that cannot fail: a user property does allocate (a Vec).
-    let mut p = Publish::new(TopicName::try_from("t").unwrap(), &b"x"[..]);
-    p.properties
-        .user_properties
-        .push(("k".try_into().unwrap(), "v".try_into().unwrap()));
+    // Guards against a test that cannot fail: a SUBSCRIBE's filters do allocate (a Vec).
+    let sub = Subscribe {
+        packet_id: PacketId::new(1).unwrap(),
+        properties: Properties::default(),
+        filters: vec![(
+            TopicFilter::try_from("a/+").unwrap(),
+            SubscriptionOptions::default(),
+        )],
+    };
     let mut buf = BytesMut::new();
     buf.put_slice(&[0xC0, 0x00]);
-    Packet::Publish(p)
+    Packet::Subscribe(sub)
         .encode(ProtocolVersion::V5, &mut buf)
         .unwrap();
     let mut decoder = Decoder::with_version(ProtocolVersion::V5);

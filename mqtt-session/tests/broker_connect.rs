@@ -28,8 +28,10 @@ fn raw_connect_v311_layout(level: u8, flags: u8) -> Vec<u8> {
 /// [`TestPolicy`] answers with a challenge.
 fn connect_token(client_id: &str) -> mqtt_session::codec::Connect {
     let mut c = connect_v5(client_id, true, Some(60));
-    c.properties.authentication_method = Some(utf8("TOKEN"));
-    c.properties.authentication_data = Some(Bytes::from_static(b"hello"));
+    c.properties.set_authentication_method(Some(utf8("TOKEN")));
+    c.properties
+        .set_authentication_data(Some(b"hello"))
+        .unwrap();
     c
 }
 
@@ -83,8 +85,8 @@ fn v5_connect_is_acknowledged_first_with_success_and_the_servers_limits() {
     assert_eq!(ack.properties.maximum_qos, None);
     assert_eq!(ack.properties.retain_available, None);
     // The client sent an identifier and no Authentication Method.
-    assert_eq!(ack.properties.assigned_client_identifier, None);
-    assert_eq!(ack.properties.authentication_method, None);
+    assert_eq!(ack.properties.assigned_client_identifier(), None);
+    assert_eq!(ack.properties.authentication_method(), None);
     assert!(!sim.is_closed(&c));
     assert!(sim.recv(&mut c).is_empty());
     assert_eq!(connected_events(&sim), [("dev1".to_owned(), false)]);
@@ -398,10 +400,7 @@ fn v5_a_disconnect_uses_only_disconnect_reason_codes() {
     let mut sim = Sim::with_policy(BrokerConfig::default(), ReauthRefused);
     let (mut c, ack) = sim.connect(connect_token("dev"));
     assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
-    assert_eq!(
-        ack.properties.authentication_method.as_deref(),
-        Some("TOKEN")
-    );
+    assert_eq!(ack.properties.authentication_method(), Some("TOKEN"));
     sim.send(&c, auth(ReasonCode::RE_AUTHENTICATE, "TOKEN", Some(b"x")));
     assert_eq!(
         disconnect_reason(&sim.recv(&mut c)),
@@ -444,9 +443,9 @@ fn v5_an_empty_client_id_gets_an_assigned_identifier_returned_in_connack() {
     assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
     let assigned = ack
         .properties
-        .assigned_client_identifier
+        .assigned_client_identifier()
         .expect("Assigned Client Identifier");
-    let assigned = assigned.as_str().to_owned();
+    let assigned = assigned.to_owned();
     assert!(!assigned.is_empty());
     // Processed as if the client had sent it: the session, the policy, the event use it.
     assert!(sim.broker.is_connected(&assigned));
@@ -454,8 +453,8 @@ fn v5_an_empty_client_id_gets_an_assigned_identifier_returned_in_connack() {
     assert_eq!(connected_events(&sim), [(assigned.clone(), false)]);
     // A second client without an identifier gets another one.
     let (_d, ack2) = sim.connect(connect_v5("", true, Some(60)));
-    let second = ack2.properties.assigned_client_identifier.unwrap();
-    assert_ne!(second.as_str(), assigned);
+    let second = ack2.properties.assigned_client_identifier().unwrap();
+    assert_ne!(second, assigned);
     assert_eq!(sim.broker.session_count(), 2);
 }
 
@@ -464,14 +463,14 @@ fn v5_an_empty_client_id_gets_an_assigned_identifier_returned_in_connack() {
 fn v5_a_session_under_an_assigned_client_id_can_be_resumed_with_that_id() {
     let mut sim = Sim::new();
     let (mut c, ack) = sim.connect(connect_v5("", false, Some(600)));
-    let assigned = ack.properties.assigned_client_identifier.unwrap();
+    let assigned = ack.properties.assigned_client_identifier().unwrap();
     sim.subscribe_ack(&mut c, subscribe(1, &[("t", QoS::AtLeastOnce)]));
     sim.drop_connection(&c);
     let (mut p, _) = sim.connect(connect_v5("p", true, None));
     sim.publish(&mut p, publish("t", b"kept", QoS::AtLeastOnce, Some(1)));
-    let (mut again, ack) = sim.connect(connect_v5(assigned.as_str(), false, Some(600)));
+    let (mut again, ack) = sim.connect(connect_v5(assigned, false, Some(600)));
     assert!(ack.session_present);
-    assert_eq!(ack.properties.assigned_client_identifier, None);
+    assert_eq!(ack.properties.assigned_client_identifier(), None);
     assert_eq!(payloads(&sim.recv_publishes(&mut again)), ["kept"]);
 }
 
@@ -484,11 +483,8 @@ fn v5_the_assigned_client_id_is_not_the_id_of_an_existing_session() {
     sim.drop_connection(&c1);
     let (_c2, _) = sim.connect(connect_v5("auto-2", true, Some(600)));
     let (_c3, ack) = sim.connect(connect_v5("", true, None));
-    let assigned = ack.properties.assigned_client_identifier.unwrap();
-    assert!(
-        !["auto-1", "auto-2"].contains(&assigned.as_str()),
-        "{assigned:?}"
-    );
+    let assigned = ack.properties.assigned_client_identifier().unwrap();
+    assert!(!["auto-1", "auto-2"].contains(&assigned), "{assigned:?}");
     // The existing sessions were not touched.
     assert!(sim.broker.has_session("auto-1"));
     assert!(sim.broker.is_connected("auto-2"));
@@ -975,12 +971,9 @@ fn v5_enhanced_authentication_exchanges_auth_before_a_connack_with_the_method() 
         panic!("expected AUTH")
     };
     assert_eq!(challenge.reason_code, ReasonCode::CONTINUE_AUTHENTICATION);
+    assert_eq!(challenge.properties.authentication_method(), Some("TOKEN"));
     assert_eq!(
-        challenge.properties.authentication_method.as_deref(),
-        Some("TOKEN")
-    );
-    assert_eq!(
-        challenge.properties.authentication_data.as_deref(),
+        challenge.properties.authentication_data(),
         Some(&b"challenge"[..])
     );
     assert!(!sim.broker.is_connected("dev"));
@@ -997,10 +990,7 @@ fn v5_enhanced_authentication_exchanges_auth_before_a_connack_with_the_method() 
         panic!("expected CONNACK")
     };
     assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
-    assert_eq!(
-        ack.properties.authentication_method.as_deref(),
-        Some("TOKEN")
-    );
+    assert_eq!(ack.properties.authentication_method(), Some("TOKEN"));
     assert!(sim.broker.is_connected("dev"));
     assert_eq!(
         policy.log(),
@@ -1022,14 +1012,8 @@ fn v5_enhanced_authentication_may_take_several_rounds() {
         panic!("expected AUTH")
     };
     assert_eq!(again.reason_code, ReasonCode::CONTINUE_AUTHENTICATION);
-    assert_eq!(
-        again.properties.authentication_method.as_deref(),
-        Some("TOKEN")
-    );
-    assert_eq!(
-        again.properties.authentication_data.as_deref(),
-        Some(&b"again"[..])
-    );
+    assert_eq!(again.properties.authentication_method(), Some("TOKEN"));
+    assert_eq!(again.properties.authentication_data(), Some(&b"again"[..]));
     sim.send(
         &c,
         auth(
@@ -1072,7 +1056,9 @@ fn v5_an_unsupported_authentication_method_is_refused_with_0x8c() {
     // A policy supporting another method.
     let mut sim = Sim::with_policy(BrokerConfig::default(), token_policy());
     let mut other = connect_token("dev");
-    other.properties.authentication_method = Some(utf8("SCRAM-SHA-1"));
+    other
+        .properties
+        .set_authentication_method(Some(utf8("SCRAM-SHA-1")));
     let (c, ack) = sim.connect(other);
     assert_eq!(ack.reason_code, ReasonCode::BAD_AUTHENTICATION_METHOD);
     assert!(sim.is_closed(&c));
@@ -1152,7 +1138,7 @@ fn v5_no_auth_packet_is_sent_to_a_client_without_an_authentication_method() {
         panic!("expected a CONNACK, got {got:?}")
     };
     assert!(ack.reason_code.is_error());
-    assert_eq!(ack.properties.authentication_method, None);
+    assert_eq!(ack.properties.authentication_method(), None);
     assert!(sim.is_closed(&c));
 }
 
@@ -1197,10 +1183,7 @@ fn v5_re_authentication_after_connack_succeeds_with_auth_0x00() {
         panic!("expected AUTH")
     };
     assert_eq!(done.reason_code, ReasonCode::SUCCESS);
-    assert_eq!(
-        done.properties.authentication_method.as_deref(),
-        Some("TOKEN")
-    );
+    assert_eq!(done.properties.authentication_method(), Some("TOKEN"));
     // The connection goes on as before.
     assert!(!sim.is_closed(&c));
     sim.send(&c, Packet::PingReq);
@@ -1312,16 +1295,13 @@ fn v5_response_information_is_returned_only_when_requested() {
     let mut asks = connect_v5("asks", true, None);
     asks.properties.request_response_information = Some(true);
     let (_a, ack) = sim.connect(asks);
-    assert_eq!(
-        ack.properties.response_information.as_deref(),
-        Some("replies/")
-    );
+    assert_eq!(ack.properties.response_information(), Some("replies/"));
     let mut declines = connect_v5("declines", true, None);
     declines.properties.request_response_information = Some(false);
     let (_d, ack) = sim.connect(declines);
-    assert_eq!(ack.properties.response_information, None);
+    assert_eq!(ack.properties.response_information(), None);
     let (_s, ack) = sim.connect(connect_v5("silent", true, None));
-    assert_eq!(ack.properties.response_information, None);
+    assert_eq!(ack.properties.response_information(), None);
 }
 
 // v5 [MQTT-3.1.2-29]
@@ -1340,8 +1320,8 @@ fn v5_no_reason_string_or_user_property_when_problem_information_is_declined() {
         panic!("expected PUBACK")
     };
     assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED);
-    assert_eq!(ack.properties.reason_string, None);
-    assert!(ack.properties.user_properties.is_empty());
+    assert_eq!(ack.properties.reason_string(), None);
+    assert!(ack.properties.user_properties().next().is_none());
 }
 
 /// Section 3.2.2.3.5: a PUBLISH with RETAIN when Retain Available is 0 is refused with 0x9A.

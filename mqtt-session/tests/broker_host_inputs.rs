@@ -233,8 +233,13 @@ fn deferred_connects_with_one_client_id_complete_in_arrival_order() {
 fn a_deferred_enhanced_authentication_exchange() {
     let mut sim = Sim::with_policy(BrokerConfig::default(), Later);
     let mut connect = connect_v5("e", true, None);
-    connect.properties.authentication_method = Some("token".try_into().unwrap());
-    connect.properties.authentication_data = Some(Bytes::from_static(b"hello"));
+    connect
+        .properties
+        .set_authentication_method(Some("token".try_into().unwrap()));
+    connect
+        .properties
+        .set_authentication_data(Some(b"hello"))
+        .unwrap();
     let mut c = open_and_send(&mut sim, &[connect.into()]);
     sim.broker.handle_auth_decision(
         c.conn,
@@ -247,8 +252,11 @@ fn a_deferred_enhanced_authentication_exchange() {
         reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
         properties: Default::default(),
     };
-    auth.properties.authentication_method = Some("token".try_into().unwrap());
-    auth.properties.authentication_data = Some(Bytes::from_static(b"answer"));
+    auth.properties
+        .set_authentication_method(Some("token".try_into().unwrap()));
+    auth.properties
+        .set_authentication_data(Some(b"answer"))
+        .unwrap();
     sim.send(&c, auth);
     let (_, request) = sim.auth_requests.last().cloned().unwrap();
     assert_eq!(request.step, AuthStep::Continue);
@@ -291,8 +299,7 @@ fn an_assigned_client_id_taken_while_deciding_is_replaced() {
     };
     let given = ack
         .properties
-        .assigned_client_identifier
-        .as_ref()
+        .assigned_client_identifier()
         .unwrap()
         .to_string();
     assert_ne!(given, assigned);

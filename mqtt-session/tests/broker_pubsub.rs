@@ -412,18 +412,19 @@ fn v5_overlapping_subscriptions_give_one_copy_at_the_highest_qos_with_every_iden
     let got = sim.recv_publishes(&mut s);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].qos, QoS::ExactlyOnce);
-    let ids: BTreeSet<u32> = got[0]
-        .properties
-        .subscription_identifiers
-        .iter()
-        .copied()
-        .collect();
+    let ids: BTreeSet<u32> = got[0].properties.subscription_identifiers().collect();
     assert_eq!(ids, BTreeSet::from([1, 2]));
     // A message matching only one of them carries only its identifier.
     sim.publish(&mut p, publish("a/c/d", b"y", QoS::AtLeastOnce, Some(2)));
     let got = sim.recv_publishes(&mut s);
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].properties.subscription_identifiers, [2]);
+    assert_eq!(
+        got[0]
+            .properties
+            .subscription_identifiers()
+            .collect::<Vec<_>>(),
+        [2]
+    );
 }
 
 // v3.1.1 [MQTT-3.3.5-1]
@@ -462,7 +463,7 @@ fn v5_a_shared_and_a_non_shared_match_give_two_copies_each_with_its_own_identifi
     assert_eq!(got.len(), 2);
     let mut ids: Vec<Vec<u32>> = got
         .iter()
-        .map(|g| g.properties.subscription_identifiers.clone())
+        .map(|g| g.properties.subscription_identifiers().collect::<Vec<_>>())
         .collect();
     ids.sort();
     assert_eq!(ids, [vec![7], vec![9]]);
@@ -483,7 +484,13 @@ fn v5_subscribing_to_the_same_filter_replaces_the_subscription() {
     assert_eq!(got.len(), 1);
     // The new options and (no) identifier hold.
     assert_eq!(got[0].qos, QoS::AtMostOnce);
-    assert!(got[0].properties.subscription_identifiers.is_empty());
+    assert!(
+        got[0]
+            .properties
+            .subscription_identifiers()
+            .next()
+            .is_none()
+    );
 }
 
 // v3.1.1 [MQTT-3.8.4-3]
@@ -529,7 +536,7 @@ fn v5_a_publish_from_a_client_with_a_subscription_identifier_is_a_protocol_error
     let mut s = sim.subscriber(connect_v5("s", true, None), &[("a", QoS::AtMostOnce)]);
     let mut p = v5_client(&mut sim, "p");
     let mut bad = publish("a", b"x", QoS::AtLeastOnce, Some(1));
-    bad.properties.subscription_identifiers = vec![3];
+    bad.properties.push_subscription_identifier(3).unwrap();
     let got = sim.publish(&mut p, bad);
     assert_eq!(disconnect_reason(&got), Some(ReasonCode::PROTOCOL_ERROR));
     assert!(got.iter().all(|g| !matches!(g, Packet::PubAck(_))));
@@ -691,7 +698,13 @@ fn v5_retained_messages_sent_at_subscribe_carry_the_subscription_identifier() {
     let mut s = v5_client(&mut sim, "s");
     let (_, got) = sim.subscribe_ack(&mut s, subscribe_id(1, &[("r/1", QoS::AtLeastOnce)], 99));
     assert_eq!(payloads(&got), ["one"]);
-    assert_eq!(got[0].properties.subscription_identifiers, [99]);
+    assert_eq!(
+        got[0]
+            .properties
+            .subscription_identifiers()
+            .collect::<Vec<_>>(),
+        [99]
+    );
 }
 
 // ---- Retained messages -------------------------------------------------------------------------
@@ -865,12 +878,12 @@ fn v5_a_shared_delivery_carries_the_receiving_members_identifier() {
     assert!(
         got_a
             .iter()
-            .all(|p| p.properties.subscription_identifiers == [11])
+            .all(|p| p.properties.subscription_identifiers().collect::<Vec<_>>() == [11])
     );
     assert!(
         got_b
             .iter()
-            .all(|p| p.properties.subscription_identifiers == [22])
+            .all(|p| p.properties.subscription_identifiers().collect::<Vec<_>>() == [22])
     );
 }
 
@@ -2190,14 +2203,17 @@ fn v5_application_message_properties_are_forwarded_unaltered() {
     let mut p = v5_client(&mut sim, "p");
     let mut m = publish("t", b"\xE2\x82\xAC", QoS::AtLeastOnce, Some(1));
     m.properties.payload_format_indicator = Some(PayloadFormatIndicator::Utf8);
-    m.properties.content_type = Some(utf8("text/plain; charset=utf-8"));
-    m.properties.response_topic = Some(topic("replies/p"));
-    m.properties.correlation_data = Some(Bytes::from_static(b"\x00\x01req-7"));
-    m.properties.user_properties = vec![
-        (utf8("k"), utf8("2")),
-        (utf8("a"), utf8("1")),
-        (utf8("k"), utf8("1")),
-    ];
+    m.properties
+        .set_content_type(Some(utf8("text/plain; charset=utf-8")));
+    m.properties
+        .set_response_topic(Some(topic("replies/p")))
+        .unwrap();
+    m.properties
+        .set_correlation_data(Some(b"\x00\x01req-7"))
+        .unwrap();
+    for (k, v) in [("k", "2"), ("a", "1"), ("k", "1")] {
+        m.properties.push_user_property(utf8(k), utf8(v));
+    }
     sim.publish(&mut p, m.clone());
     let got = sim.recv_publishes(&mut s);
     let q = &got[0].properties;
@@ -2205,10 +2221,13 @@ fn v5_application_message_properties_are_forwarded_unaltered() {
         q.payload_format_indicator,
         m.properties.payload_format_indicator
     );
-    assert_eq!(q.content_type, m.properties.content_type);
-    assert_eq!(q.response_topic, m.properties.response_topic);
-    assert_eq!(q.correlation_data, m.properties.correlation_data);
-    assert_eq!(q.user_properties, m.properties.user_properties);
+    assert_eq!(q.content_type(), m.properties.content_type());
+    assert_eq!(q.response_topic(), m.properties.response_topic());
+    assert_eq!(q.correlation_data(), m.properties.correlation_data());
+    assert_eq!(
+        q.user_properties().collect::<Vec<_>>(),
+        [("k", "2"), ("a", "1"), ("k", "1")]
+    );
     // A 3.1.1 subscriber gets the same message, without properties.
     let got = sim.recv_publishes(&mut old);
     assert_eq!(&got[0].payload[..], b"\xE2\x82\xAC");
@@ -2302,8 +2321,8 @@ fn v5_a_violation_disconnect_names_the_rule_unless_too_large() {
             panic!("no DISCONNECT in {got:?}")
         };
         assert_eq!(d.reason_code, ReasonCode::MALFORMED_PACKET);
-        match (named, &d.properties.reason_string) {
-            (true, Some(text)) => assert!(text.as_str().contains("[MQTT-3.3.1-4]"), "{text:?}"),
+        match (named, &d.properties.reason_string()) {
+            (true, Some(text)) => assert!(text.contains("[MQTT-3.3.1-4]"), "{text:?}"),
             (false, None) => {}
             other => panic!("max {max:?}: {other:?}"),
         }

@@ -10,7 +10,6 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::*;
 use mqtt_session::broker::BrokerEvent;
 use mqtt_session::codec::{
@@ -477,14 +476,16 @@ fn v5_will_properties_are_carried_over_unaltered_with_user_properties_in_order()
     );
     let props = &mut wl.properties;
     props.payload_format_indicator = Some(PayloadFormatIndicator::Utf8);
-    props.content_type = Some(utf8("application/json"));
-    props.response_topic = Some(topic("status/dev/ack"));
-    props.correlation_data = Some(Bytes::from_static(&[0xDE, 0xAD, 0xBE, 0xEF]));
-    props.user_properties = vec![
-        (utf8("z"), utf8("last")),
-        (utf8("a"), utf8("first")),
-        (utf8("z"), utf8("again")),
-    ];
+    props.set_content_type(Some(utf8("application/json")));
+    props
+        .set_response_topic(Some(topic("status/dev/ack")))
+        .unwrap();
+    props
+        .set_correlation_data(Some(&[0xDE, 0xAD, 0xBE, 0xEF]))
+        .unwrap();
+    for (k, v) in [("z", "last"), ("a", "first"), ("z", "again")] {
+        props.push_user_property(utf8(k), utf8(v));
+    }
     props.will_delay_interval = Some(5);
     let (dev, _) = sim.connect(connect_v5_will("dev", Some(60), wl));
     sim.drop_connection(&dev);
@@ -496,23 +497,10 @@ fn v5_will_properties_are_carried_over_unaltered_with_user_properties_in_order()
         p.payload_format_indicator,
         Some(PayloadFormatIndicator::Utf8)
     );
-    assert_eq!(p.content_type.as_deref(), Some("application/json"));
-    assert_eq!(
-        p.response_topic
-            .as_ref()
-            .map(ToString::to_string)
-            .as_deref(),
-        Some("status/dev/ack")
-    );
-    assert_eq!(
-        p.correlation_data.as_deref(),
-        Some(&[0xDE, 0xAD, 0xBE, 0xEF][..])
-    );
-    let users: Vec<(&str, &str)> = p
-        .user_properties
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    assert_eq!(p.content_type(), Some("application/json"));
+    assert_eq!(p.response_topic(), Some("status/dev/ack"));
+    assert_eq!(p.correlation_data(), Some(&[0xDE, 0xAD, 0xBE, 0xEF][..]));
+    let users: Vec<(&str, &str)> = p.user_properties().collect();
     assert_eq!(users, [("z", "last"), ("a", "first"), ("z", "again")]);
     // The Will Delay Interval is not part of the published message.
     assert_eq!(p.will_delay_interval, None);

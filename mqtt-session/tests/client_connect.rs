@@ -765,10 +765,7 @@ fn v5_mqtt_4_12_0_3_the_auth_exchange_answers_each_challenge_with_the_hosts_data
     match &sent[1] {
         Packet::Auth(a) => {
             assert_eq!(a.reason_code, ReasonCode::CONTINUE_AUTHENTICATION);
-            assert_eq!(
-                a.properties.authentication_method.as_deref(),
-                Some("CHALLENGE")
-            );
+            assert_eq!(a.properties.authentication_method(), Some("CHALLENGE"));
         }
         other => panic!("expected AUTH, got {other:?}"),
     }
@@ -776,7 +773,7 @@ fn v5_mqtt_4_12_0_3_the_auth_exchange_answers_each_challenge_with_the_hosts_data
     let received = pair.received(i);
     assert!(matches!(&received[0], Packet::Auth(_)));
     assert!(matches!(&received[1], Packet::ConnAck(a)
-        if a.properties.authentication_method.as_deref() == Some("CHALLENGE")));
+        if a.properties.authentication_method() == Some("CHALLENGE")));
 
     // No challenge pending: `authenticate` is refused.
     assert!(matches!(
@@ -838,7 +835,8 @@ fn v5_mqtt_4_12_0_6_auth_without_a_method_is_a_protocol_error() {
         reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
         properties: Properties::default(),
     };
-    auth.properties.authentication_method = Some("X".try_into().unwrap());
+    auth.properties
+        .set_authentication_method(Some("X".try_into().unwrap()));
     s.server_sends(auth);
     assert!(s.closed);
     assert!(matches!(
@@ -864,7 +862,8 @@ fn v5_mqtt_4_12_0_5_an_auth_with_another_method_is_a_protocol_error() {
         reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
         properties: Properties::default(),
     };
-    auth.properties.authentication_method = Some("OTHER".try_into().unwrap());
+    auth.properties
+        .set_authentication_method(Some("OTHER".try_into().unwrap()));
     s.server_sends(auth);
     assert!(s.closed);
     // A successful CONNACK without our method, likewise.

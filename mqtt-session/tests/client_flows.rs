@@ -919,7 +919,10 @@ fn v5_mqtt_3_3_4_6_what_the_server_does_not_support_is_refused_before_sending() 
         Err(ClientError::RetainNotSupported)
     );
     let mut with_sub_id = message("t", b"x", QoS::AtMostOnce);
-    with_sub_id.properties.subscription_identifiers = vec![1];
+    with_sub_id
+        .properties
+        .push_subscription_identifier(1)
+        .unwrap();
     assert!(matches!(
         pair.with(i, |c, now| c.publish(with_sub_id, now)),
         Err(ClientError::NotAllowed(_))
@@ -932,10 +935,8 @@ fn v5_mqtt_3_3_4_6_what_the_server_does_not_support_is_refused_before_sending() 
         )),
         Err(ClientError::NotAllowed(_))
     ));
-    let props = Properties {
-        subscription_identifiers: vec![5],
-        ..Properties::default()
-    };
+    let mut props = Properties::default();
+    props.push_subscription_identifier(5).unwrap();
     assert!(matches!(
         pair.with(i, |c, now| c.subscribe(
             sub_opts(&[("a", QoS::AtMostOnce)]),

@@ -24,12 +24,16 @@ fn message(qos: QoS, retain: bool, rich: bool) -> Box<Message> {
     let mut m = Message::new(topic, Bytes::from_static(b"payload \x00\xff"), qos, retain);
     if rich {
         m.properties.payload_format_indicator = Some(PayloadFormatIndicator::Unspecified);
-        m.properties.content_type = Some("text/plain".try_into().unwrap());
-        m.properties.response_topic = Some("reply/here".try_into().unwrap());
-        m.properties.correlation_data = Some(Bytes::from_static(b"\x01\x02"));
         m.properties
-            .user_properties
-            .push(("k".try_into().unwrap(), "v".try_into().unwrap()));
+            .set_content_type(Some("text/plain".try_into().unwrap()));
+        m.properties
+            .set_response_topic(Some("reply/here".try_into().unwrap()))
+            .unwrap();
+        m.properties
+            .set_correlation_data(Some(b"\x01\x02"))
+            .unwrap();
+        m.properties
+            .push_user_property("k".try_into().unwrap(), "v".try_into().unwrap());
         m.publisher = Some("publisher-1".into());
         m.expires_at = Some(Timestamp::from_millis(1_700_000_123_456));
     }

@@ -24,7 +24,7 @@ impl Auth {
     /// in the empty short form (Success, no properties).
     fn check_method(&self) -> Result<(), Violation> {
         let short_form = self.reason_code == ReasonCode::SUCCESS && self.properties.is_empty();
-        if short_form || self.properties.authentication_method.is_some() {
+        if short_form || self.properties.authentication_method().is_some() {
             Ok(())
         } else {
             Err(Violation::AuthenticationMethodMissing)

@@ -201,6 +201,17 @@ impl Packet {
         body: &Bytes,
         version: ProtocolVersion,
     ) -> Result<Packet, Error> {
+        Self::decode_body_owned(first_byte, body.clone(), version)
+    }
+
+    /// [`Packet::decode_body`] of a body the caller gives up: a PUBLISH's payload is the end
+    /// of `body` itself.
+    #[inline]
+    pub(crate) fn decode_body_owned(
+        first_byte: u8,
+        body: Bytes,
+        version: ProtocolVersion,
+    ) -> Result<Packet, Error> {
         let nibble = first_byte >> 4;
         let flags = first_byte & 0x0F;
         let Some(ty) = PacketType::from_nibble(nibble) else {
@@ -211,7 +222,7 @@ impl Packet {
             ));
         };
         let version = if ty == PacketType::Connect {
-            connect::peek_version(body).unwrap_or(version)
+            connect::peek_version(&body).unwrap_or(version)
         } else {
             version
         };
@@ -235,21 +246,21 @@ impl Packet {
             T::decode(src, flags, v).map(wrap)
         }
         let r = match ty {
-            PacketType::Connect => dec(body, flags, version, |c| Packet::Connect(Box::new(c))),
-            PacketType::ConnAck => dec(body, flags, version, Packet::ConnAck),
-            PacketType::Publish => dec(body, flags, version, Packet::Publish),
-            PacketType::PubAck => dec(body, flags, version, Packet::PubAck),
-            PacketType::PubRec => dec(body, flags, version, Packet::PubRec),
-            PacketType::PubRel => dec(body, flags, version, Packet::PubRel),
-            PacketType::PubComp => dec(body, flags, version, Packet::PubComp),
-            PacketType::Subscribe => dec(body, flags, version, Packet::Subscribe),
-            PacketType::SubAck => dec(body, flags, version, Packet::SubAck),
-            PacketType::Unsubscribe => dec(body, flags, version, Packet::Unsubscribe),
-            PacketType::UnsubAck => dec(body, flags, version, Packet::UnsubAck),
-            PacketType::PingReq => ping::decode_empty(body).map(|()| Packet::PingReq),
-            PacketType::PingResp => ping::decode_empty(body).map(|()| Packet::PingResp),
-            PacketType::Disconnect => dec(body, flags, version, Packet::Disconnect),
-            PacketType::Auth => dec(body, flags, version, Packet::Auth),
+            PacketType::Connect => dec(&body, flags, version, |c| Packet::Connect(Box::new(c))),
+            PacketType::ConnAck => dec(&body, flags, version, Packet::ConnAck),
+            PacketType::Publish => Publish::decode_owned(body, flags, version).map(Packet::Publish),
+            PacketType::PubAck => dec(&body, flags, version, Packet::PubAck),
+            PacketType::PubRec => dec(&body, flags, version, Packet::PubRec),
+            PacketType::PubRel => dec(&body, flags, version, Packet::PubRel),
+            PacketType::PubComp => dec(&body, flags, version, Packet::PubComp),
+            PacketType::Subscribe => dec(&body, flags, version, Packet::Subscribe),
+            PacketType::SubAck => dec(&body, flags, version, Packet::SubAck),
+            PacketType::Unsubscribe => dec(&body, flags, version, Packet::Unsubscribe),
+            PacketType::UnsubAck => dec(&body, flags, version, Packet::UnsubAck),
+            PacketType::PingReq => ping::decode_empty(&body).map(|()| Packet::PingReq),
+            PacketType::PingResp => ping::decode_empty(&body).map(|()| Packet::PingResp),
+            PacketType::Disconnect => dec(&body, flags, version, Packet::Disconnect),
+            PacketType::Auth => dec(&body, flags, version, Packet::Auth),
         };
         r.map_err(err)
     }
@@ -333,13 +344,14 @@ impl Packet {
                 let Some(props) = trimmed.optional_properties_mut() else {
                     return Err(e);
                 };
-                if props.reason_string.take().is_none() && props.user_properties.is_empty() {
+                if props.reason_string().is_none() && !props.has_user_properties() {
                     return Err(e);
                 }
+                props.set_reason_string(None);
                 match trimmed.encode_limited(version, max_packet_size, buf) {
                     Err(e) if e.violation() == Violation::PacketTooLarge => {
                         if let Some(props) = trimmed.optional_properties_mut() {
-                            props.user_properties.clear();
+                            props.clear_user_properties();
                         }
                         trimmed.encode_limited(version, max_packet_size, buf)
                     }

@@ -1,6 +1,6 @@
 //! PUBLISH (section 3.3): an Application Message, the one packet whose payload is the user's.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::Body;
 use crate::error::Violation;
@@ -8,7 +8,7 @@ use crate::properties::{Overrides, Properties, PropertyContext};
 use crate::types::VBI_MAX;
 use crate::types::vbi::put_vbi;
 use crate::types::{PacketId, PacketType, ProtocolVersion, QoS, TopicName, vbi_len};
-use crate::wire::{PResult, fail, packet_id, put_utf8, utf8};
+use crate::wire::{PResult, binary, fail, packet_id, put_utf8};
 use core::num::NonZeroU16;
 
 /// PUBLISH (section 3.3).
@@ -49,8 +49,10 @@ impl Publish {
         }
     }
 
+    /// Parses everything before the payload; what is left of `i` is the payload, and the
+    /// returned packet's `payload` is empty.
     #[inline]
-    fn parse<'a>(
+    fn parse_head<'a>(
         src: &Bytes,
         i: &'a [u8],
         flags: u8,
@@ -61,10 +63,10 @@ impl Publish {
             Err(v) => return fail(v),
         };
         // [MQTT-3.3.2-1] The Topic Name MUST be present as the first field ... It MUST be a
-        // UTF-8 Encoded String.
-        let (i, topic) = utf8(src, i)?;
-        // [MQTT-3.3.2-2] The Topic Name in the PUBLISH packet MUST NOT contain wildcard characters.
-        let topic = match TopicName::new(topic) {
+        // UTF-8 Encoded String. [MQTT-3.3.2-2] The Topic Name in the PUBLISH packet MUST NOT
+        // contain wildcard characters.
+        let (i, topic) = binary(i)?;
+        let topic = match TopicName::from_wire(src.slice_ref(topic)) {
             Ok(t) => t,
             Err(v) => return fail(v),
         };
@@ -85,9 +87,8 @@ impl Publish {
         if topic.is_empty() && properties.topic_alias.is_none() {
             return fail(Violation::TopicNameEmpty);
         }
-        let payload = src.slice_ref(i);
         Ok((
-            &[],
+            i,
             Self {
                 dup,
                 qos,
@@ -95,9 +96,25 @@ impl Publish {
                 topic,
                 packet_id,
                 properties,
-                payload,
+                payload: Bytes::new(),
             },
         ))
+    }
+
+    /// Decodes the body of a PUBLISH that the caller owns: the payload is the rest of `body`
+    /// (no new reference to the buffer for it).
+    #[inline]
+    pub(crate) fn decode_owned(
+        mut body: Bytes,
+        flags: u8,
+        version: ProtocolVersion,
+    ) -> Result<Self, Violation> {
+        let (rest, mut publish) =
+            Self::parse_head(&body, &body, flags, version).map_err(crate::wire::violation_of)?;
+        let start = body.len() - rest.len();
+        body.advance(start);
+        publish.payload = body;
+        Ok(publish)
     }
 }
 
@@ -177,7 +194,7 @@ impl Delivery<'_> {
         }
         let ov = Overrides {
             message_expiry_interval: d.message_expiry_interval,
-            subscription_identifiers: d.subscription_identifiers,
+            subscription_identifiers: Some(d.subscription_identifiers),
             topic_alias: d.topic_alias,
         };
         let v5 = version.is_v5();
@@ -276,7 +293,10 @@ impl Body for Publish {
 
     #[inline]
     fn decode(src: &Bytes, flags: u8, version: ProtocolVersion) -> Result<Self, Violation> {
-        crate::wire::all_consumed(src, |i| Self::parse(src, i, flags, version))
+        let (rest, mut publish) =
+            Self::parse_head(src, src, flags, version).map_err(crate::wire::violation_of)?;
+        publish.payload = src.slice_ref(rest);
+        Ok(publish)
     }
 
     fn validate(&self, version: ProtocolVersion) -> Result<(), Violation> {

@@ -31,11 +31,11 @@ use nom::bytes::complete::take;
 
 use super::Publish;
 use crate::error::{Error, Violation};
-use crate::properties::{Properties, PropertyContext, PropertyId};
-use crate::types::scan::{has_null, null_and_wildcard as scan};
+use crate::properties::{Properties, PropertyContext, PropertyId, raw_value, validate_raw};
+use crate::types::scan::null_and_wildcard as scan;
 use crate::types::vbi::put_vbi;
 use crate::types::{PacketId, PacketType, ProtocolVersion, QoS, VBI_MAX, vbi_len};
-use crate::wire::{PResult, binary, fail, packet_id, u8_, u16_, u32_, vbi};
+use crate::wire::{PResult, binary, fail, packet_id, vbi};
 
 /// A PUBLISH packet borrowed from the bytes it was decoded from (or built from borrowed parts
 /// to encode). See the [module documentation](self).
@@ -395,148 +395,4 @@ fn check_topic_str(topic: &str) -> Result<(), Violation> {
         (false, true) => Err(Violation::TopicNameWildcard),
         (false, false) => Ok(()),
     }
-}
-
-/// As [`crate::Utf8String::from_bytes`], on a slice.
-fn check_utf8(b: &[u8]) -> Result<&str, Violation> {
-    if b.len() > usize::from(u16::MAX) {
-        return Err(Violation::FieldTooLong);
-    }
-    if has_null(b) {
-        return Err(Violation::NullCharacter);
-    }
-    core::str::from_utf8(b).map_err(|_| Violation::InvalidUtf8)
-}
-
-/// Parses one property's value, with the checks the owned decoder makes on the value itself.
-fn raw_value(i: &[u8], id: PropertyId) -> PResult<'_, PropertyValue<'_>> {
-    use PropertyId as P;
-    use PropertyValue as V;
-    let utf8 = |i| -> PResult<'_, &str> {
-        let (i, b) = binary(i)?;
-        match check_utf8(b) {
-            Ok(s) => Ok((i, s)),
-            Err(v) => fail(v),
-        }
-    };
-    match id {
-        P::PayloadFormatIndicator
-        | P::RequestProblemInformation
-        | P::RequestResponseInformation
-        | P::RetainAvailable
-        | P::WildcardSubscriptionAvailable
-        | P::SubscriptionIdentifierAvailable
-        | P::SharedSubscriptionAvailable
-        | P::MaximumQos => {
-            let (i, v) = u8_(i)?;
-            // Booleans and the Payload Format Indicator are 0 or 1; so is Maximum QoS
-            // (section 3.2.2.3.4).
-            if v > 1 {
-                return fail(Violation::InvalidPropertyValue);
-            }
-            Ok((i, V::Byte(v)))
-        }
-        P::MessageExpiryInterval | P::SessionExpiryInterval | P::WillDelayInterval => {
-            let (i, v) = u32_(i)?;
-            Ok((i, V::FourByteInteger(v)))
-        }
-        P::MaximumPacketSize => {
-            let (i, v) = u32_(i)?;
-            if v == 0 {
-                return fail(Violation::InvalidPropertyValue);
-            }
-            Ok((i, V::FourByteInteger(v)))
-        }
-        P::ServerKeepAlive | P::TopicAliasMaximum => {
-            let (i, v) = u16_(i)?;
-            Ok((i, V::TwoByteInteger(v)))
-        }
-        P::ReceiveMaximum => {
-            let (i, v) = u16_(i)?;
-            if v == 0 {
-                return fail(Violation::InvalidPropertyValue);
-            }
-            Ok((i, V::TwoByteInteger(v)))
-        }
-        P::TopicAlias => {
-            let (i, v) = u16_(i)?;
-            // v5 [MQTT-3.3.2-8]
-            if v == 0 {
-                return fail(Violation::TopicAliasZero);
-            }
-            Ok((i, V::TwoByteInteger(v)))
-        }
-        P::SubscriptionIdentifier => {
-            let (i, v) = vbi(i)?;
-            if v == 0 {
-                return fail(Violation::InvalidPropertyValue);
-            }
-            Ok((i, V::VariableByteInteger(v)))
-        }
-        P::ResponseTopic => {
-            let (i, b) = binary(i)?;
-            let s = match check_utf8(b) {
-                Ok(s) => s,
-                Err(v) => return fail(v),
-            };
-            // v5 [MQTT-3.3.2-14] no wildcards (and not empty).
-            if s.is_empty() || scan(s.as_bytes()).1 {
-                return fail(Violation::ResponseTopicInvalid);
-            }
-            Ok((i, V::Utf8(s)))
-        }
-        P::ContentType
-        | P::AssignedClientIdentifier
-        | P::AuthenticationMethod
-        | P::ResponseInformation
-        | P::ServerReference
-        | P::ReasonString => {
-            let (i, s) = utf8(i)?;
-            Ok((i, V::Utf8(s)))
-        }
-        P::CorrelationData | P::AuthenticationData => {
-            let (i, b) = binary(i)?;
-            Ok((i, V::Binary(b)))
-        }
-        P::UserProperty => {
-            // v5 [MQTT-1.5.7-1]
-            let (i, k) = utf8(i)?;
-            let (i, v) = utf8(i)?;
-            Ok((i, V::Pair(k, v)))
-        }
-    }
-}
-
-/// Checks properties in wire form (without the Property Length) as `Properties` decoding
-/// does, in the same order, so that both report the same first violation.
-pub(crate) fn validate_raw(mut p: &[u8], ctx: PropertyContext) -> Result<(), Violation> {
-    let mut seen: u64 = 0;
-    while !p.is_empty() {
-        let (i, raw) = vbi(p).map_err(crate::wire::violation_of)?;
-        let Some(id) = PropertyId::from_u32(raw) else {
-            return Err(Violation::UnknownProperty);
-        };
-        // Section 2.2.2.2: an Identifier not valid for the packet type is a Malformed Packet.
-        if !id.is_allowed_in(ctx) {
-            return Err(Violation::PropertyNotAllowed);
-        }
-        let (i, _) = raw_value(i, id).map_err(crate::wire::violation_of)?;
-        let repeatable = id == PropertyId::UserProperty
-            || (id == PropertyId::SubscriptionIdentifier
-                && ctx == PropertyContext::Packet(PacketType::Publish));
-        let bit = 1_u64 << ((id as u32) & 63);
-        if !repeatable && seen & bit != 0 {
-            return Err(Violation::DuplicateProperty);
-        }
-        seen |= bit;
-        p = i;
-    }
-    // Section 3.1.2.11.10: Authentication Data without an Authentication Method.
-    let bit = |id: PropertyId| 1_u64 << ((id as u32) & 63);
-    if seen & bit(PropertyId::AuthenticationData) != 0
-        && seen & bit(PropertyId::AuthenticationMethod) == 0
-    {
-        return Err(Violation::AuthenticationDataWithoutMethod);
-    }
-    Ok(())
 }

@@ -129,6 +129,20 @@ pub(crate) fn parse_filter<'a>(src: &Bytes, i: &'a [u8], v5: bool) -> PResult<'a
     }
 }
 
+/// How many entries of a two-byte length, that many bytes and `trailer` more bytes `i` holds
+/// (a malformed end counts as one more entry): the capacity for a SUBSCRIBE's or UNSUBSCRIBE's
+/// filters, so that decoding them allocates once. Each entry takes at least two bytes of the
+/// packet, so the count never exceeds what the input holds.
+pub(crate) fn count_entries(mut i: &[u8], trailer: usize) -> usize {
+    let mut n = 0;
+    while let [hi, lo, rest @ ..] = i {
+        n += 1;
+        let skip = usize::from(u16::from_be_bytes([*hi, *lo])) + trailer;
+        i = rest.get(skip..).unwrap_or_default();
+    }
+    n + usize::from(!i.is_empty())
+}
+
 /// The version-specific filter rules (the shared-subscription syntax of MQTT 5.0).
 pub(crate) fn check_version(filter: &TopicFilter, v5: bool) -> Result<(), Violation> {
     if v5 { filter.check_shared() } else { Ok(()) }
@@ -146,7 +160,7 @@ impl Body for Subscribe {
             } else {
                 (i, Properties::default())
             };
-            let mut filters = Vec::new();
+            let mut filters = Vec::with_capacity(count_entries(i, 1));
             while !i.is_empty() {
                 let (rest, filter) = parse_filter(src, i, v5)?;
                 let (rest, b) = u8_(rest)?;

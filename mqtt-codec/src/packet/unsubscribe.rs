@@ -33,7 +33,7 @@ impl Body for Unsubscribe {
             } else {
                 (i, Properties::default())
             };
-            let mut filters = Vec::new();
+            let mut filters = Vec::with_capacity(super::subscribe::count_entries(i, 0));
             while !i.is_empty() {
                 let (rest, f) = parse_filter(src, i, version.is_v5())?;
                 filters.push(f);

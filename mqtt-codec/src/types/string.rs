@@ -44,6 +44,14 @@ impl Utf8String {
             .map_err(|_| Violation::InvalidUtf8)
     }
 
+    /// [`Utf8String::from_bytes`] for bytes already known to be short enough and without a
+    /// zero byte: checks that they are well-formed UTF-8.
+    pub(crate) fn from_bytes_without_null(bytes: Bytes) -> Result<Self, Violation> {
+        ByteString::try_from(bytes)
+            .map(Self)
+            .map_err(|_| Violation::InvalidUtf8)
+    }
+
     /// A string from `&'static str` (checked like any other).
     ///
     /// # Errors

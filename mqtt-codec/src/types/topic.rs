@@ -28,6 +28,24 @@ impl TopicName {
         Ok(Self(s))
     }
 
+    /// A Topic Name from the bytes of a packet, checked in one pass over them: U+0000
+    /// ([MQTT-1.5.4-2]), well-formed UTF-8 ([MQTT-1.5.4-1]), then wildcards ([MQTT-3.3.2-2]),
+    /// the violations [`Utf8String::from_bytes`] and [`TopicName::new`] report, in their order.
+    pub(crate) fn from_wire(bytes: bytes::Bytes) -> Result<Self, Violation> {
+        if bytes.len() > Utf8String::MAX_LEN {
+            return Err(Violation::FieldTooLong);
+        }
+        let (null, wildcard) = super::scan::null_and_wildcard(&bytes);
+        if null {
+            return Err(Violation::NullCharacter);
+        }
+        let s = Utf8String::from_bytes_without_null(bytes)?;
+        if wildcard {
+            return Err(Violation::TopicNameWildcard);
+        }
+        Ok(Self(s))
+    }
+
     /// The empty topic name, for a PUBLISH that uses a Topic Alias (MQTT 5.0).
     #[must_use]
     pub fn empty() -> Self {

@@ -292,32 +292,37 @@ pub(crate) fn properties(ctx: PropertyContext) -> BoxedStrategy<Properties> {
             let mut p = Properties {
                 payload_format_indicator: m.0,
                 message_expiry_interval: m.1,
-                content_type: m.2,
-                response_topic: m.3,
-                correlation_data: m.4,
-                subscription_identifiers: m.5,
                 session_expiry_interval: s.0,
-                assigned_client_identifier: s.1,
                 server_keep_alive: s.2,
-                authentication_method: s.3,
-                authentication_data: s.4,
                 request_problem_information: s.5,
                 will_delay_interval: s.6,
                 request_response_information: s.7,
-                response_information: s.8,
-                server_reference: s.9,
-                reason_string: s.10,
                 receive_maximum: l.0,
                 topic_alias_maximum: l.1,
                 topic_alias: l.2,
                 maximum_qos: l.3,
                 retain_available: l.4,
-                user_properties: l.5,
                 maximum_packet_size: l.6,
                 wildcard_subscription_available: l.7,
                 subscription_identifier_available: l.8,
                 shared_subscription_available: l.9,
+                ..Properties::default()
             };
+            p.set_content_type(m.2);
+            p.set_response_topic(m.3).expect("not empty");
+            p.set_correlation_data(m.4.as_deref()).expect("short");
+            for id in m.5 {
+                p.push_subscription_identifier(id).expect("in range");
+            }
+            p.set_assigned_client_identifier(s.1);
+            p.set_authentication_method(s.3);
+            p.set_authentication_data(s.4.as_deref()).expect("short");
+            p.set_response_information(s.8);
+            p.set_server_reference(s.9);
+            p.set_reason_string(s.10);
+            for (k, v) in l.5 {
+                p.push_user_property(k, v);
+            }
             restrict(&mut p, ctx);
             p
         });
@@ -326,85 +331,21 @@ pub(crate) fn properties(ctx: PropertyContext) -> BoxedStrategy<Properties> {
 
 /// Removes what `ctx` does not allow, and the combinations the specification forbids.
 fn restrict(p: &mut Properties, ctx: PropertyContext) {
-    use PropertyId as P;
-    fn keep<T>(slot: &mut Option<T>, id: PropertyId, ctx: PropertyContext) {
-        if !id.is_allowed_in(ctx) {
-            *slot = None;
+    let disallowed: Vec<PropertyId> = p.present().filter(|id| !id.is_allowed_in(ctx)).collect();
+    for id in disallowed {
+        p.remove(id);
+    }
+    if ctx != PropertyContext::Packet(PacketType::Publish) {
+        // Only a PUBLISH may carry several.
+        let first = p.subscription_identifier();
+        p.clear_subscription_identifiers();
+        if let Some(id) = first {
+            p.push_subscription_identifier(id).expect("in range");
         }
     }
-    keep(
-        &mut p.payload_format_indicator,
-        P::PayloadFormatIndicator,
-        ctx,
-    );
-    keep(
-        &mut p.message_expiry_interval,
-        P::MessageExpiryInterval,
-        ctx,
-    );
-    keep(&mut p.content_type, P::ContentType, ctx);
-    keep(&mut p.response_topic, P::ResponseTopic, ctx);
-    keep(&mut p.correlation_data, P::CorrelationData, ctx);
-    keep(
-        &mut p.session_expiry_interval,
-        P::SessionExpiryInterval,
-        ctx,
-    );
-    keep(
-        &mut p.assigned_client_identifier,
-        P::AssignedClientIdentifier,
-        ctx,
-    );
-    keep(&mut p.server_keep_alive, P::ServerKeepAlive, ctx);
-    keep(&mut p.authentication_method, P::AuthenticationMethod, ctx);
-    keep(&mut p.authentication_data, P::AuthenticationData, ctx);
-    keep(
-        &mut p.request_problem_information,
-        P::RequestProblemInformation,
-        ctx,
-    );
-    keep(&mut p.will_delay_interval, P::WillDelayInterval, ctx);
-    keep(
-        &mut p.request_response_information,
-        P::RequestResponseInformation,
-        ctx,
-    );
-    keep(&mut p.response_information, P::ResponseInformation, ctx);
-    keep(&mut p.server_reference, P::ServerReference, ctx);
-    keep(&mut p.reason_string, P::ReasonString, ctx);
-    keep(&mut p.receive_maximum, P::ReceiveMaximum, ctx);
-    keep(&mut p.topic_alias_maximum, P::TopicAliasMaximum, ctx);
-    keep(&mut p.topic_alias, P::TopicAlias, ctx);
-    keep(&mut p.maximum_qos, P::MaximumQos, ctx);
-    keep(&mut p.retain_available, P::RetainAvailable, ctx);
-    keep(&mut p.maximum_packet_size, P::MaximumPacketSize, ctx);
-    keep(
-        &mut p.wildcard_subscription_available,
-        P::WildcardSubscriptionAvailable,
-        ctx,
-    );
-    keep(
-        &mut p.subscription_identifier_available,
-        P::SubscriptionIdentifierAvailable,
-        ctx,
-    );
-    keep(
-        &mut p.shared_subscription_available,
-        P::SharedSubscriptionAvailable,
-        ctx,
-    );
-    if !P::SubscriptionIdentifier.is_allowed_in(ctx) {
-        p.subscription_identifiers.clear();
-    } else if ctx != PropertyContext::Packet(PacketType::Publish) {
-        // Only a PUBLISH may carry several.
-        p.subscription_identifiers.truncate(1);
-    }
-    if !P::UserProperty.is_allowed_in(ctx) {
-        p.user_properties.clear();
-    }
     // Authentication Data only with an Authentication Method.
-    if p.authentication_method.is_none() {
-        p.authentication_data = None;
+    if p.authentication_method().is_none() {
+        p.set_authentication_data(None).expect("removing");
     }
 }
 
@@ -681,8 +622,8 @@ fn auth() -> impl Strategy<Value = Auth> {
             // Only the empty short form (Success, no properties) may leave out the
             // Authentication Method (section 3.15.2.2.2).
             let short_form = reason_code == ReasonCode::SUCCESS && properties.is_empty();
-            if !short_form && properties.authentication_method.is_none() {
-                properties.authentication_method = Some(method);
+            if !short_form && properties.authentication_method().is_none() {
+                properties.set_authentication_method(Some(method));
             }
             Auth {
                 reason_code,

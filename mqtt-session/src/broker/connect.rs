@@ -134,8 +134,8 @@ impl<P: Policy> Broker<P> {
             client_id: &client_id,
             username: connect.username.as_deref(),
             password: connect.password.as_deref(),
-            authentication_method: connect.properties.authentication_method.as_deref(),
-            authentication_data: connect.properties.authentication_data.as_deref(),
+            authentication_method: connect.properties.authentication_method(),
+            authentication_data: connect.properties.authentication_data(),
             transport: &conn.transport,
         };
         let decision = self.policy.authenticate(&info);
@@ -181,7 +181,11 @@ impl<P: Policy> Broker<P> {
             // A host that answers "later" to `handle_auth_decision` has not decided.
             AuthDecision::Defer => self.reject(connection, ReasonCode::UNSPECIFIED_ERROR, now),
             AuthDecision::Continue(data) => {
-                let Some(method) = connect.properties.authentication_method.clone() else {
+                let Some(method) = connect
+                    .properties
+                    .authentication_method()
+                    .and_then(|m| Utf8String::try_from(m).ok())
+                else {
                     // [MQTT-4.12.0-6] no AUTH to a client that sent no Authentication Method.
                     self.reject(connection, ReasonCode::NOT_AUTHORIZED, now);
                     return;
@@ -361,9 +365,15 @@ impl<P: Policy> Broker<P> {
             reason_code,
             properties: Properties::default(),
         };
-        auth.properties.authentication_method = Some(method);
-        auth.properties.authentication_data = data;
-        self.send(connection, &Packet::Auth(auth));
+        auth.properties.set_authentication_method(Some(method));
+        // Data too long for the packet cannot be sent (as the encoder would refuse it).
+        if auth
+            .properties
+            .set_authentication_data(data.as_deref())
+            .is_ok()
+        {
+            self.send(connection, &Packet::Auth(auth));
+        }
     }
 
     fn handle_auth_continue(&mut self, connection: ConnectionId, auth: Auth, now: Timestamp) {
@@ -378,7 +388,7 @@ impl<P: Policy> Broker<P> {
         };
         // [MQTT-4.12.0-3] the client answers with Continue authentication and the same method.
         if auth.reason_code != ReasonCode::CONTINUE_AUTHENTICATION
-            || auth.properties.authentication_method.as_ref() != Some(&method)
+            || auth.properties.authentication_method() != Some(method.as_str())
         {
             self.fail(connection, ReasonCode::PROTOCOL_ERROR, None, now);
             return;
@@ -386,7 +396,7 @@ impl<P: Policy> Broker<P> {
         let decision = self.policy.continue_authentication(
             &client_id,
             &method,
-            auth.properties.authentication_data.as_deref(),
+            auth.properties.authentication_data(),
         );
         if decision == AuthDecision::Defer {
             let request =
@@ -421,7 +431,10 @@ impl<P: Policy> Broker<P> {
             username: conn.and_then(|c| c.username.as_deref().map(str::to_owned)),
             password: None,
             authentication_method: Some(method.as_str().to_owned()),
-            authentication_data: auth.properties.authentication_data.clone(),
+            authentication_data: auth
+                .properties
+                .authentication_data()
+                .map(bytes::Bytes::copy_from_slice),
             transport: conn.map(|c| c.transport.clone()).unwrap_or_default(),
         }
     }
@@ -492,7 +505,7 @@ impl<P: Policy> Broker<P> {
             ReasonCode::CONTINUE_AUTHENTICATION,
         ];
         if !allowed.contains(&auth.reason_code)
-            || auth.properties.authentication_method.as_ref() != Some(&method)
+            || auth.properties.authentication_method() != Some(method.as_str())
         {
             self.fail(connection, ReasonCode::PROTOCOL_ERROR, None, now);
             return;
@@ -500,7 +513,7 @@ impl<P: Policy> Broker<P> {
         let decision = self.policy.continue_authentication(
             &client_id,
             &method,
-            auth.properties.authentication_data.as_deref(),
+            auth.properties.authentication_data(),
         );
         if decision == AuthDecision::Defer {
             let request = self.auth_request(
@@ -750,8 +763,11 @@ impl<P: Policy> Broker<P> {
         conn.client_maximum_packet_size = props.maximum_packet_size.map_or(u32::MAX, |m| m.get());
         conn.client_topic_alias_maximum = props.topic_alias_maximum.unwrap_or(0);
         conn.request_problem_information = props.request_problem_information.unwrap_or(true);
-        if let Some(method) = &props.authentication_method {
-            conn.extras().authentication_method = Some(method.clone());
+        if let Some(method) = props
+            .authentication_method()
+            .and_then(|m| Utf8String::try_from(m).ok())
+        {
+            conn.extras().authentication_method = Some(method);
         } else if let Some(extras) = conn.extras.as_mut() {
             extras.authentication_method = None;
         }
@@ -780,7 +796,7 @@ impl<P: Policy> Broker<P> {
             }
             p.maximum_packet_size = core::num::NonZeroU32::new(self.config.maximum_packet_size);
             if assigned {
-                p.assigned_client_identifier = Utf8String::try_from(client_id.as_str()).ok();
+                p.set_assigned_client_identifier(Utf8String::try_from(client_id.as_str()).ok());
             }
             p.topic_alias_maximum = Some(self.config.topic_alias_maximum);
             if !self.config.wildcard_subscription_available {
@@ -795,14 +811,15 @@ impl<P: Policy> Broker<P> {
             p.server_keep_alive = server_keep_alive;
             // [MQTT-3.1.2-28] Response Information only when asked for.
             if request_response {
-                p.response_information = self
-                    .config
-                    .response_information
-                    .as_deref()
-                    .and_then(|r| Utf8String::try_from(r).ok());
+                p.set_response_information(
+                    self.config
+                        .response_information
+                        .as_deref()
+                        .and_then(|r| Utf8String::try_from(r).ok()),
+                );
             }
             // [MQTT-4.12.0-5] a successful CONNACK carries the Authentication Method.
-            p.authentication_method = auth_method;
+            p.set_authentication_method(auth_method);
         }
         self.disarm_connection(connection, Some(&super::Timer::ConnectTimeout(connection)));
         if !self.send(connection, &Packet::ConnAck(ack)) {

@@ -103,7 +103,7 @@ impl<P: Policy> Broker<P> {
             }
         }
         // v5 [MQTT-3.3.4-6] a PUBLISH from a client carries no Subscription Identifier.
-        if !p.properties.subscription_identifiers.is_empty() {
+        if p.properties.has_subscription_identifiers() {
             self.fail(connection, ReasonCode::PROTOCOL_ERROR, None, now);
             return;
         }
@@ -723,7 +723,7 @@ impl<P: Policy> Broker<P> {
             return;
         };
         let username = conn.username.clone();
-        let subscription_id = s.properties.subscription_identifiers.first().copied();
+        let subscription_id = s.properties.subscription_identifier();
         if subscription_id.is_some() && !self.config.subscription_identifiers_available {
             self.fail(
                 connection,

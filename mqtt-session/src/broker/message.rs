@@ -166,12 +166,10 @@ mod tests {
         let empty = MessageProperties::from(Properties::default());
         assert!(empty.0.is_none());
         assert!(empty.is_empty());
-        assert_eq!(empty.content_type, None);
+        assert_eq!(empty.content_type(), None);
 
-        let some = Properties {
-            content_type: Some("text/plain".try_into().unwrap_or_default()),
-            ..Properties::default()
-        };
+        let mut some = Properties::default();
+        some.set_content_type(Some("text/plain".try_into().unwrap_or_default()));
         let stored = MessageProperties::from(some.clone());
         assert!(stored.0.is_some());
         assert_eq!(*stored, some);
@@ -181,7 +179,7 @@ mod tests {
         // Through DerefMut (what the lint suggests would not exercise it).
         #[allow(clippy::field_reassign_with_default)]
         {
-            written.content_type = some.content_type.clone();
+            written.set_content_type(some.content_type().and_then(|c| c.try_into().ok()));
         }
         assert_eq!(written, stored);
         assert_ne!(written, empty);

@@ -971,8 +971,9 @@ impl<P: Policy> Broker<P> {
                 // the other packets), and it is left out when it would exceed the client's
                 // Maximum Packet Size ([MQTT-3.14.2-3], by `encode`).
                 let mut disconnect = Disconnect::new(code);
-                disconnect.properties.reason_string =
-                    error.and_then(|e| mqtt_codec::Utf8String::try_from(e.to_string()).ok());
+                disconnect.properties.set_reason_string(
+                    error.and_then(|e| mqtt_codec::Utf8String::try_from(e.to_string()).ok()),
+                );
                 self.send(connection, &Packet::Disconnect(disconnect));
             }
             _ => {}

@@ -473,7 +473,7 @@ impl Reader {
             return Err(RecordError::Invalid("message header flags"));
         }
         if publish.properties.topic_alias.is_some()
-            || !publish.properties.subscription_identifiers.is_empty()
+            || publish.properties.has_subscription_identifiers()
         {
             return Err(RecordError::Invalid("message properties"));
         }

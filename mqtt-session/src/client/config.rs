@@ -168,8 +168,8 @@ impl ServerLimits {
             keep_alive: p.server_keep_alive.unwrap_or(keep_alive),
             server_keep_alive: p.server_keep_alive.is_some(),
             session_expiry_interval: p.session_expiry_interval.unwrap_or(session_expiry_interval),
-            response_information: p.response_information.as_ref().map(|s| s.to_string()),
-            server_reference: p.server_reference.as_ref().map(|s| s.to_string()),
+            response_information: p.response_information().map(str::to_string),
+            server_reference: p.server_reference().map(str::to_string),
         }
     }
 

@@ -56,14 +56,17 @@ impl Client {
             if !c.request_problem_information {
                 p.request_problem_information = Some(false);
             }
-            p.authentication_method = match &c.authentication_method {
+            p.set_authentication_method(match &c.authentication_method {
                 Some(m) => Some(utf8(
                     m,
                     "Authentication Method is not a valid UTF-8 string",
                 )?),
                 None => None,
-            };
-            p.authentication_data = c.authentication_data.clone();
+            });
+            p.set_authentication_data(c.authentication_data.as_deref())
+                .map_err(|_| {
+                    ClientError::InvalidConfig("Authentication Data is longer than 65 535 bytes")
+                })?;
         }
         Ok(connect)
     }
@@ -185,12 +188,8 @@ impl Client {
 
     fn handle_connack(&mut self, ack: ConnAck, now: Timestamp) {
         let v5 = self.version().is_v5();
-        let reason_string = ack.properties.reason_string.as_ref().map(|s| s.to_string());
-        let server_reference = ack
-            .properties
-            .server_reference
-            .as_ref()
-            .map(|s| s.to_string());
+        let reason_string = ack.properties.reason_string().map(str::to_string);
+        let server_reference = ack.properties.server_reference().map(str::to_string);
         if ack.reason_code != ReasonCode::SUCCESS {
             // v5 [MQTT-3.2.2-7] v3.1.1 [MQTT-3.2.2-5] the server closes after a refusal; so do
             // we. v5 [MQTT-3.2.2-6] Session Present is 0 (the codec checks it).
@@ -214,11 +213,7 @@ impl Client {
         let resuming = conn.resuming;
         // v5 [MQTT-4.12.0-5] a successful CONNACK carries our Authentication Method;
         // v5 [MQTT-4.12.0-6] none when we sent none.
-        let method = ack
-            .properties
-            .authentication_method
-            .as_ref()
-            .map(|m| m.as_str());
+        let method = ack.properties.authentication_method();
         if v5 && method != self.config.authentication_method.as_deref() {
             self.fail(ReasonCode::PROTOCOL_ERROR, None, now);
             return;
@@ -226,9 +221,8 @@ impl Client {
         // v5 [MQTT-3.2.2-16] an empty Client Identifier is answered with the one assigned.
         let assigned = ack
             .properties
-            .assigned_client_identifier
-            .as_ref()
-            .map(|s| s.to_string());
+            .assigned_client_identifier()
+            .map(str::to_string);
         if v5 && self.client_id.is_empty() && assigned.is_none() {
             self.fail(ReasonCode::PROTOCOL_ERROR, None, now);
             return;
@@ -351,7 +345,7 @@ impl Client {
             return;
         };
         // v5 [MQTT-4.12.0-5] every AUTH carries the method of the CONNECT.
-        if auth.properties.authentication_method.as_deref() != Some(method.as_str()) {
+        if auth.properties.authentication_method() != Some(method.as_str()) {
             self.fail(ReasonCode::PROTOCOL_ERROR, None, now);
             return;
         }
@@ -365,7 +359,7 @@ impl Client {
                 }
                 self.event(ClientEvent::AuthChallenge {
                     method,
-                    data: auth.properties.authentication_data,
+                    data: auth.properties.authentication_data_bytes(),
                 });
             }
             // Section 4.12.1: a re-authentication ends with AUTH 0x00.
@@ -393,11 +387,17 @@ impl Client {
                 .ok_or(ClientError::NotAllowed(
                     "no Authentication Method configured",
                 ))?;
-        let properties = Properties {
-            authentication_method: Some(utf8(method, "invalid Authentication Method")?),
-            authentication_data: data,
-            ..Properties::default()
-        };
+        let mut properties = Properties::default();
+        properties.set_authentication_method(Some(utf8(method, "invalid Authentication Method")?));
+        properties
+            .set_authentication_data(data.as_deref())
+            .map_err(|v| {
+                ClientError::InvalidPacket(mqtt_codec::Error::new(
+                    v,
+                    Some(mqtt_codec::PacketType::Auth),
+                    Some(self.version()),
+                ))
+            })?;
         let packet = Packet::Auth(Auth {
             reason_code,
             properties,
@@ -524,8 +524,8 @@ impl Client {
             true,
             Some(d.reason_code),
             true,
-            p.reason_string.map(|s| s.to_string()),
-            p.server_reference.map(|s| s.to_string()),
+            p.reason_string().map(str::to_string),
+            p.server_reference().map(str::to_string),
         );
     }
 

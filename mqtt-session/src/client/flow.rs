@@ -39,7 +39,7 @@ impl Client {
         message.dup = false;
         message.properties.topic_alias = None;
         // v5 [MQTT-3.3.4-6] a PUBLISH from a client carries no Subscription Identifier.
-        if !message.properties.subscription_identifiers.is_empty() {
+        if message.properties.has_subscription_identifiers() {
             return Err(ClientError::NotAllowed(
                 "a PUBLISH from a client carries no Subscription Identifier",
             ));
@@ -131,7 +131,7 @@ impl Client {
     ) -> Result<PacketId, ClientError> {
         if let Some(limits) = self.server_limits() {
             if !limits.subscription_identifiers_available
-                && !properties.subscription_identifiers.is_empty()
+                && properties.has_subscription_identifiers()
             {
                 return Err(ClientError::NotAllowed(
                     "the server does not support Subscription Identifiers",
@@ -570,7 +570,8 @@ fn encode_publish(
         omit_topic,
         topic_alias,
         message_expiry_interval: publish.properties.message_expiry_interval,
-        subscription_identifiers: &publish.properties.subscription_identifiers,
+        // A client's PUBLISH has none (`publish` refuses them).
+        subscription_identifiers: &[],
     };
     if publish
         .encode_delivery(&delivery, version, conn.limits.maximum_packet_size, outbox)

@@ -527,7 +527,9 @@ pub fn options(
 /// SUBSCRIBE with a Subscription Identifier.
 pub fn subscribe_id(id: u16, filters: &[(&str, QoS)], subscription_id: u32) -> Subscribe {
     let mut s = subscribe(id, filters);
-    s.properties.subscription_identifiers = vec![subscription_id];
+    s.properties
+        .push_subscription_identifier(subscription_id)
+        .unwrap();
     s
 }
 
@@ -537,8 +539,8 @@ pub fn auth(reason_code: ReasonCode, method: &str, data: Option<&'static [u8]>) 
         reason_code,
         properties: Properties::default(),
     };
-    a.properties.authentication_method = Some(utf8(method));
-    a.properties.authentication_data = data.map(Bytes::from_static);
+    a.properties.set_authentication_method(Some(utf8(method)));
+    a.properties.set_authentication_data(data).unwrap();
     a
 }
 

@@ -701,7 +701,8 @@ impl Scripted {
             mqtt_session::codec::ReasonCode::SUCCESS,
         );
         if self.version.is_v5() && self.client.client_id().is_empty() {
-            ack.properties.assigned_client_identifier = Some("assigned-1".try_into().unwrap());
+            ack.properties
+                .set_assigned_client_identifier(Some("assigned-1".try_into().unwrap()));
         }
         self.server_sends(ack);
     }

@@ -233,6 +233,50 @@ const VARIABLE: u32 = {
         | P::UserProperty.bit()
 };
 
+/// The presence bits ([`PropertyId::bit`]) of the properties allowed in each context: index 0
+/// for the Will Properties, otherwise the packet type's number (Table 2-4), made at compile
+/// time from [`PropertyId::is_allowed_in`] so that the encoder checks a whole list with one mask.
+#[allow(clippy::indexing_slicing)] // evaluated at compile time: a bad index fails the build
+const ALLOWED: [u32; 16] = {
+    let mut table = [0_u32; 16];
+    let mut ty = 0;
+    while ty < 16 {
+        let ctx = if ty == 0 {
+            Some(PropertyContext::Will)
+        } else {
+            match PacketType::from_nibble(ty as u8) {
+                Some(t) => Some(PropertyContext::Packet(t)),
+                None => None,
+            }
+        };
+        if let Some(ctx) = ctx {
+            let mut i = 0;
+            while i < ENCODING_ORDER.len() {
+                let id = ENCODING_ORDER[i];
+                if id.is_allowed_in(ctx) {
+                    table[ty] |= id.bit();
+                }
+                i += 1;
+            }
+        }
+        ty += 1;
+    }
+    table
+};
+
+/// The presence bits of the properties allowed in `ctx`.
+fn allowed_mask(ctx: PropertyContext) -> u32 {
+    let index = match ctx {
+        PropertyContext::Will => 0,
+        PropertyContext::Packet(t) => t as usize & 15,
+    };
+    // (`index` is at most 15: the table has 16 entries.)
+    match ALLOWED.get(index) {
+        Some(&mask) => mask,
+        None => 0,
+    }
+}
+
 /// The properties in the order [`Properties`] encodes them (by [`PropertyId::rank`]).
 const ENCODING_ORDER: [PropertyId; 27] = {
     use PropertyId as P;
@@ -1003,10 +1047,7 @@ impl Properties {
         if presence == 0 {
             return Ok(0);
         }
-        if ENCODING_ORDER
-            .iter()
-            .any(|id| presence & id.bit() != 0 && !id.is_allowed_in(ctx))
-        {
+        if presence & !allowed_mask(ctx) != 0 {
             return Err(Violation::PropertyNotAllowed);
         }
         if let Some(ids) = ov.subscription_identifiers
@@ -1116,6 +1157,7 @@ impl Properties {
         }
         let mut w = VarWriter {
             rest: &self.variable.wire,
+            mask: self.variable.mask,
             mixed: self.variable.mixed,
             skip_subscription_identifiers: ov.subscription_identifiers.is_some(),
         };
@@ -1247,6 +1289,8 @@ fn write_bool(w: &mut VarWriter<'_>, (id, v): (PropertyId, Option<bool>), buf: &
 /// Writes the variable-length entries between the fixed-size ones.
 struct VarWriter<'a> {
     rest: &'a [u8],
+    /// The presence bits of all the variable-length entries (written or not).
+    mask: u32,
     mixed: bool,
     skip_subscription_identifiers: bool,
 }
@@ -1255,10 +1299,24 @@ impl VarWriter<'_> {
     /// Writes the entries at the front that encode before `id`, in one copy where they are
     /// contiguous.
     fn flush_before(&mut self, id: PropertyId, buf: &mut impl BufMut) {
+        // Without walking the entries: none of them encodes before `id` (then nothing goes
+        // out), or, in a list of variable-length entries only, all of them do (then all go).
+        let before = id.bit() - 1;
+        if self.mask & before == 0 || self.rest.is_empty() {
+            return;
+        }
+        if self.mask & !before == 0 && !self.mixed && !self.skip_subscription_identifiers {
+            buf.put_slice(self.rest);
+            self.rest = &[];
+            return;
+        }
         self.flush(id.rank(), buf);
     }
 
     fn flush_all(&mut self, buf: &mut impl BufMut) {
+        if self.rest.is_empty() {
+            return;
+        }
         if !self.mixed && !self.skip_subscription_identifiers {
             buf.put_slice(self.rest);
             self.rest = &[];
@@ -1268,6 +1326,9 @@ impl VarWriter<'_> {
     }
 
     fn flush(&mut self, rank: u32, buf: &mut impl BufMut) {
+        if self.rest.is_empty() {
+            return;
+        }
         let mut run = 0;
         let mut rest = self.rest;
         while let Some((e, r)) = next_entry(rest) {

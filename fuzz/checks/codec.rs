@@ -8,7 +8,47 @@
 mod codec_checks {
     use bytes::{Bytes, BytesMut};
     use mqtt_codec::arbitrary::Unstructured;
-    use mqtt_codec::{Decoder, Packet, ProtocolVersion, PublishRef, Status, read_fixed_header};
+    use mqtt_codec::{
+        Decoder, Packet, PacketRef, ProtocolVersion, PublishRef, Status, read_fixed_header,
+    };
+
+    /// The borrowed decoder agrees with the owned one on any body, for every packet type: both
+    /// accept, the borrowed packet converting to the owned one, or both refuse with the same
+    /// error (violation, packet type and version).
+    pub fn packet_ref_agrees(first_byte: u8, body: &[u8], version: ProtocolVersion) {
+        let owned = Packet::decode_body(first_byte, &Bytes::copy_from_slice(body), version);
+        let borrowed = PacketRef::decode(first_byte, body, version);
+        match (&owned, &borrowed) {
+            (Ok(p), Ok(r)) => {
+                assert_eq!(r.packet_type(), p.packet_type());
+                assert_eq!(&r.to_packet(), p, "PacketRef and Packet decode differently");
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b, "PacketRef and Packet refuse differently"),
+            (a, b) => panic!("PacketRef and Packet disagree: {a:?} / {b:?}"),
+        }
+        if first_byte >> 4 == 3 {
+            publish_ref_agrees(first_byte, body, version);
+        }
+    }
+
+    /// `Decoder::decode_ref` agrees with `Decoder::decode_bytes` on the start of `input`, and
+    /// leaves the decoder in the same state (the version a CONNECT sets).
+    fn decode_ref_agrees(decoder: &Decoder, input: &Bytes) {
+        let mut a = decoder.clone();
+        let mut b = decoder.clone();
+        let owned = a.decode_bytes(input);
+        let borrowed = b.decode_ref(input);
+        match (&owned, &borrowed) {
+            (Ok(Status::Complete((p, n))), Ok(Status::Complete((r, m)))) => {
+                assert_eq!(n, m);
+                assert_eq!(&r.to_packet(), p, "decode_ref and decode_bytes decode differently");
+            }
+            (Ok(Status::Incomplete(n)), Ok(Status::Incomplete(m))) => assert_eq!(n, m),
+            (Err(x), Err(y)) => assert_eq!(x, y, "decode_ref and decode_bytes refuse differently"),
+            (x, y) => panic!("decode_ref and decode_bytes disagree: {x:?} / {y:?}"),
+        }
+        assert_eq!(a.version(), b.version());
+    }
 
     /// The borrowed PUBLISH decoder agrees with the owned one on any body: both accept, with
     /// the same packet and the same encoding, or both refuse with the same violation.
@@ -64,11 +104,11 @@ mod codec_checks {
             let stream_version = decoder.version();
             if let (Some(v), Ok(Status::Complete(h))) =
                 (stream_version, read_fixed_header(&input, stream_version, u32::MAX))
-                && h.first_byte >> 4 == 3
                 && let Some(body) = input.get(h.header_length..h.packet_length())
             {
-                publish_ref_agrees(h.first_byte, body, v);
+                packet_ref_agrees(h.first_byte, body, v);
             }
+            decode_ref_agrees(&decoder, &input);
             let (packet, len) = match decoder.decode_bytes(&input) {
                 Ok(Status::Complete(done)) => done,
                 Ok(Status::Incomplete(_)) | Err(_) => return,
@@ -107,10 +147,8 @@ mod codec_checks {
         };
         assert_eq!(packet.encoded_len(version).ok(), Some(written));
         let bytes = buf.freeze();
-        if let Packet::Publish(_) = &packet
-            && let Ok(Status::Complete(h)) = read_fixed_header(&bytes, Some(version), u32::MAX)
-        {
-            publish_ref_agrees(h.first_byte, &bytes[h.header_length..h.packet_length()], version);
+        if let Ok(Status::Complete(h)) = read_fixed_header(&bytes, Some(version), u32::MAX) {
+            packet_ref_agrees(h.first_byte, &bytes[h.header_length..h.packet_length()], version);
         }
         match Decoder::with_version(version).decode_bytes(&bytes) {
             Ok(Status::Complete((p, n))) => {

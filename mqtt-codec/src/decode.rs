@@ -10,7 +10,7 @@ use core::num::NonZeroUsize;
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::{Error, Violation};
-use crate::packet::Packet;
+use crate::packet::{Packet, PacketRef};
 use crate::types::vbi::read_vbi;
 use crate::types::{PacketId, PacketType, ProtocolVersion};
 
@@ -195,6 +195,51 @@ impl Decoder {
         Ok(Status::Complete((packet, total)))
     }
 
+    /// Decodes the packet at the start of `buf` as a [`PacketRef`] borrowed from `buf`, without
+    /// allocating; on success returns it with its length in bytes. The checks are those of
+    /// [`Decoder::decode`] (the same errors for the same bytes), and a CONNECT sets the version
+    /// as it does there.
+    ///
+    /// # Errors
+    /// The first violation found; the connection cannot go on after it.
+    pub fn decode_ref<'a>(
+        &mut self,
+        buf: &'a [u8],
+    ) -> Result<Status<(PacketRef<'a>, usize)>, Error> {
+        let header = match read_fixed_header(buf, self.version, self.max_packet_size)? {
+            Status::Complete(h) => h,
+            Status::Incomplete(n) => return Ok(Status::Incomplete(n)),
+        };
+        let total = header.packet_length();
+        let Some(body) = buf.get(header.header_length..total) else {
+            return Ok(Status::Incomplete(NonZeroUsize::new(
+                total.saturating_sub(buf.len()),
+            )));
+        };
+        let version = self.version.unwrap_or(ProtocolVersion::V5);
+        let packet = PacketRef::decode(header.first_byte, body, version)?;
+        if let PacketRef::Connect(c) = &packet {
+            self.connect_decoded(c.protocol, header.minimal)?;
+        }
+        Ok(Status::Complete((packet, total)))
+    }
+
+    /// After a CONNECT of `protocol`: v5 [MQTT-1.5.5-1] for its own Remaining Length, now
+    /// that its level is known; the connection's version, if not known yet.
+    fn connect_decoded(&mut self, protocol: ProtocolVersion, minimal: bool) -> Result<(), Error> {
+        if protocol.is_v5() && !minimal {
+            return Err(Error::new(
+                Violation::VariableByteIntegerNotMinimal,
+                Some(PacketType::Connect),
+                Some(protocol),
+            ));
+        }
+        if self.version.is_none() {
+            self.version = Some(protocol);
+        }
+        Ok(())
+    }
+
     /// Decodes and removes the packet at the start of `buf`; `Ok(None)` when `buf` does not
     /// hold a whole packet yet (nothing is removed then).
     ///
@@ -250,17 +295,7 @@ impl Decoder {
         let version = self.version.unwrap_or(ProtocolVersion::V5);
         let packet = Packet::decode_body_owned(header.first_byte, body, version)?;
         if let Packet::Connect(c) = &packet {
-            // v5 [MQTT-1.5.5-1] for a CONNECT's own Remaining Length, now that its level is known.
-            if c.protocol.is_v5() && !header.minimal {
-                return Err(Error::new(
-                    Violation::VariableByteIntegerNotMinimal,
-                    Some(PacketType::Connect),
-                    Some(c.protocol),
-                ));
-            }
-            if self.version.is_none() {
-                self.version = Some(c.protocol);
-            }
+            self.connect_decoded(c.protocol, header.minimal)?;
         }
         Ok(packet)
     }

@@ -68,9 +68,10 @@ pub use codec::{CodecError, MqttCodec};
 pub use decode::{Decoder, FixedHeader, Status, read_fixed_header};
 pub use error::{Error, Rule, Violation};
 pub use packet::{
-    Auth, ConnAck, Connect, Delivery, Disconnect, Packet, PropertiesRef, PropertyValue, PubAck,
-    PubComp, PubRec, PubRel, Publish, PublishRef, RetainHandling, SubAck, Subscribe,
-    SubscriptionOptions, UnsubAck, Unsubscribe, Will,
+    AckRef, Auth, ConnAck, ConnAckRef, Connect, ConnectRef, Delivery, Disconnect, Packet,
+    PacketRef, PropertiesRef, PropertyValue, PubAck, PubComp, PubRec, PubRel, Publish, PublishRef,
+    ReasonRef, RetainHandling, SubAck, SubAckRef, Subscribe, SubscribeRef, SubscriptionOptions,
+    UnsubAck, UnsubAckRef, Unsubscribe, UnsubscribeRef, Will, WillRef,
 };
 pub use properties::{
     PayloadFormatIndicator, Properties, PropertyContext, PropertyId, VariableProperties,

@@ -3,6 +3,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::form::{Form, Owned};
 use crate::error::Violation;
 use crate::properties::{Properties, PropertyContext};
 use crate::reason_code::ReasonCode;
@@ -17,13 +18,24 @@ pub(crate) fn decode(
     version: ProtocolVersion,
     ty: PacketType,
 ) -> Result<AckFields, Violation> {
-    all_consumed(src, |i| {
+    parse(Owned(src), src, version, ty)
+}
+
+/// An acknowledgement's fields, in the form `f` makes.
+pub(crate) fn parse<'a, F: Form<'a>>(
+    f: F,
+    body: &'a [u8],
+    version: ProtocolVersion,
+    ty: PacketType,
+) -> Result<(PacketId, ReasonCode, F::Props), Violation> {
+    let ctx = PropertyContext::Packet(ty);
+    all_consumed(body, |i| {
         let (i, id) = packet_id(i)?;
         if !version.is_v5() || i.is_empty() {
             // 3.1.1: the Remaining Length is exactly 2. 5.0: "The Reason Code and Property
             // Length can be omitted if the Reason Code is 0x00 (Success) and there are no
             // Properties."
-            return Ok((i, (id, ReasonCode::SUCCESS, Properties::default())));
+            return Ok((i, (id, ReasonCode::SUCCESS, f.no_props(ctx))));
         }
         let (i, code) = u8_(i)?;
         let code = ReasonCode(code);
@@ -35,9 +47,9 @@ pub(crate) fn decode(
         if i.is_empty() {
             // "If the Remaining Length is less than 4 there is no Property Length and the value
             // of 0 is used."
-            return Ok((i, (id, code, Properties::default())));
+            return Ok((i, (id, code, f.no_props(ctx))));
         }
-        let (i, props) = Properties::parse(src, i, PropertyContext::Packet(ty))?;
+        let (i, props) = f.props(i, ctx)?;
         Ok((i, (id, code, props)))
     })
 }
@@ -161,9 +173,20 @@ pub(crate) fn decode_reason_props(
     ty: PacketType,
     reason_only_allowed: bool,
 ) -> Result<(ReasonCode, Properties), Violation> {
-    all_consumed(src, |i| {
+    parse_reason_props(Owned(src), src, ty, reason_only_allowed)
+}
+
+/// A DISCONNECT's or an AUTH's reason code and properties (MQTT 5.0), in the form `f` makes.
+pub(crate) fn parse_reason_props<'a, F: Form<'a>>(
+    f: F,
+    body: &'a [u8],
+    ty: PacketType,
+    reason_only_allowed: bool,
+) -> Result<(ReasonCode, F::Props), Violation> {
+    let ctx = PropertyContext::Packet(ty);
+    all_consumed(body, |i| {
         if i.is_empty() {
-            return Ok((i, (ReasonCode::SUCCESS, Properties::default())));
+            return Ok((i, (ReasonCode::SUCCESS, f.no_props(ctx))));
         }
         let (i, code) = u8_(i)?;
         let code = ReasonCode(code);
@@ -172,9 +195,9 @@ pub(crate) fn decode_reason_props(
             return crate::wire::fail(Violation::InvalidReasonCode);
         }
         if i.is_empty() && reason_only_allowed {
-            return Ok((i, (code, Properties::default())));
+            return Ok((i, (code, f.no_props(ctx))));
         }
-        let (i, props) = Properties::parse(src, i, PropertyContext::Packet(ty))?;
+        let (i, props) = f.props(i, ctx)?;
         Ok((i, (code, props)))
     })
 }

@@ -3,6 +3,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::Body;
+use super::form::{Form, Owned};
 use crate::error::Violation;
 use crate::properties::{Properties, PropertyContext};
 use crate::reason_code::ReasonCode;
@@ -56,43 +57,11 @@ impl Body for ConnAck {
     const TYPE: PacketType = PacketType::ConnAck;
 
     fn decode(src: &Bytes, _flags: u8, version: ProtocolVersion) -> Result<Self, Violation> {
-        all_consumed(src, |i| {
-            let (i, ack_flags) = u8_(i)?;
-            // v5 [MQTT-3.2.2-1] Bits 7-1 are reserved and MUST be set to 0.
-            if ack_flags & 0xFE != 0 {
-                return fail(Violation::ConnAckReservedFlags);
-            }
-            let session_present = ack_flags & 1 != 0;
-            let (i, raw) = u8_(i)?;
-            let reason_code = if version.is_v5() {
-                ReasonCode(raw)
-            } else {
-                match ReasonCode::from_v3_connect_return_code(raw) {
-                    Some(c) => c,
-                    None => return fail(Violation::InvalidReasonCode),
-                }
-            };
-            if let Err(v) = check_code(reason_code, version) {
-                return fail(v);
-            }
-            // v5 [MQTT-3.2.2-6], v3.1.1 [MQTT-3.2.2-4]: a non-zero code goes with Session
-            // Present 0.
-            if session_present && reason_code != ReasonCode::SUCCESS {
-                return fail(Violation::SessionPresentOnError);
-            }
-            let (i, properties) = if version.is_v5() {
-                Properties::parse(src, i, PropertyContext::Packet(PacketType::ConnAck))?
-            } else {
-                (i, Properties::default())
-            };
-            Ok((
-                i,
-                Self {
-                    session_present,
-                    reason_code,
-                    properties,
-                },
-            ))
+        let (session_present, reason_code, properties) = parse(Owned(src), src, version)?;
+        Ok(Self {
+            session_present,
+            reason_code,
+            properties,
         })
     }
 
@@ -128,4 +97,44 @@ impl Body for ConnAck {
             buf.put_u8(self.reason_code.to_v3_connect_return_code().unwrap_or(0));
         }
     }
+}
+
+/// A CONNACK's Session Present, reason code and properties, in the form `f` makes.
+pub(crate) fn parse<'a, F: Form<'a>>(
+    f: F,
+    body: &'a [u8],
+    version: ProtocolVersion,
+) -> Result<(bool, ReasonCode, F::Props), Violation> {
+    let ctx = PropertyContext::Packet(PacketType::ConnAck);
+    all_consumed(body, |i| {
+        let (i, ack_flags) = u8_(i)?;
+        // v5 [MQTT-3.2.2-1] Bits 7-1 are reserved and MUST be set to 0.
+        if ack_flags & 0xFE != 0 {
+            return fail(Violation::ConnAckReservedFlags);
+        }
+        let session_present = ack_flags & 1 != 0;
+        let (i, raw) = u8_(i)?;
+        let reason_code = if version.is_v5() {
+            ReasonCode(raw)
+        } else {
+            match ReasonCode::from_v3_connect_return_code(raw) {
+                Some(c) => c,
+                None => return fail(Violation::InvalidReasonCode),
+            }
+        };
+        if let Err(v) = check_code(reason_code, version) {
+            return fail(v);
+        }
+        // v5 [MQTT-3.2.2-6], v3.1.1 [MQTT-3.2.2-4]: a non-zero code goes with Session
+        // Present 0.
+        if session_present && reason_code != ReasonCode::SUCCESS {
+            return fail(Violation::SessionPresentOnError);
+        }
+        let (i, properties) = if version.is_v5() {
+            f.props(i, ctx)?
+        } else {
+            (i, f.no_props(ctx))
+        };
+        Ok((i, (session_present, reason_code, properties)))
+    })
 }

@@ -4,12 +4,12 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::Body;
+use super::form::{Form, Owned};
 use crate::error::Violation;
 use crate::properties::{Properties, PropertyContext};
 use crate::types::{PacketType, ProtocolVersion, QoS, TopicName, Utf8String};
 use crate::wire::{
-    PResult, all_consumed, binary, binary_bytes, check_binary, fail, put_binary, put_utf8, u8_,
-    u16_, utf8,
+    PResult, all_consumed, binary, check_binary, fail, put_binary, put_utf8, u8_, u16_,
 };
 
 /// The Will Message of a CONNECT (sections 3.1.2.5 and 3.1.3.2 to 3.1.3.4).
@@ -122,23 +122,50 @@ fn parse_protocol(i: &[u8]) -> PResult<'_, ProtocolVersion> {
     }
 }
 
-fn parse_will<'a>(src: &Bytes, i: &'a [u8], v5: bool, qos: QoS, retain: bool) -> PResult<'a, Will> {
+/// The fields of a Will Message, in the form `F` makes.
+pub(crate) struct WillParts<'a, F: Form<'a>> {
+    pub(crate) topic: F::Topic,
+    pub(crate) payload: F::Bin,
+    pub(crate) qos: QoS,
+    pub(crate) retain: bool,
+    pub(crate) properties: F::Props,
+}
+
+/// The fields of a CONNECT, in the form `F` makes.
+pub(crate) struct ConnectParts<'a, F: Form<'a>> {
+    pub(crate) protocol: ProtocolVersion,
+    pub(crate) clean_start: bool,
+    pub(crate) keep_alive: u16,
+    pub(crate) properties: F::Props,
+    pub(crate) client_id: F::Str,
+    pub(crate) will: Option<WillParts<'a, F>>,
+    pub(crate) username: Option<F::Str>,
+    pub(crate) password: Option<F::Bin>,
+}
+
+fn parse_will<'a, F: Form<'a>>(
+    f: F,
+    i: &'a [u8],
+    v5: bool,
+    qos: QoS,
+    retain: bool,
+) -> PResult<'a, WillParts<'a, F>> {
     let (i, properties) = if v5 {
-        Properties::parse(src, i, PropertyContext::Will)?
+        f.props(i, PropertyContext::Will)?
     } else {
-        (i, Properties::default())
+        (i, f.no_props(PropertyContext::Will))
     };
     // v5 [MQTT-3.1.3-11], v3.1.1 [MQTT-3.1.3-10]: the Will Topic MUST be a UTF-8 Encoded String.
-    let (i, topic) = utf8(src, i)?;
-    let topic = match TopicName::new(topic) {
-        Ok(t) if t.is_empty() => return fail(Violation::TopicNameEmpty),
+    let (i, topic) = f.utf8(i)?;
+    let topic = match F::topic(topic) {
+        Ok(t) if F::topic_str(&t).is_empty() => return fail(Violation::TopicNameEmpty),
         Ok(t) => t,
         Err(v) => return fail(v),
     };
-    let (i, payload) = binary_bytes(src, i)?;
+    let (i, payload) = f.binary(i)?;
     Ok((
         i,
-        Will {
+        WillParts {
             topic,
             payload,
             qos,
@@ -148,85 +175,111 @@ fn parse_will<'a>(src: &Bytes, i: &'a [u8], v5: bool, qos: QoS, retain: bool) ->
     ))
 }
 
+/// A CONNECT's fields (all checked), in the form `f` makes. The protocol version is the
+/// CONNECT's own.
+pub(crate) fn parse<'a, F: Form<'a>>(
+    f: F,
+    body: &'a [u8],
+) -> Result<ConnectParts<'a, F>, Violation> {
+    all_consumed(body, |i| {
+        let (i, protocol) = parse_protocol(i)?;
+        let v5 = protocol.is_v5();
+        let (i, flags) = u8_(i)?;
+        // [MQTT-3.1.2-3] The Server MUST validate that the reserved flag in the CONNECT
+        // packet is set to 0.
+        if flags & RESERVED != 0 {
+            return fail(Violation::ConnectReservedFlag);
+        }
+        let will_flag = flags & WILL != 0;
+        let will_qos_bits = (flags >> WILL_QOS_SHIFT) & 0b11;
+        let will_retain = flags & WILL_RETAIN != 0;
+        if !will_flag && will_qos_bits != 0 {
+            // v5 [MQTT-3.1.2-11], v3.1.1 [MQTT-3.1.2-13]
+            return fail(Violation::WillQosWithoutWill);
+        }
+        if !will_flag && will_retain {
+            // v5 [MQTT-3.1.2-13], v3.1.1 [MQTT-3.1.2-15]
+            return fail(Violation::WillRetainWithoutWill);
+        }
+        // v5 [MQTT-3.1.2-12], v3.1.1 [MQTT-3.1.2-14]: Will QoS 3 is a Malformed Packet.
+        let Some(will_qos) = QoS::from_bits(will_qos_bits) else {
+            return fail(Violation::WillQosInvalid);
+        };
+        let has_user = flags & USERNAME != 0;
+        let has_password = flags & PASSWORD != 0;
+        // v3.1.1 [MQTT-3.1.2-22] If the User Name Flag is set to 0, the Password Flag MUST
+        // be set to 0. (MQTT 5.0 allows a password without a user name.)
+        if !v5 && has_password && !has_user {
+            return fail(Violation::PasswordWithoutUserName);
+        }
+        let (i, keep_alive) = u16_(i)?;
+        let ctx = PropertyContext::Packet(PacketType::Connect);
+        let (i, properties) = if v5 {
+            f.props(i, ctx)?
+        } else {
+            (i, f.no_props(ctx))
+        };
+        // [MQTT-3.1.3-1] Client Identifier, Will Properties, Will Topic, Will Payload,
+        // User Name, Password, in that order. [MQTT-3.1.3-3] The ClientID MUST be present.
+        let (i, client_id) = f.utf8(i)?;
+        // v5 [MQTT-3.1.2-9], v3.1.1 [MQTT-3.1.2-9]: with the Will Flag, the will fields
+        // MUST be present.
+        let (i, will) = if will_flag {
+            let (i, w) = parse_will(f, i, v5, will_qos, will_retain)?;
+            (i, Some(w))
+        } else {
+            (i, None)
+        };
+        // v5 [MQTT-3.1.2-16] [MQTT-3.1.2-17], v3.1.1 [MQTT-3.1.2-18] [MQTT-3.1.2-19]
+        let (i, username) = if has_user {
+            let (i, u) = f.utf8(i)?;
+            (i, Some(u))
+        } else {
+            (i, None)
+        };
+        // v5 [MQTT-3.1.2-18] [MQTT-3.1.2-19], v3.1.1 [MQTT-3.1.2-20] [MQTT-3.1.2-21]
+        let (i, password) = if has_password {
+            let (i, p) = f.binary(i)?;
+            (i, Some(p))
+        } else {
+            (i, None)
+        };
+        Ok((
+            i,
+            ConnectParts {
+                protocol,
+                clean_start: flags & CLEAN_START != 0,
+                keep_alive,
+                properties,
+                client_id,
+                will,
+                username,
+                password,
+            },
+        ))
+    })
+}
+
 impl Body for Connect {
     const TYPE: PacketType = PacketType::Connect;
 
     fn decode(src: &Bytes, _flags: u8, _version: ProtocolVersion) -> Result<Self, Violation> {
-        all_consumed(src, |i| {
-            let (i, protocol) = parse_protocol(i)?;
-            let v5 = protocol.is_v5();
-            let (i, flags) = u8_(i)?;
-            // [MQTT-3.1.2-3] The Server MUST validate that the reserved flag in the CONNECT
-            // packet is set to 0.
-            if flags & RESERVED != 0 {
-                return fail(Violation::ConnectReservedFlag);
-            }
-            let will_flag = flags & WILL != 0;
-            let will_qos_bits = (flags >> WILL_QOS_SHIFT) & 0b11;
-            let will_retain = flags & WILL_RETAIN != 0;
-            if !will_flag && will_qos_bits != 0 {
-                // v5 [MQTT-3.1.2-11], v3.1.1 [MQTT-3.1.2-13]
-                return fail(Violation::WillQosWithoutWill);
-            }
-            if !will_flag && will_retain {
-                // v5 [MQTT-3.1.2-13], v3.1.1 [MQTT-3.1.2-15]
-                return fail(Violation::WillRetainWithoutWill);
-            }
-            // v5 [MQTT-3.1.2-12], v3.1.1 [MQTT-3.1.2-14]: Will QoS 3 is a Malformed Packet.
-            let Some(will_qos) = QoS::from_bits(will_qos_bits) else {
-                return fail(Violation::WillQosInvalid);
-            };
-            let has_user = flags & USERNAME != 0;
-            let has_password = flags & PASSWORD != 0;
-            // v3.1.1 [MQTT-3.1.2-22] If the User Name Flag is set to 0, the Password Flag MUST
-            // be set to 0. (MQTT 5.0 allows a password without a user name.)
-            if !v5 && has_password && !has_user {
-                return fail(Violation::PasswordWithoutUserName);
-            }
-            let (i, keep_alive) = u16_(i)?;
-            let (i, properties) = if v5 {
-                Properties::parse(src, i, PropertyContext::Packet(PacketType::Connect))?
-            } else {
-                (i, Properties::default())
-            };
-            // [MQTT-3.1.3-1] Client Identifier, Will Properties, Will Topic, Will Payload,
-            // User Name, Password, in that order. [MQTT-3.1.3-3] The ClientID MUST be present.
-            let (i, client_id) = utf8(src, i)?;
-            // v5 [MQTT-3.1.2-9], v3.1.1 [MQTT-3.1.2-9]: with the Will Flag, the will fields
-            // MUST be present.
-            let (i, will) = if will_flag {
-                let (i, w) = parse_will(src, i, v5, will_qos, will_retain)?;
-                (i, Some(w))
-            } else {
-                (i, None)
-            };
-            // v5 [MQTT-3.1.2-16] [MQTT-3.1.2-17], v3.1.1 [MQTT-3.1.2-18] [MQTT-3.1.2-19]
-            let (i, username) = if has_user {
-                let (i, u) = utf8(src, i)?;
-                (i, Some(u))
-            } else {
-                (i, None)
-            };
-            // v5 [MQTT-3.1.2-18] [MQTT-3.1.2-19], v3.1.1 [MQTT-3.1.2-20] [MQTT-3.1.2-21]
-            let (i, password) = if has_password {
-                let (i, p) = binary_bytes(src, i)?;
-                (i, Some(p))
-            } else {
-                (i, None)
-            };
-            Ok((
-                i,
-                Self {
-                    protocol,
-                    clean_start: flags & CLEAN_START != 0,
-                    keep_alive,
-                    properties,
-                    client_id,
-                    will,
-                    username,
-                    password,
-                },
-            ))
+        let c = parse(Owned(src), src)?;
+        Ok(Self {
+            protocol: c.protocol,
+            clean_start: c.clean_start,
+            keep_alive: c.keep_alive,
+            properties: c.properties,
+            client_id: c.client_id,
+            will: c.will.map(|w| Will {
+                topic: w.topic,
+                payload: w.payload,
+                qos: w.qos,
+                retain: w.retain,
+                properties: w.properties,
+            }),
+            username: c.username,
+            password: c.password,
         })
     }
 

@@ -10,6 +10,8 @@ mod auth;
 mod connack;
 mod connect;
 mod disconnect;
+mod form;
+mod packet_ref;
 mod ping;
 mod puback;
 mod pubcomp;
@@ -28,6 +30,10 @@ pub use auth::Auth;
 pub use connack::ConnAck;
 pub use connect::{Connect, Will};
 pub use disconnect::Disconnect;
+pub use packet_ref::{
+    AckRef, ConnAckRef, ConnectRef, PacketRef, ReasonRef, SubAckRef, SubscribeRef, UnsubAckRef,
+    UnsubscribeRef, WillRef,
+};
 pub use puback::PubAck;
 pub use pubcomp::PubComp;
 pub use publish::{Delivery, Publish};
@@ -43,6 +49,40 @@ use crate::error::{Error, Violation};
 use crate::reason_code::ReasonCode;
 use crate::types::vbi::put_vbi;
 use crate::types::{PacketType, ProtocolVersion, VBI_MAX, vbi_len};
+
+/// The checks of a packet's first byte that come before its body (shared by the owned and
+/// the borrowed decoders): a known packet type (AUTH only in MQTT 5.0), and the reserved flags
+/// of every type but PUBLISH. Returns the type and the version the body is read in (a
+/// CONNECT's own).
+pub(crate) fn check_first_byte(
+    first_byte: u8,
+    body: &[u8],
+    version: ProtocolVersion,
+) -> Result<(PacketType, ProtocolVersion), Error> {
+    let Some(ty) = PacketType::from_nibble(first_byte >> 4) else {
+        return Err(Error::new(
+            Violation::InvalidPacketType,
+            None,
+            Some(version),
+        ));
+    };
+    let version = if ty == PacketType::Connect {
+        connect::peek_version(body).unwrap_or(version)
+    } else {
+        version
+    };
+    let err = |v: Violation| Error::new(v, Some(ty), Some(version));
+    // AUTH does not exist before MQTT 5.0 (3.1.1 Table 2.1: 15 is Reserved).
+    if ty == PacketType::Auth && !version.is_v5() {
+        return Err(err(Violation::InvalidPacketType));
+    }
+    // v5 [MQTT-2.1.3-1], v3.1.1 [MQTT-2.2.2-1] [MQTT-2.2.2-2]: reserved flags MUST be set to
+    // the value listed; other values are a Malformed Packet.
+    if ty != PacketType::Publish && first_byte & 0x0F != ty.required_flags() {
+        return Err(err(Violation::ReservedFlags));
+    }
+    Ok((ty, version))
+}
 
 /// What every packet type implements (crate-internal).
 pub(crate) trait Body: Sized {
@@ -212,30 +252,9 @@ impl Packet {
         body: Bytes,
         version: ProtocolVersion,
     ) -> Result<Packet, Error> {
-        let nibble = first_byte >> 4;
         let flags = first_byte & 0x0F;
-        let Some(ty) = PacketType::from_nibble(nibble) else {
-            return Err(Error::new(
-                Violation::InvalidPacketType,
-                None,
-                Some(version),
-            ));
-        };
-        let version = if ty == PacketType::Connect {
-            connect::peek_version(&body).unwrap_or(version)
-        } else {
-            version
-        };
+        let (ty, version) = check_first_byte(first_byte, &body, version)?;
         let err = |v: Violation| Error::new(v, Some(ty), Some(version));
-        // AUTH does not exist before MQTT 5.0 (3.1.1 Table 2.1: 15 is Reserved).
-        if ty == PacketType::Auth && !version.is_v5() {
-            return Err(err(Violation::InvalidPacketType));
-        }
-        // v5 [MQTT-2.1.3-1], v3.1.1 [MQTT-2.2.2-1] [MQTT-2.2.2-2]: reserved flags MUST be set to
-        // the value listed; other values are a Malformed Packet.
-        if ty != PacketType::Publish && flags != ty.required_flags() {
-            return Err(err(Violation::ReservedFlags));
-        }
         #[inline(always)]
         fn dec<T: Body>(
             src: &Bytes,

@@ -61,11 +61,19 @@ pub struct PublishRef<'a> {
     pub payload: &'a [u8],
 }
 
-/// The properties of a [`PublishRef`], as they are on the wire (without the Property Length),
-/// known to be valid for a PUBLISH.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// A property list borrowed from the input, as it is on the wire (without the Property
+/// Length), known to be valid where it stands (a PUBLISH for [`PropertiesRef::new`], or the
+/// packet a [`crate::PacketRef`] decoded it in: see [`PropertiesRef::context`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PropertiesRef<'a> {
     bytes: &'a [u8],
+    ctx: PropertyContext,
+}
+
+impl Default for PropertiesRef<'_> {
+    fn default() -> Self {
+        Self::EMPTY
+    }
 }
 
 /// One property's value, borrowed.
@@ -89,8 +97,11 @@ pub enum PropertyValue<'a> {
 }
 
 impl<'a> PropertiesRef<'a> {
-    /// No properties.
-    pub const EMPTY: Self = Self { bytes: &[] };
+    /// No properties (of a PUBLISH).
+    pub const EMPTY: Self = Self {
+        bytes: &[],
+        ctx: PropertyContext::Packet(PacketType::Publish),
+    };
 
     /// Checks `bytes` (properties in wire form, without the Property Length) as the decoder
     /// checks the properties of a PUBLISH.
@@ -98,8 +109,33 @@ impl<'a> PropertiesRef<'a> {
     /// # Errors
     /// The first violation, as [`Properties`] decoding would report it.
     pub fn new(bytes: &'a [u8]) -> Result<Self, Violation> {
-        validate_raw(bytes, PropertyContext::Packet(PacketType::Publish))?;
-        Ok(Self { bytes })
+        Self::new_in(bytes, PropertyContext::Packet(PacketType::Publish))
+    }
+
+    /// Checks `bytes` (properties in wire form, without the Property Length) as the decoder
+    /// checks the properties of `ctx`.
+    ///
+    /// # Errors
+    /// The first violation, as [`Properties`] decoding would report it.
+    pub fn new_in(bytes: &'a [u8], ctx: PropertyContext) -> Result<Self, Violation> {
+        validate_raw(bytes, ctx)?;
+        Ok(Self { bytes, ctx })
+    }
+
+    /// No properties, in `ctx`.
+    pub(crate) const fn empty_in(ctx: PropertyContext) -> Self {
+        Self { bytes: &[], ctx }
+    }
+
+    /// `bytes`, checked by the caller for `ctx`.
+    pub(crate) const fn checked(bytes: &'a [u8], ctx: PropertyContext) -> Self {
+        Self { bytes, ctx }
+    }
+
+    /// Where the list stands (the packet type, or a CONNECT's Will Properties).
+    #[must_use]
+    pub fn context(&self) -> PropertyContext {
+        self.ctx
     }
 
     /// The properties in wire form (without the Property Length).
@@ -154,6 +190,23 @@ impl<'a> PropertiesRef<'a> {
         }
     }
 
+    /// The Reason String, if present.
+    #[must_use]
+    pub fn reason_string(&self) -> Option<&'a str> {
+        match self.get(PropertyId::ReasonString) {
+            Some(PropertyValue::Utf8(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The User Properties, in order.
+    pub fn user_properties(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.iter().filter_map(|(_, v)| match v {
+            PropertyValue::Pair(k, v) => Some((k, v)),
+            _ => None,
+        })
+    }
+
     /// The owned [`Properties`] (strings and binary data copied).
     #[must_use]
     pub fn to_properties(&self) -> Properties {
@@ -164,7 +217,7 @@ impl<'a> PropertiesRef<'a> {
         );
         wire.extend_from_slice(self.bytes);
         let wire = Bytes::from(wire);
-        Properties::parse(&wire, &wire, PropertyContext::Packet(PacketType::Publish))
+        Properties::parse(&wire, &wire, self.ctx)
             .map(|(_, p)| p)
             .unwrap_or_default()
     }

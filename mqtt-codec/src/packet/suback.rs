@@ -4,6 +4,7 @@ use crate::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::Body;
+use super::form::{Form, Owned};
 use crate::error::Violation;
 use crate::properties::{Properties, PropertyContext};
 use crate::reason_code::ReasonCode;
@@ -42,33 +43,11 @@ impl Body for SubAck {
     const TYPE: PacketType = PacketType::SubAck;
 
     fn decode(src: &Bytes, _flags: u8, version: ProtocolVersion) -> Result<Self, Violation> {
-        let v5 = version.is_v5();
-        all_consumed(src, |i| {
-            let (i, packet_id) = packet_id(i)?;
-            let (i, properties) = if v5 {
-                Properties::parse(src, i, PropertyContext::Packet(PacketType::SubAck))?
-            } else {
-                (i, Properties::default())
-            };
-            if i.is_empty() {
-                return fail(Violation::AckWithoutReasonCodes);
-            }
-            let mut reason_codes = Vec::with_capacity(i.len());
-            for &b in i {
-                let code = ReasonCode(b);
-                if let Err(v) = check_code(code, v5) {
-                    return fail(v);
-                }
-                reason_codes.push(code);
-            }
-            Ok((
-                &[],
-                Self {
-                    packet_id,
-                    properties,
-                    reason_codes,
-                },
-            ))
+        let (packet_id, properties, codes) = parse(Owned(src), src, version)?;
+        Ok(Self {
+            packet_id,
+            properties,
+            reason_codes: codes.iter().map(|&b| ReasonCode(b)).collect(),
         })
     }
 
@@ -107,4 +86,31 @@ impl Body for SubAck {
             buf.put_u8(c.0);
         }
     }
+}
+
+/// A SUBACK's Packet Identifier, properties and reason codes (checked), in the form `f` makes.
+pub(crate) fn parse<'a, F: Form<'a>>(
+    f: F,
+    body: &'a [u8],
+    version: ProtocolVersion,
+) -> Result<(PacketId, F::Props, &'a [u8]), Violation> {
+    let v5 = version.is_v5();
+    let ctx = PropertyContext::Packet(PacketType::SubAck);
+    all_consumed(body, |i| {
+        let (i, packet_id) = packet_id(i)?;
+        let (i, properties) = if v5 {
+            f.props(i, ctx)?
+        } else {
+            (i, f.no_props(ctx))
+        };
+        if i.is_empty() {
+            return fail(Violation::AckWithoutReasonCodes);
+        }
+        for &b in i {
+            if let Err(v) = check_code(ReasonCode(b), v5) {
+                return fail(v);
+            }
+        }
+        Ok((&[], (packet_id, properties, i)))
+    })
 }

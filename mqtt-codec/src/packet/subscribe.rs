@@ -4,10 +4,11 @@ use crate::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::Body;
+use super::form::{Collect, Entries, Form, Owned};
 use crate::error::Violation;
 use crate::properties::{Properties, PropertyContext};
 use crate::types::{PacketId, PacketType, ProtocolVersion, QoS, TopicFilter};
-use crate::wire::{PResult, all_consumed, fail, packet_id, put_utf8, u8_, utf8};
+use crate::wire::{PResult, all_consumed, fail, packet_id, put_utf8, u8_};
 
 /// Retain Handling (section 3.8.3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -100,10 +101,12 @@ pub struct Subscribe {
     pub filters: Vec<(TopicFilter, SubscriptionOptions)>,
 }
 
-fn check_pair(filter: &TopicFilter, opts: SubscriptionOptions, v5: bool) -> Result<(), Violation> {
+/// `shared`: the filter is a well-formed shared subscription (in a decoded MQTT 5.0 packet,
+/// a checked filter that starts with `$share/`).
+fn check_pair(shared: bool, opts: SubscriptionOptions, v5: bool) -> Result<(), Violation> {
     // v5 [MQTT-3.8.3-4] It is a Protocol Error to set the No Local bit to 1 on a Shared
     // Subscription.
-    if v5 && opts.no_local && filter.shared().is_some() {
+    if v5 && opts.no_local && shared {
         return Err(Violation::NoLocalOnSharedSubscription);
     }
     if !v5 && SubscriptionOptions::qos(opts.qos) != opts {
@@ -114,19 +117,55 @@ fn check_pair(filter: &TopicFilter, opts: SubscriptionOptions, v5: bool) -> Resu
 
 /// A Topic Filter of a SUBSCRIBE or UNSUBSCRIBE; in MQTT 5.0 a `$share/` filter must also be a
 /// well-formed shared subscription.
-pub(crate) fn parse_filter<'a>(src: &Bytes, i: &'a [u8], v5: bool) -> PResult<'a, TopicFilter> {
+pub(crate) fn parse_filter<'a, F: Form<'a>>(f: F, i: &'a [u8], v5: bool) -> PResult<'a, F::Filter> {
     // v5 [MQTT-3.8.3-1] [MQTT-3.10.3-1], v3.1.1 [MQTT-3.8.3-1] [MQTT-3.10.3-1]: Topic Filters
     // are UTF-8 Encoded Strings.
-    let (i, s) = utf8(src, i)?;
-    let filter = if v5 {
-        TopicFilter::new_v5(s)
-    } else {
-        TopicFilter::new(s)
-    };
-    match filter {
-        Ok(f) => Ok((i, f)),
+    let (i, s) = f.utf8(i)?;
+    match F::filter(s, v5) {
+        Ok(filter) => Ok((i, filter)),
         Err(v) => fail(v),
     }
+}
+
+/// A SUBSCRIBE's Packet Identifier, properties and payload (its filters and options, all
+/// checked), in the form `f` makes; each filter goes to `entries` with its options.
+pub(crate) fn parse<'a, F: Form<'a>>(
+    f: F,
+    body: &'a [u8],
+    version: ProtocolVersion,
+    mut entries: impl Entries<(F::Filter, SubscriptionOptions)>,
+) -> Result<(PacketId, F::Props, &'a [u8]), Violation> {
+    let v5 = version.is_v5();
+    let ctx = PropertyContext::Packet(PacketType::Subscribe);
+    all_consumed(body, |i| {
+        let (i, packet_id) = packet_id(i)?;
+        let (payload, properties) = if v5 {
+            f.props(i, ctx)?
+        } else {
+            (i, f.no_props(ctx))
+        };
+        entries.start(payload);
+        let mut i = payload;
+        // v5 [MQTT-3.8.3-2], v3.1.1 [MQTT-3.8.3-3]: at least one Topic Filter.
+        if i.is_empty() {
+            return fail(Violation::SubscribeWithoutFilters);
+        }
+        while !i.is_empty() {
+            let (rest, filter) = parse_filter(f, i, v5)?;
+            let (rest, b) = u8_(rest)?;
+            let opts = match SubscriptionOptions::from_byte(b, v5) {
+                Ok(o) => o,
+                Err(v) => return fail(v),
+            };
+            let shared = F::filter_str(&filter).starts_with("$share/");
+            if let Err(v) = check_pair(shared, opts, v5) {
+                return fail(v);
+            }
+            entries.push((filter, opts));
+            i = rest;
+        }
+        Ok((i, (packet_id, properties, payload)))
+    })
 }
 
 /// How many entries of a two-byte length, that many bytes and `trailer` more bytes `i` holds
@@ -152,40 +191,16 @@ impl Body for Subscribe {
     const TYPE: PacketType = PacketType::Subscribe;
 
     fn decode(src: &Bytes, _flags: u8, version: ProtocolVersion) -> Result<Self, Violation> {
-        let v5 = version.is_v5();
-        all_consumed(src, |i| {
-            let (i, packet_id) = packet_id(i)?;
-            let (mut i, properties) = if v5 {
-                Properties::parse(src, i, PropertyContext::Packet(PacketType::Subscribe))?
-            } else {
-                (i, Properties::default())
-            };
-            let mut filters = Vec::with_capacity(count_entries(i, 1));
-            while !i.is_empty() {
-                let (rest, filter) = parse_filter(src, i, v5)?;
-                let (rest, b) = u8_(rest)?;
-                let opts = match SubscriptionOptions::from_byte(b, v5) {
-                    Ok(o) => o,
-                    Err(v) => return fail(v),
-                };
-                if let Err(v) = check_pair(&filter, opts, v5) {
-                    return fail(v);
-                }
-                filters.push((filter, opts));
-                i = rest;
-            }
-            // v5 [MQTT-3.8.3-2], v3.1.1 [MQTT-3.8.3-3]: at least one Topic Filter.
-            if filters.is_empty() {
-                return fail(Violation::SubscribeWithoutFilters);
-            }
-            Ok((
-                i,
-                Self {
-                    packet_id,
-                    properties,
-                    filters,
-                },
-            ))
+        let mut filters = Vec::new();
+        let sink = Collect {
+            into: &mut filters,
+            trailer: 1,
+        };
+        let (packet_id, properties, _) = parse(Owned(src), src, version, sink)?;
+        Ok(Self {
+            packet_id,
+            properties,
+            filters,
         })
     }
 
@@ -196,7 +211,7 @@ impl Body for Subscribe {
         }
         for (f, o) in &self.filters {
             check_version(f, v5)?;
-            check_pair(f, *o, v5)?;
+            check_pair(f.shared().is_some(), *o, v5)?;
         }
         if v5 {
             self.properties

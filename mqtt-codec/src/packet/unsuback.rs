@@ -4,6 +4,7 @@ use crate::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::Body;
+use super::form::{Form, Owned};
 use crate::error::Violation;
 use crate::properties::{Properties, PropertyContext};
 use crate::reason_code::ReasonCode;
@@ -26,40 +27,11 @@ impl Body for UnsubAck {
     const TYPE: PacketType = PacketType::UnsubAck;
 
     fn decode(src: &Bytes, _flags: u8, version: ProtocolVersion) -> Result<Self, Violation> {
-        all_consumed(src, |i| {
-            let (i, packet_id) = packet_id(i)?;
-            if !version.is_v5() {
-                return Ok((
-                    i,
-                    Self {
-                        packet_id,
-                        properties: Properties::default(),
-                        reason_codes: Vec::new(),
-                    },
-                ));
-            }
-            let (i, properties) =
-                Properties::parse(src, i, PropertyContext::Packet(PacketType::UnsubAck))?;
-            if i.is_empty() {
-                return fail(Violation::AckWithoutReasonCodes);
-            }
-            let mut reason_codes = Vec::with_capacity(i.len());
-            for &b in i {
-                let code = ReasonCode(b);
-                // v5 [MQTT-3.11.3-2]: one of the UNSUBSCRIBE Reason Code values.
-                if !code.is_valid_for(PacketType::UnsubAck) {
-                    return fail(Violation::InvalidReasonCode);
-                }
-                reason_codes.push(code);
-            }
-            Ok((
-                &[],
-                Self {
-                    packet_id,
-                    properties,
-                    reason_codes,
-                },
-            ))
+        let (packet_id, properties, codes) = parse(Owned(src), src, version)?;
+        Ok(Self {
+            packet_id,
+            properties,
+            reason_codes: codes.iter().map(|&b| ReasonCode(b)).collect(),
         })
     }
 
@@ -102,4 +74,31 @@ impl Body for UnsubAck {
             }
         }
     }
+}
+
+/// An UNSUBACK's Packet Identifier, properties and reason codes (checked; none in 3.1.1), in
+/// the form `f` makes.
+pub(crate) fn parse<'a, F: Form<'a>>(
+    f: F,
+    body: &'a [u8],
+    version: ProtocolVersion,
+) -> Result<(PacketId, F::Props, &'a [u8]), Violation> {
+    let ctx = PropertyContext::Packet(PacketType::UnsubAck);
+    all_consumed(body, |i| {
+        let (i, packet_id) = packet_id(i)?;
+        if !version.is_v5() {
+            return Ok((i, (packet_id, f.no_props(ctx), &[][..])));
+        }
+        let (i, properties) = f.props(i, ctx)?;
+        if i.is_empty() {
+            return fail(Violation::AckWithoutReasonCodes);
+        }
+        for &b in i {
+            // v5 [MQTT-3.11.3-2]: one of the UNSUBSCRIBE Reason Code values.
+            if !ReasonCode(b).is_valid_for(PacketType::UnsubAck) {
+                return fail(Violation::InvalidReasonCode);
+            }
+        }
+        Ok((&[], (packet_id, properties, i)))
+    })
 }

@@ -4,6 +4,7 @@ use crate::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::Body;
+use super::form::{Collect, Entries, Form, Owned};
 use super::subscribe::{check_version, parse_filter};
 use crate::error::Violation;
 use crate::properties::{Properties, PropertyContext};
@@ -26,32 +27,16 @@ impl Body for Unsubscribe {
     const TYPE: PacketType = PacketType::Unsubscribe;
 
     fn decode(src: &Bytes, _flags: u8, version: ProtocolVersion) -> Result<Self, Violation> {
-        all_consumed(src, |i| {
-            let (i, packet_id) = packet_id(i)?;
-            let (mut i, properties) = if version.is_v5() {
-                Properties::parse(src, i, PropertyContext::Packet(PacketType::Unsubscribe))?
-            } else {
-                (i, Properties::default())
-            };
-            let mut filters = Vec::with_capacity(super::subscribe::count_entries(i, 0));
-            while !i.is_empty() {
-                let (rest, f) = parse_filter(src, i, version.is_v5())?;
-                filters.push(f);
-                i = rest;
-            }
-            // v5 v3.1.1 [MQTT-3.10.3-2] The Payload of an UNSUBSCRIBE packet MUST contain at
-            // least one Topic Filter.
-            if filters.is_empty() {
-                return fail(Violation::UnsubscribeWithoutFilters);
-            }
-            Ok((
-                i,
-                Self {
-                    packet_id,
-                    properties,
-                    filters,
-                },
-            ))
+        let mut filters = Vec::new();
+        let sink = Collect {
+            into: &mut filters,
+            trailer: 0,
+        };
+        let (packet_id, properties, _) = parse(Owned(src), src, version, sink)?;
+        Ok(Self {
+            packet_id,
+            properties,
+            filters,
         })
     }
 
@@ -93,4 +78,37 @@ impl Body for Unsubscribe {
             put_utf8(buf, f.as_utf8());
         }
     }
+}
+
+/// An UNSUBSCRIBE's Packet Identifier, properties and payload (its filters, all checked), in
+/// the form `f` makes; each filter goes to `entries`.
+pub(crate) fn parse<'a, F: Form<'a>>(
+    f: F,
+    body: &'a [u8],
+    version: ProtocolVersion,
+    mut entries: impl Entries<F::Filter>,
+) -> Result<(PacketId, F::Props, &'a [u8]), Violation> {
+    let v5 = version.is_v5();
+    let ctx = PropertyContext::Packet(PacketType::Unsubscribe);
+    all_consumed(body, |i| {
+        let (i, packet_id) = packet_id(i)?;
+        let (payload, properties) = if v5 {
+            f.props(i, ctx)?
+        } else {
+            (i, f.no_props(ctx))
+        };
+        // v5 v3.1.1 [MQTT-3.10.3-2] The Payload of an UNSUBSCRIBE packet MUST contain at
+        // least one Topic Filter.
+        if payload.is_empty() {
+            return fail(Violation::UnsubscribeWithoutFilters);
+        }
+        entries.start(payload);
+        let mut i = payload;
+        while !i.is_empty() {
+            let (rest, filter) = parse_filter(f, i, v5)?;
+            entries.push(filter);
+            i = rest;
+        }
+        Ok((i, (packet_id, properties, payload)))
+    })
 }

@@ -2,7 +2,7 @@
 
 pub(crate) mod scan;
 mod string;
-mod topic;
+pub(crate) mod topic;
 pub(crate) mod vbi;
 
 use core::fmt;

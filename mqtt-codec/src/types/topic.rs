@@ -142,7 +142,7 @@ impl TopicFilter {
 
 /// The shared-subscription syntax of MQTT 5.0 (section 4.8.2) for a filter starting with
 /// `$share/`; other filters pass.
-fn check_shared_syntax(text: &str) -> Result<(), Violation> {
+pub(crate) fn check_shared_syntax(text: &str) -> Result<(), Violation> {
     let Some(rest) = text.strip_prefix(SHARE_PREFIX) else {
         return Ok(());
     };
@@ -163,7 +163,7 @@ fn check_shared_syntax(text: &str) -> Result<(), Violation> {
     check_filter(filter)
 }
 
-fn check_filter(filter: &str) -> Result<(), Violation> {
+pub(crate) fn check_filter(filter: &str) -> Result<(), Violation> {
     // [MQTT-4.7.3-1] All Topic Names and Topic Filters MUST be at least one character long.
     if filter.is_empty() {
         return Err(Violation::TopicFilterEmpty);

@@ -134,7 +134,7 @@ def codec_tables(results, extras):
                    "of the stream for `mixed_stream`). In brackets beside a peer: its time "
                    "divided by ours. The last columns: the fastest peer's time divided by ours "
                    "(above 1: we are faster), for the owned `Packet` API and the borrowed "
-                   "`PublishRef`. `—`: no such API or no codec for that version.\n")
+                   "`PacketRef` (decode) / `PublishRef` (encode). `—`: no such API or no codec for that version.\n")
         out.append("| case | size | " + " | ".join(contenders)
                    + " | fastest peer / ours | fastest peer / ours-borrowed |")
         out.append("|---|---:|" + "---:|" * len(contenders) + "---:|---:|")

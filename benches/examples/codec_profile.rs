@@ -26,8 +26,8 @@ use std::num::NonZeroU16;
 use bytes::{Bytes, BytesMut};
 use mqtt_codec::{
     Connect, Decoder, Packet, PacketId, Properties, ProtocolVersion, PubAck, PubComp, PubRec,
-    PubRel, Publish, QoS, RetainHandling, Subscribe, SubscriptionOptions, TopicFilter, TopicName,
-    Utf8String, Will,
+    PubRel, Publish, QoS, RetainHandling, Status, Subscribe, SubscriptionOptions, TopicFilter,
+    TopicName, Utf8String, Will,
 };
 
 fn utf8(s: &str) -> Utf8String {
@@ -161,6 +161,25 @@ fn main() {
                     d = Decoder::new();
                 }
                 black_box(d.decode(&mut buf).unwrap().unwrap());
+            }
+        }
+        "decode-ref" => {
+            // The same long buffer, read borrowed with `Decoder::decode_ref`.
+            let mut all = Vec::with_capacity(wire.len() * count);
+            for _ in 0..count {
+                all.extend_from_slice(&wire);
+            }
+            let mut d = Decoder::with_version(v);
+            let mut rest = &all[..];
+            while !rest.is_empty() {
+                if case == "connect" {
+                    d = Decoder::new();
+                }
+                let Status::Complete((p, used)) = d.decode_ref(rest).unwrap() else {
+                    panic!("a whole packet");
+                };
+                black_box(p);
+                rest = &rest[used..];
             }
         }
         "encode" => {

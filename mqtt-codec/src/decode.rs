@@ -202,6 +202,7 @@ impl Decoder {
     ///
     /// # Errors
     /// The first violation found; the connection cannot go on after it.
+    #[inline]
     pub fn decode_ref<'a>(
         &mut self,
         buf: &'a [u8],

@@ -54,6 +54,7 @@ use crate::types::{PacketType, ProtocolVersion, VBI_MAX, vbi_len};
 /// the borrowed decoders): a known packet type (AUTH only in MQTT 5.0), and the reserved flags
 /// of every type but PUBLISH. Returns the type and the version the body is read in (a
 /// CONNECT's own).
+#[inline]
 pub(crate) fn check_first_byte(
     first_byte: u8,
     body: &[u8],

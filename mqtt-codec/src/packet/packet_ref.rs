@@ -252,6 +252,7 @@ impl<'a> PacketRef<'a> {
     /// # Errors
     /// The first violation found: the same [`Error`] as [`Packet::decode_body`] gives for the
     /// same bytes.
+    #[inline]
     pub fn decode(first_byte: u8, body: &'a [u8], version: ProtocolVersion) -> Result<Self, Error> {
         let (ty, version) = super::check_first_byte(first_byte, body, version)?;
         if ty == PacketType::Publish {

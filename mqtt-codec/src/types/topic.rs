@@ -168,23 +168,39 @@ pub(crate) fn check_filter(filter: &str) -> Result<(), Violation> {
     if filter.is_empty() {
         return Err(Violation::TopicFilterEmpty);
     }
-    let mut levels = filter.split('/').peekable();
-    while let Some(level) = levels.next() {
-        if level.contains('#') {
-            // v5 [MQTT-4.7.1-1], v3.1.1 [MQTT-4.7.1-2]: The multi-level wildcard character MUST be specified either on its
-            // own or following a topic level separator. In either case it MUST be the last
-            // character specified in the Topic Filter.
-            if level != "#" || levels.peek().is_some() {
+    let filter = filter.as_bytes();
+    // Without a wildcard there is nothing else to check (the common case, in one scan).
+    if !super::scan::has_wildcard(filter) {
+        return Ok(());
+    }
+    // One pass, level by level, in order: what a level holds is known at its end.
+    let level = |hash: bool, plus: bool, len: usize, last: bool| {
+        if hash {
+            // v5 [MQTT-4.7.1-1], v3.1.1 [MQTT-4.7.1-2]: The multi-level wildcard character MUST
+            // be specified either on its own or following a topic level separator. In either
+            // case it MUST be the last character specified in the Topic Filter.
+            if len != 1 || !last {
                 return Err(Violation::MultiLevelWildcardMisplaced);
             }
-        } else if level.contains('+') && level != "+" {
+        } else if plus && len != 1 {
             // v5 [MQTT-4.7.1-2], v3.1.1 [MQTT-4.7.1-3]: Where it is used, [the single-level
-            // wildcard] MUST occupy an entire
-            // level of the filter.
+            // wildcard] MUST occupy an entire level of the filter.
             return Err(Violation::SingleLevelWildcardMisplaced);
         }
+        Ok(())
+    };
+    let (mut hash, mut plus, mut len) = (false, false, 0_usize);
+    for &b in filter {
+        if b == b'/' {
+            level(hash, plus, len, false)?;
+            (hash, plus, len) = (false, false, 0);
+        } else {
+            hash |= b == b'#';
+            plus |= b == b'+';
+            len += 1;
+        }
     }
-    Ok(())
+    level(hash, plus, len, true)
 }
 
 macro_rules! string_newtype_impls {
@@ -263,6 +279,38 @@ string_newtype_impls!(TopicFilter);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The rules of section 4.7.1 as the specification words them, level by level, for
+    /// comparison with the one-pass `check_filter`.
+    fn reference(filter: &str) -> Result<(), Violation> {
+        if filter.is_empty() {
+            return Err(Violation::TopicFilterEmpty);
+        }
+        let mut levels = filter.split('/').peekable();
+        while let Some(level) = levels.next() {
+            if level.contains('#') {
+                if level != "#" || levels.peek().is_some() {
+                    return Err(Violation::MultiLevelWildcardMisplaced);
+                }
+            } else if level.contains('+') && level != "+" {
+                return Err(Violation::SingleLevelWildcardMisplaced);
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        // v5 [MQTT-4.7.1-1] [MQTT-4.7.1-2] [MQTT-4.7.3-1]: the same verdict, and the same
+        // rule named first, as the level-by-level reading.
+        #[test]
+        fn check_filter_agrees_with_the_level_by_level_rules(
+            text in prop::collection::vec(prop::sample::select(vec!["/", "+", "#", "a", "bc"]), 0..8)
+        ) {
+            let text = text.concat();
+            prop_assert_eq!(check_filter(&text), reference(&text), "{:?}", text);
+        }
+    }
 
     fn filter(s: &str) -> Result<TopicFilter, Violation> {
         TopicFilter::try_from(s)

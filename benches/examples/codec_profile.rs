@@ -26,8 +26,8 @@ use std::num::NonZeroU16;
 use bytes::{Bytes, BytesMut};
 use mqtt_codec::{
     Connect, Decoder, Packet, PacketId, Properties, ProtocolVersion, PubAck, PubComp, PubRec,
-    PubRel, Publish, QoS, RetainHandling, Status, Subscribe, SubscriptionOptions, TopicFilter,
-    TopicName, Utf8String, Will,
+    PubRel, Publish, PublishRef, QoS, RetainHandling, Status, Subscribe, SubscriptionOptions,
+    TopicFilter, TopicName, Utf8String, Will, read_fixed_header,
 };
 
 fn utf8(s: &str) -> Utf8String {
@@ -180,6 +180,23 @@ fn main() {
                 };
                 black_box(p);
                 rest = &rest[used..];
+            }
+        }
+        "decode-publish-ref" => {
+            // PUBLISH cases: `read_fixed_header` and `PublishRef::decode`, without `PacketRef`.
+            let mut all = Vec::with_capacity(wire.len() * count);
+            for _ in 0..count {
+                all.extend_from_slice(&wire);
+            }
+            let mut rest = &all[..];
+            while !rest.is_empty() {
+                let Status::Complete(h) = read_fixed_header(rest, Some(v), u32::MAX).unwrap()
+                else {
+                    panic!("a whole header");
+                };
+                let body = &rest[h.header_length..h.packet_length()];
+                black_box(PublishRef::decode(h.first_byte, body, v).unwrap());
+                rest = &rest[h.packet_length()..];
             }
         }
         "encode" => {

@@ -239,13 +239,13 @@ fn views_read_their_fields() {
     };
     assert_eq!(server.version(), Some(ProtocolVersion::V3_1_1));
     assert_eq!(c.client_id, "c1");
-    let will = c.will.unwrap();
+    let will = c.will().unwrap();
     assert_eq!(
         (will.topic, will.payload, will.retain),
         ("w/t", &b"bye"[..], true)
     );
-    assert_eq!(c.username, Some("u"));
-    assert_eq!(c.password, Some(&b"secret"[..]));
+    assert_eq!(c.username(), Some("u"));
+    assert_eq!(c.password(), Some(&b"secret"[..]));
     // The password is not in the Debug output.
     let debug = format!("{c:?}");
     assert!(!debug.contains("secret"), "{debug}");

@@ -99,13 +99,13 @@ pub(crate) fn peek_version(body: &[u8]) -> Option<ProtocolVersion> {
     (name == v.protocol_name().as_bytes()).then_some(v)
 }
 
-const RESERVED: u8 = 0b0000_0001;
-const CLEAN_START: u8 = 0b0000_0010;
-const WILL: u8 = 0b0000_0100;
-const WILL_QOS_SHIFT: u8 = 3;
-const WILL_RETAIN: u8 = 0b0010_0000;
-const PASSWORD: u8 = 0b0100_0000;
-const USERNAME: u8 = 0b1000_0000;
+pub(crate) const RESERVED: u8 = 0b0000_0001;
+pub(crate) const CLEAN_START: u8 = 0b0000_0010;
+pub(crate) const WILL: u8 = 0b0000_0100;
+pub(crate) const WILL_QOS_SHIFT: u8 = 3;
+pub(crate) const WILL_RETAIN: u8 = 0b0010_0000;
+pub(crate) const PASSWORD: u8 = 0b0100_0000;
+pub(crate) const USERNAME: u8 = 0b1000_0000;
 
 fn parse_protocol(i: &[u8]) -> PResult<'_, ProtocolVersion> {
     let (i, name) = binary(i)?;
@@ -141,9 +141,13 @@ pub(crate) struct ConnectParts<'a, F: Form<'a>> {
     pub(crate) will: Option<WillParts<'a, F>>,
     pub(crate) username: Option<F::Str>,
     pub(crate) password: Option<F::Bin>,
+    /// The Connect Flags.
+    pub(crate) flags: u8,
+    /// The payload after the Client Identifier: the will, user name and password.
+    pub(crate) tail: &'a [u8],
 }
 
-fn parse_will<'a, F: Form<'a>>(
+pub(crate) fn parse_will<'a, F: Form<'a>>(
     f: F,
     i: &'a [u8],
     v5: bool,
@@ -222,6 +226,7 @@ pub(crate) fn parse<'a, F: Form<'a>>(
         // [MQTT-3.1.3-1] Client Identifier, Will Properties, Will Topic, Will Payload,
         // User Name, Password, in that order. [MQTT-3.1.3-3] The ClientID MUST be present.
         let (i, client_id) = f.utf8(i)?;
+        let tail = i;
         // v5 [MQTT-3.1.2-9], v3.1.1 [MQTT-3.1.2-9]: with the Will Flag, the will fields
         // MUST be present.
         let (i, will) = if will_flag {
@@ -255,6 +260,8 @@ pub(crate) fn parse<'a, F: Form<'a>>(
                 will,
                 username,
                 password,
+                flags,
+                tail,
             },
         ))
     })

@@ -122,15 +122,15 @@ impl<'a> Form<'a> for Borrowed {
     type Filter = &'a str;
 
     #[inline]
-    fn no_props(self, ctx: PropertyContext) -> PropertiesRef<'a> {
-        PropertiesRef::empty_in(ctx)
+    fn no_props(self, _ctx: PropertyContext) -> PropertiesRef<'a> {
+        PropertiesRef::EMPTY
     }
 
     fn props(self, i: &'a [u8], ctx: PropertyContext) -> PResult<'a, PropertiesRef<'a>> {
         let (i, len) = vbi(i)?;
         let (i, list) = take(len)(i)?;
         match validate_raw(list, ctx) {
-            Ok(()) => Ok((i, PropertiesRef::checked(list, ctx))),
+            Ok(()) => Ok((i, PropertiesRef::checked(list))),
             Err(v) => fail(v),
         }
     }

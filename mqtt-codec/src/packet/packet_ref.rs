@@ -33,7 +33,7 @@
 use crate::prelude::*;
 use bytes::Bytes;
 
-use super::form::{Borrowed, Discard};
+use super::form::{Borrowed, Discard, Form};
 use super::{
     Auth, ConnAck, Connect, Disconnect, Packet, PropertiesRef, PubAck, PubComp, PubRec, PubRel,
     PublishRef, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
@@ -70,7 +70,9 @@ pub enum PacketRef<'a> {
     Auth(ReasonRef<'a>),
 }
 
-/// A CONNECT, borrowed. Its `Debug` shows the password's length, not its bytes.
+/// A CONNECT, borrowed. The will, user name and password are read from the checked payload
+/// when asked for (so that a [`PacketRef`] stays small). Its `Debug` shows the password's
+/// length, not its bytes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct ConnectRef<'a> {
     /// The protocol version (from the protocol name and level).
@@ -83,27 +85,85 @@ pub struct ConnectRef<'a> {
     pub properties: PropertiesRef<'a>,
     /// The Client Identifier (may be empty).
     pub client_id: &'a str,
+    /// The Connect Flags.
+    flags: u8,
+    /// The payload after the Client Identifier (checked).
+    tail: &'a [u8],
+}
+
+impl<'a> ConnectRef<'a> {
+    /// The will, user name and password, read from the checked payload.
+    fn rest(&self) -> (Option<WillRef<'a>>, Option<&'a str>, Option<&'a [u8]>) {
+        let f = Borrowed;
+        let mut i = self.tail;
+        let will = if self.flags & connect::WILL == 0 {
+            None
+        } else {
+            let qos = QoS::from_bits((self.flags >> connect::WILL_QOS_SHIFT) & 0b11)
+                .unwrap_or(QoS::AtMostOnce);
+            let retain = self.flags & connect::WILL_RETAIN != 0;
+            connect::parse_will(f, i, self.protocol.is_v5(), qos, retain)
+                .ok()
+                .map(|(rest, w)| {
+                    i = rest;
+                    WillRef {
+                        topic: w.topic,
+                        payload: w.payload,
+                        qos: w.qos,
+                        retain: w.retain,
+                        properties: w.properties,
+                    }
+                })
+        };
+        let username = if self.flags & connect::USERNAME == 0 {
+            None
+        } else {
+            f.utf8(i).ok().map(|(rest, u)| {
+                i = rest;
+                u
+            })
+        };
+        let password = if self.flags & connect::PASSWORD == 0 {
+            None
+        } else {
+            f.binary(i).ok().map(|(_, p)| p)
+        };
+        (will, username, password)
+    }
+
     /// The Will Message, if the Will Flag is set.
-    pub will: Option<WillRef<'a>>,
+    #[must_use]
+    pub fn will(&self) -> Option<WillRef<'a>> {
+        self.rest().0
+    }
+
     /// The User Name, if the User Name Flag is set.
-    pub username: Option<&'a str>,
+    #[must_use]
+    pub fn username(&self) -> Option<&'a str> {
+        self.rest().1
+    }
+
     /// The Password, if the Password Flag is set.
-    pub password: Option<&'a [u8]>,
+    #[must_use]
+    pub fn password(&self) -> Option<&'a [u8]> {
+        self.rest().2
+    }
 }
 
 impl core::fmt::Debug for ConnectRef<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let (will, username, password) = self.rest();
         f.debug_struct("ConnectRef")
             .field("protocol", &self.protocol)
             .field("clean_start", &self.clean_start)
             .field("keep_alive", &self.keep_alive)
             .field("properties", &self.properties)
             .field("client_id", &self.client_id)
-            .field("will", &self.will)
-            .field("username", &self.username)
+            .field("will", &will)
+            .field("username", &username)
             .field(
                 "password",
-                &self.password.map(|p| crate::properties::Redacted(p.len())),
+                &password.map(|p| crate::properties::Redacted(p.len())),
             )
             .finish()
     }
@@ -285,15 +345,8 @@ impl<'a> PacketRef<'a> {
                     keep_alive: c.keep_alive,
                     properties: c.properties,
                     client_id: c.client_id,
-                    will: c.will.map(|w| WillRef {
-                        topic: w.topic,
-                        payload: w.payload,
-                        qos: w.qos,
-                        retain: w.retain,
-                        properties: w.properties,
-                    }),
-                    username: c.username,
-                    password: c.password,
+                    flags: c.flags,
+                    tail: c.tail,
                 })
             }
             PacketType::ConnAck => {
@@ -361,9 +414,7 @@ impl<'a> PacketRef<'a> {
                     }
                     PacketRef::Disconnect(ReasonRef {
                         reason_code: ReasonCode::SUCCESS,
-                        properties: PropertiesRef::empty_in(PropertyContext::Packet(
-                            PacketType::Disconnect,
-                        )),
+                        properties: PropertiesRef::EMPTY,
                     })
                 } else {
                     let (reason_code, properties) =
@@ -416,28 +467,38 @@ impl<'a> PacketRef<'a> {
     /// [`Packet::decode_body`] gives for the same bytes.
     #[must_use]
     pub fn to_packet(&self) -> Packet {
-        let ack = |a: &AckRef<'_>| (a.packet_id, a.reason_code, a.properties.to_properties());
+        let ctx = PropertyContext::Packet(self.packet_type());
+        let ack = |a: &AckRef<'_>| {
+            (
+                a.packet_id,
+                a.reason_code,
+                a.properties.to_properties_in(ctx),
+            )
+        };
         match self {
-            PacketRef::Connect(c) => Packet::Connect(Box::new(Connect {
-                protocol: c.protocol,
-                clean_start: c.clean_start,
-                keep_alive: c.keep_alive,
-                properties: c.properties.to_properties(),
-                client_id: utf8(c.client_id),
-                will: c.will.map(|w| Will {
-                    topic: TopicName::try_from(w.topic).unwrap_or_default(),
-                    payload: Bytes::copy_from_slice(w.payload),
-                    qos: w.qos,
-                    retain: w.retain,
-                    properties: w.properties.to_properties(),
-                }),
-                username: c.username.map(utf8),
-                password: c.password.map(Bytes::copy_from_slice),
-            })),
+            PacketRef::Connect(c) => {
+                let (will, username, password) = c.rest();
+                Packet::Connect(Box::new(Connect {
+                    protocol: c.protocol,
+                    clean_start: c.clean_start,
+                    keep_alive: c.keep_alive,
+                    properties: c.properties.to_properties_in(ctx),
+                    client_id: utf8(c.client_id),
+                    will: will.map(|w| Will {
+                        topic: TopicName::try_from(w.topic).unwrap_or_default(),
+                        payload: Bytes::copy_from_slice(w.payload),
+                        qos: w.qos,
+                        retain: w.retain,
+                        properties: w.properties.to_properties_in(PropertyContext::Will),
+                    }),
+                    username: username.map(utf8),
+                    password: password.map(Bytes::copy_from_slice),
+                }))
+            }
             PacketRef::ConnAck(c) => Packet::ConnAck(ConnAck {
                 session_present: c.session_present,
                 reason_code: c.reason_code,
-                properties: c.properties.to_properties(),
+                properties: c.properties.to_properties_in(ctx),
             }),
             PacketRef::Publish(p) => Packet::Publish(p.to_publish()),
             PacketRef::PubAck(a) => {
@@ -474,7 +535,7 @@ impl<'a> PacketRef<'a> {
             }
             PacketRef::Subscribe(s) => Packet::Subscribe(Subscribe {
                 packet_id: s.packet_id,
-                properties: s.properties.to_properties(),
+                properties: s.properties.to_properties_in(ctx),
                 filters: s
                     .filters()
                     .filter_map(|(f, o)| Some((filter(f)?, o)))
@@ -482,28 +543,28 @@ impl<'a> PacketRef<'a> {
             }),
             PacketRef::SubAck(s) => Packet::SubAck(SubAck {
                 packet_id: s.packet_id,
-                properties: s.properties.to_properties(),
+                properties: s.properties.to_properties_in(ctx),
                 reason_codes: s.reason_codes().collect(),
             }),
             PacketRef::Unsubscribe(u) => Packet::Unsubscribe(Unsubscribe {
                 packet_id: u.packet_id,
-                properties: u.properties.to_properties(),
+                properties: u.properties.to_properties_in(ctx),
                 filters: u.filters().filter_map(filter).collect(),
             }),
             PacketRef::UnsubAck(u) => Packet::UnsubAck(UnsubAck {
                 packet_id: u.packet_id,
-                properties: u.properties.to_properties(),
+                properties: u.properties.to_properties_in(ctx),
                 reason_codes: u.reason_codes().collect(),
             }),
             PacketRef::PingReq => Packet::PingReq,
             PacketRef::PingResp => Packet::PingResp,
             PacketRef::Disconnect(d) => Packet::Disconnect(Disconnect {
                 reason_code: d.reason_code,
-                properties: d.properties.to_properties(),
+                properties: d.properties.to_properties_in(ctx),
             }),
             PacketRef::Auth(a) => Packet::Auth(Auth {
                 reason_code: a.reason_code,
-                properties: a.properties.to_properties(),
+                properties: a.properties.to_properties_in(ctx),
             }),
         }
     }

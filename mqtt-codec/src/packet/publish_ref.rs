@@ -63,11 +63,10 @@ pub struct PublishRef<'a> {
 
 /// A property list borrowed from the input, as it is on the wire (without the Property
 /// Length), known to be valid where it stands (a PUBLISH for [`PropertiesRef::new`], or the
-/// packet a [`crate::PacketRef`] decoded it in: see [`PropertiesRef::context`]).
+/// packet a [`crate::PacketRef`] decoded it in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PropertiesRef<'a> {
     bytes: &'a [u8],
-    ctx: PropertyContext,
 }
 
 impl Default for PropertiesRef<'_> {
@@ -97,11 +96,8 @@ pub enum PropertyValue<'a> {
 }
 
 impl<'a> PropertiesRef<'a> {
-    /// No properties (of a PUBLISH).
-    pub const EMPTY: Self = Self {
-        bytes: &[],
-        ctx: PropertyContext::Packet(PacketType::Publish),
-    };
+    /// No properties.
+    pub const EMPTY: Self = Self { bytes: &[] };
 
     /// Checks `bytes` (properties in wire form, without the Property Length) as the decoder
     /// checks the properties of a PUBLISH.
@@ -119,23 +115,12 @@ impl<'a> PropertiesRef<'a> {
     /// The first violation, as [`Properties`] decoding would report it.
     pub fn new_in(bytes: &'a [u8], ctx: PropertyContext) -> Result<Self, Violation> {
         validate_raw(bytes, ctx)?;
-        Ok(Self { bytes, ctx })
+        Ok(Self { bytes })
     }
 
-    /// No properties, in `ctx`.
-    pub(crate) const fn empty_in(ctx: PropertyContext) -> Self {
-        Self { bytes: &[], ctx }
-    }
-
-    /// `bytes`, checked by the caller for `ctx`.
-    pub(crate) const fn checked(bytes: &'a [u8], ctx: PropertyContext) -> Self {
-        Self { bytes, ctx }
-    }
-
-    /// Where the list stands (the packet type, or a CONNECT's Will Properties).
-    #[must_use]
-    pub fn context(&self) -> PropertyContext {
-        self.ctx
+    /// `bytes`, checked by the caller.
+    pub(crate) const fn checked(bytes: &'a [u8]) -> Self {
+        Self { bytes }
     }
 
     /// The properties in wire form (without the Property Length).
@@ -207,9 +192,16 @@ impl<'a> PropertiesRef<'a> {
         })
     }
 
-    /// The owned [`Properties`] (strings and binary data copied).
+    /// The owned [`Properties`] of a PUBLISH (strings and binary data copied).
     #[must_use]
     pub fn to_properties(&self) -> Properties {
+        self.to_properties_in(PropertyContext::Packet(PacketType::Publish))
+    }
+
+    /// The owned [`Properties`] of a list that is valid in `ctx` (strings and binary data
+    /// copied); empty if it is not.
+    #[must_use]
+    pub fn to_properties_in(&self, ctx: PropertyContext) -> Properties {
         let mut wire = Vec::with_capacity(self.bytes.len() + 4);
         put_vbi(
             &mut wire,
@@ -217,7 +209,7 @@ impl<'a> PropertiesRef<'a> {
         );
         wire.extend_from_slice(self.bytes);
         let wire = Bytes::from(wire);
-        Properties::parse(&wire, &wire, self.ctx)
+        Properties::parse(&wire, &wire, ctx)
             .map(|(_, p)| p)
             .unwrap_or_default()
     }
@@ -268,6 +260,7 @@ impl<'a> PublishRef<'a> {
     /// The first violation found, with the same [`Violation`] as [`crate::Packet::decode_body`]
     /// gives for the same bytes; [`Violation::InvalidPacketType`] when `first_byte` is not a
     /// PUBLISH.
+    #[inline]
     pub fn decode(first_byte: u8, body: &'a [u8], version: ProtocolVersion) -> Result<Self, Error> {
         let ty = PacketType::from_nibble(first_byte >> 4);
         if ty != Some(PacketType::Publish) {
@@ -277,6 +270,7 @@ impl<'a> PublishRef<'a> {
             .map_err(|v| Error::new(v, Some(PacketType::Publish), Some(version)))
     }
 
+    #[inline]
     fn parse(i: &'a [u8], flags: u8, version: ProtocolVersion) -> Result<Self, Violation> {
         let (dup, qos, retain) = super::publish::publish_flags(flags)?;
         let parsed: PResult<'a, (&'a str, Option<PacketId>, &'a [u8])> = (|| {

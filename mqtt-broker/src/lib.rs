@@ -67,6 +67,9 @@ mod websocket;
 
 pub use config::{ConfigError, Settings};
 pub use server::{ReloadHandle, Server};
+/// For the `websocket` fuzz target (not a stable API).
+#[doc(hidden)]
+pub use websocket::{Replay as WebSocketReplay, replay as websocket_replay};
 
 /// Why the broker could not start, or stopped.
 #[derive(Debug, thiserror::Error)]

@@ -271,3 +271,55 @@ fn mqtt_2_1_3_1_reserved_flags_are_refused_borrowed() {
     let err = PacketRef::decode(0x41, &[0x00, 0x01], ProtocolVersion::V5).unwrap_err();
     assert_eq!(err.violation(), Violation::ReservedFlags);
 }
+
+/// A property list converts in its own packet's context, and says so when asked for another.
+#[test]
+fn properties_ref_converts_in_its_own_context() {
+    // CONNACK 5.0 with Receive Maximum 10.
+    let body = [0x00, 0x00, 0x03, 0x21, 0x00, 0x0A];
+    let Ok(PacketRef::ConnAck(c)) = PacketRef::decode(0x20, &body, ProtocolVersion::V5) else {
+        panic!("a CONNACK");
+    };
+    let ctx = mqtt_codec::PropertyContext::Packet(PacketType::ConnAck);
+    let props = c.properties.to_properties_in(ctx).unwrap();
+    assert_eq!(props.receive_maximum.map(|v| v.get()), Some(10));
+    // Receive Maximum is not a PUBLISH property (section 2.2.2.2).
+    let publish = mqtt_codec::PropertyContext::Packet(PacketType::Publish);
+    assert_eq!(
+        c.properties.to_properties_in(publish),
+        Err(Violation::PropertyNotAllowed)
+    );
+}
+
+/// The will is read in the CONNECT's own version, whatever the caller does to `protocol`.
+#[test]
+fn connect_ref_reads_its_will_in_its_own_version() {
+    let mut connect = mqtt_codec::Connect::new(
+        ProtocolVersion::V5,
+        mqtt_codec::Utf8String::try_from("c").unwrap(),
+    );
+    let will_props = mqtt_codec::Properties {
+        will_delay_interval: Some(5),
+        ..Default::default()
+    };
+    connect.will = Some(mqtt_codec::Will {
+        topic: mqtt_codec::TopicName::try_from("w").unwrap(),
+        payload: bytes::Bytes::from_static(b"x"),
+        qos: mqtt_codec::QoS::AtMostOnce,
+        retain: false,
+        properties: will_props,
+    });
+    let packet = Packet::Connect(Box::new(connect));
+    let mut wire = BytesMut::new();
+    packet.encode(ProtocolVersion::V5, &mut wire).unwrap();
+    let Status::Complete((PacketRef::Connect(mut c), _)) =
+        Decoder::new().decode_ref(&wire).unwrap()
+    else {
+        panic!("a CONNECT");
+    };
+    c.protocol = ProtocolVersion::V3_1_1;
+    let will = c.will().unwrap();
+    assert_eq!((will.topic, will.payload), ("w", &b"x"[..]));
+    c.protocol = ProtocolVersion::V5;
+    assert_eq!(PacketRef::Connect(c).to_packet(), packet);
+}

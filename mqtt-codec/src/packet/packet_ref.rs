@@ -71,7 +71,8 @@ pub enum PacketRef<'a> {
 }
 
 /// A CONNECT, borrowed. The will, user name and password are read from the checked payload
-/// when asked for (so that a [`PacketRef`] stays small). Its `Debug` shows the password's
+/// each time they are asked for (so that a [`PacketRef`] stays small; the reading checks the
+/// will's properties and strings again). Its `Debug` shows the password's
 /// length, not its bytes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct ConnectRef<'a> {
@@ -87,6 +88,9 @@ pub struct ConnectRef<'a> {
     pub client_id: &'a str,
     /// The Connect Flags.
     flags: u8,
+    /// The CONNECT is MQTT 5.0 (its will has properties): kept apart from the public
+    /// `protocol`, which a caller may change.
+    v5: bool,
     /// The payload after the Client Identifier (checked).
     tail: &'a [u8],
 }
@@ -102,7 +106,7 @@ impl<'a> ConnectRef<'a> {
             let qos = QoS::from_bits((self.flags >> connect::WILL_QOS_SHIFT) & 0b11)
                 .unwrap_or(QoS::AtMostOnce);
             let retain = self.flags & connect::WILL_RETAIN != 0;
-            connect::parse_will(f, i, self.protocol.is_v5(), qos, retain)
+            connect::parse_will(f, i, self.v5, qos, retain)
                 .ok()
                 .map(|(rest, w)| {
                     i = rest;
@@ -346,6 +350,7 @@ impl<'a> PacketRef<'a> {
                     properties: c.properties,
                     client_id: c.client_id,
                     flags: c.flags,
+                    v5: c.protocol.is_v5(),
                     tail: c.tail,
                 })
             }
@@ -472,7 +477,7 @@ impl<'a> PacketRef<'a> {
             (
                 a.packet_id,
                 a.reason_code,
-                a.properties.to_properties_in(ctx),
+                a.properties.to_properties_in(ctx).unwrap_or_default(),
             )
         };
         match self {
@@ -482,14 +487,17 @@ impl<'a> PacketRef<'a> {
                     protocol: c.protocol,
                     clean_start: c.clean_start,
                     keep_alive: c.keep_alive,
-                    properties: c.properties.to_properties_in(ctx),
+                    properties: c.properties.to_properties_in(ctx).unwrap_or_default(),
                     client_id: utf8(c.client_id),
                     will: will.map(|w| Will {
                         topic: TopicName::try_from(w.topic).unwrap_or_default(),
                         payload: Bytes::copy_from_slice(w.payload),
                         qos: w.qos,
                         retain: w.retain,
-                        properties: w.properties.to_properties_in(PropertyContext::Will),
+                        properties: w
+                            .properties
+                            .to_properties_in(PropertyContext::Will)
+                            .unwrap_or_default(),
                     }),
                     username: username.map(utf8),
                     password: password.map(Bytes::copy_from_slice),
@@ -498,7 +506,7 @@ impl<'a> PacketRef<'a> {
             PacketRef::ConnAck(c) => Packet::ConnAck(ConnAck {
                 session_present: c.session_present,
                 reason_code: c.reason_code,
-                properties: c.properties.to_properties_in(ctx),
+                properties: c.properties.to_properties_in(ctx).unwrap_or_default(),
             }),
             PacketRef::Publish(p) => Packet::Publish(p.to_publish()),
             PacketRef::PubAck(a) => {
@@ -535,7 +543,7 @@ impl<'a> PacketRef<'a> {
             }
             PacketRef::Subscribe(s) => Packet::Subscribe(Subscribe {
                 packet_id: s.packet_id,
-                properties: s.properties.to_properties_in(ctx),
+                properties: s.properties.to_properties_in(ctx).unwrap_or_default(),
                 filters: s
                     .filters()
                     .filter_map(|(f, o)| Some((filter(f)?, o)))
@@ -543,28 +551,28 @@ impl<'a> PacketRef<'a> {
             }),
             PacketRef::SubAck(s) => Packet::SubAck(SubAck {
                 packet_id: s.packet_id,
-                properties: s.properties.to_properties_in(ctx),
+                properties: s.properties.to_properties_in(ctx).unwrap_or_default(),
                 reason_codes: s.reason_codes().collect(),
             }),
             PacketRef::Unsubscribe(u) => Packet::Unsubscribe(Unsubscribe {
                 packet_id: u.packet_id,
-                properties: u.properties.to_properties_in(ctx),
+                properties: u.properties.to_properties_in(ctx).unwrap_or_default(),
                 filters: u.filters().filter_map(filter).collect(),
             }),
             PacketRef::UnsubAck(u) => Packet::UnsubAck(UnsubAck {
                 packet_id: u.packet_id,
-                properties: u.properties.to_properties_in(ctx),
+                properties: u.properties.to_properties_in(ctx).unwrap_or_default(),
                 reason_codes: u.reason_codes().collect(),
             }),
             PacketRef::PingReq => Packet::PingReq,
             PacketRef::PingResp => Packet::PingResp,
             PacketRef::Disconnect(d) => Packet::Disconnect(Disconnect {
                 reason_code: d.reason_code,
-                properties: d.properties.to_properties_in(ctx),
+                properties: d.properties.to_properties_in(ctx).unwrap_or_default(),
             }),
             PacketRef::Auth(a) => Packet::Auth(Auth {
                 reason_code: a.reason_code,
-                properties: a.properties.to_properties_in(ctx),
+                properties: a.properties.to_properties_in(ctx).unwrap_or_default(),
             }),
         }
     }

@@ -62,8 +62,9 @@ pub struct PublishRef<'a> {
 }
 
 /// A property list borrowed from the input, as it is on the wire (without the Property
-/// Length), known to be valid where it stands (a PUBLISH for [`PropertiesRef::new`], or the
-/// packet a [`crate::PacketRef`] decoded it in).
+/// Length), checked for where it stands: a PUBLISH ([`PropertiesRef::new`]), the context given
+/// to [`PropertiesRef::new_in`], or the packet a [`crate::PacketRef`] decoded it in. It does
+/// not remember which: [`PropertiesRef::to_properties_in`] takes the context again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PropertiesRef<'a> {
     bytes: &'a [u8],
@@ -192,16 +193,22 @@ impl<'a> PropertiesRef<'a> {
         })
     }
 
-    /// The owned [`Properties`] of a PUBLISH (strings and binary data copied).
+    /// The owned [`Properties`] of a PUBLISH's list (strings and binary data copied). For the
+    /// list of another packet, use [`PropertiesRef::to_properties_in`]: this one is empty when
+    /// the list is not valid in a PUBLISH.
     #[must_use]
     pub fn to_properties(&self) -> Properties {
         self.to_properties_in(PropertyContext::Packet(PacketType::Publish))
+            .unwrap_or_default()
     }
 
-    /// The owned [`Properties`] of a list that is valid in `ctx` (strings and binary data
-    /// copied); empty if it is not.
-    #[must_use]
-    pub fn to_properties_in(&self, ctx: PropertyContext) -> Properties {
+    /// The owned [`Properties`] of a list that stands in `ctx` (strings and binary data
+    /// copied).
+    ///
+    /// # Errors
+    /// What decoding the list in `ctx` refuses: a list checked for another packet type may
+    /// hold properties `ctx` does not allow.
+    pub fn to_properties_in(&self, ctx: PropertyContext) -> Result<Properties, Violation> {
         let mut wire = Vec::with_capacity(self.bytes.len() + 4);
         put_vbi(
             &mut wire,
@@ -211,7 +218,7 @@ impl<'a> PropertiesRef<'a> {
         let wire = Bytes::from(wire);
         Properties::parse(&wire, &wire, ctx)
             .map(|(_, p)| p)
-            .unwrap_or_default()
+            .map_err(crate::wire::violation_of)
     }
 }
 

@@ -130,11 +130,7 @@ pub(crate) fn parse<'a, F: Form<'a>>(
         if session_present && reason_code != ReasonCode::SUCCESS {
             return fail(Violation::SessionPresentOnError);
         }
-        let (i, properties) = if version.is_v5() {
-            f.props(i, ctx)?
-        } else {
-            (i, f.no_props(ctx))
-        };
+        let (i, properties) = f.props_if(version.is_v5(), i, ctx)?;
         Ok((i, (session_present, reason_code, properties)))
     })
 }

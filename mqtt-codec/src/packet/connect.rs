@@ -154,11 +154,7 @@ pub(crate) fn parse_will<'a, F: Form<'a>>(
     qos: QoS,
     retain: bool,
 ) -> PResult<'a, WillParts<'a, F>> {
-    let (i, properties) = if v5 {
-        f.props(i, PropertyContext::Will)?
-    } else {
-        (i, f.no_props(PropertyContext::Will))
-    };
+    let (i, properties) = f.props_if(v5, i, PropertyContext::Will)?;
     // v5 [MQTT-3.1.3-11], v3.1.1 [MQTT-3.1.3-10]: the Will Topic MUST be a UTF-8 Encoded String.
     let (i, topic) = f.utf8(i)?;
     let topic = match F::topic(topic) {
@@ -218,11 +214,7 @@ pub(crate) fn parse<'a, F: Form<'a>>(
         }
         let (i, keep_alive) = u16_(i)?;
         let ctx = PropertyContext::Packet(PacketType::Connect);
-        let (i, properties) = if v5 {
-            f.props(i, ctx)?
-        } else {
-            (i, f.no_props(ctx))
-        };
+        let (i, properties) = f.props_if(v5, i, ctx)?;
         // [MQTT-3.1.3-1] Client Identifier, Will Properties, Will Topic, Will Payload,
         // User Name, Password, in that order. [MQTT-3.1.3-3] The ClientID MUST be present.
         let (i, client_id) = f.utf8(i)?;

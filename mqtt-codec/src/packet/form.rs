@@ -36,6 +36,16 @@ pub(crate) trait Form<'a>: Copy {
     /// A Property Length and the properties it covers, checked as allowed in `ctx`.
     fn props(self, i: &'a [u8], ctx: PropertyContext) -> PResult<'a, Self::Props>;
 
+    /// An MQTT 5.0 packet's Property Length and properties (`v5`), or none before 5.0.
+    #[inline]
+    fn props_if(self, v5: bool, i: &'a [u8], ctx: PropertyContext) -> PResult<'a, Self::Props> {
+        if v5 {
+            self.props(i, ctx)
+        } else {
+            Ok((i, self.no_props(ctx)))
+        }
+    }
+
     /// A UTF-8 Encoded String: [MQTT-1.5.4-1] well-formed, [MQTT-1.5.4-2] without U+0000.
     fn utf8(self, i: &'a [u8]) -> PResult<'a, Self::Str>;
 

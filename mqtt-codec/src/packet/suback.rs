@@ -98,11 +98,7 @@ pub(crate) fn parse<'a, F: Form<'a>>(
     let ctx = PropertyContext::Packet(PacketType::SubAck);
     all_consumed(body, |i| {
         let (i, packet_id) = packet_id(i)?;
-        let (i, properties) = if v5 {
-            f.props(i, ctx)?
-        } else {
-            (i, f.no_props(ctx))
-        };
+        let (i, properties) = f.props_if(v5, i, ctx)?;
         if i.is_empty() {
             return fail(Violation::AckWithoutReasonCodes);
         }

@@ -139,11 +139,7 @@ pub(crate) fn parse<'a, F: Form<'a>>(
     let ctx = PropertyContext::Packet(PacketType::Subscribe);
     all_consumed(body, |i| {
         let (i, packet_id) = packet_id(i)?;
-        let (payload, properties) = if v5 {
-            f.props(i, ctx)?
-        } else {
-            (i, f.no_props(ctx))
-        };
+        let (payload, properties) = f.props_if(v5, i, ctx)?;
         entries.start(payload);
         let mut i = payload;
         // v5 [MQTT-3.8.3-2], v3.1.1 [MQTT-3.8.3-3]: at least one Topic Filter.

@@ -92,11 +92,7 @@ pub(crate) fn parse<'a, F: Form<'a>>(
     let ctx = PropertyContext::Packet(PacketType::Unsubscribe);
     all_consumed(body, |i| {
         let (i, packet_id) = packet_id(i)?;
-        let (payload, properties) = if v5 {
-            f.props(i, ctx)?
-        } else {
-            (i, f.no_props(ctx))
-        };
+        let (payload, properties) = f.props_if(v5, i, ctx)?;
         // v5 v3.1.1 [MQTT-3.10.3-2] The Payload of an UNSUBSCRIBE packet MUST contain at
         // least one Topic Filter.
         if payload.is_empty() {

@@ -72,12 +72,31 @@ pub struct ClientConfig {
     /// Maximum is reached); [`Client::publish`](super::Client::publish) refuses more with
     /// [`ClientError::QueueFull`](super::ClientError).
     pub max_queued_messages: usize,
+    /// Manual acknowledgement of received QoS 1 and 2 messages: the PUBACK (QoS 1) or PUBREC
+    /// (QoS 2) of a [`ClientEvent::Message`](super::ClientEvent) is held until the application
+    /// calls [`Client::ack`](super::Client::ack) with its Packet Identifier, and acknowledgements
+    /// are still sent in the order the messages arrived (v5 v3.1.1 [MQTT-4.6.0-2]
+    /// [MQTT-4.6.0-3]). Messages held count against our Receive Maximum (MQTT 5.0), so a server
+    /// that respects it sends no more QoS 1/2 messages until the application catches up. A QoS 2
+    /// message not acknowledged by the application when the connection is lost is not delivered
+    /// again when the server re-sends it; its PUBREC waits for `ack`. Off (`false`): each
+    /// message is acknowledged as soon as it is reported.
+    pub manual_acks: bool,
+    /// What happens to the QoS 1 messages sent and not acknowledged when the session is lost
+    /// (Session Present 0 on a resuming connection, or a Clean Start): `true` sends them again
+    /// as new messages (DUP 0; the server may deliver them twice), `false` (the default) gives
+    /// them up with [`DropReason::SessionDiscarded`](super::DropReason). v5 [MQTT-3.2.2-5]
+    pub resend_qos1_on_session_loss: bool,
+    /// The same for QoS 2 messages (including those whose PUBREC arrived): `true` breaks
+    /// exactly-once (the server may already have delivered them), so `false` is the default.
+    pub resend_qos2_on_session_loss: bool,
 }
 
 impl ClientConfig {
     /// A configuration for `protocol` and `client_id` with the defaults: Clean Start,
     /// Keep Alive 60 s, Session Expiry 0, no limits of our own, no will, no credentials, ping
-    /// timeout 10 s, connect timeout 30 s, 10 000 queued messages.
+    /// timeout 10 s, connect timeout 30 s, 10 000 queued messages, automatic acknowledgements,
+    /// messages in flight given up when the session is lost.
     #[must_use]
     pub fn new(protocol: ProtocolVersion, client_id: impl Into<String>) -> Self {
         Self {
@@ -99,6 +118,9 @@ impl ClientConfig {
             ping_timeout: Duration::from_secs(10),
             connect_timeout: Some(Duration::from_secs(30)),
             max_queued_messages: 10_000,
+            manual_acks: false,
+            resend_qos1_on_session_loss: false,
+            resend_qos2_on_session_loss: false,
         }
     }
 }

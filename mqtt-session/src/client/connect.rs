@@ -4,7 +4,7 @@
 use crate::prelude::*;
 use bytes::{Bytes, BytesMut};
 use mqtt_codec::{
-    Auth, ConnAck, Connect, Decoder, Disconnect, Packet, Properties, ReasonCode, Utf8String,
+    Auth, ConnAck, Connect, Decoder, Disconnect, Packet, Properties, QoS, ReasonCode, Utf8String,
 };
 
 use super::alias::{InboundAliases, OutboundAliases};
@@ -133,14 +133,26 @@ impl Client {
             }),
             challenge_pending: false,
             reauthenticating: false,
+            held_acks: alloc::collections::VecDeque::new(),
+            held_qos1: 0,
         });
         let _ = self.send(&Packet::from(connect), now);
     }
 
     /// Discards the Session State (Clean Start 1, or Session Present 0), reporting each message
-    /// sent and not completely acknowledged as dropped.
+    /// sent and not completely acknowledged as dropped, or keeping it to send again as a new
+    /// message when the configuration says so for its QoS.
     pub(super) fn discard_session(&mut self) {
-        for out in self.session.discard() {
+        let (qos1, qos2) = (
+            self.config.resend_qos1_on_session_loss,
+            self.config.resend_qos2_on_session_loss,
+        );
+        let resend = |qos| match qos {
+            QoS::AtLeastOnce => qos1,
+            QoS::ExactlyOnce => qos2,
+            QoS::AtMostOnce => false,
+        };
+        for out in self.session.discard(resend) {
             self.event(ClientEvent::PublishDropped {
                 packet_id: out.publish.packet_id,
                 reason: DropReason::SessionDiscarded,

@@ -9,7 +9,7 @@ use mqtt_codec::{
 
 use super::alias::AliasUse;
 use super::session::{OutState, Request, RequestPacket};
-use super::{Client, ClientError, ClientEvent, DropReason};
+use super::{Client, ClientError, ClientEvent, DropReason, HeldAck};
 use crate::time::Timestamp;
 
 impl Client {
@@ -340,6 +340,7 @@ impl Client {
 
     pub(super) fn handle_publish(&mut self, mut p: Publish, now: Timestamp) {
         let v5 = self.version().is_v5();
+        let manual = self.config.manual_acks;
         let receive_maximum = if v5 {
             usize::from(self.config.receive_maximum)
         } else {
@@ -353,10 +354,33 @@ impl Client {
             self.fail(code, None, now);
             return;
         }
+        // QoS 1 messages awaiting the application's acknowledgement count against our Receive
+        // Maximum too (automatic acknowledgement: none).
+        let unacknowledged = conn.held_qos1 + self.session.inbound_qos2.len();
         // v5 v3.1.1 [MQTT-3.3.4-1] the response the QoS asks for, whatever the application does
         // with the message (v5 v3.1.1 [MQTT-4.5.0-2]).
         match (p.qos, p.packet_id) {
             (QoS::AtLeastOnce, Some(id)) => {
+                if manual {
+                    if conn.held_acks.iter().any(|h| h.id == id && !h.acked) {
+                        // Sent again while the application still holds it: its one PUBACK
+                        // answers both.
+                        return;
+                    }
+                    if unacknowledged >= receive_maximum {
+                        // Section 3.3.4: 0x93 Receive Maximum exceeded.
+                        self.fail(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, None, now);
+                        return;
+                    }
+                    conn.held_acks.push_back(HeldAck {
+                        id,
+                        qos: QoS::AtLeastOnce,
+                        acked: false,
+                    });
+                    conn.held_qos1 += 1;
+                    self.event(ClientEvent::Message(Box::new(p)));
+                    return;
+                }
                 self.event(ClientEvent::Message(Box::new(p)));
                 // v5 [MQTT-4.3.2-4] v3.1.1 [MQTT-4.3.2-2] PUBACK with the same identifier,
                 // in the order of the PUBLISH packets (v5 v3.1.1 [MQTT-4.6.0-2]).
@@ -366,16 +390,41 @@ impl Client {
                 if self.session.inbound_qos2.contains(&id) {
                     // v5 [MQTT-4.3.3-10] until its PUBREL, the same Packet Identifier is the
                     // same message: PUBREC again, not delivered again.
+                    if manual {
+                        // Queued behind the acknowledgements owed before it; held until the
+                        // application acknowledges, if it has not yet.
+                        let acked = !self.session.inbound_unacked.contains(&id);
+                        let already = conn.held_acks.iter().any(|h| h.id == id && !h.acked);
+                        if !already {
+                            conn.held_acks.push_back(HeldAck {
+                                id,
+                                qos: QoS::ExactlyOnce,
+                                acked,
+                            });
+                        }
+                        self.send_held_acks(now);
+                        return;
+                    }
                     let _ = self.send(&Packet::PubRec(PubRec::new(id)), now);
                     return;
                 }
-                if self.session.inbound_qos2.len() >= receive_maximum {
-                    // Section 3.3.4: more unacknowledged QoS 2 PUBLISH packets than our Receive
-                    // Maximum: DISCONNECT 0x93 (Receive Maximum exceeded).
+                if unacknowledged >= receive_maximum {
+                    // Section 3.3.4: more unacknowledged QoS 1/2 PUBLISH packets than our
+                    // Receive Maximum: DISCONNECT 0x93 (Receive Maximum exceeded).
                     self.fail(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, None, now);
                     return;
                 }
                 self.session.inbound_qos2.insert(id);
+                if manual {
+                    self.session.inbound_unacked.insert(id);
+                    conn.held_acks.push_back(HeldAck {
+                        id,
+                        qos: QoS::ExactlyOnce,
+                        acked: false,
+                    });
+                    self.event(ClientEvent::Message(Box::new(p)));
+                    return;
+                }
                 self.event(ClientEvent::Message(Box::new(p)));
                 // v5 [MQTT-4.3.3-8] v3.1.1 [MQTT-4.3.3-2] PUBREC with the same identifier, in
                 // order (v5 v3.1.1 [MQTT-4.6.0-3]).
@@ -385,7 +434,84 @@ impl Client {
         }
     }
 
+    /// Manual acknowledgement ([`ClientConfig::manual_acks`](super::ClientConfig)): the
+    /// application has processed the received QoS 1 or 2 message with Packet Identifier
+    /// `packet_id`, and its PUBACK or PUBREC may be sent. Acknowledgements go out in the order
+    /// the messages arrived (v5 v3.1.1 [MQTT-4.6.0-2] [MQTT-4.6.0-3]), so this one may wait for
+    /// earlier messages' acknowledgements. Returns `false` when no message with that identifier
+    /// awaits one: already acknowledged, or a QoS 1 message of a connection that has ended (the
+    /// server sends it again on resume, and it is reported again).
+    ///
+    /// A QoS 2 message acknowledged while disconnected is remembered: when the server re-sends
+    /// it, its PUBREC is sent at once.
+    ///
+    /// # Errors
+    /// [`ClientError::NotAllowed`] when manual acknowledgement is off.
+    pub fn ack(&mut self, packet_id: PacketId, now: Timestamp) -> Result<bool, ClientError> {
+        if !self.config.manual_acks {
+            return Err(ClientError::NotAllowed(
+                "acknowledgements are automatic (ClientConfig::manual_acks is off)",
+            ));
+        }
+        let mut found = self.session.inbound_unacked.remove(&packet_id);
+        if let Some(conn) = self.conn.as_mut()
+            && let Some(held) = conn
+                .held_acks
+                .iter_mut()
+                .find(|h| h.id == packet_id && !h.acked)
+        {
+            held.acked = true;
+            if held.qos == QoS::AtLeastOnce {
+                conn.held_qos1 = conn.held_qos1.saturating_sub(1);
+            }
+            found = true;
+        }
+        if found {
+            self.send_held_acks(now);
+        }
+        Ok(found)
+    }
+
+    /// Received QoS 1/2 messages awaiting the application's acknowledgement (manual
+    /// acknowledgement; always 0 otherwise).
+    #[must_use]
+    pub fn awaiting_ack(&self) -> usize {
+        let held_qos1 = self.conn.as_ref().map_or(0, |c| c.held_qos1);
+        held_qos1 + self.session.inbound_unacked.len()
+    }
+
+    /// Sends the held acknowledgements from the front of the queue that the application has
+    /// acknowledged, stopping at the first it has not.
+    fn send_held_acks(&mut self, now: Timestamp) {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return;
+            };
+            let Some(held) = conn.held_acks.front().copied() else {
+                return;
+            };
+            if !held.acked {
+                return;
+            }
+            conn.held_acks.pop_front();
+            let packet = if held.qos == QoS::AtLeastOnce {
+                // v5 [MQTT-4.3.2-4] v3.1.1 [MQTT-4.3.2-2]
+                Packet::PubAck(PubAck::new(held.id))
+            } else {
+                // v5 [MQTT-4.3.3-8] v3.1.1 [MQTT-4.3.3-2]
+                Packet::PubRec(PubRec::new(held.id))
+            };
+            let _ = self.send(&packet, now);
+        }
+    }
+
     pub(super) fn handle_pubrel(&mut self, id: PacketId, now: Timestamp) {
+        if self.session.inbound_unacked.contains(&id) {
+            // A PUBREL before our PUBREC (held for the application): the server sends PUBREL in
+            // answer to a PUBREC (section 4.3.3, v5 [MQTT-4.3.3-4] on its side).
+            self.fail(ReasonCode::PROTOCOL_ERROR, None, now);
+            return;
+        }
         let mut comp = PubComp::new(id);
         // v5 [MQTT-4.3.3-12] after the PUBCOMP the identifier is a new message again.
         let found = self.session.inbound_qos2.remove(&id);

@@ -391,6 +391,20 @@ struct Connection {
     challenge_pending: bool,
     /// We sent AUTH 0x19 and the exchange has not ended.
     reauthenticating: bool,
+    /// Manual acknowledgement: the PUBACKs and PUBRECs owed on this connection, in the order
+    /// of their PUBLISH packets; sent from the front as the application acknowledges.
+    held_acks: VecDeque<HeldAck>,
+    /// How many of them are QoS 1 messages the application has not acknowledged.
+    held_qos1: usize,
+}
+
+/// An acknowledgement owed for a received message (manual acknowledgement).
+#[derive(Debug, Clone, Copy)]
+struct HeldAck {
+    id: PacketId,
+    qos: QoS,
+    /// The application acknowledged it: it is sent once the ones before it are.
+    acked: bool,
 }
 
 /// The most encoded bytes the client holds for the transport before it stops encoding queued

@@ -72,6 +72,9 @@ pub(crate) struct Session {
     pub(crate) requests: VecDeque<Request>,
     /// Packet Identifiers of inbound QoS 2 messages delivered and awaiting PUBREL.
     pub(crate) inbound_qos2: BTreeSet<PacketId>,
+    /// Of those, the ones the application has not acknowledged yet (manual acknowledgement):
+    /// their PUBREC waits for [`Client::ack`](super::Client::ack).
+    pub(crate) inbound_unacked: BTreeSet<PacketId>,
     /// Outbound messages in state InFlight or Released: the send quota in use.
     pub(crate) in_flight: usize,
     /// Outbound messages in state Pending.
@@ -95,6 +98,7 @@ impl Session {
             outbound: VecDeque::new(),
             requests: VecDeque::new(),
             inbound_qos2: BTreeSet::new(),
+            inbound_unacked: BTreeSet::new(),
             in_flight: 0,
             pending: 0,
             ids_in_use: BTreeSet::new(),
@@ -260,22 +264,29 @@ impl Session {
         }
     }
 
-    /// Discards the Session State: messages sent and not completely acknowledged (returned,
-    /// in order), and the inbound QoS 2 flows. Messages never sent stay queued: they are not
-    /// session state yet. v5 [MQTT-3.2.2-5] [MQTT-3.1.2-4] v3.1.1 [MQTT-3.1.2-6]
-    pub(crate) fn discard(&mut self) -> Vec<Outbound> {
+    /// Discards the Session State: messages sent and not completely acknowledged are returned,
+    /// in order, except those `resend` keeps (by QoS): they stay in their place in the queue,
+    /// to be sent again as new messages (DUP 0). The inbound QoS 2 flows are forgotten. Messages
+    /// never sent stay queued: they are not session state yet.
+    /// v5 [MQTT-3.2.2-5] [MQTT-3.1.2-4] v3.1.1 [MQTT-3.1.2-6]
+    pub(crate) fn discard(&mut self, resend: impl Fn(mqtt_codec::QoS) -> bool) -> Vec<Outbound> {
         let mut discarded = Vec::new();
         let mut i = 0;
         while let Some(out) = self.outbound.get(i) {
-            if out.is_session_state() {
-                if let Some(out) = self.remove_at(i) {
-                    discarded.push(out);
-                }
-            } else {
+            if !out.is_session_state() {
                 i += 1;
+            } else if resend(out.publish.qos) {
+                self.set_state(i, OutState::Pending);
+                if let Some(out) = self.outbound.get_mut(i) {
+                    out.sent_once = false;
+                }
+                i += 1;
+            } else if let Some(out) = self.remove_at(i) {
+                discarded.push(out);
             }
         }
         self.inbound_qos2.clear();
+        self.inbound_unacked.clear();
         discarded
     }
 }

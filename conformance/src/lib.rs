@@ -16,9 +16,10 @@
 //!
 //! # What is scanned
 //!
-//! Every `*.rs` file under `mqtt-codec/`, `mqtt-session/`, `fuzz/fuzz_targets/` and
-//! `conformance/` ([`SCAN_ROOTS`]), skipping directories named `target` and hidden
-//! directories. Paths are reported relative to the workspace root, with `/` separators.
+//! Every `*.rs` file under `mqtt-codec/`, `mqtt-session/`, `mqtt-transport/`, `mqtt-broker/`,
+//! `fuzz/fuzz_targets/` and `conformance/` ([`SCAN_ROOTS`]), skipping directories named
+//! `target` and hidden directories. Paths are reported relative to the workspace root, with
+//! `/` separators.
 //!
 //! The files are run through a small Rust lexer, so that string literals (including raw
 //! strings), char literals and comments are told apart from code: a citation is only
@@ -86,10 +87,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// Directories (relative to the workspace root) whose `*.rs` files are scanned.
-pub const SCAN_ROOTS: [&str; 5] = [
+pub const SCAN_ROOTS: [&str; 7] = [
     "mqtt-codec",
     "mqtt-session",
+    "mqtt-transport",
     "mqtt-broker",
+    "mqtt-client",
     "fuzz/fuzz_targets",
     "conformance",
 ];
@@ -1405,11 +1408,11 @@ const HEADER: &str = "# MQTT conformance matrix
 
 Every normative statement of MQTT 5.0 (`spec/mqtt-v5.0-statements.tsv`) and MQTT 3.1.1
 (`spec/mqtt-v3.1.1-statements.tsv`), with the tests that check it and the code that
-enforces it, as cited in the sources of `mqtt-codec/`, `mqtt-session/`, `mqtt-broker/`,
-`fuzz/fuzz_targets/` and `conformance/`. A statement no test can check says why (from
-`spec/untestable.tsv`). `cargo test -p conformance` fails when this file is stale, when a
-citation names a statement that does not exist, or when a statement said to be untestable
-has a test.
+enforces it, as cited in the sources of `mqtt-codec/`, `mqtt-session/`, `mqtt-transport/`,
+`mqtt-broker/`, `fuzz/fuzz_targets/` and `conformance/`. A statement no test can check says
+why (from `spec/untestable.tsv`). `cargo test -p conformance` fails when this file is stale,
+when a citation names a statement that does not exist, or when a statement said to be
+untestable has a test.
 
 ## How to cite a statement
 

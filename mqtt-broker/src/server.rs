@@ -164,13 +164,15 @@ impl Server {
         let listener = bind_listener(&settings.listen).await?;
         let addr = transport::local_addr(&listener)?;
         let max_size = usize::try_from(settings.max_packet_size).unwrap_or(usize::MAX);
+        // Served on `/mqtt`; frames and messages of at most the maximum packet size.
+        let ws = mqtt_transport::websocket::Options::default().with_max_message_size(max_size);
         let mut others = Vec::new();
         for (listen, handshake) in [
             (&settings.tls_listen, tls.clone().map(Handshake::Tls)),
-            (&settings.ws_listen, Some(Handshake::Ws(max_size))),
+            (&settings.ws_listen, Some(Handshake::Ws(ws.clone()))),
             (
                 &settings.wss_listen,
-                tls.clone().map(|tls| Handshake::Wss(tls, max_size)),
+                tls.clone().map(|tls| Handshake::Wss(tls, ws.clone())),
             ),
         ] {
             if let (Some(listen), Some(handshake)) = (listen, handshake) {

@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mqtt_session::broker::ConnectionInfo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use mqtt_transport::websocket;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::engine::Input;
 use crate::inputs::InputTx;
-use crate::{BoxError, tls, websocket};
+use crate::{BoxError, tls};
 
 /// How long a connection's TLS and WebSocket handshakes may take together.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -25,13 +25,8 @@ pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// for one to end (a flood of handshakes costs bounded memory).
 const MAX_HANDSHAKES: usize = 1024;
 
-/// A connection's byte stream, whatever the transport.
-pub(crate) trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
-
-/// A boxed [`Transport`].
-pub(crate) type Stream = Box<dyn Transport>;
+/// A connection's byte stream, whatever the transport (mqtt-transport's).
+pub(crate) type Stream = mqtt_transport::BoxStream;
 
 /// A connection ready for MQTT.
 pub(crate) struct Accepted {
@@ -79,10 +74,11 @@ pub(crate) async fn accept_tcp(listener: TcpListener, inputs: InputTx) {
 pub(crate) enum Handshake {
     /// TLS (`--tls-listen`).
     Tls(TlsAcceptor),
-    /// WebSocket (`--ws-listen`), frames and messages of at most this many bytes.
-    Ws(usize),
+    /// WebSocket (`--ws-listen`) on `/mqtt`, frames and messages of at most the maximum
+    /// packet size.
+    Ws(websocket::Options),
     /// WebSocket over TLS (`--wss-listen`).
-    Wss(TlsAcceptor, usize),
+    Wss(TlsAcceptor, websocket::Options),
 }
 
 impl Handshake {
@@ -147,11 +143,11 @@ impl Handshake {
                 let info = with_identity(info, stream.get_ref().1);
                 (Box::new(stream), info)
             }
-            Self::Ws(max_size) => (websocket::accept(stream, max_size).await?, info),
-            Self::Wss(acceptor, max_size) => {
+            Self::Ws(options) => (websocket::accept(stream, &options).await?, info),
+            Self::Wss(acceptor, options) => {
                 let stream = acceptor.accept(stream).await?;
                 let info = with_identity(info, stream.get_ref().1);
-                (websocket::accept(stream, max_size).await?, info)
+                (websocket::accept(stream, &options).await?, info)
             }
         };
         Ok(Accepted {

@@ -19,7 +19,7 @@ fn newest_mtime(path: &Path) -> Option<SystemTime> {
         .max()
 }
 
-/// The binary of example `name` of mqtt-session, whose sources are at `source` (relative to
+/// The binary of example `name` of mqtt-client, whose sources are at `source` (relative to
 /// the crate), built first if it is missing or stale.
 pub(crate) fn locate(name: &str, source: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
@@ -33,6 +33,8 @@ pub(crate) fn locate(name: &str, source: &str) -> PathBuf {
         manifest.join(source),
         manifest.join("src"),
         manifest.join("../mqtt-codec/src"),
+        manifest.join("../mqtt-session/src"),
+        manifest.join("../mqtt-transport/src"),
     ]
     .iter()
     .filter_map(|p| newest_mtime(p))
@@ -50,7 +52,7 @@ pub(crate) fn locate(name: &str, source: &str) -> PathBuf {
         };
         let target_dir = profile_dir.parent().expect("target directory");
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "mqtt-session", "--example", name])
+            .args(["build", "--quiet", "-p", "mqtt-client", "--example", name])
             .arg("--profile")
             .arg(profile)
             .arg("--target-dir")

@@ -1,6 +1,6 @@
-//! Interoperability of the client example (`examples/client.rs`, the sans-IO `Client` engine
-//! on tokio) with a real broker: Debian's `mosquitto` 2.0, started by each test on its own
-//! free loopback port, with `mosquitto_sub` / `mosquitto_pub` (mosquitto-clients) as the peer
+//! Interoperability of `mqttc` (`examples/mqttc.rs`, the command-line client on this crate)
+//! with a real broker: Debian's `mosquitto` 2.0, started by each test on its own free loopback
+//! port, with `mosquitto_sub` / `mosquitto_pub` (mosquitto-clients) as the peer
 //! that cross-checks — issue 4's scenarios, over MQTT 5.0 and 3.1.1: connect; QoS 0, 1 and 2
 //! from our publisher to our subscriber (and to mosquitto_sub, and from mosquitto_pub); a
 //! session resumed with Clean Start 0; wills (killed client, normal DISCONNECT, Will Delay).
@@ -51,10 +51,10 @@ mod example_binary;
 #[path = "../../mqtt-broker/tests/support/proc.rs"]
 mod proc;
 
-/// The client example, built first if it is missing or older than its sources.
+/// `mqttc`, built first if it is missing or older than its sources.
 fn client_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| example_binary::locate("client", "examples/client.rs"))
+    BINARY.get_or_init(|| example_binary::locate("mqttc", "examples/mqttc.rs"))
 }
 
 /// The protocol version a client speaks.
@@ -65,7 +65,7 @@ enum V {
 }
 
 impl V {
-    /// `--protocol` of the client example.
+    /// `--protocol` of mqttc.
     fn ours(self) -> &'static str {
         match self {
             V::V5 => "5",
@@ -216,7 +216,7 @@ struct Ctx {
 }
 
 impl Ctx {
-    /// The client example as `id`, with the global `options` and the subcommand `command`.
+    /// `mqttc` as `id`, with the global `options` and the subcommand `command`.
     fn ours(&self, id: &str, options: &[&str], command: &[&str]) -> Proc {
         let mut c = Command::new(client_binary());
         c.args([
@@ -231,7 +231,7 @@ impl Ctx {
         Proc::spawn(self.dir.path(), &format!("client {id}"), c).0
     }
 
-    /// The client example's `sub`, returned once mosquitto has sent its SUBACK.
+    /// `mqttc`'s `sub`, returned once mosquitto has sent its SUBACK.
     fn ours_sub(&self, id: &str, options: &[&str], command: &[&str]) -> Proc {
         let before = self.subacks(id);
         let sub = self.ours(id, options, &[&["sub"], command].concat());
@@ -240,7 +240,7 @@ impl Ctx {
         sub
     }
 
-    /// The client example's `pub`, to completion.
+    /// `mqttc`'s `pub`, to completion.
     fn ours_pub(&self, id: &str, options: &[&str], command: &[&str]) -> Proc {
         let mut p = self.ours(id, options, &[&["pub"], command].concat());
         p.expect_quiet_success();

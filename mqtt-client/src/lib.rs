@@ -1,0 +1,492 @@
+//! An async MQTT 3.1.1 / 5.0 client on tokio.
+//!
+//! Every protocol decision is made by the sans-IO client engine of `mqtt-session`
+//! ([`mqtt_session::client::Client`]); this crate hosts it: it owns the transport (TCP, TLS,
+//! WebSocket, secure WebSocket, from `mqtt-transport`), the clock and a task per client, and
+//! turns the engine's events into futures and a stream.
+//!
+//! ```no_run
+//! use mqtt_client::{Client, Event, Options, QoS};
+//!
+//! # async fn run() -> Result<(), mqtt_client::Error> {
+//! let options = Options::new("mqtt://127.0.0.1:1883", "sensor-1")?;
+//! let (client, mut events) = Client::connect(options).await?;
+//! client.subscribe("commands/#", QoS::AtLeastOnce).await?;
+//! // Resolves once the message is queued (stored), then once the server acknowledged it.
+//! let delivery = client.publish("status", "online", QoS::AtLeastOnce, false).await?;
+//! let reason = delivery.await?;
+//! assert!(!reason.is_error());
+//! while let Some(event) = events.recv().await {
+//!     if let Event::Message(message) = event {
+//!         println!("{}: {:?}", message.topic, message.payload);
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Design
+//!
+//! - **A task per client, events as a stream.** [`Client::connect`] spawns the connection task
+//!   and returns a cheap cloneable [`Client`] handle and an [`Events`] stream. The task runs
+//!   whether or not the application reads events, so keep alive never depends on the
+//!   application polling (an event-loop `poll` design stalls the connection while the
+//!   application is busy, and a busy consumer then causes ping timeouts and reconnect loops).
+//! - **Futures for acknowledgements.** [`Client::publish`] resolves once the message is in the
+//!   engine's queue and returns a [`Delivery`], a future that resolves with the PUBACK or
+//!   PUBCOMP reason code (QoS 0: at once). [`Client::subscribe`] and [`Client::unsubscribe`]
+//!   resolve with the SUBACK / UNSUBACK codes.
+//! - **Back-pressure without deadlock.** Requests go through a bounded channel:
+//!   [`Client::publish`] waits for room, [`Client::try_publish`] fails with [`Error::Full`].
+//!   Events go through a bounded channel too, and the task never waits for the application:
+//!   it keeps reading the socket (PINGRESP, acknowledgements) while the application is slow.
+//!   A QoS 1/2 message is acknowledged to the server only once it is in the event queue (or,
+//!   with [`Options::manual_acks`], once the application calls [`Client::ack`]), so a slow
+//!   consumer holds back the server by MQTT's own flow control (Receive Maximum, 256 by
+//!   default) and no QoS 1/2 message is ever dropped. QoS 0 messages have no flow control:
+//!   beyond [`Options::event_capacity`] waiting events they are dropped and counted, and
+//!   [`Event::Lagged`] says how many.
+//! - **Reconnection** with exponential backoff and jitter ([`Reconnect`]). The session resumes
+//!   when the server kept it (messages in flight are re-sent with DUP, PUBREL again, by the
+//!   engine); when it did not, the filters it had granted are subscribed again
+//!   ([`Options::resubscribe`]) and the messages in flight are sent again as new (QoS 1) or
+//!   fail with [`Error::SessionLost`] (QoS 2), as [`Options::session`] says. Messages
+//!   published while offline wait in the engine's queue, up to `max_queued_messages`, and are
+//!   refused with [`Error::Engine`] (`QueueFull`) beyond.
+//!
+//! Not yet: persistence of the session across process restarts (the engine does not emit
+//! storage records yet).
+
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+/// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
+mod options;
+mod task;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+pub use mqtt_session::client::{ClientConfig, ClientError, DropReason, ServerLimits};
+pub use mqtt_session::codec::{
+    PacketId, Properties, ProtocolVersion, Publish, QoS, ReasonCode, RetainHandling,
+    SubscriptionOptions, TopicFilter, TopicName, Violation, Will,
+};
+/// The transports (TCP, TLS, WebSocket): `mqtt-transport`, for TLS configuration.
+pub use mqtt_transport as transport;
+pub use mqtt_transport::{ConnectOptions, Endpoint};
+pub use options::{Authenticator, Options, Reconnect};
+
+use task::Command;
+
+/// How long [`Client::disconnect`] waits for received QoS 2 exchanges to complete.
+pub const DISCONNECT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Why a request failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The transport could not be made (address, TCP, TLS, WebSocket), or the endpoint is not
+    /// valid.
+    #[error("transport: {0}")]
+    Transport(std::sync::Arc<mqtt_transport::Error>),
+    /// The server refused the connection (CONNACK with this reason code).
+    #[error("the server refused the connection: {reason_code:?}{}", reason_string.as_deref().map(|s| format!(" ({s})")).unwrap_or_default())]
+    Refused {
+        /// The CONNACK's reason code (MQTT 3.1.1 return codes are mapped to 5.0's).
+        reason_code: ReasonCode,
+        /// Its Reason String, if any.
+        reason_string: Option<String>,
+    },
+    /// The first connection ended before the server accepted it (connect timeout, protocol
+    /// violation, closed transport).
+    #[error("the connection ended before the server accepted it")]
+    NotConnected,
+    /// A topic name or filter is not valid (the rule it breaks).
+    #[error("invalid topic: {0}")]
+    InvalidTopic(Violation),
+    /// The engine refused the request (invalid packet, QoS or size above the server's limits,
+    /// queue full, ...): nothing was sent.
+    #[error("refused: {0}")]
+    Engine(ClientError),
+    /// The server acknowledged with an error reason code (PUBACK, PUBREC or PUBCOMP 0x80 or
+    /// above; a SUBACK failure for [`Client::subscribe`]).
+    #[error("the server answered {0:?}")]
+    Rejected(ReasonCode),
+    /// The message was given up without an acknowledgement.
+    #[error("the message was dropped: {0:?}")]
+    Dropped(DropReason),
+    /// The server did not have the session when the client reconnected: whether the message
+    /// was delivered is unknown ([`DropReason::SessionDiscarded`]).
+    #[error("the session was lost while the message was in flight; its delivery is unknown")]
+    SessionLost,
+    /// The request queue is full ([`Client::try_publish`]).
+    #[error("the request queue is full")]
+    Full,
+    /// The client has stopped: [`Client::disconnect`] was called, reconnection gave up, or the
+    /// server refused a reconnection for good.
+    #[error("the client has stopped")]
+    Closed,
+}
+
+impl From<mqtt_transport::Error> for Error {
+    fn from(e: mqtt_transport::Error) -> Self {
+        Self::Transport(std::sync::Arc::new(e))
+    }
+}
+
+/// What the connection task tells the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The server accepted a connection.
+    Connected {
+        /// Session Present: the server resumed the session.
+        session_present: bool,
+        /// The Assigned Client Identifier, when the configured one was empty (MQTT 5.0); the
+        /// client uses it on every later connection.
+        assigned_client_id: Option<String>,
+        /// What the server announced (limits, keep alive, session expiry in force).
+        server: Box<ServerLimits>,
+    },
+    /// An Application Message. With [`Options::manual_acks`], acknowledge a QoS 1/2 message
+    /// with [`Client::ack`] once it is processed.
+    Message(Box<Publish>),
+    /// This many QoS 0 messages were dropped because the application did not read events fast
+    /// enough.
+    Lagged {
+        /// How many, since the last such event.
+        dropped: u64,
+    },
+    /// A filter was subscribed again after the server lost the session
+    /// ([`Options::resubscribe`]).
+    Resubscribed {
+        /// The filter.
+        filter: String,
+        /// The SUBACK's reason code for it.
+        reason_code: ReasonCode,
+    },
+    /// A connection ended.
+    Disconnected {
+        /// The reason code of the DISCONNECT (the server's when `from_server`), if any.
+        reason_code: Option<ReasonCode>,
+        /// Whether the server ended it.
+        from_server: bool,
+        /// What went wrong, in words (transport error, ping timeout, protocol violation...).
+        cause: Option<String>,
+        /// When the next attempt is made (`None`: the client has stopped).
+        reconnect_in: Option<std::time::Duration>,
+    },
+    /// A connection attempt failed (transport error or refusal); another follows after
+    /// `retry_in`, or none (`None`) when the client gives up.
+    ConnectFailed {
+        /// Why.
+        cause: String,
+        /// When the next attempt is made.
+        retry_in: Option<std::time::Duration>,
+    },
+}
+
+/// A handle on a client: cheap to clone; every clone talks to the same connection task. When
+/// the last handle is dropped, the client disconnects (DISCONNECT 0x00) and its task ends.
+#[derive(Debug, Clone)]
+pub struct Client {
+    commands: mpsc::Sender<Command>,
+}
+
+/// The events of a client, in order: a [`futures_core::Stream`], or [`Events::recv`].
+/// It ends when the client has stopped.
+#[derive(Debug)]
+pub struct Events {
+    rx: mpsc::Receiver<Event>,
+}
+
+impl Events {
+    /// The next event; `None` once the client has stopped and every event was read.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+}
+
+impl futures_core::Stream for Events {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// The second stage of a publication: resolves with the reason code of the PUBACK (QoS 1) or
+/// PUBCOMP (QoS 2), or at once for QoS 0 (with 0x00).
+///
+/// # Errors
+/// [`Error::Rejected`] (an error reason code), [`Error::Dropped`], [`Error::SessionLost`],
+/// [`Error::Closed`] (the client stopped first).
+#[derive(Debug)]
+#[must_use = "a Delivery resolves when the message is acknowledged"]
+pub struct Delivery {
+    packet_id: Option<PacketId>,
+    rx: oneshot::Receiver<Result<ReasonCode, Error>>,
+}
+
+impl Delivery {
+    /// The message's Packet Identifier (`None` for QoS 0).
+    #[must_use]
+    pub fn packet_id(&self) -> Option<PacketId> {
+        self.packet_id
+    }
+}
+
+impl Future for Delivery {
+    type Output = Result<ReasonCode, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(Error::Closed)))
+    }
+}
+
+impl Client {
+    /// Connects with `options`: spawns the connection task (on the current tokio runtime),
+    /// waits for the first connection's CONNACK, and returns the handle and the event stream
+    /// (whose first event is that [`Event::Connected`]). Later losses are reconnected as
+    /// [`Options::reconnect`] says.
+    ///
+    /// # Errors
+    /// [`Error::Engine`] for a configuration that cannot make a valid CONNECT;
+    /// [`Error::Transport`] when the first transport cannot be made; [`Error::Refused`] when
+    /// the server refuses; [`Error::NotConnected`] when the connection ends first.
+    pub async fn connect(options: Options) -> Result<(Self, Events), Error> {
+        let (commands, events, first) = task::spawn(options)?;
+        first.await.unwrap_or(Err(Error::Closed))?;
+        Ok((Self { commands }, Events { rx: events }))
+    }
+
+    /// Publishes `payload` on `topic`. Resolves once the message is queued in the engine (sent
+    /// at once when connected and the server's Receive Maximum allows, else when it does),
+    /// with the [`Delivery`] that resolves on its acknowledgement.
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when the engine refuses it (invalid topic, QoS or size above the
+    /// server's limits, queue full while offline, ...); [`Error::Closed`].
+    pub async fn publish(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        qos: QoS,
+        retain: bool,
+    ) -> Result<Delivery, Error> {
+        self.publish_message(message(topic, payload, qos, retain)?)
+            .await
+    }
+
+    /// [`Client::publish`] with a whole PUBLISH: its properties (MQTT 5.0) are sent; its DUP,
+    /// Packet Identifier and Topic Alias are the engine's to set.
+    ///
+    /// # Errors
+    /// As [`Client::publish`].
+    pub async fn publish_message(&self, publish: Publish) -> Result<Delivery, Error> {
+        let (accepted_tx, accepted) = oneshot::channel();
+        let (done_tx, done) = oneshot::channel();
+        self.commands
+            .send(Command::Publish {
+                publish,
+                accepted: Some(accepted_tx),
+                done: done_tx,
+            })
+            .await
+            .map_err(|_| Error::Closed)?;
+        let packet_id = accepted.await.map_err(|_| Error::Closed)??;
+        Ok(Delivery {
+            packet_id,
+            rx: done,
+        })
+    }
+
+    /// Publishes without waiting: fails with [`Error::Full`] when the request queue is full.
+    /// The engine's refusal, if any, comes through the [`Delivery`] (whose
+    /// [`Delivery::packet_id`] is then unknown, `None`).
+    ///
+    /// # Errors
+    /// [`Error::Full`], [`Error::Closed`], or an invalid topic ([`Error::Engine`]).
+    pub fn try_publish(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        qos: QoS,
+        retain: bool,
+    ) -> Result<Delivery, Error> {
+        let publish = message(topic, payload, qos, retain)?;
+        let (done_tx, done) = oneshot::channel();
+        self.commands
+            .try_send(Command::Publish {
+                publish,
+                accepted: None,
+                done: done_tx,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => Error::Full,
+                mpsc::error::TrySendError::Closed(_) => Error::Closed,
+            })?;
+        Ok(Delivery {
+            packet_id: None,
+            rx: done,
+        })
+    }
+
+    /// Subscribes to one filter with a maximum QoS; resolves with the granted QoS once the
+    /// SUBACK arrives (the request waits for the connection while offline).
+    ///
+    /// # Errors
+    /// [`Error::Rejected`] with the SUBACK's failure code; [`Error::Engine`] for an invalid
+    /// filter or one the server said it does not support; [`Error::Closed`].
+    pub async fn subscribe(&self, filter: &str, qos: QoS) -> Result<QoS, Error> {
+        let filter = TopicFilter::try_from(filter).map_err(Error::InvalidTopic)?;
+        let codes = self
+            .subscribe_many(
+                vec![(filter, SubscriptionOptions::qos(qos))],
+                Properties::default(),
+            )
+            .await?;
+        let code = codes
+            .first()
+            .copied()
+            .unwrap_or(ReasonCode::UNSPECIFIED_ERROR);
+        if code.is_error() {
+            return Err(Error::Rejected(code));
+        }
+        Ok(match code.0 {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            _ => QoS::ExactlyOnce,
+        })
+    }
+
+    /// Subscribes to `filters` in one SUBSCRIBE, with their options and `properties`
+    /// (Subscription Identifier, User Properties: MQTT 5.0); resolves with the SUBACK's reason
+    /// codes, one per filter (granted QoS, or a failure).
+    ///
+    /// # Errors
+    /// [`Error::Engine`] for a SUBSCRIBE the engine refuses; [`Error::Closed`].
+    pub async fn subscribe_many(
+        &self,
+        filters: Vec<(TopicFilter, SubscriptionOptions)>,
+        properties: Properties,
+    ) -> Result<Vec<ReasonCode>, Error> {
+        let (done, rx) = oneshot::channel();
+        self.command(Command::Subscribe {
+            filters,
+            properties,
+            done,
+        })
+        .await?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Unsubscribes from `filters`; resolves with the UNSUBACK's reason codes (MQTT 5.0; empty
+    /// in 3.1.1).
+    ///
+    /// # Errors
+    /// [`Error::Engine`] for an invalid filter; [`Error::Closed`].
+    pub async fn unsubscribe(&self, filters: &[&str]) -> Result<Vec<ReasonCode>, Error> {
+        let filters = filters
+            .iter()
+            .map(|f| TopicFilter::try_from(*f))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Error::InvalidTopic)?;
+        let (done, rx) = oneshot::channel();
+        self.command(Command::Unsubscribe {
+            filters,
+            properties: Properties::default(),
+            done,
+        })
+        .await?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Acknowledges a received QoS 1/2 message ([`Options::manual_acks`]): its PUBACK or PUBREC
+    /// is sent (in the order the messages arrived). Does nothing for QoS 0, or without manual
+    /// acknowledgement.
+    ///
+    /// # Errors
+    /// [`Error::Closed`].
+    pub async fn ack(&self, message: &Publish) -> Result<(), Error> {
+        match message.packet_id {
+            Some(packet_id) if message.qos != QoS::AtMostOnce => {
+                self.command(Command::Ack { packet_id }).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Re-authenticates (MQTT 5.0 enhanced authentication, AUTH 0x19 with `data`); resolves
+    /// when the server accepts.
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when not connected or no Authentication Method was configured;
+    /// [`Error::Closed`] (also when the server refuses: it disconnects).
+    pub async fn reauthenticate(&self, data: Option<Bytes>) -> Result<(), Error> {
+        let (done, rx) = oneshot::channel();
+        self.command(Command::Reauthenticate { data, done }).await?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Disconnects normally (DISCONNECT 0x00: the will is discarded) and stops the client:
+    /// requests not yet acknowledged fail with [`Error::Closed`], and the event stream ends.
+    /// Received QoS 2 messages whose exchange is half done (PUBREC sent, PUBREL awaited) are
+    /// completed first, for at most [`DISCONNECT_GRACE`], so that the server does not hold
+    /// them for a next session. Resolves when the connection is closed.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the client had already stopped.
+    pub async fn disconnect(&self) -> Result<(), Error> {
+        self.disconnect_with(ReasonCode::NORMAL_DISCONNECTION, None)
+            .await
+    }
+
+    /// [`Client::disconnect`] with a reason code (0x04 sends the will) and a new Session
+    /// Expiry Interval (MQTT 5.0).
+    ///
+    /// # Errors
+    /// [`Error::Engine`] for a code or interval the engine refuses; [`Error::Closed`].
+    pub async fn disconnect_with(
+        &self,
+        reason_code: ReasonCode,
+        session_expiry_interval: Option<u32>,
+    ) -> Result<(), Error> {
+        let (done, rx) = oneshot::channel();
+        self.command(Command::Disconnect {
+            reason_code,
+            session_expiry_interval,
+            done,
+        })
+        .await?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn command(&self, command: Command) -> Result<(), Error> {
+        self.commands.send(command).await.map_err(|_| Error::Closed)
+    }
+}
+
+/// A PUBLISH for `topic` and `payload`.
+fn message(
+    topic: &str,
+    payload: impl Into<Bytes>,
+    qos: QoS,
+    retain: bool,
+) -> Result<Publish, Error> {
+    let topic = TopicName::try_from(topic).map_err(Error::InvalidTopic)?;
+    let mut publish = Publish::new(topic, payload.into());
+    publish.qos = qos;
+    publish.retain = retain;
+    Ok(publish)
+}

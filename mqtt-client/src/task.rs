@@ -1,0 +1,941 @@
+//! The connection task: hosts one client engine. It owns the transport (a reader here, a
+//! writer task per connection), the clock (tokio's, so tests can pause it), the request and
+//! event channels, and the futures waiting on acknowledgements.
+//!
+//! One loop waits for the first of: a request, bytes from the server, room in the writer's
+//! channel (when the engine has bytes to send), room in the event channel (when events wait),
+//! the engine's deadline, the reconnection delay, or a transport being made. Nothing in it
+//! waits on the application: a full event channel only stops events from leaving.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use mqtt_session::Timestamp;
+use mqtt_session::client::{Client as Engine, ClientEvent, ClientOutput, DropReason};
+use mqtt_session::codec::{
+    PacketId, Properties, Publish, QoS, ReasonCode, SubscriptionOptions, TopicFilter,
+};
+use mqtt_transport::BoxStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::{Error, Event, Options};
+
+/// How many writes may wait for the writer task (each up to [`WRITE_CHUNK`] bytes).
+const WRITER_QUEUE: usize = 4;
+/// The most bytes pulled from the engine at once.
+const WRITE_CHUNK: usize = 64 * 1024;
+/// How long the writer may take to pass on the last bytes (a DISCONNECT) of a closed
+/// connection.
+const CLOSE_FLUSH: Duration = Duration::from_secs(2);
+
+/// A request from a [`Client`](crate::Client) handle.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Publish {
+        publish: Publish,
+        /// Told the Packet Identifier once the engine queued the message (`None`:
+        /// `try_publish`, which reports a refusal through `done`).
+        accepted: Option<oneshot::Sender<Result<Option<PacketId>, Error>>>,
+        done: oneshot::Sender<Result<ReasonCode, Error>>,
+    },
+    Subscribe {
+        filters: Vec<(TopicFilter, SubscriptionOptions)>,
+        properties: Properties,
+        done: oneshot::Sender<Result<Vec<ReasonCode>, Error>>,
+    },
+    Unsubscribe {
+        filters: Vec<TopicFilter>,
+        properties: Properties,
+        done: oneshot::Sender<Result<Vec<ReasonCode>, Error>>,
+    },
+    Ack {
+        packet_id: PacketId,
+    },
+    Reauthenticate {
+        data: Option<Bytes>,
+        done: oneshot::Sender<Result<(), Error>>,
+    },
+    Disconnect {
+        reason_code: ReasonCode,
+        session_expiry_interval: Option<u32>,
+        done: oneshot::Sender<Result<(), Error>>,
+    },
+}
+
+type FirstConnect = oneshot::Receiver<Result<(), Error>>;
+
+/// Checks the options, and spawns the task: the request sender, the event receiver, and what
+/// resolves on the first connection's outcome.
+pub(crate) fn spawn(
+    options: Options,
+) -> Result<(mpsc::Sender<Command>, mpsc::Receiver<Event>, FirstConnect), Error> {
+    let mut config = options.session.clone();
+    // The host holds every acknowledgement until the message is in the event queue (or the
+    // application acknowledges it).
+    config.manual_acks = true;
+    let engine = Engine::new(config).map_err(Error::Engine)?;
+    let (commands_tx, commands) = mpsc::channel(options.request_capacity.max(1));
+    let (events_tx, events_rx) = mpsc::channel(options.event_capacity.max(1));
+    let (first_tx, first_rx) = oneshot::channel();
+    let task = Task {
+        engine,
+        options: Arc::new(options),
+        commands,
+        events: events_tx,
+        waiting: VecDeque::new(),
+        dropped_qos0: 0,
+        publishes: HashMap::new(),
+        requests: HashMap::new(),
+        resubscribes: HashMap::new(),
+        reauth: None,
+        subscriptions: BTreeMap::new(),
+        start: Instant::now(),
+        conn: None,
+        connecting: None,
+        reconnect_at: Some(Instant::now()),
+        attempt: 0,
+        ever_connected: false,
+        first: Some(first_tx),
+        stopping: None,
+        deferred: None,
+        stopped: false,
+        cause: None,
+        refused: None,
+    };
+    tokio::spawn(task.run());
+    Ok((commands_tx, events_rx, first_rx))
+}
+
+/// An event waiting for room in the event channel, with the acknowledgement it releases.
+#[derive(Debug)]
+struct Waiting {
+    event: Event,
+    /// A QoS 1/2 message's Packet Identifier: acknowledged to the engine once the event is in
+    /// the channel (automatic acknowledgement).
+    ack: Option<PacketId>,
+}
+
+/// A SUBSCRIBE or UNSUBSCRIBE awaiting its acknowledgement.
+#[derive(Debug)]
+enum Pending {
+    Subscribe {
+        filters: Vec<(TopicFilter, SubscriptionOptions)>,
+        properties: Properties,
+        done: oneshot::Sender<Result<Vec<ReasonCode>, Error>>,
+    },
+    Unsubscribe {
+        filters: Vec<TopicFilter>,
+        done: oneshot::Sender<Result<Vec<ReasonCode>, Error>>,
+    },
+}
+
+/// One live transport.
+struct Conn {
+    reader: ReadHalf<BoxStream>,
+    writer: mpsc::Sender<Bytes>,
+    buf: BytesMut,
+    /// The engine has bytes to send.
+    transmit: bool,
+}
+
+type Connecting = Pin<Box<dyn Future<Output = Result<BoxStream, mqtt_transport::Error>> + Send>>;
+
+struct Task {
+    engine: Engine,
+    options: Arc<Options>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    /// Events that found the channel full, in order.
+    waiting: VecDeque<Waiting>,
+    /// QoS 0 messages dropped since the last [`Event::Lagged`].
+    dropped_qos0: u64,
+    publishes: HashMap<PacketId, oneshot::Sender<Result<ReasonCode, Error>>>,
+    requests: HashMap<PacketId, Pending>,
+    /// Resubscriptions after a lost session: the filter of each.
+    resubscribes: HashMap<PacketId, String>,
+    reauth: Option<oneshot::Sender<Result<(), Error>>>,
+    /// The filters the server granted, with their options and their SUBSCRIBE's properties
+    /// (for resubscription).
+    subscriptions: BTreeMap<String, (TopicFilter, SubscriptionOptions, Properties)>,
+    start: Instant,
+    conn: Option<Conn>,
+    connecting: Option<Connecting>,
+    reconnect_at: Option<Instant>,
+    /// Failed attempts in a row.
+    attempt: u32,
+    ever_connected: bool,
+    first: Option<oneshot::Sender<Result<(), Error>>>,
+    /// `disconnect` was asked: resolved once the connection is closed.
+    stopping: Option<Option<oneshot::Sender<Result<(), Error>>>>,
+    /// `disconnect` waits for received QoS 2 exchanges to complete, until this instant.
+    deferred: Option<Deferred>,
+    stopped: bool,
+    /// What ended the current connection, in words, for [`Event::Disconnected`].
+    cause: Option<String>,
+    /// The refusal of the last connection attempt.
+    refused: Option<(ReasonCode, Option<String>)>,
+}
+
+/// A disconnection waiting for received QoS 2 exchanges to complete.
+struct Deferred {
+    reason_code: ReasonCode,
+    session_expiry_interval: Option<u32>,
+    done: Option<oneshot::Sender<Result<(), Error>>>,
+    until: Instant,
+}
+
+/// What woke the loop.
+enum Wake {
+    Command(Option<Command>),
+    Read(std::io::Result<usize>),
+    Writable(Result<mpsc::OwnedPermit<Bytes>, mpsc::error::SendError<()>>),
+    EventRoom(Result<mpsc::OwnedPermit<Event>, mpsc::error::SendError<()>>),
+    Timer,
+    Reconnect,
+    Transport(Result<BoxStream, mqtt_transport::Error>),
+}
+
+async fn pending_forever<T>() -> T {
+    std::future::pending().await
+}
+
+impl Task {
+    fn now(&self) -> Timestamp {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Timestamp::from_millis(ms)
+    }
+
+    fn instant(&self, t: Timestamp) -> Instant {
+        self.start + Duration::from_millis(t.as_millis())
+    }
+
+    async fn run(mut self) {
+        while !self.stopped {
+            self.drain();
+            if self.deferred_stop() {
+                self.drain();
+            }
+            if self.stopped {
+                break;
+            }
+            let wake = self.wait().await;
+            self.handle(wake);
+        }
+        self.finish();
+    }
+
+    /// Waits for the next thing to do.
+    async fn wait(&mut self) -> Wake {
+        let deadline = self.engine.poll_timeout().map(|t| self.instant(t));
+        let deadline = match (deadline, self.deferred.as_ref().map(|d| d.until)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let accept_commands = self.stopping.is_none() && self.deferred.is_none();
+        let (read, writer) = match self.conn.as_mut() {
+            Some(c) => (
+                Some((&mut c.reader, &mut c.buf)),
+                c.transmit.then(|| c.writer.clone()),
+            ),
+            None => (None, None),
+        };
+        let events = (!self.waiting.is_empty()).then(|| self.events.clone());
+        let reconnect_at = self.reconnect_at.filter(|_| self.connecting.is_none());
+        let connecting = self.connecting.as_mut();
+        let commands = &mut self.commands;
+        tokio::select! {
+            biased;
+            r = async {
+                match read {
+                    Some((reader, buf)) => {
+                        buf.reserve(16 * 1024);
+                        reader.read_buf(buf).await
+                    }
+                    None => pending_forever().await,
+                }
+            } => Wake::Read(r),
+            p = async {
+                match writer {
+                    Some(w) => w.reserve_owned().await.map_err(|_| mpsc::error::SendError(())),
+                    None => pending_forever().await,
+                }
+            } => Wake::Writable(p),
+            p = async {
+                match events {
+                    Some(e) => e.reserve_owned().await.map_err(|_| mpsc::error::SendError(())),
+                    None => pending_forever().await,
+                }
+            } => Wake::EventRoom(p),
+            () = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => pending_forever().await,
+                }
+            } => Wake::Timer,
+            r = async {
+                match connecting {
+                    Some(c) => c.await,
+                    None => pending_forever().await,
+                }
+            } => Wake::Transport(r),
+            () = async {
+                match reconnect_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => pending_forever().await,
+                }
+            } => Wake::Reconnect,
+            c = async {
+                if accept_commands {
+                    commands.recv().await
+                } else {
+                    pending_forever().await
+                }
+            } => Wake::Command(c),
+        }
+    }
+
+    fn handle(&mut self, wake: Wake) {
+        let now = self.now();
+        match wake {
+            Wake::Read(Ok(0)) | Wake::Read(Err(_)) => {
+                if let Wake::Read(Err(e)) = &wake {
+                    self.cause = Some(format!("read: {e}"));
+                } else {
+                    self.cause = Some("the server closed the connection".to_owned());
+                }
+                self.conn = None;
+                self.engine.handle_disconnected(now);
+            }
+            Wake::Read(Ok(_)) => {
+                if let Some(conn) = self.conn.as_mut() {
+                    let data = conn.buf.split();
+                    self.engine.handle_bytes(&data, now);
+                }
+            }
+            Wake::Writable(Ok(permit)) => match self.engine.poll_transmit(WRITE_CHUNK, now) {
+                Some(data) => {
+                    permit.send(data);
+                }
+                None => {
+                    if let Some(conn) = self.conn.as_mut() {
+                        conn.transmit = false;
+                    }
+                }
+            },
+            Wake::Writable(Err(_)) => {
+                // The writer task ended: the transport failed.
+                self.cause = Some("write failed".to_owned());
+                self.conn = None;
+                self.engine.handle_disconnected(now);
+            }
+            Wake::EventRoom(Ok(permit)) => {
+                if let Some(w) = self.waiting.pop_front() {
+                    permit.send(w.event);
+                    if let Some(id) = w.ack {
+                        let _ = self.engine.ack(id, now);
+                    }
+                }
+                self.lagged();
+            }
+            Wake::EventRoom(Err(_)) => {
+                // Nobody reads events any more: deliver nothing, acknowledge everything.
+                for w in std::mem::take(&mut self.waiting) {
+                    if let Some(id) = w.ack {
+                        let _ = self.engine.ack(id, now);
+                    }
+                }
+            }
+            Wake::Timer => self.engine.handle_timeout(now),
+            Wake::Reconnect => {
+                self.reconnect_at = None;
+                let endpoint = self.options.endpoint.clone();
+                let options = self.options.transport.clone();
+                self.connecting = Some(Box::pin(async move {
+                    mqtt_transport::connect(&endpoint, &options).await
+                }));
+            }
+            Wake::Transport(result) => {
+                self.connecting = None;
+                match result {
+                    Ok(stream) => self.open(stream, now),
+                    Err(e) => self.attempt_failed(e.to_string(), Some(Error::from(e))),
+                }
+            }
+            Wake::Command(Some(command)) => self.command(command, now),
+            Wake::Command(None) => {
+                // Every handle is gone: disconnect normally and stop.
+                self.stop(ReasonCode::NORMAL_DISCONNECTION, None, None, now);
+            }
+        }
+    }
+
+    /// A transport is up: the engine sends its CONNECT.
+    fn open(&mut self, stream: BoxStream, now: Timestamp) {
+        let (reader, mut write_half) = tokio::io::split(stream);
+        let (writer, mut rx) = mpsc::channel::<Bytes>(WRITER_QUEUE);
+        tokio::spawn(async move {
+            while let Some(data) = rx.recv().await {
+                if write_half.write_all(&data).await.is_err() {
+                    return;
+                }
+                // Most chunks are followed by more only when the engine has them at once.
+                if rx.is_empty() && write_half.flush().await.is_err() {
+                    return;
+                }
+            }
+            let _ = tokio::time::timeout(CLOSE_FLUSH, async {
+                let _ = write_half.flush().await;
+                let _ = write_half.shutdown().await;
+            })
+            .await;
+        });
+        self.conn = Some(Conn {
+            reader,
+            writer,
+            buf: BytesMut::with_capacity(16 * 1024),
+            transmit: false,
+        });
+        self.cause = None;
+        self.refused = None;
+        self.engine.handle_connected(now);
+    }
+
+    /// A connection attempt failed before or at the CONNACK.
+    fn attempt_failed(&mut self, cause: String, error: Option<Error>) {
+        if let Some(first) = self.first.take() {
+            let _ = first.send(Err(error.unwrap_or(Error::NotConnected)));
+            self.stopped = true;
+            return;
+        }
+        let retry_in = self.next_attempt();
+        self.event(Event::ConnectFailed { cause, retry_in }, None);
+    }
+
+    /// Schedules the next attempt; `None` (and the client stops) when there is none.
+    fn next_attempt(&mut self) -> Option<Duration> {
+        let reconnect = &self.options.reconnect;
+        let permanent = self
+            .refused
+            .as_ref()
+            .is_some_and(|(code, _)| is_permanent(*code));
+        let exhausted = reconnect
+            .max_attempts
+            .is_some_and(|max| self.attempt >= max);
+        if !reconnect.enabled || self.stopping.is_some() || permanent || exhausted {
+            self.stopped = true;
+            return None;
+        }
+        let delay = reconnect.delay(self.attempt, fastrand::f64());
+        self.attempt = self.attempt.saturating_add(1);
+        self.reconnect_at = Some(Instant::now() + delay);
+        Some(delay)
+    }
+
+    fn command(&mut self, command: Command, now: Timestamp) {
+        match command {
+            Command::Publish {
+                publish,
+                accepted,
+                done,
+            } => {
+                let qos = publish.qos;
+                match self.engine.publish(publish, now) {
+                    Ok(id) => {
+                        if let Some(accepted) = accepted {
+                            let _ = accepted.send(Ok(id));
+                        }
+                        match id {
+                            Some(id) if qos != QoS::AtMostOnce => {
+                                self.publishes.insert(id, done);
+                            }
+                            _ => {
+                                let _ = done.send(Ok(ReasonCode::SUCCESS));
+                            }
+                        }
+                    }
+                    Err(e) => match accepted {
+                        Some(accepted) => {
+                            let _ = accepted.send(Err(Error::Engine(e)));
+                        }
+                        None => {
+                            let _ = done.send(Err(Error::Engine(e)));
+                        }
+                    },
+                }
+            }
+            Command::Subscribe {
+                filters,
+                properties,
+                done,
+            } => match self
+                .engine
+                .subscribe(filters.clone(), properties.clone(), now)
+            {
+                Ok(id) => {
+                    self.requests.insert(
+                        id,
+                        Pending::Subscribe {
+                            filters,
+                            properties,
+                            done,
+                        },
+                    );
+                }
+                Err(e) => {
+                    let _ = done.send(Err(Error::Engine(e)));
+                }
+            },
+            Command::Unsubscribe {
+                filters,
+                properties,
+                done,
+            } => match self.engine.unsubscribe(filters.clone(), properties, now) {
+                Ok(id) => {
+                    self.requests
+                        .insert(id, Pending::Unsubscribe { filters, done });
+                }
+                Err(e) => {
+                    let _ = done.send(Err(Error::Engine(e)));
+                }
+            },
+            Command::Ack { packet_id } => {
+                if self.options.manual_acks {
+                    let _ = self.engine.ack(packet_id, now);
+                }
+            }
+            Command::Reauthenticate { data, done } => match self.engine.reauthenticate(data, now) {
+                Ok(()) => {
+                    if let Some(old) = self.reauth.replace(done) {
+                        let _ = old.send(Err(Error::Closed));
+                    }
+                }
+                Err(e) => {
+                    let _ = done.send(Err(Error::Engine(e)));
+                }
+            },
+            Command::Disconnect {
+                reason_code,
+                session_expiry_interval,
+                done,
+            } => {
+                self.deferred = Some(Deferred {
+                    reason_code,
+                    session_expiry_interval,
+                    done: Some(done),
+                    until: Instant::now() + crate::DISCONNECT_GRACE,
+                });
+            }
+        }
+    }
+
+    /// Carries out a deferred disconnection once no received QoS 2 exchange is half done on a
+    /// live connection, or its grace period is over.
+    fn deferred_stop(&mut self) -> bool {
+        let Some(d) = self.deferred.as_ref() else {
+            return false;
+        };
+        let waiting = self.engine.is_connected()
+            && self.engine.inbound_qos2_pending() > self.engine.awaiting_ack()
+            && Instant::now() < d.until;
+        if waiting {
+            return false;
+        }
+        if let Some(d) = self.deferred.take() {
+            let now = self.now();
+            self.stop(d.reason_code, d.session_expiry_interval, d.done, now);
+        }
+        true
+    }
+
+    /// Ends the client: DISCONNECT when connected, then stop once the connection is closed.
+    fn stop(
+        &mut self,
+        reason_code: ReasonCode,
+        session_expiry_interval: Option<u32>,
+        done: Option<oneshot::Sender<Result<(), Error>>>,
+        now: Timestamp,
+    ) {
+        self.reconnect_at = None;
+        self.connecting = None;
+        if self.engine.has_transport() {
+            if self.engine.is_connected() {
+                if let Err(e) = self
+                    .engine
+                    .disconnect(reason_code, session_expiry_interval, now)
+                {
+                    if let Some(done) = done {
+                        let _ = done.send(Err(Error::Engine(e)));
+                    }
+                    return;
+                }
+            } else {
+                self.conn = None;
+                self.engine.handle_disconnected(now);
+            }
+            self.stopping = Some(done);
+        } else {
+            self.stopping = Some(done);
+            self.stopped = true;
+        }
+    }
+
+    /// Does what the engine asks, in order.
+    fn drain(&mut self) {
+        while let Some(output) = self.engine.poll_output() {
+            match output {
+                ClientOutput::TransmitReady => {
+                    if let Some(conn) = self.conn.as_mut() {
+                        conn.transmit = true;
+                    }
+                }
+                ClientOutput::Close { farewell } => {
+                    if let Some(conn) = self.conn.take()
+                        && !farewell.is_empty()
+                    {
+                        // The writer writes it, then closes the transport.
+                        tokio::spawn(async move {
+                            let _ = conn.writer.send(farewell).await;
+                        });
+                    }
+                }
+                ClientOutput::Event(event) => self.engine_event(event),
+                _ => {}
+            }
+        }
+    }
+
+    fn engine_event(&mut self, event: ClientEvent) {
+        let now = self.now();
+        match event {
+            ClientEvent::Connected {
+                session_present,
+                assigned_client_id,
+                server,
+            } => {
+                self.attempt = 0;
+                let resumed_elsewhere = self.ever_connected && !session_present;
+                self.ever_connected = true;
+                if let Some(first) = self.first.take() {
+                    let _ = first.send(Ok(()));
+                }
+                self.event(
+                    Event::Connected {
+                        session_present,
+                        assigned_client_id,
+                        server,
+                    },
+                    None,
+                );
+                if resumed_elsewhere && self.options.resubscribe {
+                    self.resubscribe(now);
+                }
+            }
+            ClientEvent::ConnectionRefused {
+                reason_code,
+                reason_string,
+                ..
+            } => {
+                self.cause = Some(format!("refused: {reason_code:?}"));
+                self.refused = Some((reason_code, reason_string));
+            }
+            ClientEvent::Message(publish) => {
+                let ack = match (publish.qos, publish.packet_id) {
+                    (QoS::AtMostOnce, _) | (_, None) => None,
+                    (_, Some(id)) => Some(id),
+                };
+                if ack.is_none() && self.waiting.len() >= self.options.event_capacity {
+                    // v5 v3.1.1 QoS 0 has no flow control: dropped for a slow consumer.
+                    self.dropped_qos0 += 1;
+                    return;
+                }
+                let ack = ack.filter(|_| !self.options.manual_acks);
+                self.event(Event::Message(publish), ack);
+            }
+            ClientEvent::Published {
+                packet_id,
+                reason_code,
+            } => {
+                if let Some(done) = self.publishes.remove(&packet_id) {
+                    let result = if reason_code.is_error() {
+                        Err(Error::Rejected(reason_code))
+                    } else {
+                        Ok(reason_code)
+                    };
+                    let _ = done.send(result);
+                }
+            }
+            ClientEvent::PublishDropped { packet_id, reason } => {
+                if let Some(done) = packet_id.and_then(|id| self.publishes.remove(&id)) {
+                    let _ = done.send(Err(match reason {
+                        DropReason::SessionDiscarded => Error::SessionLost,
+                        other => Error::Dropped(other),
+                    }));
+                }
+            }
+            ClientEvent::Subscribed {
+                packet_id,
+                reason_codes,
+            } => {
+                if let Some(filter) = self.resubscribes.remove(&packet_id) {
+                    let reason_code = reason_codes
+                        .first()
+                        .copied()
+                        .unwrap_or(ReasonCode::UNSPECIFIED_ERROR);
+                    if reason_code.is_error() {
+                        self.subscriptions.remove(&filter);
+                    }
+                    self.event(
+                        Event::Resubscribed {
+                            filter,
+                            reason_code,
+                        },
+                        None,
+                    );
+                    return;
+                }
+                if let Some(Pending::Subscribe {
+                    filters,
+                    properties,
+                    done,
+                }) = self.requests.remove(&packet_id)
+                {
+                    for ((filter, options), code) in filters.into_iter().zip(&reason_codes) {
+                        if !code.is_error() {
+                            self.subscriptions
+                                .insert(filter.to_string(), (filter, options, properties.clone()));
+                        }
+                    }
+                    let _ = done.send(Ok(reason_codes));
+                }
+            }
+            ClientEvent::Unsubscribed {
+                packet_id,
+                reason_codes,
+            } => {
+                if let Some(Pending::Unsubscribe { filters, done }) =
+                    self.requests.remove(&packet_id)
+                {
+                    for filter in &filters {
+                        self.subscriptions.remove(&filter.to_string());
+                    }
+                    let _ = done.send(Ok(reason_codes));
+                }
+            }
+            ClientEvent::AuthChallenge { method, data } => {
+                let answer = self
+                    .options
+                    .authenticator
+                    .as_ref()
+                    .map(|auth| auth(&method, data.as_ref()));
+                match answer {
+                    Some(data) => {
+                        let _ = self.engine.authenticate(data, now);
+                    }
+                    None => {
+                        self.cause = Some("an AUTH challenge and no authenticator".to_owned());
+                        let _ = self
+                            .engine
+                            .disconnect(ReasonCode::NOT_AUTHORIZED, None, now);
+                    }
+                }
+            }
+            ClientEvent::Reauthenticated => {
+                if let Some(done) = self.reauth.take() {
+                    let _ = done.send(Ok(()));
+                }
+            }
+            ClientEvent::PingTimeout => {
+                self.cause = Some("no PINGRESP in time".to_owned());
+            }
+            ClientEvent::ConnectTimeout => {
+                self.cause = Some("no CONNACK in time".to_owned());
+            }
+            ClientEvent::ProtocolViolation { reason_code, error } => {
+                self.cause = Some(match error {
+                    Some(e) => format!("the server broke the protocol: {e}"),
+                    None => format!("the server broke the protocol ({reason_code:?})"),
+                });
+            }
+            ClientEvent::Disconnected {
+                reason_code,
+                from_server,
+                reason_string,
+                ..
+            } => self.disconnected(reason_code, from_server, reason_string),
+            _ => {}
+        }
+    }
+
+    /// The engine ended a connection (its one `Disconnected` per `handle_connected`).
+    fn disconnected(
+        &mut self,
+        reason_code: Option<ReasonCode>,
+        from_server: bool,
+        reason_string: Option<String>,
+    ) {
+        self.conn = None;
+        if let Some(done) = self.reauth.take() {
+            let _ = done.send(Err(Error::Closed));
+        }
+        if let Some(stopping) = self.stopping.as_mut() {
+            if let Some(done) = stopping.take() {
+                let _ = done.send(Ok(()));
+            }
+            self.stopped = true;
+            return;
+        }
+        let mut cause = self.cause.take();
+        if let Some(s) = reason_string {
+            cause = Some(match cause {
+                Some(c) => format!("{c}: {s}"),
+                None => s,
+            });
+        }
+        if let Some(first) = self.first.take() {
+            let error = match self.refused.take() {
+                Some((reason_code, reason_string)) => Error::Refused {
+                    reason_code,
+                    reason_string,
+                },
+                None => Error::NotConnected,
+            };
+            let _ = first.send(Err(error));
+            self.stopped = true;
+            return;
+        }
+        if self.refused.is_some() {
+            let retry_in = self.next_attempt();
+            self.event(
+                Event::ConnectFailed {
+                    cause: cause.unwrap_or_else(|| "refused".to_owned()),
+                    retry_in,
+                },
+                None,
+            );
+            return;
+        }
+        let reconnect_in = self.next_attempt();
+        self.event(
+            Event::Disconnected {
+                reason_code,
+                from_server,
+                cause,
+                reconnect_in,
+            },
+            None,
+        );
+    }
+
+    /// Subscribes again to every filter the server had granted (one SUBSCRIBE each, with the
+    /// properties of the SUBSCRIBE that made it).
+    fn resubscribe(&mut self, now: Timestamp) {
+        let subscriptions: Vec<_> = self
+            .subscriptions
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (key, (filter, options, properties)) in subscriptions {
+            match self
+                .engine
+                .subscribe(vec![(filter, options)], properties, now)
+            {
+                Ok(id) => {
+                    self.resubscribes.insert(id, key);
+                }
+                Err(e) => {
+                    tracing::warn!(filter = %key, "resubscription refused: {e}");
+                    self.subscriptions.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Queues an event; sent at once when the channel has room.
+    fn event(&mut self, event: Event, ack: Option<PacketId>) {
+        if self.waiting.is_empty() {
+            match self.events.try_send(event) {
+                Ok(()) => {
+                    if let Some(id) = ack {
+                        let now = self.now();
+                        let _ = self.engine.ack(id, now);
+                    }
+                }
+                Err(mpsc::error::TrySendError::Full(event)) => {
+                    self.waiting.push_back(Waiting { event, ack });
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    if let Some(id) = ack {
+                        let now = self.now();
+                        let _ = self.engine.ack(id, now);
+                    }
+                }
+            }
+        } else {
+            self.waiting.push_back(Waiting { event, ack });
+        }
+    }
+
+    /// Says how many QoS 0 messages were dropped, once there is room again.
+    fn lagged(&mut self) {
+        if self.dropped_qos0 > 0 && self.waiting.is_empty() {
+            let dropped = std::mem::take(&mut self.dropped_qos0);
+            self.event(Event::Lagged { dropped }, None);
+        }
+    }
+
+    /// The client has stopped: everything still waiting fails.
+    fn finish(mut self) {
+        self.drain();
+        for (_, done) in self.publishes.drain() {
+            let _ = done.send(Err(Error::Closed));
+        }
+        for (_, pending) in self.requests.drain() {
+            match pending {
+                Pending::Subscribe { done, .. } | Pending::Unsubscribe { done, .. } => {
+                    let _ = done.send(Err(Error::Closed));
+                }
+            }
+        }
+        if let Some(done) = self.reauth.take() {
+            let _ = done.send(Err(Error::Closed));
+        }
+        if let Some(Some(done)) = self.stopping.take() {
+            let _ = done.send(Ok(()));
+        }
+        if let Some(first) = self.first.take() {
+            let _ = first.send(Err(Error::NotConnected));
+        }
+        // Events still waiting are given a short while to be read.
+        let waiting = std::mem::take(&mut self.waiting);
+        let events = self.events.clone();
+        drop(self);
+        if !waiting.is_empty() {
+            tokio::spawn(async move {
+                for w in waiting {
+                    if events.send(w.event).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Refusals that another attempt will not change: the client stops.
+fn is_permanent(code: ReasonCode) -> bool {
+    matches!(
+        code,
+        ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
+            | ReasonCode::CLIENT_IDENTIFIER_NOT_VALID
+            | ReasonCode::BAD_USER_NAME_OR_PASSWORD
+            | ReasonCode::NOT_AUTHORIZED
+            | ReasonCode::BANNED
+            | ReasonCode::BAD_AUTHENTICATION_METHOD
+    )
+}

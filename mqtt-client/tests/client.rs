@@ -1,0 +1,488 @@
+//! The tokio client against this repository's broker (in the test process) and mosquitto:
+//! acknowledgement futures, subscriptions, reconnection and resumption, resubscription,
+//! offline buffering, manual acknowledgement, a consumer that stops reading, TLS and
+//! WebSocket.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use mqtt_client::{
+    Client, ClientError, ConnectOptions, Error, Event, ProtocolVersion, QoS, ReasonCode,
+};
+use mqtt_transport::tls::ClientConfigBuilder;
+use support::*;
+
+const V5: ProtocolVersion = ProtocolVersion::V5;
+const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
+
+/// Publishes at QoS 0, 1 and 2 and receives them; the futures resolve with the
+/// acknowledgements' codes.
+async fn round_trip(url: &str, version: ProtocolVersion, tag: &str) {
+    let (sub, mut sub_events) = within(
+        "connect",
+        Client::connect(options(url, &format!("{tag}-sub"), version)),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        sub_events.recv().await,
+        Some(Event::Connected {
+            session_present: false,
+            ..
+        })
+    ));
+    let filter = format!("rt/{tag}/#");
+    assert_eq!(
+        within("SUBACK", sub.subscribe(&filter, QoS::ExactlyOnce))
+            .await
+            .unwrap(),
+        QoS::ExactlyOnce
+    );
+    let (publ, _pub_events) = within(
+        "connect",
+        Client::connect(options(url, &format!("{tag}-pub"), version)),
+    )
+    .await
+    .unwrap();
+    for (i, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
+        .into_iter()
+        .enumerate()
+    {
+        let delivery = within(
+            "queued",
+            publ.publish(&format!("rt/{tag}/{i}"), format!("m{i}"), qos, false),
+        )
+        .await
+        .unwrap();
+        assert_eq!(delivery.packet_id().is_some(), qos != QoS::AtMostOnce);
+        // v5 [MQTT-4.3.2-4] [MQTT-4.3.3-11]: PUBACK / PUBCOMP with success.
+        assert_eq!(
+            within("acknowledged", delivery).await.unwrap(),
+            ReasonCode::SUCCESS
+        );
+        let m = next_message(&mut sub_events).await;
+        assert_eq!(m.topic.to_string(), format!("rt/{tag}/{i}"));
+        assert_eq!(&m.payload[..], format!("m{i}").as_bytes());
+        assert_eq!(m.qos, qos);
+    }
+    let codes = within("UNSUBACK", sub.unsubscribe(&[filter.as_str()]))
+        .await
+        .unwrap();
+    if version == V5 {
+        assert_eq!(codes, [ReasonCode::SUCCESS]);
+    } else {
+        assert!(codes.is_empty());
+    }
+    within("disconnect", sub.disconnect()).await.unwrap();
+    // The stream ends after a disconnection, and the handle refuses more.
+    assert!(
+        within("end", async {
+            loop {
+                if sub_events.recv().await.is_none() {
+                    return true;
+                }
+            }
+        })
+        .await
+    );
+    assert_closed(sub.publish("rt/x", "late", QoS::AtMostOnce, false).await);
+    within("disconnect", publ.disconnect()).await.unwrap();
+}
+
+#[tokio::test]
+async fn qos_0_1_2_round_trip_against_our_broker() {
+    let dir = temp_dir("rt");
+    let broker = OurBroker::tcp(&dir).await;
+    round_trip(&broker.url(), V5, "ours5").await;
+    round_trip(&broker.url(), V311, "ours311").await;
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn qos_0_1_2_round_trip_against_mosquitto() {
+    let dir = temp_dir("rt-mosq");
+    let Some(mosquitto) = Mosquitto::start(&dir).await else {
+        return;
+    };
+    round_trip(&mosquitto.url(), V5, "mosq5").await;
+    round_trip(&mosquitto.url(), V311, "mosq311").await;
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_an_error_naming_the_code() {
+    let dir = temp_dir("refused");
+    let mut settings = settings(&dir, "127.0.0.1:0");
+    let passwords = dir.join("passwords");
+    mqtt_broker::password::set_password(&passwords, "alice", b"secret").unwrap();
+    settings.password_file = Some(passwords);
+    settings.allow_anonymous = false;
+    let broker = OurBroker::start(settings).await;
+    // The right credentials are accepted.
+    let mut o = options(&broker.url(), "alice", V5);
+    o.session.username = Some("alice".to_owned());
+    o.session.password = Some(bytes::Bytes::from_static(b"secret"));
+    let (alice, _events) = Client::connect(o).await.unwrap();
+    alice.disconnect().await.unwrap();
+    // A wrong password: refused, and a refusal the client does not retry.
+    let mut o = options(&broker.url(), "alice", V5);
+    o.session.username = Some("alice".to_owned());
+    o.session.password = Some(bytes::Bytes::from_static(b"wrong"));
+    let result = Client::connect(o).await;
+    assert!(
+        matches!(
+            result,
+            Err(Error::Refused {
+                reason_code: ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    let result = Client::connect(options(&broker.url(), "anon", V5)).await;
+    assert!(
+        matches!(
+            result,
+            Err(Error::Refused {
+                reason_code: ReasonCode::NOT_AUTHORIZED | ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    broker.stop().await;
+    // Nothing listening: the transport's error.
+    let result = Client::connect(options(&format!("mqtt://{}", broker_gone()), "x", V5)).await;
+    assert!(matches!(result, Err(Error::Transport(_))), "{result:?}");
+}
+
+fn broker_gone() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+/// The broker goes away and comes back (same port, same data): the client reconnects with
+/// backoff, the session resumes, and messages published to it while it was away arrive.
+/// A message published by the client while offline is queued and sent on resume.
+/// v5 [MQTT-3.2.2-2] (Session Present 1), [MQTT-4.4.0-1]
+#[tokio::test]
+async fn mqtt_4_4_0_1_reconnects_and_resumes_the_session_after_the_broker_restarts() {
+    for version in [V5, V311] {
+        let dir = temp_dir(&format!("resume-{version:?}"));
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let broker = OurBroker::start(settings(&dir, &listen)).await;
+        let url = broker.url();
+        let (sub, mut events) = Client::connect(persistent(options(&url, "resume-sub", version)))
+            .await
+            .unwrap();
+        wait_for(&mut events, "connected", is_connected).await;
+        sub.subscribe("resume/#", QoS::AtLeastOnce).await.unwrap();
+        broker.stop().await;
+        let e = wait_for(&mut events, "disconnected", |e| {
+            matches!(e, Event::Disconnected { .. })
+        })
+        .await;
+        assert!(
+            matches!(
+                e,
+                Event::Disconnected {
+                    reconnect_in: Some(_),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // Published while offline: queued.
+        let offline = sub
+            .publish("resume/self", "offline", QoS::AtLeastOnce, false)
+            .await
+            .unwrap();
+        let broker = OurBroker::start(settings(&dir, &listen)).await;
+        let e = wait_for(&mut events, "reconnected", is_connected).await;
+        assert!(
+            matches!(
+                e,
+                Event::Connected {
+                    session_present: true,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            within("offline message acknowledged", offline)
+                .await
+                .unwrap(),
+            ReasonCode::SUCCESS
+        );
+        let m = next_message(&mut events).await;
+        assert_eq!(&m.payload[..], b"offline");
+        sub.disconnect().await.unwrap();
+        broker.stop().await;
+    }
+}
+
+/// The server lost the session (a new broker with a fresh data directory): the client
+/// subscribes again to what had been granted, and says so.
+#[tokio::test]
+async fn resubscribes_when_the_server_lost_the_session() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let broker = OurBroker::start(settings(&temp_dir("resub-a"), &listen)).await;
+    let url = broker.url();
+    let (sub, mut events) = Client::connect(persistent(options(&url, "resub", V5)))
+        .await
+        .unwrap();
+    sub.subscribe("resub/a", QoS::AtLeastOnce).await.unwrap();
+    sub.subscribe("resub/b/#", QoS::AtMostOnce).await.unwrap();
+    broker.stop().await;
+    let broker = OurBroker::start(settings(&temp_dir("resub-b"), &listen)).await;
+    let e = wait_for(&mut events, "reconnected", |e| {
+        matches!(
+            e,
+            Event::Connected {
+                session_present: false,
+                ..
+            }
+        )
+    })
+    .await;
+    drop(e);
+    let mut resubscribed = BTreeSet::new();
+    while resubscribed.len() < 2 {
+        if let Event::Resubscribed {
+            filter,
+            reason_code,
+        } = wait_for(&mut events, "resubscribed", |e| {
+            matches!(e, Event::Resubscribed { .. })
+        })
+        .await
+        {
+            assert!(!reason_code.is_error());
+            resubscribed.insert(filter);
+        }
+    }
+    assert_eq!(
+        resubscribed,
+        BTreeSet::from(["resub/a".to_owned(), "resub/b/#".to_owned()])
+    );
+    let (publ, _e) = Client::connect(options(&url, "resub-pub", V5))
+        .await
+        .unwrap();
+    publ.publish("resub/b/x", "again", QoS::AtMostOnce, false)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(&next_message(&mut events).await.payload[..], b"again");
+    broker.stop().await;
+}
+
+/// While offline, publications wait in the engine's queue up to `max_queued_messages`; beyond,
+/// they are refused at once with a clear error. On reconnection the queued ones are sent and
+/// their futures resolve.
+#[tokio::test]
+async fn offline_publications_are_buffered_up_to_the_limit() {
+    let dir = temp_dir("offline");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let broker = OurBroker::start(settings(&dir, &listen)).await;
+    let mut o = persistent(options(&broker.url(), "offline", V5));
+    o.session.max_queued_messages = 5;
+    let (client, mut events) = Client::connect(o).await.unwrap();
+    wait_for(&mut events, "connected", is_connected).await;
+    broker.stop().await;
+    wait_for(&mut events, "disconnected", |e| {
+        matches!(e, Event::Disconnected { .. })
+    })
+    .await;
+    let mut deliveries = Vec::new();
+    for i in 0..5 {
+        deliveries.push(
+            client
+                .publish("offline/t", format!("{i}"), QoS::AtLeastOnce, false)
+                .await
+                .unwrap(),
+        );
+    }
+    let refused = client
+        .publish("offline/t", "6", QoS::AtLeastOnce, false)
+        .await;
+    assert!(
+        matches!(refused, Err(Error::Engine(ClientError::QueueFull))),
+        "{refused:?}"
+    );
+    let broker = OurBroker::start(settings(&dir, &listen)).await;
+    for d in deliveries {
+        // Nobody subscribes: 0x10 No matching subscribers, a success.
+        let code = within("delivered", d).await.unwrap();
+        assert!(!code.is_error(), "{code:?}");
+    }
+    client.disconnect().await.unwrap();
+    broker.stop().await;
+}
+
+/// Manual acknowledgement: the PUBACK waits for `ack`; a message not acknowledged when the
+/// connection is lost is sent again by the server on resume (DUP), one acknowledged is not.
+/// v5 [MQTT-4.4.0-1] [MQTT-3.3.1-1]
+#[tokio::test]
+async fn manual_acknowledgement_holds_the_puback_until_the_application_acks() {
+    let dir = temp_dir("manual");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let broker = OurBroker::start(settings(&dir, &listen)).await;
+    let url = broker.url();
+    let mut o = persistent(options(&url, "manual-sub", V5));
+    o.manual_acks = true;
+    let (sub, mut events) = Client::connect(o).await.unwrap();
+    sub.subscribe("manual/#", QoS::AtLeastOnce).await.unwrap();
+    let (publ, _e) = Client::connect(options(&url, "manual-pub", V5))
+        .await
+        .unwrap();
+    let acked = publ
+        .publish("manual/1", "one", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    let held = publ
+        .publish("manual/2", "two", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    acked.await.unwrap();
+    held.await.unwrap();
+    let one = next_message(&mut events).await;
+    let two = next_message(&mut events).await;
+    assert_eq!(&one.payload[..], b"one");
+    assert_eq!(&two.payload[..], b"two");
+    sub.ack(&one).await.unwrap();
+    // Let the PUBACK go out before the broker stops.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    broker.stop().await;
+    let broker = OurBroker::start(settings(&dir, &listen)).await;
+    wait_for(&mut events, "reconnected", is_connected).await;
+    let again = next_message(&mut events).await;
+    assert_eq!(
+        &again.payload[..],
+        b"two",
+        "only the held message comes again"
+    );
+    assert!(again.dup);
+    sub.ack(&again).await.unwrap();
+    sub.disconnect().await.unwrap();
+    broker.stop().await;
+}
+
+/// A consumer that stops reading events: the connection task keeps reading the socket, so
+/// keep alive goes on (no ping timeout, no reconnection); QoS 0 messages beyond the event
+/// buffer are dropped and counted; QoS 1 messages are all delivered, in order, once the
+/// consumer reads again (their PUBACKs waited, and the broker's flow control held the rest).
+#[tokio::test]
+async fn a_consumer_that_stops_reading_does_not_stall_the_connection() {
+    let dir = temp_dir("slow");
+    let broker = OurBroker::tcp(&dir).await;
+    let url = broker.url();
+    let mut o = options(&url, "slow-sub", V5);
+    o.session.keep_alive = 1;
+    o.session.ping_timeout = Duration::from_millis(500);
+    o.event_capacity = 8;
+    o.session.receive_maximum = 4;
+    let (sub, mut events) = Client::connect(o).await.unwrap();
+    wait_for(&mut events, "connected", is_connected).await;
+    sub.subscribe("slow/#", QoS::AtLeastOnce).await.unwrap();
+    let (publ, _e) = Client::connect(options(&url, "slow-pub", V5))
+        .await
+        .unwrap();
+    const N: usize = 50;
+    let mut deliveries = Vec::new();
+    for i in 0..N {
+        publ.publish("slow/0", format!("zero {i}"), QoS::AtMostOnce, false)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        deliveries.push(
+            publ.publish("slow/1", format!("{i}"), QoS::AtLeastOnce, false)
+                .await
+                .unwrap(),
+        );
+    }
+    // The consumer reads nothing for 3.5 keep-alive periods.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let mut qos1 = Vec::new();
+    let mut qos0 = 0;
+    let mut lagged = 0;
+    while qos1.len() < N {
+        match within("events", events.recv()).await.unwrap() {
+            Event::Message(m) if m.qos == QoS::AtLeastOnce => {
+                qos1.push(String::from_utf8(m.payload.to_vec()).unwrap());
+            }
+            Event::Message(_) => qos0 += 1,
+            Event::Lagged { dropped } => lagged += dropped,
+            e @ (Event::Disconnected { .. } | Event::ConnectFailed { .. }) => {
+                panic!("the connection should have stayed up: {e:?}")
+            }
+            _ => {}
+        }
+    }
+    let expected: Vec<String> = (0..N).map(|i| i.to_string()).collect();
+    assert_eq!(qos1, expected, "every QoS 1 message, in order");
+    assert!(lagged > 0, "QoS 0 messages were dropped and counted");
+    assert_eq!(
+        qos0 + lagged as usize,
+        N,
+        "each QoS 0 message delivered or counted"
+    );
+    for d in deliveries {
+        within("acknowledged", d).await.unwrap();
+    }
+    broker.stop().await;
+}
+
+/// TLS with a test CA (mqtts://), and WebSocket (ws://): the same round trip.
+#[tokio::test]
+async fn tls_and_websocket_transports() {
+    let dir = temp_dir("transports");
+    let pki = Pki::new(&dir);
+    let mut s = settings(&dir, "127.0.0.1:0");
+    s.tls_listen = Some("127.0.0.1:0".to_owned());
+    s.ws_listen = Some("127.0.0.1:0".to_owned());
+    s.wss_listen = Some("127.0.0.1:0".to_owned());
+    s.cert = Some(pki.path("server.pem"));
+    s.key = Some(pki.path("server-key.pem"));
+    let broker = OurBroker::start(s).await;
+    let tls = ClientConfigBuilder::new()
+        .with_ca_file(pki.path("ca.pem"))
+        .build()
+        .unwrap();
+    let transport = ConnectOptions::default().with_tls_config(tls);
+    let urls = [
+        format!("mqtts://localhost:{}", broker.listener("tls").port()),
+        format!("ws://127.0.0.1:{}/mqtt", broker.listener("ws").port()),
+        format!("wss://localhost:{}/mqtt", broker.listener("wss").port()),
+    ];
+    for (i, url) in urls.iter().enumerate() {
+        let mut o = options(url, &format!("tr-{i}"), V5);
+        o.transport = transport.clone();
+        let (c, mut events) = within(url, Client::connect(o)).await.unwrap();
+        c.subscribe("tr/#", QoS::AtLeastOnce).await.unwrap();
+        let big = vec![b'x'; 200 * 1024];
+        c.publish("tr/big", big.clone(), QoS::AtLeastOnce, false)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(next_message(&mut events).await.payload.len(), big.len());
+        c.disconnect().await.unwrap();
+    }
+    // A server certificate we do not trust: refused.
+    let o = options(&urls[0], "tr-untrusted", V5);
+    let result = Client::connect(o).await;
+    assert!(matches!(result, Err(Error::Transport(_))), "{result:?}");
+    broker.stop().await;
+}

@@ -32,7 +32,10 @@ mod client_checks {
         TopicName, UnsubAck, Will,
     };
     use mqtt_session::Timestamp;
-    use mqtt_session::client::{Client, ClientConfig, ClientEvent, ClientOutput, ServerLimits};
+    use mqtt_session::client::{
+        Client, ClientConfig, ClientEvent, ClientOutput, ClientRecord, ServerLimits, StoreChange,
+        decode_stored,
+    };
 
     const TOPICS: [&str; 4] = ["a", "a/b", "b", "$SYS/x"];
     const FILTERS: [&str; 4] = ["#", "a/+", "b", "$share/g/a"];
@@ -72,6 +75,11 @@ mod client_checks {
         pubrecs_sent: Vec<u16>,
         handle_connected_calls: usize,
         disconnected_events: usize,
+        /// What the host stored of the client's `Persist` records (key -> value).
+        store: BTreeMap<[u8; 3], Bytes>,
+        /// Messages of a session the server did not have, which the client may send again as
+        /// new ones (DUP 0, same Packet Identifier) under its resend options.
+        resendable: BTreeSet<u16>,
     }
 
     impl Host {
@@ -95,6 +103,7 @@ mod client_checks {
                         self.client_closed = true;
                     }
                     ClientOutput::Event(e) => self.check_event(e),
+                    ClientOutput::Persist(r) => self.store_record(&r),
                     other => panic!("unknown output {other:?}"),
                 }
             }
@@ -113,10 +122,22 @@ mod client_checks {
 
         fn check_event(&mut self, e: ClientEvent) {
             match e {
-                ClientEvent::Connected { server, .. } => {
+                ClientEvent::Connected {
+                    server,
+                    session_present,
+                    ..
+                } => {
                     assert!(!self.connected, "Connected twice on one connection");
                     self.connected = true;
                     self.limits = Some(*server);
+                    if !session_present {
+                        self.resendable = self
+                            .in_use
+                            .iter()
+                            .filter(|(_, u)| matches!(u, Use::Publish(_)))
+                            .map(|(id, _)| *id)
+                            .collect();
+                    }
                 }
                 ClientEvent::Disconnected { .. } => {
                     self.disconnected_events += 1;
@@ -269,7 +290,9 @@ mod client_checks {
                     Some(Use::Publish(p.qos)),
                     "DUP of an unknown flow {id}"
                 );
-            } else {
+            } else if !(self.resendable.remove(&id.get())
+                && known == Some(Use::Publish(p.qos)))
+            {
                 self.check_id(id, Use::Publish(p.qos), false);
             }
             self.in_flight_here.insert(id.get());
@@ -294,6 +317,100 @@ mod client_checks {
                     "Packet Identifier {id} reused while in use ({u:?}) for {what:?}"
                 ),
             }
+        }
+
+        /// A `Persist` record: it encodes, a stored value reads back as the record, and the store
+        /// changes as the record says.
+        fn store_record(&mut self, r: &ClientRecord) {
+            assert!(self.client.config().persist, "a record without persist");
+            match r.change().expect("the engine's records encode") {
+                StoreChange::Put { key, value } => {
+                    assert_eq!(
+                        decode_stored(&key, &value).as_ref(),
+                        Ok(r),
+                        "a stored record does not read back"
+                    );
+                    self.store.insert(key, value);
+                }
+                StoreChange::Delete(keys) => {
+                    for key in keys {
+                        self.store.remove(&key);
+                    }
+                }
+                StoreChange::DeleteAllButClientId => self.store.retain(|k, _| k[0] == 0),
+                other => panic!("unknown change {other:?}"),
+            }
+        }
+
+        /// With records kept, the store holds exactly the client's QoS 1/2 messages and at
+        /// most its inbound QoS 2 flows.
+        fn check_store(&self) {
+            if !self.client.config().persist {
+                assert!(self.store.is_empty());
+                return;
+            }
+            let outbound = self.store.keys().filter(|k| k[0] == 1).count();
+            let messages = self.client.packet_ids_in_use() - self.client.pending_requests();
+            assert_eq!(outbound, messages, "stored messages and the client's disagree");
+            let inbound = self.store.keys().filter(|k| k[0] == 3).count();
+            assert!(inbound <= self.client.inbound_qos2_pending());
+            for key in self.store.keys().filter(|k| k[0] == 2) {
+                assert!(
+                    self.store.contains_key(&[1, key[1], key[2]]),
+                    "a Released record without its message"
+                );
+            }
+        }
+
+        /// The process dies and a new one restores the client from the store: the server sees
+        /// the connection drop; the restored client holds the stored messages.
+        fn crash_and_restore(&mut self) {
+            let config = self.client.config().clone();
+            let records: Vec<ClientRecord> = self
+                .store
+                .iter()
+                .map(|(k, v)| decode_stored(k, v).expect("stored values decode"))
+                .collect();
+            let stored_messages = self.store.keys().filter(|k| k[0] == 1).count();
+            self.client = Client::restore(config, records).expect("the store restores");
+            assert_eq!(self.client.packet_ids_in_use(), stored_messages);
+            assert_eq!(
+                self.client.queued() + self.client.in_flight(),
+                stored_messages,
+                "restored messages: queued, or released (PUBREL to send again)"
+            );
+            // A new process: no transport; its requests died with the old one; the stored
+            // messages are its flows now (re-sent with DUP).
+            self.up = false;
+            self.client_closed = false;
+            self.connected = false;
+            self.limits = None;
+            self.in_flight_here.clear();
+            self.handle_connected_calls = 0;
+            self.disconnected_events = 0;
+            self.in_use
+                .retain(|_, u| matches!(u, Use::Publish(q) if *q != QoS::AtMostOnce));
+            let stored: BTreeSet<u16> = self
+                .store
+                .keys()
+                .filter(|k| k[0] == 1)
+                .map(|k| u16::from_be_bytes([k[1], k[2]]))
+                .collect();
+            self.in_use.retain(|id, _| stored.contains(id));
+            for r in self.client_records() {
+                if let ClientRecord::Outbound { publish, .. } = r
+                    && let Some(id) = publish.packet_id
+                {
+                    self.in_use.insert(id.get(), Use::Publish(publish.qos));
+                }
+            }
+        }
+
+        fn client_records(&self) -> Vec<ClientRecord> {
+            self.store
+                .iter()
+                .filter_map(|(k, v)| decode_stored(k, v).ok())
+                .collect()
         }
 
         fn server_sends(&mut self, packet: &Packet) {
@@ -324,7 +441,7 @@ mod client_checks {
 
         fn step(&mut self, u: &mut Unstructured<'_>) -> Result<()> {
             let v5 = self.version.is_v5();
-            match u.int_in_range(0..=13)? {
+            match u.int_in_range(0..=15)? {
                 0 => {
                     if !self.up || self.client_closed || u.ratio(1, 8)? {
                         self.transport_up();
@@ -520,8 +637,21 @@ mod client_checks {
                         let _ = self.client.reauthenticate(None, self.now);
                     }
                 }
-                _ => {
+                13 => {
                     if self.up {
+                        self.transport_down();
+                    }
+                }
+                14 => {
+                    // The application acknowledges a received message (manual acknowledgement).
+                    let id = PacketId::new(u.int_in_range(1..=4)?).unwrap();
+                    let r = self.client.ack(id, self.now);
+                    assert_eq!(r.is_ok(), self.client.config().manual_acks);
+                }
+                _ => {
+                    if self.client.config().persist {
+                        self.crash_and_restore();
+                    } else if self.up {
                         self.transport_down();
                     }
                 }
@@ -566,6 +696,10 @@ mod client_checks {
             c.username = Some("user".into());
             c.password = Some(Bytes::from_static(b"pw"));
         }
+        c.manual_acks = u.ratio(1, 3)?;
+        c.resend_qos1_on_session_loss = u.arbitrary()?;
+        c.resend_qos2_on_session_loss = u.arbitrary()?;
+        c.persist = u.ratio(1, 2)?;
         Ok(c)
     }
 
@@ -594,12 +728,15 @@ mod client_checks {
             pubrecs_sent: Vec::new(),
             handle_connected_calls: 0,
             disconnected_events: 0,
+            store: BTreeMap::new(),
+            resendable: BTreeSet::new(),
         };
         for _ in 0..256 {
             if u.is_empty() || host.step(&mut u).is_err() {
                 break;
             }
             host.drain();
+            host.check_store();
         }
         // Whatever is left: the transport goes down, and the books balance.
         host.transport_down();

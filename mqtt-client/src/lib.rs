@@ -54,8 +54,13 @@
 //!   published while offline wait in the engine's queue, up to `max_queued_messages`, and are
 //!   refused with [`Error::Engine`] (`QueueFull`) beyond.
 //!
-//! Not yet: persistence of the session across process restarts (the engine does not emit
-//! storage records yet).
+//! - **Persistence** ([`Options::store`]): the engine's storage records go to a redb file,
+//!   committed (fsync) before any byte that depends on them is sent, and before
+//!   [`Client::publish`] resolves: a message whose `publish` resolved survives a crash. A
+//!   process restarted with the same store and Client Identifier resumes the flows where they
+//!   were (PUBLISH again with DUP and the same Packet Identifier, or PUBREL), so a QoS 2
+//!   message is delivered once even if the publishing process is killed at any point, and a
+//!   restart never publishes a stored message as a new one. The file is locked while open.
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
@@ -65,6 +70,7 @@
 pub struct ReadmeDoctests;
 
 mod options;
+mod store;
 mod task;
 
 use std::future::Future;
@@ -130,6 +136,10 @@ pub enum Error {
     /// The request queue is full ([`Client::try_publish`]).
     #[error("the request queue is full")]
     Full,
+    /// The store ([`Options::store`]) cannot be opened, read or written; the text names the
+    /// file and what is wrong. A failed write stops the client.
+    #[error("store: {0}")]
+    Store(String),
     /// The client has stopped: [`Client::disconnect`] was called, reconnection gave up, or the
     /// server refused a reconnection for good.
     #[error("the client has stopped")]
@@ -224,7 +234,9 @@ impl futures_core::Stream for Events {
 }
 
 /// The second stage of a publication: resolves with the reason code of the PUBACK (QoS 1) or
-/// PUBCOMP (QoS 2), or at once for QoS 0 (with 0x00).
+/// PUBCOMP (QoS 2), or at once for QoS 0 (with 0x00). A PUBCOMP 0x92 (Packet Identifier not
+/// found) is a success: it answers a PUBREL sent again after the server had completed the flow
+/// and its PUBCOMP was lost; the server took the message with its PUBREC.
 ///
 /// # Errors
 /// [`Error::Rejected`] (an error reason code), [`Error::Dropped`], [`Error::SessionLost`],

@@ -53,6 +53,11 @@ pub struct Options {
     pub event_capacity: usize,
     /// What answers the server's enhanced-authentication challenges (MQTT 5.0).
     pub authenticator: Option<Authenticator>,
+    /// Persist the session in this file (redb; created if missing, locked while open): see
+    /// the crate documentation. With MQTT 3.1.1 it needs Clean Session 0
+    /// (`session.clean_start = false`) to mean anything; in 5.0, a Session Expiry Interval
+    /// above 0. Default `None`: the session lives in memory only.
+    pub store: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for Options {
@@ -67,6 +72,7 @@ impl fmt::Debug for Options {
             .field("request_capacity", &self.request_capacity)
             .field("event_capacity", &self.event_capacity)
             .field("authenticator", &self.authenticator.is_some())
+            .field("store", &self.store)
             .finish_non_exhaustive()
     }
 }
@@ -102,6 +108,7 @@ impl Options {
             request_capacity: 256,
             event_capacity: 1024,
             authenticator: None,
+            store: None,
         }
     }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use mqtt_session::Timestamp;
-use mqtt_session::client::{Client as Engine, ClientEvent, ClientOutput, DropReason};
+use mqtt_session::client::{Client as Engine, ClientEvent, ClientOutput, ClientRecord, DropReason};
 use mqtt_session::codec::{
     PacketId, Properties, Publish, QoS, ReasonCode, SubscriptionOptions, TopicFilter,
 };
@@ -24,6 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::store::Store;
 use crate::{Error, Event, Options};
 
 /// How many writes may wait for the writer task (each up to [`WRITE_CHUNK`] bytes).
@@ -69,6 +70,8 @@ pub(crate) enum Command {
 }
 
 type FirstConnect = oneshot::Receiver<Result<(), Error>>;
+/// Where a `publish` learns that its message is queued (and stored).
+type Accepted = oneshot::Sender<Result<Option<PacketId>, Error>>;
 
 /// Checks the options, and spawns the task: the request sender, the event receiver, and what
 /// resolves on the first connection's outcome.
@@ -79,12 +82,27 @@ pub(crate) fn spawn(
     // The host holds every acknowledgement until the message is in the event queue (or the
     // application acknowledges it).
     config.manual_acks = true;
-    let engine = Engine::new(config).map_err(Error::Engine)?;
+    let (store, engine) = match &options.store {
+        Some(path) => {
+            let (store, records) = Store::open(path, &config.client_id)?;
+            config.persist = true;
+            let engine = if records.is_empty() {
+                Engine::new(config)
+            } else {
+                Engine::restore(config, records)
+            };
+            (Some(store), engine.map_err(Error::Engine)?)
+        }
+        None => (None, Engine::new(config).map_err(Error::Engine)?),
+    };
     let (commands_tx, commands) = mpsc::channel(options.request_capacity.max(1));
     let (events_tx, events_rx) = mpsc::channel(options.event_capacity.max(1));
     let (first_tx, first_rx) = oneshot::channel();
     let task = Task {
         engine,
+        store,
+        batch: Vec::new(),
+        accepted: Vec::new(),
         options: Arc::new(options),
         commands,
         events: events_tx,
@@ -148,6 +166,12 @@ type Connecting = Pin<Box<dyn Future<Output = Result<BoxStream, mqtt_transport::
 
 struct Task {
     engine: Engine,
+    /// Where the engine's records go ([`Options::store`]).
+    store: Option<Store>,
+    /// Records drained and not yet committed.
+    batch: Vec<ClientRecord>,
+    /// `publish` replies that wait for the commit of their records.
+    accepted: Vec<(Accepted, Option<PacketId>)>,
     options: Arc<Options>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
@@ -448,7 +472,8 @@ impl Task {
                 match self.engine.publish(publish, now) {
                     Ok(id) => {
                         if let Some(accepted) = accepted {
-                            let _ = accepted.send(Ok(id));
+                            // Told once the message's record is durable.
+                            self.accepted.push((accepted, id));
                         }
                         match id {
                             Some(id) if qos != QoS::AtMostOnce => {
@@ -594,7 +619,10 @@ impl Task {
                         conn.transmit = true;
                     }
                 }
+                ClientOutput::Persist(record) => self.batch.push(record),
                 ClientOutput::Close { farewell } => {
+                    // The farewell may hold bytes that depend on records: commit them first.
+                    self.commit();
                     if let Some(conn) = self.conn.take()
                         && !farewell.is_empty()
                     {
@@ -608,6 +636,40 @@ impl Task {
                 _ => {}
             }
         }
+        self.commit();
+    }
+
+    /// Makes the drained records durable, then tells the publications that waited for them.
+    /// A store that fails stops the client: nothing that depends on the records is sent.
+    fn commit(&mut self) {
+        if !self.batch.is_empty() {
+            let batch = std::mem::take(&mut self.batch);
+            if let Some(store) = self.store.as_ref()
+                && let Err(e) = store.commit(&batch)
+            {
+                tracing::error!("{e}");
+                self.fail_all(&e);
+                return;
+            }
+        }
+        for (reply, id) in self.accepted.drain(..) {
+            let _ = reply.send(Ok(id));
+        }
+    }
+
+    /// The store failed: every request fails with its error, and the client stops without
+    /// sending anything more.
+    fn fail_all(&mut self, error: &Error) {
+        self.conn = None;
+        self.connecting = None;
+        self.reconnect_at = None;
+        for (reply, _) in self.accepted.drain(..) {
+            let _ = reply.send(Err(error.clone()));
+        }
+        for (_, done) in self.publishes.drain() {
+            let _ = done.send(Err(error.clone()));
+        }
+        self.stopped = true;
     }
 
     fn engine_event(&mut self, event: ClientEvent) {
@@ -662,7 +724,11 @@ impl Task {
                 reason_code,
             } => {
                 if let Some(done) = self.publishes.remove(&packet_id) {
-                    let result = if reason_code.is_error() {
+                    // A PUBCOMP 0x92 answers a PUBREL sent again after the server completed
+                    // the flow (its PUBCOMP was lost): the server took the message with its
+                    // PUBREC, so it is delivered.
+                    let completed_before = reason_code == ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+                    let result = if reason_code.is_error() && !completed_before {
                         Err(Error::Rejected(reason_code))
                     } else {
                         Ok(reason_code)

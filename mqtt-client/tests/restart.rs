@@ -100,7 +100,7 @@ fn publish_streams(publ: Client, tag: &'static str) -> tokio::task::JoinHandle<(
                 .await
                 .expect("a delivery resolved")
                 .expect("acknowledged");
-            assert!(!code.is_error(), "{code:?}");
+            assert_delivered(code);
         }
     })
 }
@@ -210,7 +210,7 @@ async fn mqtt_4_3_3_10_mosquitto_restarted_under_qos_1_and_2_streams() {
                     .await
                     .expect("a delivery resolved")
                 {
-                    Ok(code) => assert!(!code.is_error(), "{code:?}"),
+                    Ok(code) => assert_delivered(code),
                     Err(mqtt_client::Error::SessionLost) => lost_sessions += 1,
                     Err(e) => panic!("{e}"),
                 }

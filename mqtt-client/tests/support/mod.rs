@@ -96,6 +96,15 @@ pub fn is_connected(e: &Event) -> bool {
     matches!(e, Event::Connected { .. })
 }
 
+/// A publication's outcome is a delivery: a success code, or PUBCOMP 0x92 (the server had
+/// completed the flow before; see `Delivery`).
+pub fn assert_delivered(code: mqtt_client::ReasonCode) {
+    assert!(
+        !code.is_error() || code == mqtt_client::ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+        "{code:?}"
+    );
+}
+
 pub fn assert_closed<T: std::fmt::Debug>(r: Result<T, Error>) {
     assert!(matches!(r, Err(Error::Closed)), "{r:?}");
 }

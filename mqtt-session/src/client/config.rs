@@ -90,6 +90,11 @@ pub struct ClientConfig {
     /// The same for QoS 2 messages (including those whose PUBREC arrived): `true` breaks
     /// exactly-once (the server may already have delivered them), so `false` is the default.
     pub resend_qos2_on_session_loss: bool,
+    /// Emit storage records ([`ClientOutput::Persist`](super::ClientOutput)) so that a host can
+    /// store the session and a restarted process resume it with
+    /// [`Client::restore`](super::Client::restore) (see [`record`](super::record)). Meant with
+    /// Clean Start 0: a Clean Start discards what was stored.
+    pub persist: bool,
 }
 
 impl ClientConfig {
@@ -121,6 +126,7 @@ impl ClientConfig {
             manual_acks: false,
             resend_qos1_on_session_loss: false,
             resend_qos2_on_session_loss: false,
+            persist: false,
         }
     }
 }

@@ -263,6 +263,8 @@ impl Client {
         if let Some(id) = assigned.as_ref().filter(|_| self.client_id.is_empty()) {
             // Used on every later connection, so that they resume this session.
             self.client_id.clone_from(id);
+            let id = id.clone();
+            self.session.record(|| super::ClientRecord::ClientId(id));
         }
         self.ever_connected = true;
         self.session.may_exist_on_server = true;

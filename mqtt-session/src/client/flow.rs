@@ -8,6 +8,7 @@ use mqtt_codec::{
 };
 
 use super::alias::AliasUse;
+use super::record::ClientRecord;
 use super::session::{OutState, Request, RequestPacket};
 use super::{Client, ClientError, ClientEvent, DropReason, HeldAck};
 use crate::time::Timestamp;
@@ -415,6 +416,12 @@ impl Client {
                     return;
                 }
                 self.session.inbound_qos2.insert(id);
+                if !manual {
+                    // Stored before its PUBREC leaves: after a restart, the same identifier is
+                    // still the same message.
+                    self.session
+                        .record(|| ClientRecord::InboundQos2 { packet_id: id });
+                }
                 if manual {
                     self.session.inbound_unacked.insert(id);
                     conn.held_acks.push_back(HeldAck {
@@ -498,6 +505,8 @@ impl Client {
                 // v5 [MQTT-4.3.2-4] v3.1.1 [MQTT-4.3.2-2]
                 Packet::PubAck(PubAck::new(held.id))
             } else {
+                self.session
+                    .record(|| ClientRecord::InboundQos2 { packet_id: held.id });
                 // v5 [MQTT-4.3.3-8] v3.1.1 [MQTT-4.3.3-2]
                 Packet::PubRec(PubRec::new(held.id))
             };
@@ -515,6 +524,10 @@ impl Client {
         let mut comp = PubComp::new(id);
         // v5 [MQTT-4.3.3-12] after the PUBCOMP the identifier is a new message again.
         let found = self.session.inbound_qos2.remove(&id);
+        if found {
+            self.session
+                .record(|| ClientRecord::InboundDone { packet_id: id });
+        }
         if !found && self.version().is_v5() {
             // 5.0: 0x92 Packet Identifier not found (its flow completed before, and our PUBCOMP
             // was lost). 3.1.1 has no reason codes: completed again.
@@ -574,6 +587,8 @@ impl Client {
                 // PUBRECs (v5 v3.1.1 [MQTT-4.6.0-4]); v5 [MQTT-4.3.3-5] unacknowledged until
                 // PUBCOMP; v5 [MQTT-4.3.3-6] the PUBLISH is not sent again.
                 self.session.set_state(i, OutState::Released);
+                self.session
+                    .record(|| ClientRecord::Released { packet_id: id });
                 let _ = self.send(&Packet::PubRel(PubRel::new(id)), now);
             }
             Some((_, OutState::Released, _)) => {

@@ -97,6 +97,7 @@ mod alias;
 mod config;
 mod connect;
 mod flow;
+pub mod record;
 mod session;
 
 use alloc::collections::VecDeque;
@@ -108,6 +109,9 @@ use mqtt_codec::{
 };
 
 pub use config::{ClientConfig, ServerLimits};
+pub use record::{
+    CLIENT_RECORD_FORMAT, ClientRecord, ClientRecordError, StoreChange, decode_stored,
+};
 
 use alias::{InboundAliases, OutboundAliases};
 use session::Session;
@@ -130,6 +134,9 @@ pub enum ClientOutput {
     },
     /// Something for the application.
     Event(ClientEvent),
+    /// A storage record ([`ClientConfig::persist`]): the host makes it durable before it next
+    /// pulls bytes with [`Client::poll_transmit`]; see [`record`].
+    Persist(ClientRecord),
 }
 
 /// Why a message was given up without an acknowledgement from the server.
@@ -274,6 +281,8 @@ pub enum ClientError {
     QueueFull,
     /// All 65 535 Packet Identifiers are in use.
     PacketIdsExhausted,
+    /// The records given to [`Client::restore`] do not make a session; the text says why.
+    InvalidStore(&'static str),
 }
 
 /// For firmware logs: the event's kind and its codes (not the message's topic or payload).
@@ -351,6 +360,7 @@ impl core::fmt::Display for ClientError {
             Self::RetainNotSupported => f.write_str("the server does not support retain"),
             Self::QueueFull => f.write_str("too many messages queued"),
             Self::PacketIdsExhausted => f.write_str("all Packet Identifiers are in use"),
+            Self::InvalidStore(what) => write!(f, "the stored session is not consistent: {what}"),
         }
     }
 }
@@ -478,7 +488,8 @@ impl Client {
                 "Authentication Data without Authentication Method",
             ));
         }
-        let session = Session::new(!config.clean_start, config.session_expiry_interval);
+        let mut session = Session::new(!config.clean_start, config.session_expiry_interval);
+        session.persist = config.persist;
         let client = Self {
             client_id: config.client_id.clone(),
             config,
@@ -495,6 +506,80 @@ impl Client {
         Packet::from(connect)
             .encoded_len(client.config.protocol)
             .map_err(ClientError::InvalidPacket)?;
+        Ok(client)
+    }
+
+    /// A client that resumes the session stored in `stored`: the values a host holds after
+    /// applying every [`ClientOutput::Persist`] of an earlier process with the same
+    /// configuration ([`record`]: `ClientId`, `Outbound`, `Released` and `InboundQos2`
+    /// records, in any order). Its messages in flight are sent again on the first connection,
+    /// in their order of publication and with their Packet Identifiers: PUBLISH with DUP 1 (the
+    /// client cannot know whether the PUBLISH left before the process ended), or PUBREL for a
+    /// released QoS 2 message; its inbound QoS 2 messages awaiting PUBREL are not delivered
+    /// again. The restored client continues the stored session: in MQTT 5.0 its CONNECTs have
+    /// Clean Start 0 whatever [`ClientConfig::clean_start`] says; in MQTT 3.1.1 Clean Session
+    /// is sent as configured (1 discards the restored session: persisting a 3.1.1 session
+    /// needs Clean Session 0).
+    ///
+    /// # Errors
+    /// As [`Client::new`]; [`ClientError::InvalidStore`] for a removal record, two messages
+    /// with one Packet Identifier, or a `Released` record without its message.
+    pub fn restore(
+        config: ClientConfig,
+        stored: impl IntoIterator<Item = ClientRecord>,
+    ) -> Result<Self, ClientError> {
+        let mut client = Self::new(config)?;
+        let mut outbound = Vec::new();
+        let mut released = alloc::collections::BTreeSet::new();
+        for record in stored {
+            match record {
+                ClientRecord::ClientId(id) => {
+                    if client.config.client_id.is_empty() {
+                        client.client_id = id;
+                    }
+                }
+                ClientRecord::Outbound { seq, publish } => outbound.push((seq, publish)),
+                ClientRecord::Released { packet_id } => {
+                    released.insert(packet_id);
+                }
+                ClientRecord::InboundQos2 { packet_id } => {
+                    client.session.inbound_qos2.insert(packet_id);
+                }
+                _ => return Err(ClientError::InvalidStore("a removal is not a stored value")),
+            }
+        }
+        outbound.sort_by_key(|(seq, _)| *seq);
+        let mut ids = alloc::collections::BTreeSet::new();
+        for (seq, publish) in outbound {
+            let Some(id) = publish.packet_id.filter(|_| publish.qos != QoS::AtMostOnce) else {
+                return Err(ClientError::InvalidStore(
+                    "a stored message without QoS 1 or 2",
+                ));
+            };
+            if !ids.insert(id) {
+                return Err(ClientError::InvalidStore(
+                    "two stored messages with one Packet Identifier",
+                ));
+            }
+            let state = if released.remove(&id) {
+                if publish.qos != QoS::ExactlyOnce {
+                    return Err(ClientError::InvalidStore("a released QoS 1 message"));
+                }
+                session::OutState::Released
+            } else {
+                session::OutState::Pending
+            };
+            client.session.push_restored(seq, publish, state, true);
+        }
+        if !released.is_empty() {
+            return Err(ClientError::InvalidStore(
+                "a Released record without its message",
+            ));
+        }
+        // What was stored came from a session the server may hold, and this client continues
+        // it: in MQTT 5.0 its CONNECT has Clean Start 0 whatever the configuration says.
+        client.session.may_exist_on_server = true;
+        client.ever_connected = true;
         Ok(client)
     }
 
@@ -621,6 +706,9 @@ impl Client {
 
     /// The next thing for the host to do; `None` when there is nothing left.
     pub fn poll_output(&mut self) -> Option<ClientOutput> {
+        if let Some(record) = self.session.records.pop_front() {
+            return Some(ClientOutput::Persist(record));
+        }
         Some(match self.out.pop_front()? {
             Pending::TransmitReady => ClientOutput::TransmitReady,
             Pending::Close(farewell) => ClientOutput::Close { farewell },

@@ -8,6 +8,8 @@ use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use mqtt_codec::{PacketId, Publish, Subscribe, Unsubscribe};
 
+use super::record::ClientRecord;
+
 /// Where an outbound message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OutState {
@@ -90,6 +92,10 @@ pub(crate) struct Session {
     pub(crate) may_exist_on_server: bool,
     /// The Session Expiry Interval in force (the server's if its CONNACK set one).
     pub(crate) expiry_interval: u32,
+    /// Storage records are kept (the configuration's `persist`).
+    pub(crate) persist: bool,
+    /// Storage records not yet given to the host.
+    pub(crate) records: VecDeque<ClientRecord>,
 }
 
 impl Session {
@@ -108,6 +114,15 @@ impl Session {
             pending_from: 0,
             may_exist_on_server,
             expiry_interval,
+            persist: false,
+            records: VecDeque::new(),
+        }
+    }
+
+    /// Keeps a storage record for the host, when records are kept.
+    pub(crate) fn record(&mut self, record: impl FnOnce() -> ClientRecord) {
+        if self.persist {
+            self.records.push_back(record());
         }
     }
 
@@ -136,19 +151,45 @@ impl Session {
         self.ids_in_use.len()
     }
 
-    /// Adds a message to the end of the queue.
+    /// Adds a message to the end of the queue (stored, for QoS 1/2, when records are kept).
     pub(crate) fn push(&mut self, publish: Publish) {
-        self.pending += 1;
         let seq = self.next_seq;
-        self.next_seq += 1;
+        if publish.packet_id.is_some() {
+            self.record(|| ClientRecord::Outbound {
+                seq,
+                publish: publish.clone(),
+            });
+        }
+        self.push_restored(seq, publish, OutState::Pending, false);
+    }
+
+    /// Adds a message with its place in the order of publication `seq` (at least the last
+    /// one's), in `state`.
+    pub(crate) fn push_restored(
+        &mut self,
+        seq: u64,
+        publish: Publish,
+        state: OutState,
+        sent_once: bool,
+    ) {
+        if state == OutState::Pending {
+            self.pending += 1;
+        } else {
+            self.in_flight += 1;
+        }
+        if let Some(id) = publish.packet_id {
+            self.ids_in_use.insert(id.get());
+        }
+        let seq = seq.max(self.next_seq);
+        self.next_seq = seq.saturating_add(1);
         if let Some(id) = publish.packet_id {
             self.by_id.insert(id, seq);
         }
         self.outbound.push_back(Outbound {
             seq,
             publish,
-            state: OutState::Pending,
-            sent_once: false,
+            state,
+            sent_once,
         });
     }
 
@@ -167,6 +208,7 @@ impl Session {
         if let Some(id) = out.publish.packet_id {
             self.by_id.remove(&id);
             self.release_packet_id(id);
+            self.record(|| ClientRecord::OutboundDone { packet_id: id });
         }
         Some(out)
     }
@@ -271,6 +313,7 @@ impl Session {
     /// v5 [MQTT-3.2.2-5] [MQTT-3.1.2-4] v3.1.1 [MQTT-3.1.2-6]
     pub(crate) fn discard(&mut self, resend: impl Fn(mqtt_codec::QoS) -> bool) -> Vec<Outbound> {
         let mut discarded = Vec::new();
+        let persist = core::mem::replace(&mut self.persist, false);
         let mut i = 0;
         while let Some(out) = self.outbound.get(i) {
             if !out.is_session_state() {
@@ -287,6 +330,19 @@ impl Session {
         }
         self.inbound_qos2.clear();
         self.inbound_unacked.clear();
+        self.persist = persist;
+        // The store is cleared, then holds again every message still queued.
+        self.record(|| ClientRecord::Cleared);
+        if self.persist {
+            for out in &self.outbound {
+                if out.publish.packet_id.is_some() {
+                    self.records.push_back(ClientRecord::Outbound {
+                        seq: out.seq,
+                        publish: out.publish.clone(),
+                    });
+                }
+            }
+        }
         discarded
     }
 }

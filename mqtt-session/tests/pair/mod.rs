@@ -20,14 +20,17 @@
     clippy::indexing_slicing
 )]
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use mqtt_session::Timestamp;
 use mqtt_session::broker::{
     AllowAll, Broker, BrokerConfig, BrokerEvent, ConnectionId, Output, Policy,
 };
-use mqtt_session::client::{Client, ClientConfig, ClientError, ClientEvent, ClientOutput};
+use mqtt_session::client::{
+    Client, ClientConfig, ClientError, ClientEvent, ClientOutput, ClientRecord, StoreChange,
+    decode_stored,
+};
 use mqtt_session::codec::{
     Decoder, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS, SubscriptionOptions,
     TopicFilter, TopicName,
@@ -99,6 +102,42 @@ pub struct Peer {
     pub reconnect_after_ms: Option<u64>,
     reconnect_at: Option<Timestamp>,
     connections: usize,
+    /// What the host stored from the client's `Persist` outputs (`ClientConfig::persist`).
+    pub store: Store,
+}
+
+/// A host's keyed store of client records, applied as the engine says.
+#[derive(Debug, Default, Clone)]
+pub struct Store(pub BTreeMap<[u8; 3], Bytes>);
+
+impl Store {
+    pub fn apply(&mut self, record: &ClientRecord) {
+        match record.change().expect("the engine's records encode") {
+            StoreChange::Put { key, value } => {
+                self.0.insert(key, value);
+            }
+            StoreChange::Delete(keys) => {
+                for key in keys {
+                    self.0.remove(&key);
+                }
+            }
+            StoreChange::DeleteAllButClientId => self.0.retain(|key, _| key[0] == 0),
+            other => panic!("unknown change {other:?}"),
+        }
+    }
+
+    /// The records the store holds, decoded.
+    pub fn records(&self) -> Vec<ClientRecord> {
+        self.0
+            .iter()
+            .map(|(k, v)| decode_stored(k, v).expect("stored values decode"))
+            .collect()
+    }
+
+    /// How many outbound messages are stored.
+    pub fn outbound(&self) -> usize {
+        self.0.keys().filter(|k| k[0] == 1).count()
+    }
 }
 
 /// The simulated hosts: one broker, its clients, the network between them, one clock.
@@ -147,6 +186,7 @@ impl<P: Policy> Pair<P> {
             reconnect_after_ms: None,
             reconnect_at: None,
             connections: 0,
+            store: Store::default(),
         });
         self.peers.len() - 1
     }
@@ -303,6 +343,7 @@ impl<P: Policy> Pair<P> {
                         }
                     }
                     ClientOutput::Event(e) => self.peers[i].events.push(e),
+                    ClientOutput::Persist(r) => self.peers[i].store.apply(&r),
                     other => panic!("unexpected client output {other:?}"),
                 }
             }
@@ -582,10 +623,39 @@ impl<P: Policy> Pair<P> {
     /// Drains after a link is gone: client transmits have nowhere to go.
     fn drain_without_link(&mut self, i: usize) {
         while let Some(out) = self.peers[i].client.poll_output() {
-            if let ClientOutput::Event(e) = out {
-                self.peers[i].events.push(e);
+            match out {
+                ClientOutput::Event(e) => self.peers[i].events.push(e),
+                ClientOutput::Persist(r) => self.peers[i].store.apply(&r),
+                _ => {}
             }
         }
+        self.drain();
+    }
+
+    /// Client `i`'s process dies: the first `deliver` bytes it had sent still reach the broker
+    /// (a packet may be cut), nothing reaches it any more, the broker sees the connection
+    /// close; then a new process restores the client from what its host stored, with the same
+    /// configuration (not connected yet).
+    pub fn crash_and_restore(&mut self, i: usize, deliver: usize) {
+        if let Some(mut link) = self.peers[i].link.take() {
+            let now = self.now;
+            let up: Vec<u8> = link
+                .up
+                .chunks
+                .iter()
+                .flat_map(|(_, b)| b.to_vec())
+                .collect();
+            let up = &up[..deliver.min(up.len())];
+            if !up.is_empty() {
+                sniff(&mut link.sniff_up, up, link.number, &mut self.peers[i].sent);
+                self.broker.handle_bytes(link.conn, up, now);
+            }
+            self.broker.handle_connection_closed(link.conn, now);
+        }
+        let config = self.peers[i].client.config().clone();
+        let records = self.peers[i].store.records();
+        self.peers[i].client = Client::restore(config, records).expect("the store restores");
+        self.peers[i].reconnect_at = None;
         self.drain();
     }
 }
@@ -664,6 +734,8 @@ pub struct Scripted {
     buf: BytesMut,
     events: Vec<ClientEvent>,
     sent: Vec<Packet>,
+    /// What the host stored (`ClientConfig::persist`).
+    pub store: Store,
 }
 
 impl Scripted {
@@ -678,6 +750,7 @@ impl Scripted {
             buf: BytesMut::new(),
             events: Vec::new(),
             sent: Vec::new(),
+            store: Store::default(),
         }
     }
 
@@ -758,6 +831,7 @@ impl Scripted {
                     self.closed = true;
                 }
                 ClientOutput::Event(e) => self.events.push(e),
+                ClientOutput::Persist(r) => self.store.apply(&r),
                 other => panic!("unexpected output {other:?}"),
             }
         }

@@ -232,8 +232,8 @@ async fn publish(client: &Client, p: &PubArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         deliveries.push(d);
     }
-    for d in deliveries {
-        let id = d.packet_id();
+    for mut d in deliveries {
+        let id = d.stored().await.ok().flatten();
         if let Err(e) = d.await {
             eprintln!("message {id:?}: {e}");
         }

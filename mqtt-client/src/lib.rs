@@ -12,7 +12,7 @@
 //! let options = Options::new("mqtt://127.0.0.1:1883", "sensor-1")?;
 //! let (client, mut events) = Client::connect(options).await?;
 //! client.subscribe("commands/#", QoS::AtLeastOnce).await?;
-//! // Resolves once the message is queued (stored), then once the server acknowledged it.
+//! // `publish` hands the message to the task; the Delivery resolves on its PUBACK.
 //! let delivery = client.publish("status", "online", QoS::AtLeastOnce, false).await?;
 //! let reason = delivery.await?;
 //! assert!(!reason.is_error());
@@ -32,9 +32,11 @@
 //!   whether or not the application reads events, so keep alive never depends on the
 //!   application polling (an event-loop `poll` design stalls the connection while the
 //!   application is busy, and a busy consumer then causes ping timeouts and reconnect loops).
-//! - **Futures for acknowledgements.** [`Client::publish`] resolves once the message is in the
-//!   engine's queue and returns a [`Delivery`], a future that resolves with the PUBACK or
-//!   PUBCOMP reason code (QoS 0: at once). [`Client::subscribe`] and [`Client::unsubscribe`]
+//! - **Futures for acknowledgements, in two stages.** [`Client::publish`] hands the message to
+//!   the connection task and returns a [`Delivery`]: [`Delivery::stored`] resolves once the
+//!   engine has queued it (and, with a store, made it durable), the `Delivery` itself with the
+//!   PUBACK or PUBCOMP reason code (QoS 0: at once). Not waiting for the task to answer each
+//!   `publish` is what lets a burst of publications go out in one turn of its loop. [`Client::subscribe`] and [`Client::unsubscribe`]
 //!   resolve with the SUBACK / UNSUBACK codes.
 //! - **Back-pressure without deadlock.** Requests go through a bounded channel:
 //!   [`Client::publish`] waits for room, [`Client::try_publish`] fails with [`Error::Full`].
@@ -56,7 +58,7 @@
 //!
 //! - **Persistence** ([`Options::store`]): the engine's storage records go to a redb file,
 //!   committed (fsync) before any byte that depends on them is sent, and before
-//!   [`Client::publish`] resolves: a message whose `publish` resolved survives a crash. A
+//!   [`Delivery::stored`] resolves: a message whose `stored` resolved survives a crash. A
 //!   process restarted with the same store and Client Identifier resumes the flows where they
 //!   were (PUBLISH again with DUP and the same Packet Identifier, or PUBREL), so a QoS 2
 //!   message is delivered once even if the publishing process is killed at any point, and a
@@ -70,6 +72,7 @@
 pub struct ReadmeDoctests;
 
 mod options;
+mod slot;
 mod store;
 mod task;
 
@@ -233,36 +236,50 @@ impl futures_core::Stream for Events {
     }
 }
 
-/// The second stage of a publication: resolves with the reason code of the PUBACK (QoS 1) or
-/// PUBCOMP (QoS 2), or at once for QoS 0 (with 0x00). A PUBCOMP 0x92 (Packet Identifier not
-/// found) is a success: it answers a PUBREL sent again after the server had completed the flow
-/// and its PUBCOMP was lost; the server took the message with its PUBREC.
+/// A publication in progress. [`Delivery::stored`] resolves once the engine has queued the
+/// message (and, with [`Options::store`], made it durable: it survives a crash from then on);
+/// awaiting the `Delivery` itself resolves with the reason code of the PUBACK (QoS 1) or PUBCOMP
+/// (QoS 2), or at once for QoS 0 (with 0x00). A PUBCOMP 0x92 (Packet Identifier not found) is a
+/// success: it answers a PUBREL sent again after the server had completed the flow and its
+/// PUBCOMP was lost; the server took the message with its PUBREC.
 ///
 /// # Errors
-/// [`Error::Rejected`] (an error reason code), [`Error::Dropped`], [`Error::SessionLost`],
-/// [`Error::Closed`] (the client stopped first).
+/// What the engine refused ([`Error::Engine`]: QoS or size above the server's limits, queue
+/// full while offline, ...), [`Error::Rejected`] (an error reason code), [`Error::Dropped`],
+/// [`Error::SessionLost`], [`Error::Store`], [`Error::Closed`] (the client stopped first).
 #[derive(Debug)]
 #[must_use = "a Delivery resolves when the message is acknowledged"]
 pub struct Delivery {
-    packet_id: Option<PacketId>,
-    rx: oneshot::Receiver<Result<ReasonCode, Error>>,
+    slot: std::sync::Arc<slot::Slot>,
 }
 
 impl Delivery {
-    /// The message's Packet Identifier (`None` for QoS 0).
+    /// Resolves once the message is queued in the engine and, with a store, durable; returns
+    /// its Packet Identifier (`None` for QoS 0).
+    ///
+    /// # Errors
+    /// The engine's refusal ([`Error::Engine`]), [`Error::Store`], [`Error::Closed`].
+    pub async fn stored(&mut self) -> Result<Option<PacketId>, Error> {
+        std::future::poll_fn(|cx| self.slot.poll_stored(cx)).await
+    }
+
+    /// The message's Packet Identifier, once [`Delivery::stored`] has resolved (`None` before,
+    /// and for QoS 0).
     #[must_use]
     pub fn packet_id(&self) -> Option<PacketId> {
-        self.packet_id
+        let waker = std::task::Waker::noop();
+        match self.slot.poll_stored(&mut Context::from_waker(waker)) {
+            Poll::Ready(Ok(id)) => id,
+            _ => None,
+        }
     }
 }
 
 impl Future for Delivery {
     type Output = Result<ReasonCode, Error>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(Error::Closed)))
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.slot.poll_done(cx)
     }
 }
 
@@ -282,13 +299,15 @@ impl Client {
         Ok((Self { commands }, Events { rx: events }))
     }
 
-    /// Publishes `payload` on `topic`. Resolves once the message is queued in the engine (sent
-    /// at once when connected and the server's Receive Maximum allows, else when it does),
-    /// with the [`Delivery`] that resolves on its acknowledgement.
+    /// Publishes `payload` on `topic`: resolves once the request is in the connection task's
+    /// queue (it waits while that queue is full), with the [`Delivery`] of the message: its
+    /// [`Delivery::stored`] resolves once the engine has queued it (sent at once when connected
+    /// and the in-flight window allows) and, with a store, made it durable; the `Delivery`
+    /// itself resolves on its acknowledgement.
     ///
     /// # Errors
-    /// [`Error::Engine`] when the engine refuses it (invalid topic, QoS or size above the
-    /// server's limits, queue full while offline, ...); [`Error::Closed`].
+    /// [`Error::InvalidTopic`]; [`Error::Closed`]. The engine's refusal comes through the
+    /// [`Delivery`].
     pub async fn publish(
         &self,
         topic: &str,
@@ -304,31 +323,21 @@ impl Client {
     /// Packet Identifier and Topic Alias are the engine's to set.
     ///
     /// # Errors
-    /// As [`Client::publish`].
+    /// [`Error::Closed`].
     pub async fn publish_message(&self, publish: Publish) -> Result<Delivery, Error> {
-        let (accepted_tx, accepted) = oneshot::channel();
-        let (done_tx, done) = oneshot::channel();
+        let (command, delivery) = publication(publish);
         self.commands
-            .send(Command::Publish {
-                publish,
-                accepted: Some(accepted_tx),
-                done: done_tx,
-            })
+            .send(command)
             .await
             .map_err(|_| Error::Closed)?;
-        let packet_id = accepted.await.map_err(|_| Error::Closed)??;
-        Ok(Delivery {
-            packet_id,
-            rx: done,
-        })
+        Ok(delivery)
     }
 
-    /// Publishes without waiting: fails with [`Error::Full`] when the request queue is full.
-    /// The engine's refusal, if any, comes through the [`Delivery`] (whose
-    /// [`Delivery::packet_id`] is then unknown, `None`).
+    /// [`Client::publish`] without waiting: fails with [`Error::Full`] when the request queue
+    /// is full.
     ///
     /// # Errors
-    /// [`Error::Full`], [`Error::Closed`], or an invalid topic ([`Error::Engine`]).
+    /// [`Error::Full`], [`Error::Closed`], [`Error::InvalidTopic`].
     pub fn try_publish(
         &self,
         topic: &str,
@@ -336,22 +345,12 @@ impl Client {
         qos: QoS,
         retain: bool,
     ) -> Result<Delivery, Error> {
-        let publish = message(topic, payload, qos, retain)?;
-        let (done_tx, done) = oneshot::channel();
-        self.commands
-            .try_send(Command::Publish {
-                publish,
-                accepted: None,
-                done: done_tx,
-            })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => Error::Full,
-                mpsc::error::TrySendError::Closed(_) => Error::Closed,
-            })?;
-        Ok(Delivery {
-            packet_id: None,
-            rx: done,
-        })
+        let (command, delivery) = publication(message(topic, payload, qos, retain)?);
+        self.commands.try_send(command).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Error::Full,
+            mpsc::error::TrySendError::Closed(_) => Error::Closed,
+        })?;
+        Ok(delivery)
     }
 
     /// Subscribes to one filter with a maximum QoS; resolves with the granted QoS once the
@@ -487,6 +486,18 @@ impl Client {
     async fn command(&self, command: Command) -> Result<(), Error> {
         self.commands.send(command).await.map_err(|_| Error::Closed)
     }
+}
+
+/// The request for the connection task, and the caller's [`Delivery`].
+fn publication(publish: Publish) -> (Command, Delivery) {
+    let (reply, slot) = slot::Reply::new();
+    (
+        Command::Publish {
+            publish: Box::new(publish),
+            reply,
+        },
+        Delivery { slot },
+    )
 }
 
 /// A PUBLISH for `topic` and `payload`.

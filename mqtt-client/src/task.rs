@@ -24,9 +24,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::slot::{Reply, StoredReply};
 use crate::store::Store;
 use crate::{Error, Event, Options};
 
+/// How many more waiting requests one turn of the loop takes after the one that woke it.
+const COMMAND_BATCH: usize = 255;
 /// How many writes may wait for the writer task (each up to [`WRITE_CHUNK`] bytes).
 const WRITER_QUEUE: usize = 4;
 /// The most bytes pulled from the engine at once.
@@ -39,11 +42,11 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub(crate) enum Command {
     Publish {
-        publish: Publish,
-        /// Told the Packet Identifier once the engine queued the message (`None`:
-        /// `try_publish`, which reports a refusal through `done`).
-        accepted: Option<oneshot::Sender<Result<Option<PacketId>, Error>>>,
-        done: oneshot::Sender<Result<ReasonCode, Error>>,
+        /// Boxed: a request is moved through the channel and the loop.
+        publish: Box<Publish>,
+        /// Told the Packet Identifier once the engine queued the message (and it is stored),
+        /// then the acknowledgement.
+        reply: Reply,
     },
     Subscribe {
         filters: Vec<(TopicFilter, SubscriptionOptions)>,
@@ -71,7 +74,7 @@ pub(crate) enum Command {
 
 type FirstConnect = oneshot::Receiver<Result<(), Error>>;
 /// Where a `publish` learns that its message is queued (and stored).
-type Accepted = oneshot::Sender<Result<Option<PacketId>, Error>>;
+type Accepted = StoredReply;
 
 /// Checks the options, and spawns the task: the request sender, the event receiver, and what
 /// resolves on the first connection's outcome.
@@ -114,6 +117,7 @@ pub(crate) fn spawn(
         reauth: None,
         subscriptions: BTreeMap::new(),
         start: Instant::now(),
+        turn_now: Timestamp::ZERO,
         conn: None,
         connecting: None,
         reconnect_at: Some(Instant::now()),
@@ -179,7 +183,7 @@ struct Task {
     waiting: VecDeque<Waiting>,
     /// QoS 0 messages dropped since the last [`Event::Lagged`].
     dropped_qos0: u64,
-    publishes: HashMap<PacketId, oneshot::Sender<Result<ReasonCode, Error>>>,
+    publishes: HashMap<PacketId, Reply>,
     requests: HashMap<PacketId, Pending>,
     /// Resubscriptions after a lost session: the filter of each.
     resubscribes: HashMap<PacketId, String>,
@@ -188,6 +192,8 @@ struct Task {
     /// (for resubscription).
     subscriptions: BTreeMap<String, (TopicFilter, SubscriptionOptions, Properties)>,
     start: Instant,
+    /// The engine's time for this turn of the loop.
+    turn_now: Timestamp,
     conn: Option<Conn>,
     connecting: Option<Connecting>,
     reconnect_at: Option<Instant>,
@@ -326,6 +332,7 @@ impl Task {
 
     fn handle(&mut self, wake: Wake) {
         let now = self.now();
+        self.turn_now = now;
         match wake {
             Wake::Read(Ok(0)) | Wake::Read(Err(_)) => {
                 if let Wake::Read(Err(e)) = &wake {
@@ -391,7 +398,20 @@ impl Task {
                     Err(e) => self.attempt_failed(e.to_string(), Some(Error::from(e))),
                 }
             }
-            Wake::Command(Some(command)) => self.command(command, now),
+            Wake::Command(Some(command)) => {
+                self.command(command, now);
+                // Whatever else is waiting, in the same turn: one commit and one transmit for
+                // a burst of requests.
+                for _ in 0..COMMAND_BATCH {
+                    if self.deferred.is_some() || self.stopping.is_some() {
+                        break;
+                    }
+                    match self.commands.try_recv() {
+                        Ok(command) => self.command(command, now),
+                        Err(_) => break,
+                    }
+                }
+            }
             Wake::Command(None) => {
                 // Every handle is gone: disconnect normally and stop.
                 self.stop(ReasonCode::NORMAL_DISCONNECTION, None, None, now);
@@ -463,35 +483,20 @@ impl Task {
 
     fn command(&mut self, command: Command, now: Timestamp) {
         match command {
-            Command::Publish {
-                publish,
-                accepted,
-                done,
-            } => {
+            Command::Publish { publish, reply } => {
                 let qos = publish.qos;
-                match self.engine.publish(publish, now) {
+                match self.engine.publish(*publish, now) {
                     Ok(id) => {
-                        if let Some(accepted) = accepted {
-                            // Told once the message's record is durable.
-                            self.accepted.push((accepted, id));
-                        }
+                        // Told once the message's record is durable.
+                        self.accepted.push((reply.stored_handle(), id));
                         match id {
                             Some(id) if qos != QoS::AtMostOnce => {
-                                self.publishes.insert(id, done);
+                                self.publishes.insert(id, reply);
                             }
-                            _ => {
-                                let _ = done.send(Ok(ReasonCode::SUCCESS));
-                            }
+                            _ => reply.done(Ok(ReasonCode::SUCCESS)),
                         }
                     }
-                    Err(e) => match accepted {
-                        Some(accepted) => {
-                            let _ = accepted.send(Err(Error::Engine(e)));
-                        }
-                        None => {
-                            let _ = done.send(Err(Error::Engine(e)));
-                        }
-                    },
+                    Err(e) => reply.done(Err(Error::Engine(e))),
                 }
             }
             Command::Subscribe {
@@ -653,7 +658,7 @@ impl Task {
             }
         }
         for (reply, id) in self.accepted.drain(..) {
-            let _ = reply.send(Ok(id));
+            reply.stored(Ok(id));
         }
     }
 
@@ -664,16 +669,18 @@ impl Task {
         self.connecting = None;
         self.reconnect_at = None;
         for (reply, _) in self.accepted.drain(..) {
-            let _ = reply.send(Err(error.clone()));
+            reply.stored(Err(error.clone()));
         }
-        for (_, done) in self.publishes.drain() {
-            let _ = done.send(Err(error.clone()));
+        for (_, reply) in self.publishes.drain() {
+            reply.done(Err(error.clone()));
         }
         self.stopped = true;
     }
 
     fn engine_event(&mut self, event: ClientEvent) {
-        let now = self.now();
+        // The time of this turn of the loop (a clock read per event would cost more than the
+        // event).
+        let now = self.turn_now;
         match event {
             ClientEvent::Connected {
                 session_present,
@@ -733,12 +740,12 @@ impl Task {
                     } else {
                         Ok(reason_code)
                     };
-                    let _ = done.send(result);
+                    done.done(result);
                 }
             }
             ClientEvent::PublishDropped { packet_id, reason } => {
                 if let Some(done) = packet_id.and_then(|id| self.publishes.remove(&id)) {
-                    let _ = done.send(Err(match reason {
+                    done.done(Err(match reason {
                         DropReason::SessionDiscarded => Error::SessionLost,
                         other => Error::Dropped(other),
                     }));
@@ -928,8 +935,7 @@ impl Task {
             match self.events.try_send(event) {
                 Ok(()) => {
                     if let Some(id) = ack {
-                        let now = self.now();
-                        let _ = self.engine.ack(id, now);
+                        let _ = self.engine.ack(id, self.turn_now);
                     }
                 }
                 Err(mpsc::error::TrySendError::Full(event)) => {
@@ -937,8 +943,7 @@ impl Task {
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
                     if let Some(id) = ack {
-                        let now = self.now();
-                        let _ = self.engine.ack(id, now);
+                        let _ = self.engine.ack(id, self.turn_now);
                     }
                 }
             }
@@ -958,8 +963,8 @@ impl Task {
     /// The client has stopped: everything still waiting fails.
     fn finish(mut self) {
         self.drain();
-        for (_, done) in self.publishes.drain() {
-            let _ = done.send(Err(Error::Closed));
+        for (_, reply) in self.publishes.drain() {
+            reply.done(Err(Error::Closed));
         }
         for (_, pending) in self.requests.drain() {
             match pending {

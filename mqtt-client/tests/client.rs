@@ -56,13 +56,15 @@ async fn round_trip(url: &str, version: ProtocolVersion, tag: &str) {
         .into_iter()
         .enumerate()
     {
-        let delivery = within(
+        let mut delivery = within(
             "queued",
             publ.publish(&format!("rt/{tag}/{i}"), format!("m{i}"), qos, false),
         )
         .await
         .unwrap();
-        assert_eq!(delivery.packet_id().is_some(), qos != QoS::AtMostOnce);
+        let id = within("stored", delivery.stored()).await.unwrap();
+        assert_eq!(id.is_some(), qos != QoS::AtMostOnce);
+        assert_eq!(delivery.packet_id(), id);
         // v5 [MQTT-4.3.2-4] [MQTT-4.3.3-11]: PUBACK / PUBCOMP with success.
         assert_eq!(
             within("acknowledged", delivery).await.unwrap(),
@@ -305,19 +307,26 @@ async fn offline_publications_are_buffered_up_to_the_limit() {
     .await;
     let mut deliveries = Vec::new();
     for i in 0..5 {
-        deliveries.push(
-            client
-                .publish("offline/t", format!("{i}"), QoS::AtLeastOnce, false)
-                .await
-                .unwrap(),
-        );
+        let mut d = client
+            .publish("offline/t", format!("{i}"), QoS::AtLeastOnce, false)
+            .await
+            .unwrap();
+        assert!(d.stored().await.unwrap().is_some(), "queued while offline");
+        deliveries.push(d);
     }
-    let refused = client
+    let mut refused = client
         .publish("offline/t", "6", QoS::AtLeastOnce, false)
-        .await;
+        .await
+        .unwrap();
+    let stored = refused.stored().await;
     assert!(
-        matches!(refused, Err(Error::Engine(ClientError::QueueFull))),
-        "{refused:?}"
+        matches!(stored, Err(Error::Engine(ClientError::QueueFull))),
+        "{stored:?}"
+    );
+    let result = refused.await;
+    assert!(
+        matches!(result, Err(Error::Engine(ClientError::QueueFull))),
+        "{result:?}"
     );
     let broker = OurBroker::start(settings(&dir, &listen)).await;
     for d in deliveries {

@@ -58,10 +58,12 @@ fn child_publisher() {
                 QoS::ExactlyOnce
             };
             let payload = format!("{i}-a{attempt}");
-            let d = client
+            let mut d = client
                 .publish("persist/t", payload.clone(), qos, false)
                 .await
                 .unwrap();
+            // Durable from here: the restarted process must deliver it.
+            d.stored().await.unwrap();
             writeln!(out, "stored {payload}").unwrap();
             out.flush().unwrap();
             deliveries.push(d);

@@ -310,3 +310,40 @@ fn v311_mqtt_3_1_2_6_clean_session_resends_unacknowledged_qos_1_as_new_when_aske
     // Delivered twice: the first copy reached the broker before the connection was lost.
     assert_eq!(payloads(&pair.take_messages(sub)), ["first", "first"]);
 }
+
+// The client's own in-flight window, below the server's Receive Maximum: at most
+// `max_in_flight` QoS 1/2 messages unacknowledged; the rest wait, in order.
+// v5 [MQTT-3.3.4-7] (the server's quota is the upper bound)
+#[test]
+fn max_in_flight_bounds_the_messages_awaiting_acknowledgement() {
+    for version in [V5, V311] {
+        let mut c = config(version, "c");
+        c.max_in_flight = 2;
+        let mut s = accepted(c, false);
+        let ids: Vec<PacketId> = (0..5)
+            .map(|i| {
+                s.with(|c, now| {
+                    c.publish(
+                        message("t", format!("{i}").as_bytes(), QoS::AtLeastOnce),
+                        now,
+                    )
+                })
+                .unwrap()
+                .unwrap()
+            })
+            .collect();
+        assert_eq!(payloads(&publishes(&s.take_sent())), ["0", "1"]);
+        assert_eq!(s.client.in_flight(), 2);
+        s.server_sends(PubAck::new(ids[1]));
+        assert_eq!(payloads(&publishes(&s.take_sent())), ["2"]);
+        s.server_sends(PubAck::new(ids[0]));
+        s.server_sends(PubAck::new(ids[2]));
+        assert_eq!(payloads(&publishes(&s.take_sent())), ["3", "4"]);
+    }
+    let mut c = config(V5, "c");
+    c.max_in_flight = 0;
+    assert!(matches!(
+        mqtt_session::client::Client::new(c),
+        Err(ClientError::InvalidConfig(_))
+    ));
+}

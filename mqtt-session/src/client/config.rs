@@ -72,6 +72,10 @@ pub struct ClientConfig {
     /// Maximum is reached); [`Client::publish`](super::Client::publish) refuses more with
     /// [`ClientError::QueueFull`](super::ClientError).
     pub max_queued_messages: usize,
+    /// The most QoS 1/2 messages the client has in flight (sent, not completely
+    /// acknowledged) at once, below the server's Receive Maximum when smaller (the in-flight
+    /// window; MQTT 3.1.1 servers announce none). Not 0.
+    pub max_in_flight: u16,
     /// Manual acknowledgement of received QoS 1 and 2 messages: the PUBACK (QoS 1) or PUBREC
     /// (QoS 2) of a [`ClientEvent::Message`](super::ClientEvent) is held until the application
     /// calls [`Client::ack`](super::Client::ack) with its Packet Identifier, and acknowledgements
@@ -123,6 +127,7 @@ impl ClientConfig {
             ping_timeout: Duration::from_secs(10),
             connect_timeout: Some(Duration::from_secs(30)),
             max_queued_messages: 10_000,
+            max_in_flight: u16::MAX,
             manual_acks: false,
             resend_qos1_on_session_loss: false,
             resend_qos2_on_session_loss: false,

@@ -240,7 +240,7 @@ impl Client {
         let Some(limits) = self.server_limits() else {
             return;
         };
-        let quota = usize::from(limits.receive_maximum).max(1);
+        let quota = usize::from(limits.receive_maximum.min(self.config.max_in_flight)).max(1);
         let maximum_qos = limits.maximum_qos;
         let retain_available = limits.retain_available;
         if self.session.pending == 0 {

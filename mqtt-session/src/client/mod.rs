@@ -480,6 +480,9 @@ impl Client {
         if config.receive_maximum == 0 {
             return Err(ClientError::InvalidConfig("Receive Maximum 0"));
         }
+        if config.max_in_flight == 0 {
+            return Err(ClientError::InvalidConfig("max_in_flight 0"));
+        }
         if config.maximum_packet_size == 0 {
             return Err(ClientError::InvalidConfig("Maximum Packet Size 0"));
         }

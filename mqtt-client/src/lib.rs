@@ -156,7 +156,7 @@ impl From<mqtt_transport::Error> for Error {
 }
 
 /// What the connection task tells the application.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Event {
     /// The server accepted a connection.
@@ -171,7 +171,16 @@ pub enum Event {
     },
     /// An Application Message. With [`Options::manual_acks`], acknowledge a QoS 1/2 message
     /// with [`Client::ack`] once it is processed.
-    Message(Box<Publish>),
+    Message(Message),
+    /// The outcome of a message restored from the store ([`Options::store`]), which no
+    /// [`Delivery`] awaits: acknowledged (with the reason code), or given up (for example
+    /// [`Error::SessionLost`] when the server no longer had the session).
+    Restored {
+        /// Its Packet Identifier.
+        packet_id: PacketId,
+        /// What became of it.
+        outcome: Result<ReasonCode, Error>,
+    },
     /// This many QoS 0 messages were dropped because the application did not read events fast
     /// enough.
     Lagged {
@@ -205,6 +214,42 @@ pub enum Event {
         /// When the next attempt is made.
         retry_in: Option<std::time::Duration>,
     },
+}
+
+/// A received Application Message: the PUBLISH as the engine reported it (its topic resolved
+/// from a Topic Alias), read through `Deref` (`message.topic`, `message.payload`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    publish: Box<Publish>,
+    /// The engine's session epoch at delivery: an acknowledgement from an earlier session is
+    /// dropped (its Packet Identifier may name a new message by then).
+    epoch: u64,
+}
+
+impl Message {
+    pub(crate) fn new(publish: Box<Publish>, epoch: u64) -> Self {
+        Self { publish, epoch }
+    }
+
+    /// The PUBLISH.
+    #[must_use]
+    pub fn publish(&self) -> &Publish {
+        &self.publish
+    }
+
+    /// The PUBLISH, owned.
+    #[must_use]
+    pub fn into_publish(self) -> Publish {
+        *self.publish
+    }
+}
+
+impl std::ops::Deref for Message {
+    type Target = Publish;
+
+    fn deref(&self) -> &Publish {
+        &self.publish
+    }
 }
 
 /// A handle on a client: cheap to clone; every clone talks to the same connection task. When
@@ -424,15 +469,21 @@ impl Client {
     }
 
     /// Acknowledges a received QoS 1/2 message ([`Options::manual_acks`]): its PUBACK or PUBREC
-    /// is sent (in the order the messages arrived). Does nothing for QoS 0, or without manual
-    /// acknowledgement.
+    /// is sent (in the order the messages arrived). Does nothing for QoS 0, without manual
+    /// acknowledgement, or for a message of a session the server has lost since (its Packet
+    /// Identifier may name another message by then; the server does not expect the old one's
+    /// acknowledgement any more).
     ///
     /// # Errors
     /// [`Error::Closed`].
-    pub async fn ack(&self, message: &Publish) -> Result<(), Error> {
+    pub async fn ack(&self, message: &Message) -> Result<(), Error> {
         match message.packet_id {
             Some(packet_id) if message.qos != QoS::AtMostOnce => {
-                self.command(Command::Ack { packet_id }).await
+                self.command(Command::Ack {
+                    packet_id,
+                    epoch: message.epoch,
+                })
+                .await
             }
             _ => Ok(()),
         }

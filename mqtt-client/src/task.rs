@@ -28,6 +28,9 @@ use crate::slot::{Reply, StoredReply};
 use crate::store::Store;
 use crate::{Error, Event, Options};
 
+/// How long a connection must stay up for the reconnection backoff to start again from its
+/// initial delay.
+const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 /// How many more waiting requests one turn of the loop takes after the one that woke it.
 const COMMAND_BATCH: usize = 255;
 /// How many writes may wait for the writer task (each up to [`WRITE_CHUNK`] bytes).
@@ -60,6 +63,8 @@ pub(crate) enum Command {
     },
     Ack {
         packet_id: PacketId,
+        /// The engine's session epoch when the message was delivered.
+        epoch: u64,
     },
     Reauthenticate {
         data: Option<Bytes>,
@@ -118,6 +123,9 @@ pub(crate) fn spawn(
         subscriptions: BTreeMap::new(),
         start: Instant::now(),
         turn_now: Timestamp::ZERO,
+        connected_at: None,
+        closing: None,
+        store_failed: false,
         conn: None,
         connecting: None,
         reconnect_at: Some(Instant::now()),
@@ -140,7 +148,7 @@ struct Waiting {
     event: Event,
     /// A QoS 1/2 message's Packet Identifier: acknowledged to the engine once the event is in
     /// the channel (automatic acknowledgement).
-    ack: Option<PacketId>,
+    ack: Option<(PacketId, u64)>,
 }
 
 /// A SUBSCRIBE or UNSUBSCRIBE awaiting its acknowledgement.
@@ -164,6 +172,62 @@ struct Conn {
     buf: BytesMut,
     /// The engine has bytes to send.
     transmit: bool,
+    /// Dropped when the connection is let go: the writer then gives itself [`CLOSE_FLUSH`]
+    /// to pass on what is queued (a farewell) instead of waiting on the peer for ever.
+    closed: oneshot::Sender<()>,
+    /// The writer task: done once the socket is shut down (or given up).
+    written: tokio::task::JoinHandle<()>,
+}
+
+/// Writes the engine's bytes in order. While the connection lives it waits on the peer as
+/// long as it takes (keep alive judges a peer that stops reading); once the connection is let
+/// go, it passes on what is queued within [`CLOSE_FLUSH`] (nothing after a write it had to
+/// abandon half done) and shuts the socket down.
+async fn write_loop(
+    mut w: tokio::io::WriteHalf<BoxStream>,
+    mut rx: mpsc::Receiver<Bytes>,
+    mut closed: oneshot::Receiver<()>,
+) {
+    let mut let_go = false;
+    while !let_go {
+        let data = tokio::select! {
+            biased;
+            data = rx.recv() => data,
+            _ = &mut closed => break,
+        };
+        let Some(data) = data else { break };
+        let write = w.write_all(&data);
+        tokio::pin!(write);
+        let written = tokio::select! {
+            r = &mut write => r,
+            _ = &mut closed => {
+                // Let go in the middle of a write: it gets the close time to finish.
+                let_go = true;
+                match tokio::time::timeout(CLOSE_FLUSH, &mut write).await {
+                    Ok(r) => r,
+                    Err(_) => return,
+                }
+            }
+        };
+        if written.is_err() {
+            return;
+        }
+        // Most chunks are followed by more only when the engine has them at once.
+        if rx.is_empty() && w.flush().await.is_err() {
+            return;
+        }
+    }
+    // Let go: what is queued (the farewell) within the close time, then shut down.
+    let _ = tokio::time::timeout(CLOSE_FLUSH, async {
+        while let Some(data) = rx.recv().await {
+            if w.write_all(&data).await.is_err() {
+                return;
+            }
+        }
+        let _ = w.flush().await;
+        let _ = w.shutdown().await;
+    })
+    .await;
 }
 
 type Connecting = Pin<Box<dyn Future<Output = Result<BoxStream, mqtt_transport::Error>> + Send>>;
@@ -194,6 +258,13 @@ struct Task {
     start: Instant,
     /// The engine's time for this turn of the loop.
     turn_now: Timestamp,
+    /// When the current connection was accepted (for the backoff: a connection that ends soon
+    /// after does not reset it).
+    connected_at: Option<Instant>,
+    /// The last connection's closing (its farewell written, its socket shut down).
+    closing: Option<tokio::task::JoinHandle<()>>,
+    /// A store write failed: nothing more is written (the client stops).
+    store_failed: bool,
     conn: Option<Conn>,
     connecting: Option<Connecting>,
     reconnect_at: Option<Instant>,
@@ -268,9 +339,13 @@ impl Task {
             (a, b) => a.or(b),
         };
         let accept_commands = self.stopping.is_none() && self.deferred.is_none();
+        // While this many events wait for the application, the socket is not read: MQTT 3.1.1
+        // has no Receive Maximum, and TCP's flow control is then the only one (in 5.0 the
+        // server's quota keeps the queue below it).
+        let reading = self.waiting.len() < self.waiting_limit();
         let (read, writer) = match self.conn.as_mut() {
             Some(c) => (
-                Some((&mut c.reader, &mut c.buf)),
+                reading.then_some((&mut c.reader, &mut c.buf)),
                 c.transmit.then(|| c.writer.clone()),
             ),
             None => (None, None),
@@ -279,8 +354,9 @@ impl Task {
         let reconnect_at = self.reconnect_at.filter(|_| self.connecting.is_none());
         let connecting = self.connecting.as_mut();
         let commands = &mut self.commands;
+        // Not biased: each ready branch gets its turn, so a socket that is always readable does
+        // not starve the writer, the timers, the events or the requests.
         tokio::select! {
-            biased;
             r = async {
                 match read {
                     Some((reader, buf)) => {
@@ -368,8 +444,8 @@ impl Task {
             Wake::EventRoom(Ok(permit)) => {
                 if let Some(w) = self.waiting.pop_front() {
                     permit.send(w.event);
-                    if let Some(id) = w.ack {
-                        let _ = self.engine.ack(id, now);
+                    if let Some((id, epoch)) = w.ack {
+                        self.ack(id, epoch);
                     }
                 }
                 self.lagged();
@@ -377,8 +453,8 @@ impl Task {
             Wake::EventRoom(Err(_)) => {
                 // Nobody reads events any more: deliver nothing, acknowledge everything.
                 for w in std::mem::take(&mut self.waiting) {
-                    if let Some(id) = w.ack {
-                        let _ = self.engine.ack(id, now);
+                    if let Some((id, epoch)) = w.ack {
+                        self.ack(id, epoch);
                     }
                 }
             }
@@ -421,30 +497,19 @@ impl Task {
 
     /// A transport is up: the engine sends its CONNECT.
     fn open(&mut self, stream: BoxStream, now: Timestamp) {
-        let (reader, mut write_half) = tokio::io::split(stream);
-        let (writer, mut rx) = mpsc::channel::<Bytes>(WRITER_QUEUE);
-        tokio::spawn(async move {
-            while let Some(data) = rx.recv().await {
-                if write_half.write_all(&data).await.is_err() {
-                    return;
-                }
-                // Most chunks are followed by more only when the engine has them at once.
-                if rx.is_empty() && write_half.flush().await.is_err() {
-                    return;
-                }
-            }
-            let _ = tokio::time::timeout(CLOSE_FLUSH, async {
-                let _ = write_half.flush().await;
-                let _ = write_half.shutdown().await;
-            })
-            .await;
-        });
+        let (reader, write_half) = tokio::io::split(stream);
+        let (writer, rx) = mpsc::channel::<Bytes>(WRITER_QUEUE);
+        let (closed_tx, closed_rx) = oneshot::channel();
+        let written = tokio::spawn(write_loop(write_half, rx, closed_rx));
         self.conn = Some(Conn {
             reader,
             writer,
             buf: BytesMut::with_capacity(16 * 1024),
             transmit: false,
+            closed: closed_tx,
+            written,
         });
+        self.connected_at = None;
         self.cause = None;
         self.refused = None;
         self.engine.handle_connected(now);
@@ -477,7 +542,8 @@ impl Task {
         }
         let delay = reconnect.delay(self.attempt, fastrand::f64());
         self.attempt = self.attempt.saturating_add(1);
-        self.reconnect_at = Some(Instant::now() + delay);
+        let now = Instant::now();
+        self.reconnect_at = Some(now.checked_add(delay).unwrap_or(now));
         Some(delay)
     }
 
@@ -527,6 +593,11 @@ impl Task {
                 done,
             } => match self.engine.unsubscribe(filters.clone(), properties, now) {
                 Ok(id) => {
+                    // Not subscribed again after a lost session, whether or not the UNSUBACK
+                    // has come.
+                    for filter in &filters {
+                        self.subscriptions.remove(&filter.to_string());
+                    }
                     self.requests
                         .insert(id, Pending::Unsubscribe { filters, done });
                 }
@@ -534,9 +605,9 @@ impl Task {
                     let _ = done.send(Err(Error::Engine(e)));
                 }
             },
-            Command::Ack { packet_id } => {
+            Command::Ack { packet_id, epoch } => {
                 if self.options.manual_acks {
-                    let _ = self.engine.ack(packet_id, now);
+                    self.ack(packet_id, epoch);
                 }
             }
             Command::Reauthenticate { data, done } => match self.engine.reauthenticate(data, now) {
@@ -571,7 +642,7 @@ impl Task {
             return false;
         };
         let waiting = self.engine.is_connected()
-            && self.engine.inbound_qos2_pending() > self.engine.awaiting_ack()
+            && self.engine.inbound_qos2_awaiting_pubrel() > 0
             && Instant::now() < d.until;
         if waiting {
             return false;
@@ -628,13 +699,25 @@ impl Task {
                 ClientOutput::Close { farewell } => {
                     // The farewell may hold bytes that depend on records: commit them first.
                     self.commit();
-                    if let Some(conn) = self.conn.take()
-                        && !farewell.is_empty()
-                    {
-                        // The writer writes it, then closes the transport.
-                        tokio::spawn(async move {
-                            let _ = conn.writer.send(farewell).await;
-                        });
+                    if let Some(conn) = self.conn.take() {
+                        self.closing = Some(tokio::spawn(async move {
+                            // The writer writes it (within its close time), then shuts the
+                            // transport down.
+                            if !farewell.is_empty() {
+                                let _ =
+                                    tokio::time::timeout(CLOSE_FLUSH, conn.writer.send(farewell))
+                                        .await;
+                            }
+                            let Conn {
+                                writer,
+                                closed,
+                                written,
+                                ..
+                            } = conn;
+                            drop(writer);
+                            drop(closed);
+                            let _ = written.await;
+                        }));
                     }
                 }
                 ClientOutput::Event(event) => self.engine_event(event),
@@ -647,12 +730,19 @@ impl Task {
     /// Makes the drained records durable, then tells the publications that waited for them.
     /// A store that fails stops the client: nothing that depends on the records is sent.
     fn commit(&mut self) {
+        if self.store_failed {
+            // After a failed write the file may lack records that later ones depend on:
+            // nothing more is written (the client has stopped).
+            self.batch.clear();
+            return;
+        }
         if !self.batch.is_empty() {
             let batch = std::mem::take(&mut self.batch);
             if let Some(store) = self.store.as_ref()
                 && let Err(e) = store.commit(&batch)
             {
                 tracing::error!("{e}");
+                self.store_failed = true;
                 self.fail_all(&e);
                 return;
             }
@@ -687,7 +777,10 @@ impl Task {
                 assigned_client_id,
                 server,
             } => {
-                self.attempt = 0;
+                self.connected_at = Some(Instant::now());
+                if !self.ever_connected {
+                    self.attempt = 0;
+                }
                 let resumed_elsewhere = self.ever_connected && !session_present;
                 self.ever_connected = true;
                 if let Some(first) = self.first.take() {
@@ -714,23 +807,35 @@ impl Task {
                 self.refused = Some((reason_code, reason_string));
             }
             ClientEvent::Message(publish) => {
+                let epoch = self.engine.session_epoch();
                 let ack = match (publish.qos, publish.packet_id) {
                     (QoS::AtMostOnce, _) | (_, None) => None,
-                    (_, Some(id)) => Some(id),
+                    (_, Some(id)) => Some((id, epoch)),
                 };
-                if ack.is_none() && self.waiting.len() >= self.options.event_capacity {
-                    // v5 v3.1.1 QoS 0 has no flow control: dropped for a slow consumer.
+                if ack.is_none() && self.waiting.len() >= self.event_capacity() {
+                    // QoS 0 has no flow control: dropped for a slow consumer, and counted.
                     self.dropped_qos0 += 1;
                     return;
                 }
                 let ack = ack.filter(|_| !self.options.manual_acks);
-                self.event(Event::Message(publish), ack);
+                self.event(Event::Message(crate::Message::new(publish, epoch)), ack);
             }
             ClientEvent::Published {
                 packet_id,
                 reason_code,
             } => {
-                if let Some(done) = self.publishes.remove(&packet_id) {
+                let Some(done) = self.publishes.remove(&packet_id) else {
+                    // A message restored from the store: nobody awaits it.
+                    self.event(
+                        Event::Restored {
+                            packet_id,
+                            outcome: Ok(reason_code),
+                        },
+                        None,
+                    );
+                    return;
+                };
+                {
                     // A PUBCOMP 0x92 answers a PUBREL sent again after the server completed
                     // the flow (its PUBCOMP was lost): the server took the message with its
                     // PUBREC, so it is delivered.
@@ -744,11 +849,24 @@ impl Task {
                 }
             }
             ClientEvent::PublishDropped { packet_id, reason } => {
-                if let Some(done) = packet_id.and_then(|id| self.publishes.remove(&id)) {
-                    done.done(Err(match reason {
-                        DropReason::SessionDiscarded => Error::SessionLost,
-                        other => Error::Dropped(other),
-                    }));
+                let error = match reason {
+                    DropReason::SessionDiscarded => Error::SessionLost,
+                    other => Error::Dropped(other),
+                };
+                match packet_id.map(|id| (id, self.publishes.remove(&id))) {
+                    Some((_, Some(done))) => done.done(Err(error)),
+                    Some((packet_id, None)) => {
+                        // A message restored from the store: nobody awaits it.
+                        tracing::warn!(%packet_id, "a restored message was given up: {error}");
+                        self.event(
+                            Event::Restored {
+                                packet_id,
+                                outcome: Err(error),
+                            },
+                            None,
+                        );
+                    }
+                    None => {}
                 }
             }
             ClientEvent::Subscribed {
@@ -812,9 +930,15 @@ impl Task {
                     }
                     None => {
                         self.cause = Some("an AUTH challenge and no authenticator".to_owned());
-                        let _ = self
-                            .engine
-                            .disconnect(ReasonCode::NOT_AUTHORIZED, None, now);
+                        if self.engine.is_connected() {
+                            let _ = self
+                                .engine
+                                .disconnect(ReasonCode::NOT_AUTHORIZED, None, now);
+                        } else {
+                            // Before the CONNACK there is no DISCONNECT to send: close.
+                            self.conn = None;
+                            self.engine.handle_disconnected(now);
+                        }
                     }
                 }
             }
@@ -856,12 +980,19 @@ impl Task {
         if let Some(done) = self.reauth.take() {
             let _ = done.send(Err(Error::Closed));
         }
-        if let Some(stopping) = self.stopping.as_mut() {
-            if let Some(done) = stopping.take() {
-                let _ = done.send(Ok(()));
-            }
+        if self.stopping.is_some() {
+            // `disconnect` resolves in `finish`, once the farewell is written.
             self.stopped = true;
             return;
+        }
+        // A connection that stayed up a while resets the backoff; one that ends soon after its
+        // CONNACK (a server that accepts, then drops the client) keeps it growing.
+        if self
+            .connected_at
+            .take()
+            .is_some_and(|at| at.elapsed() >= STABLE_CONNECTION)
+        {
+            self.attempt = 0;
         }
         let mut cause = self.cause.take();
         if let Some(s) = reason_string {
@@ -930,20 +1061,20 @@ impl Task {
     }
 
     /// Queues an event; sent at once when the channel has room.
-    fn event(&mut self, event: Event, ack: Option<PacketId>) {
+    fn event(&mut self, event: Event, ack: Option<(PacketId, u64)>) {
         if self.waiting.is_empty() {
             match self.events.try_send(event) {
                 Ok(()) => {
-                    if let Some(id) = ack {
-                        let _ = self.engine.ack(id, self.turn_now);
+                    if let Some((id, epoch)) = ack {
+                        self.ack(id, epoch);
                     }
                 }
                 Err(mpsc::error::TrySendError::Full(event)) => {
                     self.waiting.push_back(Waiting { event, ack });
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
-                    if let Some(id) = ack {
-                        let _ = self.engine.ack(id, self.turn_now);
+                    if let Some((id, epoch)) = ack {
+                        self.ack(id, epoch);
                     }
                 }
             }
@@ -954,10 +1085,28 @@ impl Task {
 
     /// Says how many QoS 0 messages were dropped, once there is room again.
     fn lagged(&mut self) {
-        if self.dropped_qos0 > 0 && self.waiting.is_empty() {
+        if self.dropped_qos0 > 0 && self.waiting.len() < self.event_capacity() {
             let dropped = std::mem::take(&mut self.dropped_qos0);
             self.event(Event::Lagged { dropped }, None);
         }
+    }
+
+    /// Acknowledges a received message to the engine, unless it belongs to a session the
+    /// server has lost since (its Packet Identifier may name a new message now).
+    fn ack(&mut self, packet_id: PacketId, epoch: u64) {
+        if epoch == self.engine.session_epoch() {
+            let _ = self.engine.ack(packet_id, self.turn_now);
+        }
+    }
+
+    /// How many events may wait for the application before QoS 0 messages are dropped.
+    fn event_capacity(&self) -> usize {
+        self.options.event_capacity.max(1)
+    }
+
+    /// How many events may wait before the socket is no longer read.
+    fn waiting_limit(&self) -> usize {
+        self.event_capacity() + usize::from(self.options.session.receive_maximum)
     }
 
     /// The client has stopped: everything still waiting fails.
@@ -977,7 +1126,15 @@ impl Task {
             let _ = done.send(Err(Error::Closed));
         }
         if let Some(Some(done)) = self.stopping.take() {
-            let _ = done.send(Ok(()));
+            // Resolved once the farewell (DISCONNECT, and what was queued before it) is
+            // written and the socket shut down.
+            let closing = self.closing.take();
+            tokio::spawn(async move {
+                if let Some(closing) = closing {
+                    let _ = tokio::time::timeout(CLOSE_FLUSH * 2, closing).await;
+                }
+                let _ = done.send(Ok(()));
+            });
         }
         if let Some(first) = self.first.take() {
             let _ = first.send(Err(Error::NotConnected));

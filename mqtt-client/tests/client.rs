@@ -495,3 +495,151 @@ async fn tls_and_websocket_transports() {
     assert!(matches!(result, Err(Error::Transport(_))), "{result:?}");
     broker.stop().await;
 }
+
+/// A server of the test's own that challenges the CONNECT (MQTT 5.0 enhanced
+/// authentication): AUTH 0x18 with "challenge", expecting AUTH 0x18 with the authenticator's
+/// answer, then CONNACK. Returns its address and what it saw in the client's AUTH.
+async fn challenging_server() -> (
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<Option<bytes::Bytes>>,
+) {
+    use mqtt_session::codec::{Auth, ConnAck, Decoder, Packet, ProtocolVersion as V};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut decoder = Decoder::new();
+        let mut buf = bytes::BytesMut::new();
+        let mut next = async |socket: &mut tokio::net::TcpStream| loop {
+            if let Some(p) = decoder.decode(&mut buf).unwrap() {
+                return Some(p);
+            }
+            if socket.read_buf(&mut buf).await.ok()? == 0 {
+                return None;
+            }
+        };
+        let Some(Packet::Connect(connect)) = next(&mut socket).await else {
+            panic!("CONNECT first");
+        };
+        assert_eq!(connect.properties.authentication_method(), Some("TEST"));
+        let mut auth = Auth {
+            reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
+            properties: Default::default(),
+        };
+        auth.properties
+            .set_authentication_method(Some("TEST".try_into().unwrap()));
+        auth.properties
+            .set_authentication_data(Some(b"challenge"))
+            .unwrap();
+        let mut out = bytes::BytesMut::new();
+        Packet::Auth(auth).encode(V::V5, &mut out).unwrap();
+        socket.write_all(&out).await.unwrap();
+        let answer = match next(&mut socket).await {
+            Some(Packet::Auth(a)) => a
+                .properties
+                .authentication_data()
+                .map(bytes::Bytes::copy_from_slice),
+            _ => return None,
+        };
+        let mut ack = ConnAck::new(false, ReasonCode::SUCCESS);
+        ack.properties
+            .set_authentication_method(Some("TEST".try_into().unwrap()));
+        out.clear();
+        Packet::ConnAck(ack).encode(V::V5, &mut out).unwrap();
+        socket.write_all(&out).await.unwrap();
+        // Until the client leaves.
+        while next(&mut socket).await.is_some() {}
+        answer
+    });
+    (addr, task)
+}
+
+/// MQTT 5.0 enhanced authentication through `Options::authenticator`: the server's challenge
+/// is answered with what the callback returns, and the connection is accepted. Without an
+/// authenticator, the challenge ends the first connection at once.
+/// v5 [MQTT-4.12.0-2] [MQTT-4.12.0-3]
+#[tokio::test]
+async fn v5_enhanced_authentication_through_the_authenticator() {
+    let (addr, server) = challenging_server().await;
+    let mut o = options(&format!("mqtt://{addr}"), "auth", V5);
+    o.session.authentication_method = Some("TEST".to_owned());
+    o.authenticator = Some(std::sync::Arc::new(
+        |method: &str, data: Option<&bytes::Bytes>| {
+            assert_eq!(method, "TEST");
+            let mut answer = b"response:".to_vec();
+            answer.extend_from_slice(data.map_or(&[][..], |d| &d[..]));
+            Some(bytes::Bytes::from(answer))
+        },
+    ));
+    let (client, _events) = within("connect", Client::connect(o)).await.unwrap();
+    client.disconnect().await.unwrap();
+    assert_eq!(
+        server.await.unwrap().as_deref(),
+        Some(&b"response:challenge"[..])
+    );
+
+    let (addr, server) = challenging_server().await;
+    let mut o = options(&format!("mqtt://{addr}"), "auth", V5);
+    o.session.authentication_method = Some("TEST".to_owned());
+    let result = within("refused", Client::connect(o)).await;
+    assert!(matches!(result, Err(Error::NotConnected)), "{result:?}");
+    assert_eq!(server.await.unwrap(), None);
+}
+
+/// `disconnect` resolves once the farewell is written: a program that publishes a burst of
+/// QoS 0 messages (whose deliveries resolve at once), disconnects and ends its runtime loses
+/// none of them, and its will is not published (the DISCONNECT 0x00 arrived).
+/// v5 [MQTT-3.1.2-8] [MQTT-3.14.4-3]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v5_disconnect_resolves_after_the_farewell_is_written() {
+    let dir = temp_dir("farewell");
+    let broker = OurBroker::tcp(&dir).await;
+    let url = broker.url();
+    let (sub, mut events) = Client::connect(options(&url, "farewell-sub", V5))
+        .await
+        .unwrap();
+    sub.subscribe("farewell/#", QoS::AtMostOnce).await.unwrap();
+    const N: usize = 2000;
+    let publisher_url = url.clone();
+    tokio::task::spawn_blocking(move || {
+        // A runtime of its own, dropped as soon as `disconnect` resolves.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut o = options(&publisher_url, "farewell-pub", V5);
+            o.session.will = Some(mqtt_client::Will {
+                topic: mqtt_client::TopicName::try_from("farewell/will").unwrap(),
+                payload: bytes::Bytes::from_static(b"will"),
+                qos: QoS::AtMostOnce,
+                retain: false,
+                properties: Default::default(),
+            });
+            let (publ, _events) = Client::connect(o).await.unwrap();
+            for i in 0..N {
+                // Dropped: nobody waits for a QoS 0 message.
+                drop(
+                    publ.publish("farewell/t", format!("{i}"), QoS::AtMostOnce, false)
+                        .await
+                        .unwrap(),
+                );
+            }
+            publ.disconnect().await.unwrap();
+        });
+        drop(runtime);
+    })
+    .await
+    .unwrap();
+    let mut got = 0;
+    while got < N {
+        let m = next_message(&mut events).await;
+        assert_ne!(&m.payload[..], b"will", "the will was published");
+        got += 1;
+    }
+    // Nothing more: in particular no will.
+    let more = tokio::time::timeout(Duration::from_millis(300), events.recv()).await;
+    assert!(!matches!(more, Ok(Some(Event::Message(_)))), "{more:?}");
+    broker.stop().await;
+}

@@ -144,11 +144,11 @@ fn run_publisher(
     reader.join().unwrap()
 }
 
-async fn sigkilled_publisher(version: ProtocolVersion, tag: &str) {
+/// The publishing processes against the broker at `url` (the subscriber is in this process).
+async fn sigkilled_publisher(url: &str, version: ProtocolVersion, tag: &str) {
     const COUNT: usize = 300;
     let dir = temp_dir(&format!("persist-{tag}"));
-    let broker = OurBroker::tcp(&dir.join("broker")).await;
-    let url = broker.url();
+    let url = url.to_owned();
     let (sub, mut events) =
         Client::connect(persistent(options(&url, &format!("{tag}-sub"), version)))
             .await
@@ -245,7 +245,6 @@ async fn sigkilled_publisher(version: ProtocolVersion, tag: &str) {
         seen.len()
     );
     sub.disconnect().await.unwrap();
-    broker.stop().await;
 }
 
 fn fastrand_seed() -> u64 {
@@ -257,8 +256,22 @@ fn fastrand_seed() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_4_3_3_10_a_publisher_sigkilled_at_random_points_resumes_from_its_store() {
-    sigkilled_publisher(ProtocolVersion::V5, "p5").await;
-    sigkilled_publisher(ProtocolVersion::V3_1_1, "p311").await;
+    let dir = temp_dir("persist-broker");
+    let broker = OurBroker::tcp(&dir).await;
+    sigkilled_publisher(&broker.url(), ProtocolVersion::V5, "p5").await;
+    sigkilled_publisher(&broker.url(), ProtocolVersion::V3_1_1, "p311").await;
+    broker.stop().await;
+}
+
+/// The same against mosquitto (which is not restarted here: only the publisher dies).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_4_3_3_10_a_publisher_sigkilled_at_random_points_resumes_against_mosquitto() {
+    let dir = temp_dir("persist-mosquitto");
+    let Some(mosquitto) = Mosquitto::start(&dir).await else {
+        return;
+    };
+    sigkilled_publisher(&mosquitto.url(), ProtocolVersion::V5, "m5").await;
+    sigkilled_publisher(&mosquitto.url(), ProtocolVersion::V3_1_1, "m311").await;
 }
 
 /// The store is locked while a client has it open, and serves one Client Identifier.

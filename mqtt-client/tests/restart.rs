@@ -165,12 +165,14 @@ async fn mqtt_4_3_3_10_our_broker_sigkilled_twice_under_qos_1_and_2_streams() {
 }
 
 /// mosquitto 2.0 (Debian's) stopped with SIGTERM and restarted twice under the same streams.
-/// mosquitto 2.0.11 loses state across these restarts (see docs/interop.md: a v5 session
-/// is sometimes not restored, Session Present 0; QoS 1 messages queued for a restored offline
-/// session are never sent), so what is checked is the client's side: every publication's
-/// future resolves (acknowledged, or `SessionLost` when mosquitto answered Session Present 0
-/// to the publisher), no QoS 2 message is reported twice, and nothing arrives that was not
-/// published. The messages mosquitto lost are counted and printed.
+/// mosquitto 2.0.11 does not keep its sessions whole across these restarts (docs/interop.md:
+/// in 5.0 a session is often not restored, Session Present 0; after a restart it sometimes
+/// sends a QoS 2 PUBLISH again, as new, after it had sent its PUBREL), so what is checked is
+/// the client's side: every publication's future resolves (acknowledged, or `SessionLost` only
+/// when mosquitto answered Session Present 0 to the publisher), nothing arrives that was not
+/// published, and in 3.1.1 (where mosquitto keeps the sessions) every message arrives. What
+/// mosquitto lost or sent twice is counted and printed. The strict check (QoS 2 exactly once)
+/// runs against this repository's broker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_4_3_3_10_mosquitto_restarted_under_qos_1_and_2_streams() {
     for version in [ProtocolVersion::V5, ProtocolVersion::V3_1_1] {
@@ -254,11 +256,23 @@ async fn mqtt_4_3_3_10_mosquitto_restarted_under_qos_1_and_2_streams() {
             }
         }
         let published = expected();
-        for (key, n) in &seen {
+        for key in seen.keys() {
             assert!(published.contains(key), "{key} was never published");
-            if key.starts_with("q2") {
-                assert_eq!(*n, 1, "QoS 2 message {key} reported {n} times");
-            }
+        }
+        // mosquitto sometimes sends a QoS 2 PUBLISH again after its PUBREL (docs/interop.md),
+        // which the client cannot tell from a new message: counted, not asserted.
+        let twice = seen
+            .iter()
+            .filter(|(k, n)| k.starts_with("q2") && **n > 1)
+            .count();
+        if version == ProtocolVersion::V3_1_1 {
+            // With `max_inflight_messages 0` mosquitto 2.0.11 keeps 3.1.1 sessions across these
+            // restarts: every message arrives.
+            let missing: Vec<_> = published
+                .iter()
+                .filter(|k| !seen.contains_key(*k))
+                .collect();
+            assert!(missing.is_empty(), "never arrived: {missing:?}");
         }
         let lost: Vec<_> = published
             .iter()
@@ -266,7 +280,8 @@ async fn mqtt_4_3_3_10_mosquitto_restarted_under_qos_1_and_2_streams() {
             .collect();
         eprintln!(
             "mosquitto {version:?}: {} of {} messages delivered; {} lost by the broker \
-             (first: {:?}); {lost_sessions} publications failed with SessionLost",
+             (first: {:?}); {twice} QoS 2 messages twice; {lost_sessions} publications failed \
+             with SessionLost",
             seen.len(),
             published.len(),
             lost.len(),

@@ -347,3 +347,21 @@ fn max_in_flight_bounds_the_messages_awaiting_acknowledgement() {
         Err(ClientError::InvalidConfig(_))
     ));
 }
+
+// The session epoch: a lost session (Session Present 0, or a Clean Start) starts a new one, in
+// which the server may reuse the Packet Identifiers of messages the application still holds.
+// v5 [MQTT-3.2.2-5]
+#[test]
+fn v5_mqtt_3_2_2_5_a_lost_session_starts_a_new_epoch() {
+    let mut s = accepted(manual(persistent(V5, "c")), false);
+    let epoch = s.client.session_epoch();
+    s.server_sends(server_publish(b"old", QoS::AtLeastOnce, 1));
+    s.transport_lost();
+    s.connect();
+    s.server_sends(ConnAck::new(true, ReasonCode::SUCCESS));
+    assert_eq!(s.client.session_epoch(), epoch, "resumed: the same session");
+    s.transport_lost();
+    s.connect();
+    s.server_sends(ConnAck::new(false, ReasonCode::SUCCESS));
+    assert_eq!(s.client.session_epoch(), epoch + 1, "lost: a new session");
+}

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use mqtt_client::{Error, Event, Options, ProtocolVersion, Publish, Reconnect};
+use mqtt_client::{Error, Event, Options, ProtocolVersion, Reconnect};
 
 /// Within this, or the test fails.
 pub const STEP: Duration = Duration::from_secs(20);
@@ -64,7 +64,7 @@ pub fn persistent(mut o: Options) -> Options {
 }
 
 /// The next message event (other events are skipped).
-pub async fn next_message(events: &mut mqtt_client::Events) -> Box<Publish> {
+pub async fn next_message(events: &mut mqtt_client::Events) -> mqtt_client::Message {
     loop {
         match within("a message", events.recv()).await {
             Some(Event::Message(m)) => return m,
@@ -291,7 +291,7 @@ impl Mosquitto {
                 &conf,
                 format!(
                     "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-                     persistence_location {}/\nmax_queued_messages 10000\n\
+                     persistence_location {}/\nmax_queued_messages 10000\nmax_inflight_messages 0\n\
                      log_dest file {}/mosquitto.log\nlog_type all\n",
                     dir.display(),
                     dir.display()

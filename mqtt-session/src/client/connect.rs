@@ -143,6 +143,7 @@ impl Client {
     /// sent and not completely acknowledged as dropped, or keeping it to send again as a new
     /// message when the configuration says so for its QoS.
     pub(super) fn discard_session(&mut self) {
+        self.session_epoch = self.session_epoch.wrapping_add(1);
         let (qos1, qos2) = (
             self.config.resend_qos1_on_session_loss,
             self.config.resend_qos2_on_session_loss,

@@ -395,7 +395,9 @@ impl Client {
                         // Queued behind the acknowledgements owed before it; held until the
                         // application acknowledges, if it has not yet.
                         let acked = !self.session.inbound_unacked.contains(&id);
-                        let already = conn.held_acks.iter().any(|h| h.id == id && !h.acked);
+                        // One entry per identifier: a PUBLISH sent again while its PUBREC waits
+                        // behind earlier acknowledgements is answered by that one.
+                        let already = conn.held_acks.iter().any(|h| h.id == id);
                         if !already {
                             conn.held_acks.push_back(HeldAck {
                                 id,
@@ -449,6 +451,13 @@ impl Client {
     /// awaits one: already acknowledged, or a QoS 1 message of a connection that has ended (the
     /// server sends it again on resume, and it is reported again).
     ///
+    /// The acknowledgement is matched by Packet Identifier. Within a session that is exact (the
+    /// server does not reuse an identifier before its flow completes), but after the session is
+    /// lost (Session Present 0, Clean Start) the server may give a new message an identifier the
+    /// application still holds from the old session: a host whose application may acknowledge
+    /// late compares [`Client::session_epoch`] at delivery and at acknowledgement, and drops
+    /// acknowledgements of an earlier epoch (mqtt-client does).
+    ///
     /// A QoS 2 message acknowledged while disconnected is remembered: when the server re-sends
     /// it, its PUBREC is sent at once.
     ///
@@ -477,6 +486,15 @@ impl Client {
             self.send_held_acks(now);
         }
         Ok(found)
+    }
+
+    /// Received QoS 2 messages whose PUBREC was sent and whose PUBREL is awaited.
+    #[must_use]
+    pub fn inbound_qos2_awaiting_pubrel(&self) -> usize {
+        self.session
+            .inbound_qos2
+            .len()
+            .saturating_sub(self.session.inbound_unacked.len())
     }
 
     /// Received QoS 1/2 messages awaiting the application's acknowledgement (manual

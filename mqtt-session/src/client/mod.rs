@@ -446,6 +446,8 @@ pub struct Client {
     outbox: BytesMut,
     /// `TransmitReady` was said and the outbox has not been emptied since.
     notified: bool,
+    /// How many times the session state was discarded (see [`Client::session_epoch`]).
+    session_epoch: u64,
 }
 
 impl Client {
@@ -503,6 +505,7 @@ impl Client {
             out: VecDeque::new(),
             outbox: BytesMut::new(),
             notified: false,
+            session_epoch: 0,
         };
         // Whatever would make the CONNECT invalid is refused now, not at each connection.
         let connect = client.connect_packet(client.config.clean_start)?;
@@ -639,6 +642,15 @@ impl Client {
     #[must_use]
     pub fn pending_requests(&self) -> usize {
         self.session.requests.len()
+    }
+
+    /// How many times the Session State was discarded (a Clean Start, or Session Present 0 on
+    /// a resuming connection). Packet Identifiers of received messages are unique within one
+    /// epoch: a host that lets its application acknowledge late ([`Client::ack`]) drops
+    /// acknowledgements from an earlier epoch.
+    #[must_use]
+    pub fn session_epoch(&self) -> u64 {
+        self.session_epoch
     }
 
     /// QoS 2 messages received and awaiting their PUBREL.

@@ -370,8 +370,13 @@ async fn manual_acknowledgement_holds_the_puback_until_the_application_acks() {
     assert_eq!(&one.payload[..], b"one");
     assert_eq!(&two.payload[..], b"two");
     sub.ack(&one).await.unwrap();
-    // Let the PUBACK go out before the broker stops.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A fence: once the broker acknowledges a PUBLISH the subscriber sent after that PUBACK,
+    // it has read the PUBACK (one stream, in order).
+    sub.publish("fence/manual", "x", QoS::AtLeastOnce, false)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     broker.stop().await;
     let broker = OurBroker::start(settings(&dir, &listen)).await;
     wait_for(&mut events, "reconnected", is_connected).await;
@@ -398,7 +403,9 @@ async fn a_consumer_that_stops_reading_does_not_stall_the_connection() {
     let url = broker.url();
     let mut o = options(&url, "slow-sub", V5);
     o.session.keep_alive = 1;
-    o.session.ping_timeout = Duration::from_millis(500);
+    // Generous for a loaded CI machine, and still short enough: a client that stopped reading
+    // would miss its first PINGRESP (sent at 1 s) and give up at about 3 s, inside the 3.5 s.
+    o.session.ping_timeout = Duration::from_secs(2);
     o.event_capacity = 8;
     o.session.receive_maximum = 4;
     let (sub, mut events) = Client::connect(o).await.unwrap();

@@ -255,6 +255,16 @@ mod client_checks {
                         self.in_flight_here.insert(r.packet_id.get());
                     }
                 }
+                Packet::Connect(c) if c.clean_start => {
+                    // The client discarded its session: its messages may go again as new ones
+                    // (DUP 0, same Packet Identifier) under its resend options.
+                    self.resendable = self
+                        .in_use
+                        .iter()
+                        .filter(|(_, u)| matches!(u, Use::Publish(_)))
+                        .map(|(id, _)| *id)
+                        .collect();
+                }
                 Packet::Disconnect(_) => self.disconnect_sent = true,
                 Packet::Auth(_) => assert!(self.version.is_v5()),
                 _ => {}

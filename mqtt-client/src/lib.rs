@@ -489,6 +489,18 @@ impl Client {
         }
     }
 
+    /// Resolves once no message is queued or in flight: every publication's flow has ended,
+    /// including those of messages restored from the store ([`Options::store`]), which no
+    /// [`Delivery`] awaits (their outcomes come as [`Event::Restored`]).
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the client stops first.
+    pub async fn flush(&self) -> Result<(), Error> {
+        let (done, rx) = oneshot::channel();
+        self.command(Command::Flush { done }).await?;
+        rx.await.map_err(|_| Error::Closed)
+    }
+
     /// Re-authenticates (MQTT 5.0 enhanced authentication, AUTH 0x19 with `data`); resolves
     /// when the server accepts.
     ///

@@ -66,6 +66,9 @@ pub(crate) enum Command {
         /// The engine's session epoch when the message was delivered.
         epoch: u64,
     },
+    Flush {
+        done: oneshot::Sender<()>,
+    },
     Reauthenticate {
         data: Option<Bytes>,
         done: oneshot::Sender<Result<(), Error>>,
@@ -120,6 +123,7 @@ pub(crate) fn spawn(
         requests: HashMap::new(),
         resubscribes: HashMap::new(),
         reauth: None,
+        flushes: Vec::new(),
         subscriptions: BTreeMap::new(),
         start: Instant::now(),
         turn_now: Timestamp::ZERO,
@@ -252,6 +256,8 @@ struct Task {
     /// Resubscriptions after a lost session: the filter of each.
     resubscribes: HashMap<PacketId, String>,
     reauth: Option<oneshot::Sender<Result<(), Error>>>,
+    /// `flush` calls waiting for every message's flow to end.
+    flushes: Vec<oneshot::Sender<()>>,
     /// The filters the server granted, with their options and their SUBSCRIBE's properties
     /// (for resubscription).
     subscriptions: BTreeMap<String, (TopicFilter, SubscriptionOptions, Properties)>,
@@ -321,6 +327,12 @@ impl Task {
             self.drain();
             if self.deferred_stop() {
                 self.drain();
+            }
+            if !self.flushes.is_empty() && self.engine.in_flight() == 0 && self.engine.queued() == 0
+            {
+                for done in self.flushes.drain(..) {
+                    let _ = done.send(());
+                }
             }
             if self.stopped {
                 break;
@@ -605,6 +617,7 @@ impl Task {
                     let _ = done.send(Err(Error::Engine(e)));
                 }
             },
+            Command::Flush { done } => self.flushes.push(done),
             Command::Ack { packet_id, epoch } => {
                 if self.options.manual_acks {
                     self.ack(packet_id, epoch);

@@ -24,12 +24,19 @@
 //! wss_listen = "0.0.0.0:8443"
 //! cert = "server.pem"               # the chain, the server's certificate first
 //! key = "server-key.pem"
+//! # The optional capabilities (all available by default), here those of a limited broker:
+//! maximum_qos = 1                   # 0, 1 or 2
+//! retain_available = false
+//! wildcard_subscriptions = false
+//! subscription_identifiers = false
+//! shared_subscriptions = false
 //! ```
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use mqtt_session::broker::BrokerConfig;
+use mqtt_session::codec::QoS;
 use serde::{Deserialize, Deserializer};
 
 /// Everything the broker can be told, with the defaults of a start without flags: MQTT on
@@ -118,6 +125,27 @@ pub struct Settings {
     /// How long a subscriber may stay stuck before it is disconnected (0x97), in seconds; 0:
     /// never.
     pub disconnect_stuck_after: u32,
+    /// The highest QoS accepted in PUBLISH and granted in SUBACK: 0, 1 or 2 (anything else is
+    /// refused by [`Settings::validate`], and in a file). Below 2, MQTT 5.0 clients are told it
+    /// in CONNACK (Maximum QoS) and a PUBLISH or Will QoS above it is refused (0x9B; a 3.1.1
+    /// client's PUBLISH above it closes the connection); subscriptions are granted at most it.
+    #[serde(deserialize_with = "maximum_qos")]
+    pub maximum_qos: u8,
+    /// Whether retained messages are supported. When not, MQTT 5.0 clients are told so in
+    /// CONNACK (Retain Available 0) and a PUBLISH or Will with RETAIN is refused (0x9A; a 3.1.1
+    /// client's retained PUBLISH closes the connection, its retained Will loses RETAIN).
+    pub retain_available: bool,
+    /// Whether Topic Filters with wildcards (`+`, `#`) may be subscribed to. When not, MQTT 5.0
+    /// clients are told so in CONNACK and each such filter is refused in SUBACK (0xA2; 3.1.1:
+    /// 0x80).
+    pub wildcard_subscriptions: bool,
+    /// Whether a SUBSCRIBE may carry a Subscription Identifier (MQTT 5.0). When not, clients
+    /// are told so in CONNACK and a SUBSCRIBE with one is a Protocol Error (DISCONNECT 0xA1).
+    pub subscription_identifiers: bool,
+    /// Whether shared subscriptions (`$share/{group}/{filter}`) are supported. When not, MQTT
+    /// 5.0 clients are told so in CONNACK and each one is refused in SUBACK (0x9E; 3.1.1:
+    /// 0x80).
+    pub shared_subscriptions: bool,
 }
 
 impl Default for Settings {
@@ -152,6 +180,11 @@ impl Default for Settings {
             max_connection_backlog: engine.max_connection_backlog,
             stuck_after_ms: engine.stuck_after_ms,
             disconnect_stuck_after: engine.disconnect_stuck_after.unwrap_or(0),
+            maximum_qos: engine.maximum_qos.bits(),
+            retain_available: engine.retain_available,
+            wildcard_subscriptions: engine.wildcard_subscription_available,
+            subscription_identifiers: engine.subscription_identifiers_available,
+            shared_subscriptions: engine.shared_subscription_available,
         }
     }
 }
@@ -233,10 +266,11 @@ impl Settings {
         }
     }
 
-    /// Checks that the settings fit together: a TLS listener (`tls_listen`, `wss_listen`) has
-    /// `cert` and `key`, which are given together and only for one; `client_ca` is for a TLS
-    /// listener; `require_certificate` and `use_identity_as_username` need `client_ca`; and
-    /// the certificate, not a password file, authenticates with `use_identity_as_username`.
+    /// Checks that the settings fit together: `maximum_qos` is 0, 1 or 2; a TLS listener
+    /// (`tls_listen`, `wss_listen`) has `cert` and `key`, which are given together and only for
+    /// one; `client_ca` is for a TLS listener; `require_certificate` and
+    /// `use_identity_as_username` need `client_ca`; and the certificate, not a password file,
+    /// authenticates with `use_identity_as_username`.
     ///
     /// # Errors
     /// A [`ConfigError`] naming the setting (its key) that does not fit.
@@ -250,6 +284,10 @@ impl Settings {
                 message: message.to_owned(),
             })
         };
+        // Checked when read from a file or the command line; a program may set anything.
+        if QoS::from_bits(self.maximum_qos).is_none() {
+            return error("maximum_qos", MAXIMUM_QOS_RANGE);
+        }
         if tls {
             if self.cert.is_none() {
                 return error(
@@ -321,6 +359,12 @@ impl Settings {
         config.stuck_after_ms = self.stuck_after_ms;
         config.disconnect_stuck_after =
             (self.disconnect_stuck_after > 0).then_some(self.disconnect_stuck_after);
+        // Above 2 (refused by `validate`) reads as 2.
+        config.maximum_qos = QoS::from_bits(self.maximum_qos).unwrap_or(QoS::ExactlyOnce);
+        config.retain_available = self.retain_available;
+        config.wildcard_subscription_available = self.wildcard_subscriptions;
+        config.subscription_identifiers_available = self.subscription_identifiers;
+        config.shared_subscription_available = self.shared_subscriptions;
         // When User Names are verified, a session is its user's: another user's CONNECT with
         // the same Client Identifier starts a new session instead of receiving this one's.
         config.sessions_owned_by_user =
@@ -344,6 +388,18 @@ fn some_at_least_one_u16<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>,
         return Err(serde::de::Error::custom("must be at least 1"));
     }
     Ok(Some(n))
+}
+
+/// What is wrong with a `maximum_qos` other than 0, 1 or 2.
+const MAXIMUM_QOS_RANGE: &str = "must be 0, 1 or 2 (the highest QoS the broker supports)";
+
+fn maximum_qos<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    // Read as any integer, so that -1 and 300 get the same message as 3.
+    let n = i64::deserialize(d)?;
+    u8::try_from(n)
+        .ok()
+        .filter(|&bits| QoS::from_bits(bits).is_some())
+        .ok_or_else(|| serde::de::Error::custom(MAXIMUM_QOS_RANGE))
 }
 
 fn packet_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
@@ -485,6 +541,86 @@ mod tests {
         assert!(e.message.contains("at least 2"), "{e}");
         let e = Settings::from_toml("listen = \n").unwrap_err();
         assert_eq!(e.line, Some(1));
+    }
+
+    #[test]
+    fn capabilities_default_to_the_engines_and_reach_it() {
+        let s = Settings::default();
+        assert_eq!(s.maximum_qos, 2);
+        assert!(s.retain_available);
+        assert!(s.wildcard_subscriptions && s.subscription_identifiers && s.shared_subscriptions);
+        let s = Settings::from_toml(
+            "maximum_qos = 1\nretain_available = false\nwildcard_subscriptions = false\n\
+             subscription_identifiers = false\nshared_subscriptions = false\n",
+        )
+        .unwrap();
+        assert_eq!(s.maximum_qos, 1);
+        assert!(!s.retain_available);
+        assert!(!s.wildcard_subscriptions);
+        assert!(!s.subscription_identifiers);
+        assert!(!s.shared_subscriptions);
+        assert_eq!(s.validate(), Ok(()));
+        let c = s.broker_config();
+        assert_eq!(c.maximum_qos, QoS::AtLeastOnce);
+        assert!(!c.retain_available);
+        assert!(!c.wildcard_subscription_available);
+        assert!(!c.subscription_identifiers_available);
+        assert!(!c.shared_subscription_available);
+        // The other engine settings are untouched.
+        let mut expected = BrokerConfig::default();
+        expected.maximum_qos = QoS::AtLeastOnce;
+        expected.retain_available = false;
+        expected.wildcard_subscription_available = false;
+        expected.subscription_identifiers_available = false;
+        expected.shared_subscription_available = false;
+        assert_eq!(c, expected);
+        // Each key alone, and each QoS.
+        for (bits, qos) in [
+            (0, QoS::AtMostOnce),
+            (1, QoS::AtLeastOnce),
+            (2, QoS::ExactlyOnce),
+        ] {
+            let s = Settings::from_toml(&format!("maximum_qos = {bits}\n")).unwrap();
+            assert_eq!(s.broker_config().maximum_qos, qos);
+        }
+        let only = |key: &str| {
+            Settings::from_toml(&format!("{key} = false\n"))
+                .unwrap()
+                .broker_config()
+        };
+        assert!(!only("retain_available").retain_available);
+        assert!(only("retain_available").shared_subscription_available);
+        assert!(!only("wildcard_subscriptions").wildcard_subscription_available);
+        assert!(!only("subscription_identifiers").subscription_identifiers_available);
+        assert!(!only("shared_subscriptions").shared_subscription_available);
+        assert!(only("shared_subscriptions").retain_available);
+    }
+
+    #[test]
+    fn a_maximum_qos_other_than_0_1_or_2_is_refused() {
+        for value in ["3", "-1", "300"] {
+            let e = Settings::from_toml(&format!("listen = \"a:1\"\nmaximum_qos = {value}\n"))
+                .unwrap_err();
+            assert_eq!(
+                (e.line, e.key.as_deref()),
+                (Some(2), Some("maximum_qos")),
+                "{e}"
+            );
+            assert!(e.message.contains("must be 0, 1 or 2"), "{e}");
+            assert!(e.to_string().contains("`maximum_qos`"), "{e}");
+        }
+        let e = Settings::from_toml("maximum_qos = \"1\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("maximum_qos"));
+        let e = Settings::from_toml("retain_available = 0\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("retain_available"));
+        // Set by a program: refused by `validate`, which `Server::bind` calls.
+        let s = Settings {
+            maximum_qos: 3,
+            ..Settings::default()
+        };
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("maximum_qos"));
+        assert!(e.message.contains("must be 0, 1 or 2"), "{e}");
     }
 
     #[test]

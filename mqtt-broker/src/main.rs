@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::parser::ValueSource;
-use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser};
 use mqtt_broker::{Server, Settings};
 use tracing_subscriber::EnvFilter;
 
@@ -142,6 +142,31 @@ struct Cli {
     /// never.
     #[arg(long, value_name = "SECS", default_value_t = Settings::default().disconnect_stuck_after)]
     disconnect_stuck_after: u32,
+    /// The highest QoS accepted in PUBLISH and granted in SUBACK (0, 1 or 2); below 2, MQTT 5.0
+    /// clients are told it in CONNACK and a PUBLISH or Will above it is refused (0x9B).
+    #[arg(long, value_name = "QOS", default_value_t = Settings::default().maximum_qos,
+          value_parser = clap::value_parser!(u8).range(0..=2))]
+    maximum_qos: u8,
+    /// Whether retained messages are supported; with false, MQTT 5.0 clients are told so in
+    /// CONNACK and a PUBLISH or Will with RETAIN is refused (0x9A).
+    #[arg(long, value_name = "BOOL", action = ArgAction::Set,
+          default_value_t = Settings::default().retain_available)]
+    retain_available: bool,
+    /// Whether Topic Filters with wildcards (+, #) may be subscribed to; with false, each is
+    /// refused in SUBACK (0xA2).
+    #[arg(long, value_name = "BOOL", action = ArgAction::Set,
+          default_value_t = Settings::default().wildcard_subscriptions)]
+    wildcard_subscriptions: bool,
+    /// Whether a SUBSCRIBE may carry a Subscription Identifier (MQTT 5.0); with false, one that
+    /// does is a Protocol Error (DISCONNECT 0xA1).
+    #[arg(long, value_name = "BOOL", action = ArgAction::Set,
+          default_value_t = Settings::default().subscription_identifiers)]
+    subscription_identifiers: bool,
+    /// Whether shared subscriptions ($share/GROUP/FILTER) are supported; with false, each is
+    /// refused in SUBACK (0x9E).
+    #[arg(long, value_name = "BOOL", action = ArgAction::Set,
+          default_value_t = Settings::default().shared_subscriptions)]
+    shared_subscriptions: bool,
 }
 
 /// Subcommands.
@@ -211,6 +236,11 @@ fn settings(cli: &Cli, matches: &ArgMatches) -> Result<Settings, mqtt_broker::Co
         max_connection_backlog,
         stuck_after_ms,
         disconnect_stuck_after,
+        maximum_qos,
+        retain_available,
+        wildcard_subscriptions,
+        subscription_identifiers,
+        shared_subscriptions,
     );
     Ok(settings)
 }
@@ -413,6 +443,67 @@ mod tests {
         // The flag wins.
         assert_eq!(s.max_inflight, 5);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn capability_flags_are_settings_and_override_the_file() {
+        let s = parse(&[
+            "mqtt-broker",
+            "--maximum-qos",
+            "1",
+            "--retain-available",
+            "false",
+            "--wildcard-subscriptions",
+            "false",
+            "--subscription-identifiers",
+            "false",
+            "--shared-subscriptions",
+            "false",
+        ])
+        .unwrap();
+        assert_eq!(s.maximum_qos, 1);
+        assert!(!s.retain_available);
+        assert!(!s.wildcard_subscriptions);
+        assert!(!s.subscription_identifiers);
+        assert!(!s.shared_subscriptions);
+        let c = s.broker_config();
+        assert_eq!(c.maximum_qos, mqtt_session::codec::QoS::AtLeastOnce);
+        assert!(!c.retain_available && !c.wildcard_subscription_available);
+        assert!(!c.subscription_identifiers_available && !c.shared_subscription_available);
+
+        // A flag given overrides the file, one at its default does not.
+        let dir = std::env::temp_dir().join(format!("mqtt-broker-caps-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("b.toml");
+        std::fs::write(
+            &file,
+            "maximum_qos = 0\nretain_available = false\nshared_subscriptions = false\n",
+        )
+        .unwrap();
+        let s = parse(&[
+            "mqtt-broker",
+            "--config",
+            file.to_str().unwrap(),
+            "--retain-available",
+            "true",
+        ])
+        .unwrap();
+        assert_eq!(s.maximum_qos, 0);
+        assert!(s.retain_available);
+        assert!(!s.shared_subscriptions);
+        assert!(s.wildcard_subscriptions);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        // Out of range, or not a boolean: refused, naming the flag.
+        for args in [
+            &["mqtt-broker", "--maximum-qos", "3"][..],
+            &["mqtt-broker", "--maximum-qos", "one"],
+            &["mqtt-broker", "--retain-available", "no"],
+            &["mqtt-broker", "--shared-subscriptions"],
+        ] {
+            let e = Cli::command().try_get_matches_from(args).unwrap_err();
+            assert!(e.to_string().contains(args[1]), "{args:?}: {e}");
+        }
     }
 
     #[test]

@@ -1,0 +1,7 @@
+//! Tests of the `alias` area (being written).
+
+use super::TestCase;
+
+pub(super) fn tests() -> Vec<TestCase> {
+    vec![]
+}

@@ -17,7 +17,8 @@
 //! # What is scanned
 //!
 //! Every `*.rs` file under `mqtt-codec/`, `mqtt-session/`, `mqtt-transport/`, `mqtt-broker/`,
-//! `fuzz/fuzz_targets/` and `conformance/` ([`SCAN_ROOTS`]), skipping directories named
+//! `mqtt-client/`, `mqtt-embedded/`, `mqtt-conformance/`, `fuzz/fuzz_targets/` and
+//! `conformance/` ([`SCAN_ROOTS`]), skipping directories named
 //! `target` and hidden directories. Paths are reported relative to the workspace root, with
 //! `/` separators.
 //!
@@ -87,12 +88,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// Directories (relative to the workspace root) whose `*.rs` files are scanned.
-pub const SCAN_ROOTS: [&str; 7] = [
+pub const SCAN_ROOTS: [&str; 9] = [
     "mqtt-codec",
     "mqtt-session",
     "mqtt-transport",
     "mqtt-broker",
     "mqtt-client",
+    "mqtt-embedded",
+    "mqtt-conformance",
     "fuzz/fuzz_targets",
     "conformance",
 ];
@@ -1125,6 +1128,16 @@ pub struct Untestable {
 ///
 /// A line that is not `VERSION<TAB>ID<TAB>why` with a known version.
 pub fn parse_untestable(text: &str) -> Result<Vec<Untestable>, Error> {
+    parse_notes(UNTESTABLE_PATH, text)
+}
+
+/// Parses a file of `VERSION<TAB>ID<TAB>why` lines (`path` names it in errors); blank lines
+/// and lines starting with `#` are skipped.
+///
+/// # Errors
+///
+/// A line that is not `VERSION<TAB>ID<TAB>why` with a known version.
+pub fn parse_notes(path: &str, text: &str) -> Result<Vec<Untestable>, Error> {
     let mut notes = Vec::new();
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
@@ -1132,7 +1145,7 @@ pub fn parse_untestable(text: &str) -> Result<Vec<Untestable>, Error> {
             continue;
         }
         let err = |message: String| Error::List {
-            path: UNTESTABLE_PATH.to_owned(),
+            path: path.to_owned(),
             line,
             message,
         };
@@ -1164,6 +1177,29 @@ pub struct Conformance {
     pub citations: Vec<Citation>,
     /// The statements no test can check, with why.
     pub untestable: Vec<Untestable>,
+    /// The black-box tests of `mqtt-conformance` (given with [`Conformance::with_tester`]).
+    pub tester: Vec<TesterTest>,
+    /// The statements the black-box tester cannot observe, with why
+    /// ([`NOT_OBSERVABLE_PATH`]).
+    pub not_observable: Vec<Untestable>,
+}
+
+/// Where the statements that a black-box tester cannot observe are listed, with why.
+pub const NOT_OBSERVABLE_PATH: &str = "mqtt-conformance/not-observable.tsv";
+
+/// Where the lowest accepted coverage counts are kept.
+pub const FLOOR_PATH: &str = "conformance/coverage-floor.tsv";
+
+/// One black-box test of the conformance tester: its id, version and the statements whose
+/// reaction it asserts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TesterTest {
+    /// The test's id (`v5.connect.second_connect`).
+    pub id: String,
+    /// Its version.
+    pub version: Version,
+    /// The statements it covers.
+    pub statements: Vec<String>,
 }
 
 impl Conformance {
@@ -1183,11 +1219,112 @@ impl Conformance {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(source) => return Err(Error::Io { path, source }),
         };
+        let path = root.join(NOT_OBSERVABLE_PATH);
+        let not_observable = match fs::read_to_string(&path) {
+            Ok(text) => parse_notes(NOT_OBSERVABLE_PATH, &text)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => return Err(Error::Io { path, source }),
+        };
         Ok(Self {
             lists,
             citations: scan_workspace(root)?,
             untestable,
+            tester: Vec::new(),
+            not_observable,
         })
+    }
+
+    /// These inputs with the black-box tests of the conformance tester.
+    #[must_use]
+    pub fn with_tester(mut self, tests: Vec<TesterTest>) -> Self {
+        self.tester = tests;
+        self
+    }
+
+    /// The tester's tests of each statement of `version`.
+    fn tester_coverage(&self, version: Version) -> BTreeMap<&str, Vec<&str>> {
+        let mut map: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for t in self.tester.iter().filter(|t| t.version == version) {
+            for s in &t.statements {
+                map.entry(s.as_str()).or_default().push(t.id.as_str());
+            }
+        }
+        map
+    }
+
+    fn why_not_observable(&self, version: Version, id: &str) -> Option<&str> {
+        self.not_observable
+            .iter()
+            .find(|n| n.version == version && n.id == id)
+            .map(|n| n.why.as_str())
+    }
+
+    /// What is wrong with the tester's citations and [`NOT_OBSERVABLE_PATH`]: a statement
+    /// that is not in the list of the test's version, a note for a statement a test covers,
+    /// or a note for a statement that does not exist.
+    #[must_use]
+    pub fn tester_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for t in &self.tester {
+            for s in &t.statements {
+                if !self.has(t.version, s) {
+                    problems.push(format!(
+                        "mqtt-conformance test `{}` cites `{s}`, which is not in {}",
+                        t.id,
+                        t.version.list_path()
+                    ));
+                }
+            }
+        }
+        for note in &self.not_observable {
+            let place = format!("{NOT_OBSERVABLE_PATH}:{}", note.line);
+            if !self.has(note.version, &note.id) {
+                problems.push(format!(
+                    "{place}: `{}` is not in {}",
+                    note.id,
+                    note.version.list_path()
+                ));
+            } else if self
+                .tester_coverage(note.version)
+                .contains_key(note.id.as_str())
+            {
+                problems.push(format!(
+                    "{place}: `{}` ({}) is covered by a test of the tester now: remove the note",
+                    note.id,
+                    note.version.label()
+                ));
+            }
+        }
+        problems
+    }
+
+    /// The coverage counts [`FLOOR_PATH`] keeps: `VERSION<TAB>what<TAB>count` lines, `what`
+    /// being `tests` (statements with a test of any crate) or `tester` (statements covered
+    /// by the black-box tester).
+    #[must_use]
+    pub fn coverage_counts(&self) -> Vec<(Version, &'static str, usize)> {
+        let mut out = Vec::new();
+        for list in &self.lists {
+            let coverage = self.coverage(list.version);
+            let tested = list
+                .statements
+                .iter()
+                .filter(|s| {
+                    coverage
+                        .get(s.id.as_str())
+                        .is_some_and(|c| !c.tests.is_empty())
+                })
+                .count();
+            let tester = self.tester_coverage(list.version);
+            let black_box = list
+                .statements
+                .iter()
+                .filter(|s| tester.contains_key(s.id.as_str()))
+                .count();
+            out.push((list.version, "tests", tested));
+            out.push((list.version, "tester", black_box));
+        }
+        out
     }
 
     /// What is wrong with [`UNTESTABLE_PATH`]: a statement that is not in its version's list,
@@ -1364,9 +1501,9 @@ impl Conformance {
 
         out.push_str("\n## Totals\n\n");
         out.push_str(
-            "| version | statements | with a test | no test, why given | with an enforcement site | with both | with neither |\n",
+            "| version | statements | with a test | no test, why given | with an enforcement site | with both | with neither | black-box tester | not observable, why given |\n",
         );
-        out.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (list, coverage) in &coverages {
             let t = Tally::of(&list.statements, coverage);
             let explained = list
@@ -1379,8 +1516,22 @@ impl Conformance {
                         && self.why_untestable(list.version, &s.id).is_some()
                 })
                 .count();
+            let tester = self.tester_coverage(list.version);
+            let black_box = list
+                .statements
+                .iter()
+                .filter(|s| tester.contains_key(s.id.as_str()))
+                .count();
+            let unobservable = list
+                .statements
+                .iter()
+                .filter(|s| {
+                    !tester.contains_key(s.id.as_str())
+                        && self.why_not_observable(list.version, &s.id).is_some()
+                })
+                .count();
             out.push_str(&format!(
-                "| [{}](#mqtt-{}) | {} | {} | {} | {} | {} | {} |\n",
+                "| [{}](#mqtt-{}) | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 list.version.label(),
                 list.version.label().replace('.', ""),
                 t.total,
@@ -1388,14 +1539,22 @@ impl Conformance {
                 explained,
                 t.enforced,
                 t.both,
-                t.neither
+                t.neither,
+                black_box,
+                unobservable
             ));
         }
 
         for (list, coverage) in &coverages {
-            render_version(&mut out, list, coverage, |id| {
-                self.why_untestable(list.version, id)
-            });
+            let tester = self.tester_coverage(list.version);
+            render_version(
+                &mut out,
+                list,
+                coverage,
+                |id| self.why_untestable(list.version, id),
+                &tester,
+                |id| self.why_not_observable(list.version, id),
+            );
         }
         out
     }
@@ -1409,10 +1568,18 @@ const HEADER: &str = "# MQTT conformance matrix
 Every normative statement of MQTT 5.0 (`spec/mqtt-v5.0-statements.tsv`) and MQTT 3.1.1
 (`spec/mqtt-v3.1.1-statements.tsv`), with the tests that check it and the code that
 enforces it, as cited in the sources of `mqtt-codec/`, `mqtt-session/`, `mqtt-transport/`,
-`mqtt-broker/`, `fuzz/fuzz_targets/` and `conformance/`. A statement no test can check says
+`mqtt-broker/`, `mqtt-client/`, `mqtt-embedded/`, `mqtt-conformance/`, `fuzz/fuzz_targets/`
+and `conformance/`. A statement no test can check says
 why (from `spec/untestable.tsv`). `cargo test -p conformance` fails when this file is stale,
 when a citation names a statement that does not exist, or when a statement said to be
 untestable has a test.
+
+The column *black-box tester* lists the tests of `mqtt-conformance` (the tester anyone can
+point at a broker: `mqtt-conformance --list`) that send a stimulus and assert the reaction
+the statement names; a statement it cannot observe from outside says why (from
+`mqtt-conformance/not-observable.tsv`). The counts of statements with a test and with a
+black-box test may never drop: `conformance/coverage-floor.tsv` keeps the highest seen, and
+`cargo test -p conformance` fails below it.
 
 ## How to cite a statement
 
@@ -1492,11 +1659,13 @@ fn chapter_title(chapter: u32) -> &'static str {
     }
 }
 
-fn render_version<'a>(
+fn render_version<'a, 'b>(
     out: &mut String,
     list: &StatementList,
     coverage: &BTreeMap<&str, Coverage>,
     why_untestable: impl Fn(&str) -> Option<&'a str>,
+    tester: &BTreeMap<&str, Vec<&str>>,
+    why_not_observable: impl Fn(&str) -> Option<&'b str>,
 ) {
     let version = list.version;
     out.push_str(&format!(
@@ -1537,8 +1706,8 @@ fn render_version<'a>(
     ));
 
     out.push_str(&format!("\n### Statements ({})\n\n", version.label()));
-    out.push_str("| id | statement | tests | enforced in |\n");
-    out.push_str("|---|---|---|---|\n");
+    out.push_str("| id | statement | tests | enforced in | black-box tester |\n");
+    out.push_str("|---|---|---|---|---|\n");
     let empty = Coverage::default();
     for statement in &list.statements {
         let c = coverage.get(statement.id.as_str()).unwrap_or(&empty);
@@ -1553,12 +1722,23 @@ fn render_version<'a>(
             .iter()
             .map(|(file, line)| render_location(file, *line))
             .collect();
+        let black_box = match tester.get(statement.id.as_str()) {
+            Some(ids) => ids
+                .iter()
+                .map(|id| format!("`{id}`"))
+                .collect::<Vec<_>>()
+                .join("<br>"),
+            None => why_not_observable(&statement.id)
+                .map(|why| format!("not observable: {why}"))
+                .unwrap_or_default(),
+        };
         out.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} |\n",
             statement.id,
             summary(&statement.text),
             tests.join("<br>"),
-            enforced.join("<br>")
+            enforced.join("<br>"),
+            black_box
         ));
     }
 }
@@ -1952,7 +2132,33 @@ fn after() {
                 why: "a reason".to_owned(),
                 line: 3,
             }],
+            tester: vec![TesterTest {
+                id: "v5.connect.x".to_owned(),
+                version: Version::V5,
+                statements: vec!["MQTT-1.5.4-1".to_owned(), "MQTT-9.9.9-9".to_owned()],
+            }],
+            not_observable: vec![Untestable {
+                version: Version::V5,
+                id: "MQTT-1.5.4-1".to_owned(),
+                why: "covered after all".to_owned(),
+                line: 4,
+            }],
         }
+    }
+
+    #[test]
+    fn tester_problems_name_unknown_ids_and_stale_notes() {
+        let problems = sample().tester_problems();
+        assert!(
+            problems.iter().any(|p| p.contains("MQTT-9.9.9-9")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("MQTT-1.5.4-1") && p.contains("remove the note")),
+            "{problems:?}"
+        );
     }
 
     #[test]

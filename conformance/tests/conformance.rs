@@ -4,17 +4,35 @@
 use std::fs;
 
 use conformance::{
-    Conformance, DOC_PATH, UPDATE_COMMAND, UPDATE_ENV, describe_difference, workspace_root,
+    Conformance, DOC_PATH, FLOOR_PATH, TesterTest, UPDATE_COMMAND, UPDATE_ENV, Version,
+    describe_difference, workspace_root,
 };
+
+/// The black-box tests of `mqtt-conformance`, from its catalogue.
+fn tester() -> Vec<TesterTest> {
+    mqtt_conformance::catalog()
+        .into_iter()
+        .map(|t| TesterTest {
+            id: t.id.to_owned(),
+            version: match t.version {
+                mqtt_conformance::Version::V5 => Version::V5,
+                mqtt_conformance::Version::V3_1_1 => Version::V311,
+            },
+            statements: t.statements.iter().map(|s| (*s).to_owned()).collect(),
+        })
+        .collect()
+}
 
 fn load() -> Result<Conformance, String> {
     let root = workspace_root();
-    Conformance::load(&root).map_err(|e| {
-        format!(
-            "cannot load the conformance inputs under {}: {e}",
-            root.display()
-        )
-    })
+    Conformance::load(&root)
+        .map(|c| c.with_tester(tester()))
+        .map_err(|e| {
+            format!(
+                "cannot load the conformance inputs under {}: {e}",
+                root.display()
+            )
+        })
 }
 
 fn update_requested() -> bool {
@@ -65,5 +83,53 @@ fn conformance_md_is_current() {
         committed == generated,
         "{DOC_PATH} is out of date; run `{UPDATE_COMMAND}` to regenerate it, and commit it.\n{}",
         describe_difference(&committed, &generated)
+    );
+}
+
+#[test]
+fn tester_citations_and_not_observable_notes_are_sound() {
+    let problems = load().unwrap_or_else(|e| panic!("{e}")).tester_problems();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The counts of covered statements never drop below the highest committed in
+/// `conformance/coverage-floor.tsv`; `UPDATE_CONFORMANCE=1` raises the floor (never lowers it).
+#[test]
+fn covered_statements_never_drop() {
+    let path = workspace_root().join(FLOOR_PATH);
+    let counts = load().unwrap_or_else(|e| panic!("{e}")).coverage_counts();
+    let text = fs::read_to_string(&path).unwrap_or_default();
+    let floor = |v: Version, what: &str| -> usize {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let mut p = l.split('\t');
+                let (ver, w, n) = (p.next()?, p.next()?, p.next()?);
+                (ver == v.label() && w == what).then(|| n.trim().parse().ok())?
+            })
+            .next()
+            .unwrap_or(0)
+    };
+    let mut drops = Vec::new();
+    let mut out = String::from(
+        "# The lowest accepted number of statements covered: VERSION<TAB>what<TAB>count, `tests`\n\
+         # being statements with a test of any crate and `tester` statements covered by the\n\
+         # black-box tester. `cargo test -p conformance` fails below these; `UPDATE_CONFORMANCE=1`\n\
+         # raises them.\n",
+    );
+    for (v, what, n) in counts {
+        let f = floor(v, what);
+        if n < f {
+            drops.push(format!("{} {what}: {n} < {f}", v.label()));
+        }
+        out.push_str(&format!("{}\t{what}\t{}\n", v.label(), n.max(f)));
+    }
+    if update_requested() {
+        fs::write(&path, out).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+    assert!(
+        drops.is_empty(),
+        "fewer statements covered than before ({FLOOR_PATH}): {}",
+        drops.join(", ")
     );
 }

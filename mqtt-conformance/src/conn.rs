@@ -272,7 +272,7 @@ impl Conn {
         if let Some(alias) = p.properties.topic_alias {
             let alias = alias.get();
             if alias > self.alias_max {
-                // v5 [MQTT-3.1.2-26] (checked by every test; counted by the alias tests)
+                // A guard of every test (the alias tests assert it as a stimulus and reaction).
                 return Err(Failure::of(
                     "MQTT-3.1.2-26",
                     format!(

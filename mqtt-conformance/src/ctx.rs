@@ -44,6 +44,23 @@ impl Ctx {
         }
     }
 
+    pub(crate) fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// A [`Conn`] over a stream the test opened itself (TLS, WebSocket).
+    #[must_use]
+    pub fn wrap(&self, label: &str, stream: mqtt_transport::BoxStream) -> Conn {
+        Conn::new(
+            format!("[{label}]"),
+            stream,
+            self.version,
+            Arc::clone(&self.transcript),
+            self.answer_within(),
+            self.quiet_for(),
+        )
+    }
+
     pub(crate) fn transcript(&self) -> Vec<String> {
         self.transcript
             .lock()
@@ -83,7 +100,7 @@ impl Ctx {
 
     /// A client identifier of this test: `name` (letters and digits) after a prefix unique to
     /// the run and test, at most 23 characters of `[0-9a-zA-Z]` as every Server must accept
-    /// ([MQTT-3.1.3-5]) when `name` has at most 8.
+    /// (statement MQTT-3.1.3-5) when `name` has at most 8.
     #[must_use]
     pub fn client_id(&self, name: &str) -> String {
         format!("mc{}{:03}{name}", self.target.run, self.index % 1000)
@@ -132,14 +149,7 @@ impl Ctx {
                     format!("cannot connect to {}: {e}", self.target.endpoint),
                 )
             })?;
-        Ok(Conn::new(
-            format!("[{label}]"),
-            stream,
-            self.version,
-            Arc::clone(&self.transcript),
-            self.answer_within(),
-            self.quiet_for(),
-        ))
+        Ok(self.wrap(label, stream))
     }
 
     /// Opens a connection, sends `connect` and returns the connection and the CONNACK,

@@ -15,7 +15,7 @@
 //! # From the command line
 //!
 //! ```text
-//! mqtt-conformance --broker 127.0.0.1:1883 [--protocol 5|3.1.1|both] [--filter 'MQTT-3.1.2-*']
+//! mqtt-conformance --broker 127.0.0.1:1883 [--protocol 5|3.1.1|both] [--filter 'v5.connect.*']
 //! ```
 //!
 //! exits 0 when every test that ran passed, 1 when one failed (or none ran), and 2 when the

@@ -53,6 +53,16 @@ struct Cli {
     /// Whether the broker has shared subscriptions.
     #[arg(long)]
     shared_subscriptions: Option<bool>,
+    /// A WebSocket endpoint to check too, e.g. `ws://127.0.0.1:8080/mqtt`.
+    #[arg(long)]
+    websocket: Option<String>,
+    /// A TLS listener to check too, HOST:PORT.
+    #[arg(long)]
+    tls: Option<String>,
+    /// The CA certificate (PEM) that signed the TLS listener's certificate (default: the
+    /// system's roots).
+    #[arg(long)]
+    cafile: Option<PathBuf>,
     /// How many tests run at once.
     #[arg(long)]
     jobs: Option<usize>,
@@ -87,6 +97,15 @@ fn options(cli: &Cli) -> Result<Options, String> {
     }
     if cli.password.is_some() {
         o.password.clone_from(&cli.password);
+    }
+    if cli.websocket.is_some() {
+        o.websocket.clone_from(&cli.websocket);
+    }
+    if cli.tls.is_some() {
+        o.tls.clone_from(&cli.tls);
+    }
+    if cli.cafile.is_some() {
+        o.cafile.clone_from(&cli.cafile);
     }
     let d = &mut o.declared;
     d.maximum_qos = cli.maximum_qos.or(d.maximum_qos);

@@ -293,6 +293,10 @@ pub struct Capabilities {
     pub maximum_packet_size: Option<u32>,
     /// The broker's Receive Maximum (5.0; 65 535 when it sent none).
     pub receive_maximum: u16,
+    /// The WebSocket endpoint to check, when one was given.
+    pub websocket: Option<String>,
+    /// The TLS endpoint to check, when one was given.
+    pub tls: Option<String>,
     /// Where each value came from, for the report.
     pub source: String,
 }
@@ -310,6 +314,8 @@ impl Capabilities {
             topic_alias_maximum: 0,
             maximum_packet_size: None,
             receive_maximum: u16::MAX,
+            websocket: None,
+            tls: None,
             source: "the specification's defaults and the declared capabilities".into(),
         }
     }
@@ -339,6 +345,8 @@ impl Capabilities {
             topic_alias_maximum: props.topic_alias_maximum.unwrap_or(0),
             maximum_packet_size: props.maximum_packet_size.map(std::num::NonZeroU32::get),
             receive_maximum: props.receive_maximum.map_or(u16::MAX, |r| r.get()),
+            websocket: None,
+            tls: None,
             source: "the broker's 5.0 CONNACK, then the declared capabilities".into(),
         }
     }

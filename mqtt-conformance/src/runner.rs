@@ -83,7 +83,9 @@ pub async fn run(options: &Options) -> Result<Report, RunError> {
         .map_err(|e| RunError::Config(format!("--broker {}: {e}", options.broker)))?;
     let started = Instant::now();
     let tests = selected(options);
-    let caps = discover(options, &endpoint).await?;
+    let mut caps = discover(options, &endpoint).await?;
+    caps.websocket.clone_from(&options.websocket);
+    caps.tls.clone_from(&options.tls);
     let run = run_token();
     let target = Arc::new(Target {
         options: options.clone(),

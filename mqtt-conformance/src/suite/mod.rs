@@ -40,6 +40,10 @@ pub enum Need {
     NoShared,
     /// A Maximum Packet Size of at most 64 kB, so that a bigger packet is cheap to send.
     SmallMaximumPacketSize,
+    /// A WebSocket endpoint given in the options.
+    WebSocket,
+    /// A TLS endpoint given in the options.
+    Tls,
 }
 
 impl Need {
@@ -85,6 +89,10 @@ impl Need {
             Need::SmallMaximumPacketSize if caps.maximum_packet_size.is_none_or(|m| m > 65_536) => {
                 na("the broker's Maximum Packet Size is above 64 kB (or none)")
             }
+            Need::WebSocket if caps.websocket.is_none() => {
+                skip("no WebSocket endpoint given (--websocket ws://HOST:PORT/PATH)")
+            }
+            Need::Tls if caps.tls.is_none() => skip("no TLS endpoint given (--tls HOST:PORT)"),
             _ => None,
         }
     }
@@ -164,6 +172,7 @@ mod shared;
 mod subscribe;
 #[cfg(any(not(feature = "wip"), feature = "wip-subscribe"))]
 mod topic;
+mod transport;
 #[cfg(any(not(feature = "wip"), feature = "wip-session"))]
 mod will;
 
@@ -172,6 +181,7 @@ mod will;
 pub fn all() -> Vec<TestCase> {
     let mut v = Vec::new();
     v.extend(connect::tests());
+    v.extend(transport::tests());
     #[cfg(any(not(feature = "wip"), feature = "wip-connect"))]
     v.extend(auth::tests());
     #[cfg(any(not(feature = "wip"), feature = "wip-connect"))]

@@ -56,6 +56,8 @@ pub struct Conn {
     receive_max: u16,
     /// QoS 1 and QoS 2 PUBLISH packets from the broker not yet acknowledged to the end.
     unacked: BTreeSet<u16>,
+    /// Whether the broker refuses clients without credentials.
+    anonymous_refused: bool,
 }
 
 impl Conn {
@@ -81,6 +83,7 @@ impl Conn {
             aliases: HashMap::new(),
             receive_max: u16::MAX,
             unacked: BTreeSet::new(),
+            anonymous_refused: false,
         }
     }
 
@@ -134,8 +137,11 @@ impl Conn {
     /// are for the transcript.
     ///
     /// # Errors
-    /// A failure when the connection is broken.
+    /// A failure when the connection is broken; [`Stop::Skip`] for a CONNECT (first byte
+    /// 0x10) when the broker refuses anonymous clients, since such a CONNECT carries no
+    /// credentials and its refusal would prove nothing.
     pub async fn send_raw(&mut self, bytes: &[u8], what: &str) -> Result<(), Stop> {
+        self.raw_connect_allowed(bytes)?;
         self.note(format!("-> raw {what}: {}", hex(bytes)));
         self.write(bytes).await
     }
@@ -162,13 +168,38 @@ impl Conn {
 
     /// Sends bytes as they are, ignoring a broken connection: for a stimulus the broker may
     /// close the connection on before it has all been written.
-    pub async fn send_raw_lenient(&mut self, bytes: &[u8], what: &str) {
+    ///
+    /// # Errors
+    /// [`Stop::Skip`] for a CONNECT written byte by byte when the broker refuses anonymous
+    /// clients (see [`Conn::send_raw`]).
+    pub async fn send_raw_lenient(&mut self, bytes: &[u8], what: &str) -> Result<(), Stop> {
+        self.raw_connect_allowed(bytes)?;
         self.note(format!("-> raw {what}: {}", hex(bytes)));
         let _ = tokio::time::timeout(self.answer_within, async {
             self.stream.write_all(bytes).await?;
             self.stream.flush().await
         })
         .await;
+        Ok(())
+    }
+
+    /// A CONNECT written byte by byte carries no credentials: on a broker that refuses
+    /// anonymous clients it would be refused for that, whatever the defect it carries, so the
+    /// test is skipped rather than passed for the wrong reason.
+    fn raw_connect_allowed(&self, bytes: &[u8]) -> Result<(), Stop> {
+        if self.anonymous_refused && bytes.first() == Some(&0x10) {
+            return Err(Stop::Skip(
+                "the broker refuses anonymous clients, and this test's CONNECT is written byte by \
+                 byte without credentials (allow anonymous clients to run it)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Marks the broker as refusing anonymous clients (see [`Conn::send_raw`]).
+    pub(crate) fn set_anonymous_refused(&mut self, refused: bool) {
+        self.anonymous_refused = refused;
     }
 
     fn track_sent(&mut self, packet: &Packet) {
@@ -478,18 +509,36 @@ impl Conn {
         self.closed
     }
 
-    /// Closes the connection without a DISCONNECT (an abnormal close for the broker).
+    /// Closes the connection without a DISCONNECT (an abnormal close for the broker), and
+    /// waits (at most the answer time) until the broker has closed its side too, so that what
+    /// the test does next happens after the broker knows the connection is gone.
     pub async fn drop_abruptly(mut self) {
         self.note("-- closed by the tester without DISCONNECT".to_owned());
         let _ = self.stream.shutdown().await;
+        self.await_close().await;
     }
 
-    /// Sends DISCONNECT (reason 0x00) and closes.
+    /// Sends DISCONNECT (reason 0x00), closes, and waits (at most the answer time) until the
+    /// broker has closed its side too.
     pub async fn disconnect(mut self) {
         let _ = self
             .send(mqtt_codec::Disconnect::new(ReasonCode::SUCCESS))
             .await;
         let _ = self.stream.shutdown().await;
+        self.await_close().await;
+    }
+
+    /// Reads until the broker closes the connection, for at most the answer time; packets in
+    /// between (sent before the broker saw the close) are dropped.
+    async fn await_close(&mut self) {
+        let deadline = Instant::now() + self.answer_within;
+        while !self.closed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.recv_within(left).await {
+                Ok(Some(Received::Packet(_))) => {}
+                Ok(Some(Received::Closed)) | Ok(None) | Err(_) => break,
+            }
+        }
     }
 
     /// A Packet Identifier (1 when given 0).

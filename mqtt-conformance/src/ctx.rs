@@ -51,14 +51,16 @@ impl Ctx {
     /// A [`Conn`] over a stream the test opened itself (TLS, WebSocket).
     #[must_use]
     pub fn wrap(&self, label: &str, stream: mqtt_transport::BoxStream) -> Conn {
-        Conn::new(
+        let mut conn = Conn::new(
             format!("[{label}]"),
             stream,
             self.version,
             Arc::clone(&self.transcript),
             self.answer_within(),
             self.quiet_for(),
-        )
+        );
+        conn.set_anonymous_refused(!self.target.caps.anonymous);
+        conn
     }
 
     pub(crate) fn transcript(&self) -> Vec<String> {

@@ -293,6 +293,9 @@ pub struct Capabilities {
     pub maximum_packet_size: Option<u32>,
     /// The broker's Receive Maximum (5.0; 65 535 when it sent none).
     pub receive_maximum: u16,
+    /// Whether the broker accepts clients without credentials (tried when credentials are
+    /// given; assumed otherwise). Tests that write a CONNECT byte by byte need it.
+    pub anonymous: bool,
     /// The WebSocket endpoint to check, when one was given.
     pub websocket: Option<String>,
     /// The TLS endpoint to check, when one was given.
@@ -314,6 +317,7 @@ impl Capabilities {
             topic_alias_maximum: 0,
             maximum_packet_size: None,
             receive_maximum: u16::MAX,
+            anonymous: true,
             websocket: None,
             tls: None,
             source: "the specification's defaults and the declared capabilities".into(),
@@ -345,6 +349,7 @@ impl Capabilities {
             topic_alias_maximum: props.topic_alias_maximum.unwrap_or(0),
             maximum_packet_size: props.maximum_packet_size.map(std::num::NonZeroU32::get),
             receive_maximum: props.receive_maximum.map_or(u16::MAX, |r| r.get()),
+            anonymous: true,
             websocket: None,
             tls: None,
             source: "the broker's 5.0 CONNACK, then the declared capabilities".into(),

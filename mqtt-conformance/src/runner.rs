@@ -196,11 +196,20 @@ async fn discover(options: &Options, endpoint: &Endpoint) -> Result<Capabilities
         )));
     }
     conn.disconnect().await;
-    Ok(if version == Version::V5 {
+    let mut caps = if version == Version::V5 {
         Capabilities::from_connack(&ack.properties, &options.declared)
     } else {
         Capabilities::defaults(&options.declared)
-    })
+    };
+    if options.username.is_some() || options.password.is_some() {
+        let mut anonymous = cx.connect_packet("anon");
+        anonymous.username = None;
+        anonymous.password = None;
+        let (conn, ack) = cx.connect_raw("anonymous", anonymous).await.map_err(fail)?;
+        caps.anonymous = ack.reason_code == ReasonCode::SUCCESS;
+        conn.disconnect().await;
+    }
+    Ok(caps)
 }
 
 /// Five base-36 characters from the clock: this run's client ids and topics differ from an

@@ -147,33 +147,20 @@ macro_rules! case {
 #[allow(unused_imports)]
 pub(crate) use case;
 
-#[cfg(any(not(feature = "wip"), feature = "wip-qos"))]
 mod alias;
-#[cfg(any(not(feature = "wip"), feature = "wip-connect"))]
 mod auth;
 mod connect;
-#[cfg(any(not(feature = "wip"), feature = "wip-qos"))]
 mod flow;
-#[cfg(any(not(feature = "wip"), feature = "wip-connect"))]
 mod keepalive;
-#[cfg(any(not(feature = "wip"), feature = "wip-malformed"))]
 mod malformed;
-#[cfg(any(not(feature = "wip"), feature = "wip-malformed"))]
 mod props;
-#[cfg(any(not(feature = "wip"), feature = "wip-qos"))]
 mod qos;
-#[cfg(any(not(feature = "wip"), feature = "wip-subscribe"))]
 mod retain;
-#[cfg(any(not(feature = "wip"), feature = "wip-session"))]
 mod session;
-#[cfg(any(not(feature = "wip"), feature = "wip-subscribe"))]
 mod shared;
-#[cfg(any(not(feature = "wip"), feature = "wip-subscribe"))]
 mod subscribe;
-#[cfg(any(not(feature = "wip"), feature = "wip-subscribe"))]
 mod topic;
 mod transport;
-#[cfg(any(not(feature = "wip"), feature = "wip-session"))]
 mod will;
 
 /// Every test, in a stable order.
@@ -182,31 +169,18 @@ pub fn all() -> Vec<TestCase> {
     let mut v = Vec::new();
     v.extend(connect::tests());
     v.extend(transport::tests());
-    #[cfg(any(not(feature = "wip"), feature = "wip-connect"))]
     v.extend(auth::tests());
-    #[cfg(any(not(feature = "wip"), feature = "wip-connect"))]
     v.extend(keepalive::tests());
-    #[cfg(any(not(feature = "wip"), feature = "wip-session"))]
     v.extend(session::tests());
-    #[cfg(any(not(feature = "wip"), feature = "wip-session"))]
     v.extend(will::tests());
-    #[cfg(any(not(feature = "wip"), feature = "wip-qos"))]
     v.extend(qos::tests());
-    #[cfg(any(not(feature = "wip"), feature = "wip-qos"))]
     v.extend(flow::tests());
-    #[cfg(any(not(feature = "wip"), feature = "wip-qos"))]
     v.extend(alias::tests());
-    #[cfg(any(not(feature = "wip"), feature = "wip-subscribe"))]
     v.extend(subscribe::tests());
-    #[cfg(any(not(feature = "wip"), feature = "wip-subscribe"))]
     v.extend(retain::tests());
-    #[cfg(any(not(feature = "wip"), feature = "wip-subscribe"))]
     v.extend(topic::tests());
-    #[cfg(any(not(feature = "wip"), feature = "wip-subscribe"))]
     v.extend(shared::tests());
-    #[cfg(any(not(feature = "wip"), feature = "wip-malformed"))]
     v.extend(malformed::tests());
-    #[cfg(any(not(feature = "wip"), feature = "wip-malformed"))]
     v.extend(props::tests());
     v
 }

@@ -63,6 +63,10 @@ struct Cli {
     /// system's roots).
     #[arg(long)]
     cafile: Option<PathBuf>,
+    /// A topic the broker's access control does not let the tester publish to (for the
+    /// rules on unauthorized PUBLISH packets).
+    #[arg(long)]
+    denied_topic: Option<String>,
     /// How many tests run at once.
     #[arg(long)]
     jobs: Option<usize>,
@@ -103,6 +107,9 @@ fn options(cli: &Cli) -> Result<Options, String> {
     }
     if cli.tls.is_some() {
         o.tls.clone_from(&cli.tls);
+    }
+    if cli.denied_topic.is_some() {
+        o.denied_topic.clone_from(&cli.denied_topic);
     }
     if cli.cafile.is_some() {
         o.cafile.clone_from(&cli.cafile);

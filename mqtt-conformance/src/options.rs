@@ -121,6 +121,9 @@ pub struct Options {
     pub cafile: Option<PathBuf>,
     /// A WebSocket endpoint (`ws://host:port/path`) to check, if any.
     pub websocket: Option<String>,
+    /// A topic the broker's access control does not let the tester's user publish to (for
+    /// the rules on unauthorized PUBLISH packets), if any.
+    pub denied_topic: Option<String>,
 }
 
 impl Options {
@@ -142,6 +145,7 @@ impl Options {
             tls: None,
             cafile: None,
             websocket: None,
+            denied_topic: None,
         }
     }
 
@@ -184,7 +188,7 @@ impl Options {
     /// Reads a TOML description of the system under test over these options. Keys:
     /// `broker`, `username`, `password`, `protocol` (`"5"`, `"3.1.1"` or `"both"`), `filter`
     /// (a list), `jobs`, `answer_within_ms`, `quiet_for_ms`, `test_limit_s`, `tls`, `cafile`,
-    /// `websocket`, and a `[capabilities]` table with `maximum_qos`, `retain`,
+    /// `websocket`, `denied_topic`, and a `[capabilities]` table with `maximum_qos`, `retain`,
     /// `wildcard_subscriptions`, `subscription_identifiers` and `shared_subscriptions`.
     ///
     /// # Errors
@@ -218,6 +222,7 @@ impl Options {
         self.tls = file.tls.or(self.tls.take());
         self.cafile = file.cafile.or(self.cafile.take());
         self.websocket = file.websocket.or(self.websocket.take());
+        self.denied_topic = file.denied_topic.or(self.denied_topic.take());
         if let Some(c) = file.capabilities {
             merge(&mut self.declared, c);
         }
@@ -270,6 +275,7 @@ struct FileOptions {
     tls: Option<String>,
     cafile: Option<PathBuf>,
     websocket: Option<String>,
+    denied_topic: Option<String>,
     capabilities: Option<Declared>,
 }
 
@@ -300,6 +306,8 @@ pub struct Capabilities {
     pub websocket: Option<String>,
     /// The TLS endpoint to check, when one was given.
     pub tls: Option<String>,
+    /// A topic the broker's access control does not let the tester publish to, if given.
+    pub denied_topic: Option<String>,
     /// Where each value came from, for the report.
     pub source: String,
 }
@@ -320,6 +328,7 @@ impl Capabilities {
             anonymous: true,
             websocket: None,
             tls: None,
+            denied_topic: None,
             source: "the specification's defaults and the declared capabilities".into(),
         }
     }
@@ -352,6 +361,7 @@ impl Capabilities {
             anonymous: true,
             websocket: None,
             tls: None,
+            denied_topic: None,
             source: "the broker's 5.0 CONNACK, then the declared capabilities".into(),
         }
     }

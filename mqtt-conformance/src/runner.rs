@@ -86,6 +86,7 @@ pub async fn run(options: &Options) -> Result<Report, RunError> {
     let mut caps = discover(options, &endpoint).await?;
     caps.websocket.clone_from(&options.websocket);
     caps.tls.clone_from(&options.tls);
+    caps.denied_topic.clone_from(&options.denied_topic);
     let run = run_token();
     let target = Arc::new(Target {
         options: options.clone(),

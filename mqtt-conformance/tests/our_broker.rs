@@ -43,6 +43,10 @@ async fn run_against(
     settings.password_file = Some(passwords);
     // Anonymous clients too: the tests that write a CONNECT byte by byte send no credentials.
     settings.allow_anonymous = true;
+    // One topic no client may publish to, for the rules on unauthorized PUBLISH packets.
+    let acl = dir.join("acl");
+    std::fs::write(&acl, "default allow\ndeny publish mqttconf-denied/#\n").expect("an ACL");
+    settings.acl = Some(acl);
     if transports {
         settings.ws_listen = Some("127.0.0.1:0".into());
         settings.tls_listen = Some("127.0.0.1:0".into());
@@ -52,6 +56,7 @@ async fn run_against(
     let server = Server::bind(settings).await.expect("the broker binds");
     let addr = server.local_addr();
     let mut options = Options::new(addr.to_string()).with_credentials("tester", "conformance");
+    options.denied_topic = Some("mqttconf-denied/t".into());
     for (kind, at) in server.listeners() {
         match kind {
             "ws" => options.websocket = Some(format!("ws://{at}/mqtt")),

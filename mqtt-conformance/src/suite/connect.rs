@@ -30,7 +30,7 @@ pub(super) fn tests() -> Vec<TestCase> {
         case!(
             v311,
             "connect.connack_success",
-            ["MQTT-3.2.0-1", "MQTT-3.2.2-1", "MQTT-3.2.2-4"],
+            ["MQTT-3.1.4-4", "MQTT-3.2.0-1", "MQTT-3.2.2-1"],
             "a valid CONNECT with Clean Session 1 gets CONNACK 0 with Session Present 0",
             [],
             false,
@@ -376,7 +376,7 @@ async fn connack_success(cx: Ctx) -> TestResult {
     let (succ, present) = if cx.v5() {
         ("MQTT-3.1.4-5", "MQTT-3.2.2-2")
     } else {
-        ("MQTT-3.2.0-1", "MQTT-3.2.2-4")
+        ("MQTT-3.1.4-4", "MQTT-3.2.2-1")
     };
     ensure!(
         ack.reason_code == ReasonCode::SUCCESS,

@@ -44,6 +44,8 @@ pub enum Need {
     WebSocket,
     /// A TLS endpoint given in the options.
     Tls,
+    /// A topic the broker does not let the tester publish to, given in the options.
+    DeniedTopic,
 }
 
 impl Need {
@@ -93,6 +95,9 @@ impl Need {
                 skip("no WebSocket endpoint given (--websocket ws://HOST:PORT/PATH)")
             }
             Need::Tls if caps.tls.is_none() => skip("no TLS endpoint given (--tls HOST:PORT)"),
+            Need::DeniedTopic if caps.denied_topic.is_none() => {
+                skip("no topic the broker denies the tester given (--denied-topic TOPIC)")
+            }
             _ => None,
         }
     }
@@ -147,6 +152,7 @@ macro_rules! case {
 #[allow(unused_imports)]
 pub(crate) use case;
 
+mod access;
 mod alias;
 mod auth;
 mod connect;
@@ -167,6 +173,7 @@ mod will;
 #[must_use]
 pub fn all() -> Vec<TestCase> {
     let mut v = Vec::new();
+    v.extend(access::tests());
     v.extend(connect::tests());
     v.extend(transport::tests());
     v.extend(auth::tests());

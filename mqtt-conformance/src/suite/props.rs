@@ -179,26 +179,34 @@ fn ack_properties(p: &Packet) -> Option<&Properties> {
     }
 }
 
-/// The next packet, which must be of `t`'s type, with no Reason String or User Property.
-async fn quiet_ack(conn: &mut Conn, t: mqtt_codec::PacketType) -> Result<Packet, Stop> {
-    let p = conn.expect_type(t, "MQTT-3.1.2-29").await?;
-    if let Some(props) = ack_properties(&p) {
-        ensure!(
-            props.reason_string().is_none() && !props.has_user_properties(),
-            "MQTT-3.1.2-29",
-            format!("a {t} without Reason String or User Property (Request Problem Information 0)"),
-            "{}",
-            brief(&p)
-        );
-    }
-    Ok(p)
+/// Whether `p` carries a Reason String or a User Property.
+fn has_problem_info(p: &Packet) -> bool {
+    ack_properties(p)
+        .is_some_and(|props| props.reason_string().is_some() || props.has_user_properties())
 }
 
-async fn request_problem_information(cx: Ctx) -> TestResult {
+/// A failure of a control run, which checks no statement: the statement it names is dropped.
+fn unattributed(e: Stop) -> Stop {
+    match e {
+        Stop::Fail(mut f) => {
+            f.statement = None;
+            f.expected = format!("{} (in the control run)", f.expected);
+            Stop::Fail(f)
+        }
+        other => other,
+    }
+}
+
+/// Connects `name` with Request Problem Information `rpi`, draws acknowledgements (UNSUBACK,
+/// PUBCOMP, SUBACK, and PUBACK, PUBREC, PUBCOMP as the broker's Maximum QoS allows) and
+/// returns them.
+async fn problem_acks(cx: &Ctx, name: &str, rpi: Option<bool>) -> Result<Vec<Packet>, Stop> {
     use mqtt_codec::PacketType as T;
-    let mut c = cx.connect_packet("a");
-    c.properties.request_problem_information = Some(false);
-    let (mut conn, _) = cx.connect_with("a", c).await?;
+    let st = "MQTT-3.1.2-29";
+    let mut c = cx.connect_packet(name);
+    c.properties.request_problem_information = rpi;
+    let (mut conn, _) = cx.connect_with(name, c).await?;
+    let mut acks = Vec::new();
     // UNSUBSCRIBE of a filter never subscribed: UNSUBACK 0x11.
     conn.send(Unsubscribe {
         packet_id: pid(1),
@@ -206,25 +214,59 @@ async fn request_problem_information(cx: Ctx) -> TestResult {
         filters: vec![filter(&cx.topic("none"))?],
     })
     .await?;
-    quiet_ack(&mut conn, T::UnsubAck).await?;
+    acks.push(conn.expect_type(T::UnsubAck, st).await?);
     // PUBREL of an identifier not in use: PUBCOMP 0x92.
     conn.send(PubRel::new(pid(77))).await?;
-    quiet_ack(&mut conn, T::PubComp).await?;
+    acks.push(conn.expect_type(T::PubComp, st).await?);
     // A subscription: SUBACK.
-    conn.sub(&cx.topic("s"), 0).await?;
+    conn.send(mqtt_codec::Subscribe {
+        packet_id: pid(4),
+        properties: Properties::default(),
+        filters: vec![(
+            filter(&cx.topic("s"))?,
+            mqtt_codec::SubscriptionOptions::qos(mqtt_codec::QoS::AtMostOnce),
+        )],
+    })
+    .await?;
+    acks.push(conn.expect_type(T::SubAck, st).await?);
     let t = cx.topic("nobody");
     if cx.caps().maximum_qos >= 1 {
         // QoS 1 to a topic nobody subscribes to: PUBACK (0x10 or 0x00).
         conn.send(publish(&t, "x", 1, 2)?).await?;
-        quiet_ack(&mut conn, T::PubAck).await?;
+        acks.push(conn.expect_type(T::PubAck, st).await?);
     }
     if cx.caps().maximum_qos >= 2 {
         conn.send(publish(&t, "x", 2, 3)?).await?;
-        quiet_ack(&mut conn, T::PubRec).await?;
+        acks.push(conn.expect_type(T::PubRec, st).await?);
         conn.send(PubRel::new(pid(3))).await?;
-        quiet_ack(&mut conn, T::PubComp).await?;
+        acks.push(conn.expect_type(T::PubComp, st).await?);
     }
     conn.disconnect().await;
+    Ok(acks)
+}
+
+async fn request_problem_information(cx: Ctx) -> TestResult {
+    for p in problem_acks(&cx, "a", Some(false)).await? {
+        ensure!(
+            !has_problem_info(&p),
+            "MQTT-3.1.2-29",
+            format!(
+                "a {} without Reason String or User Property (Request Problem Information 0)",
+                p.packet_type()
+            ),
+            "{}",
+            brief(&p)
+        );
+    }
+    // Control: with Request Problem Information absent (1), does the broker send any?
+    let control = problem_acks(&cx, "c", None).await.map_err(unattributed)?;
+    if !control.iter().any(has_problem_info) {
+        return Err(Stop::NotApplicable(
+            "with Request Problem Information 1 the broker sends no Reason String or User \
+             Property on these acknowledgements either: the effect of 0 is not observable"
+                .into(),
+        ));
+    }
     Ok(())
 }
 
@@ -471,24 +513,27 @@ async fn small_limit(cx: &Ctx) -> Result<u32, Stop> {
     Ok(u32::try_from(size).unwrap_or(u32::MAX).max(TINY))
 }
 
-/// Connects `name` with Maximum Packet Size `max` (sent as raw bytes, so that the connection
-/// does not enforce it itself: the tests measure what comes).
+/// Connects `name` with Maximum Packet Size `max` (none when `None`; sent as raw bytes, so
+/// that the connection does not enforce it itself: the tests measure what comes).
 async fn connect_limited(
     cx: &Ctx,
     name: &str,
-    max: u32,
+    max: Option<u32>,
     edit: impl FnOnce(&mut Connect),
 ) -> Result<(Conn, Option<ConnAck>), Stop> {
     let mut c = cx.connect_packet(name);
-    c.properties.maximum_packet_size = NonZeroU32::new(max);
+    c.properties.maximum_packet_size = max.and_then(NonZeroU32::new);
     edit(&mut c);
     let mut wire = BytesMut::new();
     Packet::Connect(Box::new(c))
         .encode(cx.version().protocol(), &mut wire)
         .map_err(|e| Failure::plain("a CONNECT the tester can encode", format!("{e}")))?;
     let mut conn = cx.open(name).await?;
-    conn.send_raw(&wire, &format!("CONNECT with Maximum Packet Size {max}"))
-        .await?;
+    let what = match max {
+        Some(m) => format!("CONNECT with Maximum Packet Size {m}"),
+        None => "CONNECT without Maximum Packet Size (control)".to_owned(),
+    };
+    conn.send_raw(&wire, &what).await?;
     let ack = match conn.recv_within(cx.answer_within()).await? {
         Some(Received::Packet(Packet::ConnAck(a))) => Some(a),
         Some(Received::Closed) => None,
@@ -497,6 +542,26 @@ async fn connect_limited(
         }
     };
     Ok((conn, ack))
+}
+
+/// A packet a Maximum Packet Size test drew from the broker, the limit the test holds it to,
+/// and the statements on its Reason String and User Properties.
+struct Drawn {
+    packet: Packet,
+    limit: u32,
+    rs: &'static str,
+    up: &'static str,
+}
+
+impl Drawn {
+    fn new(packet: Packet, limit: u32, rs: &'static str, up: &'static str) -> Self {
+        Self {
+            packet,
+            limit,
+            rs,
+            up,
+        }
+    }
 }
 
 /// A Reason String or User Property in `p` must leave it within `max` bytes.
@@ -531,38 +596,65 @@ fn fits(cx: &Ctx, p: &Packet, max: u32, rs: &'static str, up: &'static str) -> T
     Ok(())
 }
 
-/// The next packet, which must be of type `t`, checked by [`fits`].
-async fn next_fits(
-    cx: &Ctx,
-    conn: &mut Conn,
-    t: mqtt_codec::PacketType,
-    max: u32,
-    rs: &'static str,
-    up: &'static str,
-) -> TestResult {
-    let p = conn.expect_type(t, rs).await?;
-    fits(cx, &p, max, rs, up)
+/// Runs `draw` with the Maximum Packet Sizes (the limited run) and checks every packet with
+/// [`fits`]; then runs it again without them (the control) and returns
+/// [`Stop::NotApplicable`] unless the broker, unlimited, sends at least one of those packets
+/// with a Reason String or User Property that its limit would not hold.
+async fn limited_and_control<F, Fut>(cx: &Ctx, draw: F) -> TestResult
+where
+    F: Fn(bool) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Drawn>, Stop>>,
+{
+    for d in draw(true).await? {
+        fits(cx, &d.packet, d.limit, d.rs, d.up)?;
+    }
+    let control = draw(false).await.map_err(unattributed)?;
+    for d in &control {
+        if !has_problem_info(&d.packet) {
+            continue;
+        }
+        let size = d
+            .packet
+            .encoded_len(cx.version().protocol())
+            .map_err(|e| Failure::plain("a packet of known size", format!("{e}")))?;
+        if u32::try_from(size).unwrap_or(u32::MAX) > d.limit {
+            return Ok(());
+        }
+    }
+    Err(Stop::NotApplicable(
+        "without a Maximum Packet Size the broker sends none of these packets with a Reason \
+         String or User Property too big for the limits: leaving them out is not observable"
+            .into(),
+    ))
 }
 
 async fn small_maximum_packet_size(cx: Ctx) -> TestResult {
+    let max = small_limit(&cx).await?;
+    limited_and_control(&cx, |limited| small_draw(&cx, max, limited)).await
+}
+
+/// The packets of [`small_maximum_packet_size`]: with Maximum Packet Size `max` (a refusing
+/// CONNACK at [`TINY`]) when `limited`, without one otherwise.
+async fn small_draw(cx: &Ctx, max: u32, limited: bool) -> Result<Vec<Drawn>, Stop> {
     use mqtt_codec::PacketType as T;
+    let (x, a) = if limited { ("x", "a") } else { ("xc", "ac") };
+    let lim = |m: u32| limited.then_some(m);
+    let mut drawn = Vec::new();
     // A CONNACK refusing an unknown Authentication Method (or just the close).
-    let (_, ack) = connect_limited(&cx, "x", TINY, |c| {
+    let (_, ack) = connect_limited(cx, x, lim(TINY), |c| {
         c.properties
             .set_authentication_method(Some(utf8("no-such-method-mqttconf")));
     })
     .await?;
-    if let Some(a) = ack {
-        fits(
-            &cx,
-            &Packet::ConnAck(a),
+    if let Some(ack) = ack {
+        drawn.push(Drawn::new(
+            Packet::ConnAck(ack),
             TINY,
             "MQTT-3.2.2-19",
             "MQTT-3.2.2-20",
-        )?;
+        ));
     }
-    let max = small_limit(&cx).await?;
-    let (mut conn, ack) = connect_limited(&cx, "a", max, |_| {}).await?;
+    let (mut conn, ack) = connect_limited(cx, a, lim(max), |_| {}).await?;
     let Some(ack) = ack else {
         return Err(Failure::plain(
             format!("a CONNACK for a CONNECT with Maximum Packet Size {max}"),
@@ -570,13 +662,12 @@ async fn small_maximum_packet_size(cx: Ctx) -> TestResult {
         )
         .into());
     };
-    fits(
-        &cx,
-        &Packet::ConnAck(ack),
+    drawn.push(Drawn::new(
+        Packet::ConnAck(ack),
         max,
         "MQTT-3.2.2-19",
         "MQTT-3.2.2-20",
-    )?;
+    ));
     conn.send(mqtt_codec::Subscribe {
         packet_id: pid(1),
         properties: Properties::default(),
@@ -586,40 +677,19 @@ async fn small_maximum_packet_size(cx: Ctx) -> TestResult {
         )],
     })
     .await?;
-    next_fits(
-        &cx,
-        &mut conn,
-        T::SubAck,
-        max,
-        "MQTT-3.9.2-1",
-        "MQTT-3.9.2-2",
-    )
-    .await?;
+    let p = conn.expect_type(T::SubAck, "MQTT-3.9.2-1").await?;
+    drawn.push(Drawn::new(p, max, "MQTT-3.9.2-1", "MQTT-3.9.2-2"));
     conn.send(Unsubscribe {
         packet_id: pid(2),
         properties: Properties::default(),
         filters: vec![filter(&cx.topic("none"))?],
     })
     .await?;
-    next_fits(
-        &cx,
-        &mut conn,
-        T::UnsubAck,
-        max,
-        "MQTT-3.11.2-1",
-        "MQTT-3.11.2-2",
-    )
-    .await?;
+    let p = conn.expect_type(T::UnsubAck, "MQTT-3.11.2-1").await?;
+    drawn.push(Drawn::new(p, max, "MQTT-3.11.2-1", "MQTT-3.11.2-2"));
     conn.send(PubRel::new(pid(77))).await?;
-    next_fits(
-        &cx,
-        &mut conn,
-        T::PubComp,
-        max,
-        "MQTT-3.7.2-2",
-        "MQTT-3.7.2-3",
-    )
-    .await?;
+    let p = conn.expect_type(T::PubComp, "MQTT-3.7.2-2").await?;
+    drawn.push(Drawn::new(p, max, "MQTT-3.7.2-2", "MQTT-3.7.2-3"));
     // A Malformed Packet (SUBSCRIBE with flags 0000): a DISCONNECT, if any.
     let f = cx.topic("s");
     let wire = subscribe_frame(true, 0x80, 3, &[], &[(f.as_bytes(), 0)]);
@@ -628,7 +698,7 @@ async fn small_maximum_packet_size(cx: Ctx) -> TestResult {
     loop {
         match conn.recv_within(cx.answer_within()).await? {
             Some(Received::Packet(p @ Packet::Disconnect(_))) => {
-                fits(&cx, &p, max, "MQTT-3.14.2-3", "MQTT-3.14.2-4")?;
+                drawn.push(Drawn::new(p, max, "MQTT-3.14.2-3", "MQTT-3.14.2-4"));
             }
             Some(Received::Closed) => break,
             Some(Received::Packet(p)) => {
@@ -643,72 +713,77 @@ async fn small_maximum_packet_size(cx: Ctx) -> TestResult {
             }
         }
     }
-    Ok(())
+    Ok(drawn)
 }
 
 async fn small_maximum_packet_size_puback(cx: Ctx) -> TestResult {
     let max = small_limit(&cx).await?;
-    let (mut conn, ack) = connect_limited(&cx, "a", max, |_| {}).await?;
+    limited_and_control(&cx, |limited| puback_draw(&cx, max, limited)).await
+}
+
+/// The PUBACK of [`small_maximum_packet_size_puback`].
+async fn puback_draw(cx: &Ctx, max: u32, limited: bool) -> Result<Vec<Drawn>, Stop> {
+    let name = if limited { "a" } else { "ac" };
+    let (mut conn, ack) = connect_limited(cx, name, limited.then_some(max), |_| {}).await?;
     if ack.is_none() {
         return Err(Failure::plain("a CONNACK", "the broker closed the connection").into());
     }
     // No subscriber: PUBACK 0x10 (or 0x00).
     conn.send(publish(&cx.topic("nobody"), "x", 1, 1)?).await?;
-    next_fits(
-        &cx,
-        &mut conn,
-        mqtt_codec::PacketType::PubAck,
-        max,
-        "MQTT-3.4.2-2",
-        "MQTT-3.4.2-3",
-    )
-    .await?;
+    let p = conn
+        .expect_type(mqtt_codec::PacketType::PubAck, "MQTT-3.4.2-2")
+        .await?;
     conn.disconnect().await;
-    Ok(())
+    Ok(vec![Drawn::new(p, max, "MQTT-3.4.2-2", "MQTT-3.4.2-3")])
 }
 
 async fn small_maximum_packet_size_qos2(cx: Ctx) -> TestResult {
-    use mqtt_codec::PacketType as T;
     let max = small_limit(&cx).await?;
-    let (mut conn, ack) = connect_limited(&cx, "a", max, |_| {}).await?;
+    limited_and_control(&cx, |limited| qos2_draw(&cx, max, limited)).await
+}
+
+/// The PUBREC and PUBREL of [`small_maximum_packet_size_qos2`].
+async fn qos2_draw(cx: &Ctx, max: u32, limited: bool) -> Result<Vec<Drawn>, Stop> {
+    use mqtt_codec::PacketType as T;
+    let (a, sname, pname, q) = if limited {
+        ("a", "s", "p", "q")
+    } else {
+        ("ac", "sc", "pc", "qc")
+    };
+    let mut drawn = Vec::new();
+    let (mut conn, ack) = connect_limited(cx, a, limited.then_some(max), |_| {}).await?;
     if ack.is_none() {
         return Err(Failure::plain("a CONNACK", "the broker closed the connection").into());
     }
     conn.send(publish(&cx.topic("nobody"), "x", 2, 1)?).await?;
-    next_fits(
-        &cx,
-        &mut conn,
-        T::PubRec,
-        max,
-        "MQTT-3.5.2-2",
-        "MQTT-3.5.2-3",
-    )
-    .await?;
+    let p = conn.expect_type(T::PubRec, "MQTT-3.5.2-2").await?;
+    drawn.push(Drawn::new(p, max, "MQTT-3.5.2-2", "MQTT-3.5.2-3"));
     conn.send(PubRel::new(pid(1))).await?;
     conn.expect_type(T::PubComp, "MQTT-3.5.2-2").await?;
     conn.disconnect().await;
     // A PUBREL to a subscriber whose Maximum Packet Size just holds the QoS 2 PUBLISH.
-    let t = cx.topic("q");
+    let t = cx.topic(q);
     let m = publish(&t, "x", 2, 1)?;
     let size = Packet::Publish(m.clone())
         .encoded_len(cx.version().protocol())
         .map_err(|e| Failure::plain("a packet of known size", format!("{e}")))?;
     let max = u32::try_from(size).unwrap_or(u32::MAX).max(max);
-    let (mut s, ack) = connect_limited(&cx, "s", max, |_| {}).await?;
+    let (mut s, ack) = connect_limited(cx, sname, limited.then_some(max), |_| {}).await?;
     if ack.is_none() {
         return Err(Failure::plain("a CONNACK", "the broker closed the connection").into());
     }
     s.sub(&t, 2).await?;
-    let mut p = cx.connect("p").await?;
+    let mut p = cx.connect(pname).await?;
     p.send(m).await?;
     p.expect_type(T::PubRec, "MQTT-3.6.2-2").await?;
     p.send(PubRel::new(pid(1))).await?;
     let got = s.publish("MQTT-3.6.2-2").await?;
     let id = got.packet_id.unwrap_or(pid(1));
     s.send(PubRec::new(id)).await?;
-    next_fits(&cx, &mut s, T::PubRel, max, "MQTT-3.6.2-2", "MQTT-3.6.2-3").await?;
+    let rel = s.expect_type(T::PubRel, "MQTT-3.6.2-2").await?;
+    drawn.push(Drawn::new(rel, max, "MQTT-3.6.2-2", "MQTT-3.6.2-3"));
     s.send(mqtt_codec::PubComp::new(id)).await?;
     s.disconnect().await;
     p.disconnect().await;
-    Ok(())
+    Ok(drawn)
 }

@@ -129,6 +129,26 @@ async fn one_member_each(cx: Ctx) -> TestResult {
         ));
     }
     a.disconnect().await;
+    if got_b.is_empty() {
+        // Every message went to a: the downgrade to b's granted QoS 0 was not seen. With a
+        // gone, b is the only member: a QoS 1 message must reach it at QoS 0.
+        put(&mut p, &t, "solo", 1, false, n + 1).await?;
+        let solo = drain(&mut b, cx.quiet_for().max(cx.answer_within())).await?;
+        if solo.is_empty() {
+            return Err(fail(
+                None,
+                "the message to b, the shared subscription's only member".into(),
+                "nothing".into(),
+            ));
+        }
+        ensure!(
+            solo.iter().all(|m| m.qos == QoS::AtMostOnce),
+            st,
+            "member b (granted QoS 0), the only member, gets a QoS 1 message at QoS 0",
+            "{}",
+            list(&solo)
+        );
+    }
     b.disconnect().await;
     p.disconnect().await;
     Ok(())

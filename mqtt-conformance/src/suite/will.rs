@@ -361,15 +361,27 @@ async fn disconnect_with_will(cx: Ctx) -> TestResult {
 async fn published_once(cx: Ctx) -> TestResult {
     let w = cx.topic("w");
     let mut s = subscriber(&cx, "s", &w, 0).await?;
-    let (c, _) = cx
-        .connect_with("c", with_will(&cx, "c", will(&w, "gone", 0, false)?))
-        .await?;
+    // A session that outlives the connection (5.0: Session Expiry 10 s; 3.1.1: Clean
+    // Session 0), so that the Will would still be in it were it not removed once published.
+    let mut first = session_connect(&cx, "c", cx.v5(), Some(10));
+    first.will = Some(will(&w, "gone", 0, false)?);
+    let (c, _) = cx.connect_with("c", first).await?;
     c.drop_abruptly().await;
     expect_will(&mut s, &w, "gone", "MQTT-3.1.2-8", None).await?;
-    // The same client id again, without a Will, resuming (Clean Start 0) whatever is left.
-    let (c, _) = cx
-        .connect_with("c", session_connect(&cx, "c", false, Some(5)))
+    // The same client id again, without a Will, resuming (Clean Start 0) that session.
+    let (c, ack) = cx
+        .connect_with("c", session_connect(&cx, "c", false, Some(10)))
         .await?;
+    if !ack.session_present {
+        c.disconnect().await;
+        s.disconnect().await;
+        end_session(&cx, "c").await;
+        return Err(Stop::NotApplicable(
+            "the broker kept no session (Session Present 0 on the reconnect): no stored Will to \
+             remove"
+                .into(),
+        ));
+    }
     c.drop_abruptly().await;
     s.expect_quiet(
         "MQTT-3.1.2-10",

@@ -26,7 +26,10 @@ mod broker_checks {
         AllowAll, Broker, BrokerConfig, ConnectionId, Output, StorageRecord,
     };
 
+    /// The second "a" (index [`SLOW_CLIENT`]) is the same client as the first, on a slow
+    /// reader: its connection's transmits are pulled only when time passes.
     const CLIENT_IDS: [&str; 5] = ["a", "b", "c", "", "a"];
+    const SLOW_CLIENT: usize = 4;
     const TOPICS: [&str; 5] = ["a", "a/b", "b", "$SYS/x", "a/b/c"];
     const FILTERS: [&str; 7] = ["#", "a/#", "+", "a/+", "$share/g/a/#", "b", "+/+/c"];
 
@@ -52,6 +55,12 @@ mod broker_checks {
         connack_lost: bool,
         /// Bytes pulled and not yet a whole packet (pulls may split packets anywhere).
         outbound: BytesMut,
+        /// A slow reader: `TransmitReady` is noted, and its bytes are pulled only when time
+        /// passes, so that its backlog grows and the engine's slow-consumer policy (pause the
+        /// publishers, then stuck, then DISCONNECT 0x97) runs.
+        slow: bool,
+        /// A `TransmitReady` not pulled yet (slow readers only).
+        ready: bool,
     }
 
     /// Engine bugs this target has found and that are not fixed yet; `run` tolerates them so
@@ -82,6 +91,11 @@ mod broker_checks {
             config.receive_maximum = 2;
             config.topic_alias_maximum = 2;
             config.max_keep_alive = Some(30);
+            // A small backlog, so that a slow reader goes over it, is stuck after 1.5 s over,
+            // and is disconnected 3 s later.
+            config.max_connection_backlog = 128;
+            config.stuck_after_ms = 1_500;
+            config.disconnect_stuck_after = Some(3);
             Self {
                 tolerate_known_bugs,
                 broker: Broker::new(config.clone()),
@@ -110,6 +124,8 @@ mod broker_checks {
                     must_close: false,
                     connack_lost: false,
                     outbound: BytesMut::new(),
+                    slow: false,
+                    ready: false,
                 },
             );
             id
@@ -175,6 +191,45 @@ mod broker_checks {
             }
         }
 
+        /// Pulls everything `connection` has to send, in small pieces (a packet may be split
+        /// anywhere), and checks it.
+        fn pull(&mut self, connection: ConnectionId) {
+            while let Some(data) = self.broker.poll_transmit(connection, 97, self.now) {
+                assert!(!data.is_empty() && data.len() <= 97, "transmit size");
+                let Some(c) = self.conns.get_mut(&connection) else {
+                    panic!("transmit to unknown connection {connection:?}")
+                };
+                assert!(!c.broker_closed, "transmit after Close on {connection:?}");
+                assert!(
+                    !c.transport_closed,
+                    "transmit on {connection:?}, closed by the transport"
+                );
+                // v5 [MQTT-3.14.4-1] nothing after a DISCONNECT; [MQTT-3.2.2-7]
+                // nothing after a refusing CONNACK.
+                assert!(
+                    !c.must_close,
+                    "transmit on {connection:?} after DISCONNECT or a refusing CONNACK"
+                );
+                check_transmit(connection, c, &data, self.tolerate_known_bugs);
+            }
+        }
+
+        /// The slow readers read what is waiting for them.
+        fn pull_slow(&mut self) {
+            let ready: Vec<ConnectionId> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.slow && c.ready && !c.broker_closed && !c.transport_closed)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ready {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.ready = false;
+                }
+                self.pull(id);
+            }
+        }
+
         /// Drains the outputs, checking each.
         fn drain(&mut self) {
             while let Some(out) = self.broker.poll_output() {
@@ -188,25 +243,13 @@ mod broker_checks {
                             panic!("TransmitReady for unknown connection {connection:?}")
                         };
                         assert!(!c.broker_closed, "TransmitReady after Close on {connection:?}");
-                        // Pulled in small pieces: a packet may be split anywhere.
-                        while let Some(data) = self.broker.poll_transmit(connection, 97, self.now) {
-                            assert!(!data.is_empty() && data.len() <= 97, "transmit size");
-                            let Some(c) = self.conns.get_mut(&connection) else {
-                                panic!("transmit to unknown connection {connection:?}")
-                            };
-                            assert!(!c.broker_closed, "transmit after Close on {connection:?}");
-                            assert!(
-                                !c.transport_closed,
-                                "transmit on {connection:?}, closed by the transport"
-                            );
-                            // v5 [MQTT-3.14.4-1] nothing after a DISCONNECT; [MQTT-3.2.2-7]
-                            // nothing after a refusing CONNACK.
-                            assert!(
-                                !c.must_close,
-                                "transmit on {connection:?} after DISCONNECT or a refusing CONNACK"
-                            );
-                            check_transmit(connection, c, &data, self.tolerate_known_bugs);
+                        if c.slow {
+                            if let Some(c) = self.conns.get_mut(&connection) {
+                                c.ready = true;
+                            }
+                            continue;
                         }
+                        self.pull(connection);
                     }
                     Output::Close {
                         connection,
@@ -346,14 +389,17 @@ mod broker_checks {
     }
 
     /// A CONNECT from a small set of clients, with the options that drive the session rules.
-    fn connect(u: &mut Unstructured<'_>) -> Result<Packet> {
+    fn connect(u: &mut Unstructured<'_>) -> Result<(Packet, bool)> {
         let version = *u.choose(&[
             ProtocolVersion::V5,
             ProtocolVersion::V3_1_1,
             ProtocolVersion::V5,
             ProtocolVersion::V3_1,
         ])?;
-        let client_id = Utf8String::try_from(*u.choose(&CLIENT_IDS)?)
+        // (`choose_index` reads the same bytes as `choose`: the corpus keeps its meaning.)
+        let index = u.choose_index(CLIENT_IDS.len())?;
+        let slow = index == SLOW_CLIENT;
+        let client_id = Utf8String::try_from(CLIENT_IDS.get(index).copied().unwrap_or("a"))
             .map_err(|_| mqtt_codec::arbitrary::Error::IncorrectFormat)?;
         let mut c = Connect::new(version, client_id);
         c.clean_start = u.arbitrary()?;
@@ -390,7 +436,7 @@ mod broker_checks {
             }
             c.will = Some(will);
         }
-        Ok(Packet::from(c))
+        Ok((Packet::from(c), slow))
     }
 
     /// What a connected client sends: SUBSCRIBE, UNSUBSCRIBE, PUBLISH, acknowledgements with
@@ -509,6 +555,8 @@ mod broker_checks {
             host.drain();
         }
         host.drain();
+        host.pull_slow();
+        host.drain();
     }
 
     fn step(host: &mut Host, u: &mut Unstructured<'_>) -> Result<()> {
@@ -533,7 +581,10 @@ mod broker_checks {
             }
             8..=11 => {
                 let id = host.pick(u)?;
-                let packet = connect(u)?;
+                let (packet, slow) = connect(u)?;
+                if let Some(c) = host.conns.get_mut(&id) {
+                    c.slow |= slow;
+                }
                 host.send_packet(id, &packet);
             }
             12..=24 => {
@@ -574,6 +625,8 @@ mod broker_checks {
                 }
                 host.now = target;
                 host.timeout(target);
+                host.drain();
+                host.pull_slow();
             }
             30 => host.restart(),
             _ => {

@@ -4,7 +4,7 @@
 //! running out of input is [`Violation::Truncated`], never "incomplete". String and binary fields
 //! are returned as slices of the packet's `Bytes` (`Bytes::slice_ref`): no copy.
 
-use bytes::{BufMut, Bytes};
+use bytes::{Bytes, BytesMut};
 use nom::IResult;
 use nom::bytes::complete::take;
 use nom::error::{ErrorKind, ParseError};
@@ -111,13 +111,106 @@ pub(crate) fn utf8<'a>(src: &Bytes, i: &'a [u8]) -> PResult<'a, Utf8String> {
     }
 }
 
+/// Where the encoders write: a growing [`BytesMut`], or a [`Window`] of one sized in advance.
+///
+/// Not `bytes::BufMut` (an `unsafe` trait, and the crate forbids `unsafe`): a window must be
+/// able to refuse a write that does not fit instead of panicking.
+pub(crate) trait Sink {
+    /// Appends `src`.
+    fn put_slice(&mut self, src: &[u8]);
+
+    /// Appends one byte.
+    #[inline]
+    fn put_u8(&mut self, v: u8) {
+        self.put_slice(&[v]);
+    }
+
+    /// Appends a Two Byte Integer (big-endian).
+    #[inline]
+    fn put_u16(&mut self, v: u16) {
+        self.put_slice(&v.to_be_bytes());
+    }
+
+    /// Appends a Four Byte Integer (big-endian).
+    #[inline]
+    fn put_u32(&mut self, v: u32) {
+        self.put_slice(&v.to_be_bytes());
+    }
+}
+
+impl Sink for BytesMut {
+    #[inline]
+    fn put_slice(&mut self, src: &[u8]) {
+        self.extend_from_slice(src);
+    }
+}
+
+impl Sink for alloc::vec::Vec<u8> {
+    #[inline]
+    fn put_slice(&mut self, src: &[u8]) {
+        self.extend_from_slice(src);
+    }
+}
+
+/// A slice of a buffer sized in advance (its bytes already there, zeroed), filled from the
+/// front: every write is a copy and a bound check, without the capacity check and length
+/// update of a [`BytesMut`] write. A write that does not fit is dropped and remembered.
+pub(crate) struct Window<'a> {
+    rest: &'a mut [u8],
+    overflow: bool,
+}
+
+impl<'a> Window<'a> {
+    /// A window over `buf`.
+    #[inline]
+    pub(crate) fn new(buf: &'a mut [u8]) -> Self {
+        Self {
+            rest: buf,
+            overflow: false,
+        }
+    }
+
+    /// Whether every write fitted and the window is exactly full.
+    #[inline]
+    pub(crate) fn is_exactly_full(&self) -> bool {
+        !self.overflow && self.rest.is_empty()
+    }
+}
+
+impl Sink for Window<'_> {
+    #[inline]
+    fn put_slice(&mut self, src: &[u8]) {
+        let rest = core::mem::take(&mut self.rest);
+        match rest.split_at_mut_checked(src.len()) {
+            Some((dst, tail)) => {
+                dst.copy_from_slice(src);
+                self.rest = tail;
+            }
+            // The window stays empty: every later write overflows too.
+            None => self.overflow = true,
+        }
+    }
+
+    #[inline]
+    fn put_u8(&mut self, v: u8) {
+        let rest = core::mem::take(&mut self.rest);
+        match rest.split_first_mut() {
+            Some((dst, tail)) => {
+                *dst = v;
+                self.rest = tail;
+            }
+            None => self.overflow = true,
+        }
+    }
+}
+
 /// Writes a UTF-8 string with its length prefix (its length is at most 65 535 by construction).
-pub(crate) fn put_utf8(buf: &mut impl BufMut, s: &Utf8String) {
+pub(crate) fn put_utf8(buf: &mut impl Sink, s: &Utf8String) {
     put_binary(buf, s.as_bytes());
 }
 
 /// Writes binary data with its length prefix; callers checked the length with [`check_binary`].
-pub(crate) fn put_binary(buf: &mut impl BufMut, b: &[u8]) {
+pub(crate) fn put_binary(buf: &mut impl Sink, b: &[u8]) {
     buf.put_u16(u16::try_from(b.len()).unwrap_or(u16::MAX));
     buf.put_slice(b);
 }

@@ -1,7 +1,7 @@
 //! The shape PUBACK, PUBREC, PUBREL and PUBCOMP share: a Packet Identifier, then (MQTT 5.0) a
 //! reason code and properties, both of which may be left out (sections 3.4 to 3.7).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::form::{Form, Owned};
 use crate::error::Violation;
@@ -87,7 +87,7 @@ pub(crate) fn write(
     code: ReasonCode,
     props: &Properties,
     version: ProtocolVersion,
-    buf: &mut BytesMut,
+    buf: &mut impl crate::wire::Sink,
 ) {
     buf.put_u16(id.get());
     if !version.is_v5() || (code == ReasonCode::SUCCESS && props.is_empty()) {
@@ -150,7 +150,7 @@ macro_rules! ack_packet {
                 $crate::packet::ack::body_len(self.reason_code, &self.properties, version)
             }
 
-            fn write(&self, version: $crate::types::ProtocolVersion, buf: &mut bytes::BytesMut) {
+            fn write(&self, version: $crate::types::ProtocolVersion, buf: &mut impl $crate::wire::Sink) {
                 $crate::packet::ack::write(
                     self.packet_id,
                     self.reason_code,
@@ -220,7 +220,7 @@ pub(crate) fn write_reason_props(
     code: ReasonCode,
     props: &Properties,
     reason_only_allowed: bool,
-    buf: &mut BytesMut,
+    buf: &mut impl crate::wire::Sink,
 ) {
     match reason_props_len(code, props, reason_only_allowed) {
         0 => {}

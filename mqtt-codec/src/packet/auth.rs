@@ -1,6 +1,6 @@
 //! AUTH (section 3.15, MQTT 5.0 only): enhanced authentication exchange.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::Body;
 use super::ack::{decode_reason_props, reason_props_len, write_reason_props};
@@ -58,7 +58,7 @@ impl Body for Auth {
         reason_props_len(self.reason_code, &self.properties, false)
     }
 
-    fn write(&self, _version: ProtocolVersion, buf: &mut BytesMut) {
+    fn write(&self, _version: ProtocolVersion, buf: &mut impl crate::wire::Sink) {
         write_reason_props(self.reason_code, &self.properties, false, buf);
     }
 }

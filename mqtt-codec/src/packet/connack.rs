@@ -1,6 +1,6 @@
 //! CONNACK (section 3.2): the server's answer to CONNECT.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::Body;
 use super::form::{Form, Owned};
@@ -88,7 +88,7 @@ impl Body for ConnAck {
         }
     }
 
-    fn write(&self, version: ProtocolVersion, buf: &mut BytesMut) {
+    fn write(&self, version: ProtocolVersion, buf: &mut impl crate::wire::Sink) {
         buf.put_u8(u8::from(self.session_present));
         if version.is_v5() {
             buf.put_u8(self.reason_code.0);

@@ -1,7 +1,7 @@
 //! CONNECT (section 3.1): the first packet of a connection, for MQTT 3.1 (`MQIsdp`, level 3),
 //! 3.1.1 (level 4) and 5.0 (level 5).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::Body;
 use super::form::{Form, Owned};
@@ -283,31 +283,47 @@ impl Body for Connect {
     }
 
     fn validate(&self, version: ProtocolVersion) -> Result<(), Violation> {
+        self.checked_body_len(version).map(|_| ())
+    }
+
+    fn checked_body_len(&self, version: ProtocolVersion) -> Result<usize, Violation> {
+        // The checks and the length in one pass: each property list is checked and measured
+        // once.
         let v5 = version.is_v5();
-        if v5 {
-            self.properties
-                .validate(PropertyContext::Packet(PacketType::Connect))?;
-        } else if !self.properties.is_empty() {
-            return Err(Violation::NotRepresentable);
-        }
+        let props = |p: &Properties, ctx| -> Result<usize, Violation> {
+            if v5 {
+                let len = p.checked_len(ctx)?;
+                Ok(crate::types::vbi_len(u32::try_from(len).unwrap_or(u32::MAX)) + len)
+            } else if p.is_empty() {
+                Ok(0)
+            } else {
+                Err(Violation::NotRepresentable)
+            }
+        };
+        let mut len = 2 + self.protocol.protocol_name().len()
+            + 1 // level
+            + 1 // flags
+            + 2 // keep alive
+            + props(&self.properties, PropertyContext::Packet(PacketType::Connect))?
+            + self.client_id.encoded_len();
         if let Some(w) = &self.will {
             if w.topic.is_empty() {
                 return Err(Violation::TopicNameEmpty);
             }
             check_binary(&w.payload)?;
-            if v5 {
-                w.properties.validate(PropertyContext::Will)?;
-            } else if !w.properties.is_empty() {
-                return Err(Violation::NotRepresentable);
-            }
+            len += props(&w.properties, PropertyContext::Will)?
+                + w.topic.as_utf8().encoded_len()
+                + 2
+                + w.payload.len();
         }
         if !v5 && self.password.is_some() && self.username.is_none() {
             return Err(Violation::PasswordWithoutUserName);
         }
         if let Some(p) = &self.password {
             check_binary(p)?;
+            len += 2 + p.len();
         }
-        Ok(())
+        Ok(len + self.username.as_ref().map_or(0, Utf8String::encoded_len))
     }
 
     fn body_len(&self, version: ProtocolVersion) -> usize {
@@ -326,7 +342,7 @@ impl Body for Connect {
             + self.password.as_ref().map_or(0, |p| 2 + p.len())
     }
 
-    fn write(&self, version: ProtocolVersion, buf: &mut BytesMut) {
+    fn write(&self, version: ProtocolVersion, buf: &mut impl crate::wire::Sink) {
         let v5 = version.is_v5();
         put_binary(buf, self.protocol.protocol_name().as_bytes());
         buf.put_u8(self.protocol.level());

@@ -1,7 +1,7 @@
 //! DISCONNECT (section 3.14). Empty in MQTT 3.1.1; in 5.0 a reason code and properties, both
 //! optional.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::Body;
 use super::ack::{decode_reason_props, reason_props_len, write_reason_props};
@@ -73,7 +73,7 @@ impl Body for Disconnect {
         }
     }
 
-    fn write(&self, version: ProtocolVersion, buf: &mut BytesMut) {
+    fn write(&self, version: ProtocolVersion, buf: &mut impl crate::wire::Sink) {
         if version.is_v5() {
             write_reason_props(self.reason_code, &self.properties, true, buf);
         }

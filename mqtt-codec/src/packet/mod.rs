@@ -24,7 +24,7 @@ mod subscribe;
 mod unsuback;
 mod unsubscribe;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 pub use auth::Auth;
 pub use connack::ConnAck;
@@ -49,6 +49,7 @@ use crate::error::{Error, Violation};
 use crate::reason_code::ReasonCode;
 use crate::types::vbi::put_vbi;
 use crate::types::{PacketType, ProtocolVersion, VBI_MAX, vbi_len};
+use crate::wire::{Sink, Window};
 
 /// The checks of a packet's first byte that come before its body (shared by the owned and
 /// the borrowed decoders): a known packet type (AUTH only in MQTT 5.0), and the reserved flags
@@ -106,8 +107,15 @@ pub(crate) trait Body: Sized {
         Self::TYPE.required_flags()
     }
 
-    /// Writes the body (valid after `validate`).
-    fn write(&self, version: ProtocolVersion, buf: &mut BytesMut);
+    /// Writes the body but its [`Body::tail`] (valid after `validate`).
+    fn write(&self, version: ProtocolVersion, buf: &mut impl Sink);
+
+    /// The last bytes of the body, which the encoder copies after [`Body::write`] (a
+    /// PUBLISH's payload): not counted in the window the rest is written to.
+    #[inline]
+    fn tail(&self) -> &[u8] {
+        &[]
+    }
 
     /// `validate`, then `body_len`: the encoder's single pass. Packets whose length is costly
     /// to compute twice (PUBLISH, with its properties) do both at once.
@@ -117,7 +125,7 @@ pub(crate) trait Body: Sized {
     }
 
     /// `write`, knowing the Remaining Length `checked_body_len` returned.
-    fn write_sized(&self, version: ProtocolVersion, body_len: usize, buf: &mut BytesMut) {
+    fn write_sized(&self, version: ProtocolVersion, body_len: usize, buf: &mut impl Sink) {
         let _ = body_len;
         self.write(version, buf);
     }
@@ -437,13 +445,15 @@ impl Packet {
         if u32::from(total) > max_packet_size {
             return None;
         }
-        buf.reserve(usize::from(total));
-        buf.put_u8((ty as u8) << 4 | ty.required_flags());
-        buf.put_u8(total - 2);
-        buf.put_u16(id.get());
-        if with_code {
-            buf.put_u8(code.0);
-        }
+        let [hi, lo] = id.get().to_be_bytes();
+        let bytes = [
+            (ty as u8) << 4 | ty.required_flags(),
+            total - 2,
+            hi,
+            lo,
+            code.0,
+        ];
+        buf.extend_from_slice(bytes.get(..usize::from(total)).unwrap_or_default());
         Some(usize::from(total))
     }
 
@@ -480,6 +490,9 @@ impl Packet {
         max_packet_size: u32,
         buf: &mut BytesMut,
     ) -> Result<usize, Error> {
+        if let Self::Publish(p) = self {
+            return p.encode_packet(version, max_packet_size, buf);
+        }
         match self.encode_plain_ack(version, max_packet_size, buf) {
             Some(total) => Ok(total),
             None => self.encode_general(version, max_packet_size, buf),
@@ -504,26 +517,63 @@ impl Packet {
             ));
         }
         let v = self.effective_version(version);
-        buf.reserve(total);
-        let start = buf.len();
         let ty = self.packet_type() as u8;
         with_body!(self, p => {
-            let p = body_of(p);
-            // The fixed header in one write.
-            let mut head = [0_u8; 5];
-            let mut w = &mut head[..];
-            w.put_u8(ty << 4 | p.flags());
-            put_vbi(&mut w, body32);
-            let used = 5 - w.len();
-            buf.put_slice(head.get(..used).unwrap_or_default());
-            p.write_sized(v, body, buf);
+            write_packet(body_of(p), ty, v, body32, total, buf)
+                .map_err(|v| Error::new(v, Some(self.packet_type()), Some(version)))
         }, ping => {
-            buf.put_u8(ty << 4);
-            put_vbi(buf, 0);
-        });
-        debug_assert_eq!(buf.len() - start, total, "{:?}", self.packet_type());
-        Ok(total)
+            buf.extend_from_slice(&[ty << 4, 0]);
+            Ok(2)
+        })
     }
+}
+
+/// The largest part of a packet (all of it but its [`Body::tail`]) written through a
+/// [`Window`]; a larger one is written to the `BytesMut` directly.
+pub(crate) const WINDOW_MAX: usize = 2048;
+
+/// Writes a checked packet of `total` bytes whose Remaining Length is `body`: the fixed
+/// header and [`Body::write`] into a window of `buf` zeroed in advance (one capacity check for
+/// all the fields instead of one per field), then the body's tail. Nothing is written, and
+/// [`Violation::NotRepresentable`] returned, if the body's writer and its length disagree
+/// (a bug: a debug build panics).
+#[inline]
+fn write_packet<T: Body>(
+    p: &T,
+    ty: u8,
+    version: ProtocolVersion,
+    body: u32,
+    total: usize,
+    buf: &mut BytesMut,
+) -> Result<usize, Violation> {
+    let tail = p.tail();
+    let head_len = total.saturating_sub(tail.len());
+    let start = buf.len();
+    buf.reserve(total);
+    let fits = if head_len <= WINDOW_MAX {
+        buf.resize(start + head_len, 0);
+        let mut w = Window::new(buf.get_mut(start..).unwrap_or_default());
+        w.put_u8(ty << 4 | p.flags());
+        put_vbi(&mut w, body);
+        p.write_sized(version, body as usize, &mut w);
+        w.is_exactly_full()
+    } else {
+        Sink::put_u8(buf, ty << 4 | p.flags());
+        put_vbi(buf, body);
+        p.write_sized(version, body as usize, buf);
+        buf.len() - start == head_len
+    };
+    if !fits {
+        debug_assert!(
+            false,
+            "{:?}: the body's length and writer disagree",
+            T::TYPE
+        );
+        buf.truncate(start);
+        return Err(Violation::NotRepresentable);
+    }
+    buf.extend_from_slice(tail);
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -531,6 +581,125 @@ mod tests {
     use super::*;
     use crate::packet::{PubAck, PubComp, PubRec, PubRel};
     use crate::types::PacketId;
+
+    /// The PUBLISH encoder's own path writes exactly what the general path writes, and
+    /// refuses what it refuses with the same violation: every combination of flags, Packet
+    /// Identifier, topic, a property list allowed or not, a payload inside and beyond the
+    /// write window, and a maximum size.
+    #[test]
+    fn publish_path_matches_the_general_path() {
+        use crate::packet::Publish;
+        use crate::types::{QoS, TopicName, Utf8String};
+        let mut lists = vec![crate::Properties::default()];
+        let mut p = crate::Properties {
+            topic_alias: core::num::NonZeroU16::new(3),
+            ..crate::Properties::default()
+        };
+        lists.push(p.clone());
+        p.message_expiry_interval = Some(60);
+        p.set_content_type(Utf8String::try_from("text/plain").ok());
+        lists.push(p.clone());
+        let mut sub = crate::Properties::default();
+        assert!(sub.push_subscription_identifier(7).is_ok());
+        assert!(sub.push_subscription_identifier(300).is_ok());
+        lists.push(sub);
+        let not_allowed = crate::Properties {
+            session_expiry_interval: Some(1),
+            ..crate::Properties::default()
+        };
+        lists.push(not_allowed);
+        let mut user = crate::Properties::default();
+        if let (Ok(k), Ok(v)) = (Utf8String::try_from("k"), Utf8String::try_from("v")) {
+            user.push_user_property(k, v);
+        }
+        user.payload_format_indicator = Some(crate::PayloadFormatIndicator::Utf8);
+        lists.push(user);
+        let versions = [
+            ProtocolVersion::V3_1,
+            ProtocolVersion::V3_1_1,
+            ProtocolVersion::V5,
+        ];
+        let mut written = 0;
+        let mut refused = 0;
+        for version in versions {
+            for topic in ["a/b", ""] {
+                for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+                    for (dup, retain) in [(false, false), (true, true)] {
+                        for id in [None, PacketId::new(9)] {
+                            for props in &lists {
+                                for payload in [0_usize, 10, WINDOW_MAX + 10] {
+                                    let Ok(topic) = TopicName::try_from(topic) else {
+                                        continue;
+                                    };
+                                    let packet = Packet::Publish(Publish {
+                                        dup,
+                                        qos,
+                                        retain,
+                                        topic,
+                                        packet_id: id,
+                                        properties: props.clone(),
+                                        payload: Bytes::from(vec![5_u8; payload]),
+                                    });
+                                    for max in [8, 40, u32::MAX] {
+                                        let mut fast = BytesMut::from(&b"xy"[..]);
+                                        let mut general = fast.clone();
+                                        let a = packet.encode_limited(version, max, &mut fast);
+                                        let b = packet.encode_general(version, max, &mut general);
+                                        assert_eq!(a, b, "{packet:?} {version:?} {max}");
+                                        assert_eq!(fast, general, "{packet:?} {version:?} {max}");
+                                        if a.is_ok() {
+                                            written += 1;
+                                        } else {
+                                            refused += 1;
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            written > 100 && refused > 100,
+            "{written} written, {refused} refused"
+        );
+    }
+
+    /// `Properties::is_empty` (field by field) agrees with the presence bits, for each property
+    /// alone.
+    #[test]
+    fn properties_is_empty_agrees_with_presence() {
+        use crate::Properties;
+        use core::num::{NonZeroU16, NonZeroU32};
+        let empty = Properties::default();
+        assert!(empty.is_empty() && empty.present().count() == 0);
+        let setters: [fn(&mut Properties); 17] = [
+            |p| p.payload_format_indicator = Some(crate::PayloadFormatIndicator::Utf8),
+            |p| p.message_expiry_interval = Some(1),
+            |p| p.session_expiry_interval = Some(1),
+            |p| p.server_keep_alive = Some(1),
+            |p| p.request_problem_information = Some(false),
+            |p| p.will_delay_interval = Some(1),
+            |p| p.request_response_information = Some(true),
+            |p| p.receive_maximum = NonZeroU16::new(1),
+            |p| p.topic_alias_maximum = Some(0),
+            |p| p.topic_alias = NonZeroU16::new(1),
+            |p| p.maximum_qos = Some(crate::types::QoS::AtMostOnce),
+            |p| p.retain_available = Some(false),
+            |p| p.maximum_packet_size = NonZeroU32::new(1),
+            |p| p.wildcard_subscription_available = Some(false),
+            |p| p.subscription_identifier_available = Some(false),
+            |p| p.shared_subscription_available = Some(false),
+            |p| p.set_reason_string(crate::Utf8String::try_from("r").ok()),
+        ];
+        for set in setters {
+            let mut p = Properties::default();
+            set(&mut p);
+            assert_eq!(p.present().count(), 1, "{p:?}");
+            assert!(!p.is_empty(), "{p:?}");
+        }
+    }
 
     /// The acknowledgements' short path writes exactly what the general path writes, and
     /// leaves to it every packet it cannot write (invalid reason codes, 3.1.1 failures, a

@@ -1,6 +1,6 @@
 //! PUBLISH (section 3.3): an Application Message, the one packet whose payload is the user's.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::Body;
 use crate::error::Violation;
@@ -8,7 +8,7 @@ use crate::properties::{Overrides, Properties, PropertyContext};
 use crate::types::VBI_MAX;
 use crate::types::vbi::put_vbi;
 use crate::types::{PacketId, PacketType, ProtocolVersion, QoS, TopicName, vbi_len};
-use crate::wire::{PResult, binary, fail, packet_id, put_utf8};
+use crate::wire::{PResult, Sink, Window, binary, fail, packet_id, put_binary, put_utf8};
 use core::num::NonZeroU16;
 
 /// PUBLISH (section 3.3).
@@ -169,6 +169,38 @@ impl Publish {
     }
 }
 
+impl Publish {
+    /// [`crate::Packet::encode_limited`] of this PUBLISH, without the general path's dispatch.
+    #[inline]
+    pub(crate) fn encode_packet(
+        &self,
+        version: ProtocolVersion,
+        max_packet_size: u32,
+        buf: &mut BytesMut,
+    ) -> Result<usize, crate::Error> {
+        let d = Delivery {
+            dup: self.dup,
+            qos: self.qos,
+            retain: self.retain,
+            packet_id: self.packet_id,
+            omit_topic: false,
+            topic_alias: self.properties.topic_alias,
+            message_expiry_interval: self.properties.message_expiry_interval,
+            subscription_identifiers: &[],
+        };
+        d.encode_message(
+            self.topic.as_utf8().as_bytes(),
+            &self.properties,
+            &self.properties.own(),
+            &self.payload,
+            version,
+            max_packet_size,
+            buf,
+            true,
+        )
+    }
+}
+
 impl Delivery<'_> {
     /// Encodes the message of `topic`, `properties` and `payload` (a stored message, in a
     /// broker) as this delivery of it; see [`Publish::encode_delivery`].
@@ -184,6 +216,46 @@ impl Delivery<'_> {
         max_packet_size: u32,
         buf: &mut BytesMut,
     ) -> Result<usize, crate::Error> {
+        let ov = Overrides {
+            message_expiry_interval: self.message_expiry_interval,
+            subscription_identifiers: Some(self.subscription_identifiers),
+            topic_alias: self.topic_alias,
+        };
+        let topic: &[u8] = if self.omit_topic {
+            &[]
+        } else {
+            topic.as_utf8().as_bytes()
+        };
+        self.encode_message(
+            topic,
+            properties,
+            &ov,
+            payload,
+            version,
+            max_packet_size,
+            buf,
+            false,
+        )
+    }
+
+    /// Encodes a PUBLISH of this delivery's flags and Packet Identifier, `topic` and `payload`,
+    /// with `properties` as `ov` changes them (in 5.0). Before 5.0 the properties are left out,
+    /// or, with `refuse_v311_properties`, refused if there are any (the owned [`Publish`]'s
+    /// encoder: [`Violation::NotRepresentable`]). Checks in the order of the general encoder,
+    /// so that both refuse a packet with the same violation.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(crate) fn encode_message(
+        &self,
+        topic: &[u8],
+        properties: &Properties,
+        ov: &Overrides<'_>,
+        payload: &[u8],
+        version: ProtocolVersion,
+        max_packet_size: u32,
+        buf: &mut BytesMut,
+        refuse_v311_properties: bool,
+    ) -> Result<usize, crate::Error> {
         let err = |v| crate::Error::new(v, Some(PacketType::Publish), Some(version));
         let d = self;
         if d.dup && d.qos == QoS::AtMostOnce {
@@ -192,25 +264,17 @@ impl Delivery<'_> {
         if (d.qos == QoS::AtMostOnce) != d.packet_id.is_none() {
             return Err(err(Violation::PacketIdMismatch));
         }
-        let ov = Overrides {
-            message_expiry_interval: d.message_expiry_interval,
-            subscription_identifiers: Some(d.subscription_identifiers),
-            topic_alias: d.topic_alias,
-        };
         let v5 = version.is_v5();
         let props_len = if v5 {
             properties
-                .checked_len_with(PropertyContext::Packet(PacketType::Publish), &ov)
+                .checked_len_with(PropertyContext::Packet(PacketType::Publish), ov)
                 .map_err(err)?
+        } else if refuse_v311_properties && !properties.is_empty() {
+            return Err(err(Violation::NotRepresentable));
         } else {
             0
         };
-        let topic: &[u8] = if d.omit_topic {
-            &[]
-        } else {
-            topic.as_utf8().as_bytes()
-        };
-        let alias = if v5 { d.topic_alias } else { None };
+        let alias = if v5 { ov.topic_alias } else { None };
         if topic.is_empty() && alias.is_none() {
             return Err(err(Violation::TopicNameEmpty));
         }
@@ -231,28 +295,54 @@ impl Delivery<'_> {
         if total > max_packet_size as usize {
             return Err(err(Violation::PacketTooLarge));
         }
+        let first = (PacketType::Publish as u8) << 4
+            | u8::from(d.dup) << 3
+            | d.qos.bits() << 1
+            | u8::from(d.retain);
+        let start = buf.len();
         buf.reserve(total);
-        let mut head = [0_u8; 7];
-        let mut w = &mut head[..];
-        w.put_u8(
-            (PacketType::Publish as u8) << 4
-                | u8::from(d.dup) << 3
-                | d.qos.bits() << 1
-                | u8::from(d.retain),
-        );
-        put_vbi(&mut w, body32);
-        w.put_u16(u16::try_from(topic.len()).unwrap_or(u16::MAX));
-        let used = 7 - w.len();
-        buf.put_slice(head.get(..used).unwrap_or_default());
-        buf.put_slice(topic);
-        if let Some(id) = d.packet_id {
+        let head_len = total - payload.len();
+        let fits = if head_len <= super::WINDOW_MAX {
+            buf.resize(start + head_len, 0);
+            let mut w = Window::new(buf.get_mut(start..).unwrap_or_default());
+            self.write_head(first, body32, topic, properties, props_len, ov, v5, &mut w);
+            w.is_exactly_full()
+        } else {
+            self.write_head(first, body32, topic, properties, props_len, ov, v5, buf);
+            buf.len() - start == head_len
+        };
+        if !fits {
+            debug_assert!(false, "a PUBLISH's length and writer disagree");
+            buf.truncate(start);
+            return Err(err(Violation::NotRepresentable));
+        }
+        buf.extend_from_slice(payload);
+        Ok(total)
+    }
+
+    /// Everything of the delivery's PUBLISH before its payload.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn write_head(
+        &self,
+        first: u8,
+        body: u32,
+        topic: &[u8],
+        properties: &Properties,
+        props_len: usize,
+        ov: &Overrides<'_>,
+        v5: bool,
+        buf: &mut impl Sink,
+    ) {
+        buf.put_u8(first);
+        put_vbi(buf, body);
+        put_binary(buf, topic);
+        if let Some(id) = self.packet_id {
             buf.put_u16(id.get());
         }
         if v5 {
-            properties.write_with_len_with(props_len, &ov, buf);
+            properties.write_with_len_with(props_len, ov, buf);
         }
-        buf.put_slice(payload);
-        Ok(total)
     }
 }
 
@@ -339,11 +429,16 @@ impl Body for Publish {
         u8::from(self.dup) << 3 | self.qos.bits() << 1 | u8::from(self.retain)
     }
 
-    fn write(&self, version: ProtocolVersion, buf: &mut BytesMut) {
+    fn write(&self, version: ProtocolVersion, buf: &mut impl Sink) {
         self.write_sized(version, self.body_len(version), buf);
     }
 
-    fn write_sized(&self, version: ProtocolVersion, body_len: usize, buf: &mut BytesMut) {
+    #[inline]
+    fn tail(&self) -> &[u8] {
+        &self.payload
+    }
+
+    fn write_sized(&self, version: ProtocolVersion, body_len: usize, buf: &mut impl Sink) {
         put_utf8(buf, self.topic.as_utf8());
         if let Some(id) = self.packet_id {
             buf.put_u16(id.get());
@@ -355,6 +450,5 @@ impl Body for Publish {
             self.properties
                 .write_with_len(property_len_of_wire(wire), buf);
         }
-        buf.put_slice(&self.payload);
     }
 }

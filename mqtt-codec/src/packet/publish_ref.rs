@@ -26,7 +26,8 @@
 //! ```
 
 use crate::prelude::*;
-use bytes::{BufMut, Bytes, BytesMut};
+use crate::wire::{Sink, Window, put_binary};
+use bytes::{Bytes, BytesMut};
 use nom::bytes::complete::take;
 
 use super::Publish;
@@ -387,21 +388,39 @@ impl<'a> PublishRef<'a> {
             .checked_body_len(version)
             .map_err(|v| self.error(v, version))?;
         let body32 = u32::try_from(body).unwrap_or(VBI_MAX);
-        buf.reserve(1 + vbi_len(body32) + body);
-        // The fixed header and the topic's length in one write.
-        let mut head = [0_u8; 7];
-        let mut w = &mut head[..];
-        w.put_u8(
+        let total = 1 + vbi_len(body32) + body;
+        let start = buf.len();
+        buf.reserve(total);
+        let head_len = total - self.payload.len();
+        let fits = if head_len <= super::WINDOW_MAX {
+            buf.resize(start + head_len, 0);
+            let mut w = Window::new(buf.get_mut(start..).unwrap_or_default());
+            self.write_head(version, body32, &mut w);
+            w.is_exactly_full()
+        } else {
+            self.write_head(version, body32, buf);
+            buf.len() - start == head_len
+        };
+        if !fits {
+            debug_assert!(false, "a PUBLISH's length and writer disagree");
+            buf.truncate(start);
+            return Err(self.error(Violation::NotRepresentable, version));
+        }
+        buf.extend_from_slice(self.payload);
+        Ok(total)
+    }
+
+    /// Everything before the payload.
+    #[inline]
+    fn write_head(&self, version: ProtocolVersion, body: u32, buf: &mut impl Sink) {
+        buf.put_u8(
             (PacketType::Publish as u8) << 4
                 | u8::from(self.dup) << 3
                 | self.qos.bits() << 1
                 | u8::from(self.retain),
         );
-        put_vbi(&mut w, body32);
-        w.put_u16(u16::try_from(self.topic.len()).unwrap_or(u16::MAX));
-        let used = 7 - w.len();
-        buf.put_slice(head.get(..used).unwrap_or_default());
-        buf.put_slice(self.topic.as_bytes());
+        put_vbi(buf, body);
+        put_binary(buf, self.topic.as_bytes());
         if let Some(id) = self.packet_id {
             buf.put_u16(id.get());
         }
@@ -412,8 +431,6 @@ impl<'a> PublishRef<'a> {
             );
             buf.put_slice(self.properties.bytes);
         }
-        buf.put_slice(self.payload);
-        Ok(1 + vbi_len(body32) + body)
     }
 
     fn error(&self, v: Violation, version: ProtocolVersion) -> Error {

@@ -1,7 +1,7 @@
 //! SUBACK (section 3.9): one reason code per Topic Filter of the SUBSCRIBE.
 
 use crate::prelude::*;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::Body;
 use super::form::{Form, Owned};
@@ -77,7 +77,7 @@ impl Body for SubAck {
         } + self.reason_codes.len()
     }
 
-    fn write(&self, version: ProtocolVersion, buf: &mut BytesMut) {
+    fn write(&self, version: ProtocolVersion, buf: &mut impl crate::wire::Sink) {
         buf.put_u16(self.packet_id.get());
         if version.is_v5() {
             self.properties.write(buf);

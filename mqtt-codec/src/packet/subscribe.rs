@@ -1,12 +1,13 @@
 //! SUBSCRIBE (section 3.8): topic filters with their subscription options.
 
 use crate::prelude::*;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::Body;
 use super::form::{Collect, Entries, Form, Owned};
 use crate::error::Violation;
 use crate::properties::{Properties, PropertyContext};
+use crate::types::topic::SHARE_PREFIX;
 use crate::types::{PacketId, PacketType, ProtocolVersion, QoS, TopicFilter};
 use crate::wire::{PResult, all_consumed, fail, packet_id, put_utf8, u8_};
 
@@ -201,19 +202,28 @@ impl Body for Subscribe {
     }
 
     fn validate(&self, version: ProtocolVersion) -> Result<(), Violation> {
+        self.checked_body_len(version).map(|_| ())
+    }
+
+    fn checked_body_len(&self, version: ProtocolVersion) -> Result<usize, Violation> {
+        // `validate` and `body_len` in one pass over the filters and the properties.
         let v5 = version.is_v5();
         if self.filters.is_empty() {
             return Err(Violation::SubscribeWithoutFilters);
         }
+        let mut len = 2;
         for (f, o) in &self.filters {
             check_version(f, v5)?;
-            check_pair(f.shared().is_some(), *o, v5)?;
+            check_pair(v5 && f.as_utf8().as_str().starts_with(SHARE_PREFIX), *o, v5)?;
+            len += f.as_utf8().encoded_len() + 1;
         }
         if v5 {
-            self.properties
-                .validate(PropertyContext::Packet(PacketType::Subscribe))
+            let props = self
+                .properties
+                .checked_len(PropertyContext::Packet(PacketType::Subscribe))?;
+            Ok(len + crate::types::vbi_len(u32::try_from(props).unwrap_or(u32::MAX)) + props)
         } else if self.properties.is_empty() {
-            Ok(())
+            Ok(len)
         } else {
             Err(Violation::NotRepresentable)
         }
@@ -231,7 +241,7 @@ impl Body for Subscribe {
             .sum::<usize>()
     }
 
-    fn write(&self, version: ProtocolVersion, buf: &mut BytesMut) {
+    fn write(&self, version: ProtocolVersion, buf: &mut impl crate::wire::Sink) {
         buf.put_u16(self.packet_id.get());
         if version.is_v5() {
             self.properties.write(buf);

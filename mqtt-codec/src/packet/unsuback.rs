@@ -1,7 +1,7 @@
 //! UNSUBACK (section 3.11). MQTT 3.1.1 carries only the Packet Identifier.
 
 use crate::prelude::*;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::Body;
 use super::form::{Form, Owned};
@@ -65,7 +65,7 @@ impl Body for UnsubAck {
         }
     }
 
-    fn write(&self, version: ProtocolVersion, buf: &mut BytesMut) {
+    fn write(&self, version: ProtocolVersion, buf: &mut impl crate::wire::Sink) {
         buf.put_u16(self.packet_id.get());
         if version.is_v5() {
             self.properties.write(buf);

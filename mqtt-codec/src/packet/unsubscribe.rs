@@ -1,7 +1,7 @@
 //! UNSUBSCRIBE (section 3.10).
 
 use crate::prelude::*;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::Body;
 use super::form::{Collect, Entries, Form, Owned};
@@ -69,7 +69,7 @@ impl Body for Unsubscribe {
             .sum::<usize>()
     }
 
-    fn write(&self, version: ProtocolVersion, buf: &mut BytesMut) {
+    fn write(&self, version: ProtocolVersion, buf: &mut impl crate::wire::Sink) {
         buf.put_u16(self.packet_id.get());
         if version.is_v5() {
             self.properties.write(buf);

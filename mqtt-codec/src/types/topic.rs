@@ -71,7 +71,7 @@ impl TopicName {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicFilter(Utf8String);
 
-const SHARE_PREFIX: &str = "$share/";
+pub(crate) const SHARE_PREFIX: &str = "$share/";
 
 impl TopicFilter {
     /// Checks the syntax of section 4.7.1: `#` alone in the last level, `+` alone in its level,

@@ -1,7 +1,7 @@
 //! Variable Byte Integer (section 1.5.5): 7 bits a byte, least significant group first, at most
 //! four bytes.
 
-use bytes::BufMut;
+use crate::wire::Sink;
 
 use crate::error::Violation;
 
@@ -59,7 +59,7 @@ pub(crate) fn read_vbi(buf: &[u8]) -> Result<Option<Vbi>, Violation> {
 }
 
 /// Writes the minimal encoding of `value` (which must be at most [`VBI_MAX`]).
-pub(crate) fn put_vbi(buf: &mut impl BufMut, mut value: u32) {
+pub(crate) fn put_vbi(buf: &mut impl Sink, mut value: u32) {
     loop {
         let byte = (value & 0x7F) as u8;
         value >>= 7;

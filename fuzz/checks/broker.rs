@@ -23,7 +23,8 @@ mod broker_checks {
     };
     use mqtt_session::Timestamp;
     use mqtt_session::broker::{
-        AllowAll, Broker, BrokerConfig, ConnectionId, Output, StorageRecord,
+        AuthDecision, AuthRequest, Broker, BrokerConfig, ConnectInfo, ConnectionId, Output,
+        Policy, StorageRecord,
     };
 
     /// The second "a" (index [`SLOW_CLIENT`]) is the same client as the first, on a slow
@@ -32,6 +33,69 @@ mod broker_checks {
     const SLOW_CLIENT: usize = 4;
     const TOPICS: [&str; 5] = ["a", "a/b", "b", "$SYS/x", "a/b/c"];
     const FILTERS: [&str; 7] = ["#", "a/#", "+", "a/+", "$share/g/a/#", "b", "+/+/c"];
+
+    /// The answer an authentication step gets from the fuzzing policy, by a selector taken
+    /// from what the client sent (its Authentication Data, its User Name) or from the time a
+    /// deferred step is answered: every answer the engine handles, including the wrong ones (a
+    /// Continue to a client without an Authentication Method, an `AcceptAs` of a name that is
+    /// not a valid MQTT string, another user on re-authentication, `Defer` to a deferred step).
+    fn decision(selector: u8, user: Option<&str>) -> AuthDecision {
+        match selector % 9 {
+            0 => AuthDecision::Accept,
+            1 => AuthDecision::Continue(Some(bytes::Bytes::from_static(b"challenge"))),
+            2 => AuthDecision::Continue(None),
+            3 => AuthDecision::Defer,
+            4 => AuthDecision::Reject(ReasonCode::NOT_AUTHORIZED),
+            5 => AuthDecision::AcceptAs(user.unwrap_or("anonymous").to_owned()),
+            6 => AuthDecision::AcceptAs("other".to_owned()),
+            7 => AuthDecision::AcceptAs("bad\0name".to_owned()),
+            _ => AuthDecision::Reject(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
+        }
+    }
+
+    /// The last byte of `b`, or 0.
+    fn last(b: Option<&[u8]>) -> u8 {
+        b.and_then(|b| b.last().copied()).unwrap_or(0)
+    }
+
+    /// A policy that takes every path of the engine's authentication (enhanced authentication,
+    /// re-authentication, deferred decisions) and authorization (a user may not publish to or
+    /// subscribe to `b`, nor receive `a/b/c`; anonymous clients may do everything).
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct FuzzPolicy;
+
+    impl Policy for FuzzPolicy {
+        fn authenticate(&mut self, info: &ConnectInfo<'_>) -> AuthDecision {
+            if info.authentication_method.is_some() {
+                decision(last(info.authentication_data), info.username)
+            } else if let Some(user) = info.username {
+                decision(last(Some(user.as_bytes())), Some(user))
+            } else {
+                AuthDecision::Accept
+            }
+        }
+
+        fn continue_authentication(
+            &mut self,
+            client_id: &str,
+            _method: &str,
+            data: Option<&[u8]>,
+        ) -> AuthDecision {
+            decision(last(data), Some(client_id))
+        }
+
+        fn may_publish(&mut self, _: &str, username: Option<&str>, topic: &str) -> bool {
+            username.is_none() || topic != "b"
+        }
+
+        fn may_subscribe(&mut self, _: &str, username: Option<&str>, filter: &str) -> bool {
+            username.is_none() || filter != "b"
+        }
+
+        fn may_receive(&mut self, _: &str, username: Option<&str>, topic: &str) -> bool {
+            username.is_none() || topic != "a/b/c"
+        }
+    }
 
     /// One network connection as the host sees it.
     struct Conn {
@@ -61,7 +125,17 @@ mod broker_checks {
         slow: bool,
         /// A `TransmitReady` not pulled yet (slow readers only).
         ready: bool,
+        /// The Authentication Method of the client's CONNECT.
+        method: Option<String>,
+        /// The broker accepted the connection (CONNACK 0x00).
+        accepted: bool,
+        /// The broker sent AUTH Continue authentication: the client answers it (at most
+        /// [`MAX_AUTH_ROUNDS`] times).
+        challenged: bool,
+        auth_rounds: u8,
     }
+
+    const MAX_AUTH_ROUNDS: u8 = 4;
 
     /// Engine bugs this target has found and that are not fixed yet; `run` tolerates them so
     /// that fuzzing goes on past them, `run_with(data, false)` does not (the replay test runs
@@ -76,8 +150,10 @@ mod broker_checks {
     struct Host {
         tolerate_known_bugs: bool,
         config: BrokerConfig,
-        broker: Broker,
+        broker: Broker<FuzzPolicy>,
         now: Timestamp,
+        /// Deferred authentication steps not answered yet.
+        deferred: Vec<(ConnectionId, Box<AuthRequest>)>,
         records: Vec<StorageRecord>,
         conns: BTreeMap<ConnectionId, Conn>,
     }
@@ -98,8 +174,9 @@ mod broker_checks {
             config.disconnect_stuck_after = Some(3);
             Self {
                 tolerate_known_bugs,
-                broker: Broker::new(config.clone()),
+                broker: Broker::with_policy(config.clone(), FuzzPolicy),
                 config,
+                deferred: Vec::new(),
                 now: Timestamp::from_secs(1_700_000_000),
                 records: Vec::new(),
                 conns: BTreeMap::new(),
@@ -126,6 +203,10 @@ mod broker_checks {
                     outbound: BytesMut::new(),
                     slow: false,
                     ready: false,
+                    method: None,
+                    accepted: false,
+                    challenged: false,
+                    auth_rounds: 0,
                 },
             );
             id
@@ -153,6 +234,10 @@ mod broker_checks {
                 match c.mirror.decode(&mut c.inbound) {
                     Ok(Some(Packet::Connect(connect))) => {
                         c.version = Some(connect.protocol);
+                        c.method = connect
+                            .properties
+                            .authentication_method()
+                            .map(str::to_owned);
                         c.mirror_done = true;
                     }
                     Ok(None) => {}
@@ -230,8 +315,78 @@ mod broker_checks {
             }
         }
 
-        /// Drains the outputs, checking each.
+        /// Drains the outputs, checking each, and answers the broker's AUTH challenges as a
+        /// client does: v5 [MQTT-4.12.0-3] with AUTH Continue authentication, and the same
+        /// Authentication Method; its data (the policy's selector) counts the rounds.
         fn drain(&mut self) {
+            loop {
+                self.drain_once();
+                let challenged: Vec<(ConnectionId, String, u8)> = self
+                    .conns
+                    .iter_mut()
+                    .filter(|(_, c)| c.challenged && !c.broker_closed && !c.transport_closed)
+                    .filter_map(|(id, c)| {
+                        c.challenged = false;
+                        c.auth_rounds += 1;
+                        let method = c.method.clone()?;
+                        (c.auth_rounds <= MAX_AUTH_ROUNDS).then(|| {
+                            (*id, method, c.auth_rounds.wrapping_mul(5) ^ c.sent_packets as u8)
+                        })
+                    })
+                    .collect();
+                if challenged.is_empty() {
+                    break;
+                }
+                for (id, method, selector) in challenged {
+                    self.send_auth(id, ReasonCode::CONTINUE_AUTHENTICATION, &method, selector);
+                }
+            }
+        }
+
+        /// Sends an AUTH with `method` and one byte of data.
+        fn send_auth(&mut self, id: ConnectionId, code: ReasonCode, method: &str, data: u8) {
+            let mut auth = mqtt_codec::Auth {
+                reason_code: code,
+                properties: mqtt_codec::Properties::default(),
+            };
+            auth.properties
+                .set_authentication_method(Utf8String::try_from(method).ok());
+            let _ = auth.properties.set_authentication_data(Some(&[data]));
+            self.send_packet(id, &Packet::Auth(auth));
+        }
+
+        /// The host answers the deferred authentication steps (an answer for a connection
+        /// that closed meanwhile included), with a selector from the time.
+        fn answer_deferred(&mut self) {
+            let selector = (self.now.as_millis() / 7) as u8;
+            for (connection, request) in std::mem::take(&mut self.deferred) {
+                let d = decision(selector, request.username.as_deref());
+                self.broker.handle_auth_decision(connection, d, self.now);
+                self.drain();
+            }
+        }
+
+        /// Connected clients that authenticated with a method re-authenticate (v5
+        /// [MQTT-4.12.1-1]), with a selector from the time.
+        fn reauthenticate(&mut self) {
+            let selector = (self.now.as_millis() / 11) as u8;
+            let clients: Vec<(ConnectionId, String)> = self
+                .conns
+                .iter_mut()
+                .filter(|(_, c)| c.accepted && !c.broker_closed && !c.transport_closed)
+                .filter_map(|(id, c)| {
+                    c.auth_rounds = 0;
+                    Some((*id, c.method.clone()?))
+                })
+                .collect();
+            for (id, method) in clients {
+                self.send_auth(id, ReasonCode::RE_AUTHENTICATE, &method, selector);
+                self.drain();
+            }
+        }
+
+        /// Drains the outputs, checking each.
+        fn drain_once(&mut self) {
             while let Some(out) = self.broker.poll_output() {
                 match out {
                     Output::Persist { seq, record } => {
@@ -269,6 +424,16 @@ mod broker_checks {
                         );
                         c.broker_closed = true;
                     }
+                    Output::Authenticate {
+                        connection,
+                        request,
+                    } => {
+                        assert!(
+                            self.conns.contains_key(&connection),
+                            "Authenticate for unknown connection {connection:?}"
+                        );
+                        self.deferred.push((connection, request));
+                    }
                     Output::PauseReading { .. } | Output::ResumeReading { .. } => {}
                     Output::Event(_) => {}
                     other => panic!("unknown output {other:?}"),
@@ -292,7 +457,9 @@ mod broker_checks {
 
         fn restart(&mut self) {
             let records = std::mem::take(&mut self.records);
-            self.broker = Broker::restore(self.config.clone(), AllowAll, records.clone(), self.now);
+            self.broker =
+                Broker::restore(self.config.clone(), FuzzPolicy, records.clone(), self.now);
+            self.deferred.clear();
             self.records = records;
             // Connection identifiers start again in the new broker.
             self.conns.clear();
@@ -338,9 +505,39 @@ mod broker_checks {
                     c.connack = true;
                     if ack.reason_code != ReasonCode::SUCCESS {
                         c.must_close = true;
+                    } else {
+                        c.accepted = true;
+                        // v5 [MQTT-4.12.0-5] a successful CONNACK carries the CONNECT's
+                        // Authentication Method; [MQTT-4.12.0-6] none if it had none.
+                        assert_eq!(
+                            ack.properties.authentication_method(),
+                            c.method.as_deref().filter(|_| version.is_v5()),
+                            "{id:?}: CONNACK's Authentication Method"
+                        );
                     }
                 }
-                Packet::Auth(_) => assert!(version.is_v5(), "{id:?}: AUTH to a {version:?} client"),
+                Packet::Auth(auth) => {
+                    assert!(version.is_v5(), "{id:?}: AUTH to a {version:?} client");
+                    // v5 [MQTT-4.12.0-6] no AUTH to a client without an Authentication
+                    // Method; [MQTT-4.12.0-5] the CONNECT's method in every AUTH.
+                    assert!(c.method.is_some(), "{id:?}: AUTH without enhanced authentication");
+                    assert_eq!(
+                        auth.properties.authentication_method(),
+                        c.method.as_deref(),
+                        "{id:?}: AUTH's Authentication Method"
+                    );
+                    // v5 [MQTT-4.12.0-2] Continue authentication, or Success at the end
+                    // of a re-authentication.
+                    assert!(
+                        auth.reason_code == ReasonCode::CONTINUE_AUTHENTICATION
+                            || (auth.reason_code == ReasonCode::SUCCESS && c.accepted),
+                        "{id:?}: AUTH with {:?}",
+                        auth.reason_code
+                    );
+                    if auth.reason_code == ReasonCode::CONTINUE_AUTHENTICATION {
+                        c.challenged = true;
+                    }
+                }
                 Packet::Disconnect(_) => {
                     assert!(
                         version.is_v5(),
@@ -435,6 +632,21 @@ mod broker_checks {
                 }
             }
             c.will = Some(will);
+        }
+        // Without reading more input (the corpus keeps its meaning): client "b" gives a User
+        // Name and client "c" authenticates with a method (5.0), each with a policy selector
+        // made of the options already chosen.
+        let selector = (c.keep_alive as u8).wrapping_add(if c.clean_start { 3 } else { 0 });
+        match index {
+            1 => {
+                c.username = Utf8String::try_from(format!("user{}", selector % 9).as_str()).ok();
+            }
+            2 if v5 => {
+                c.properties
+                    .set_authentication_method(Utf8String::try_from("m").ok());
+                let _ = c.properties.set_authentication_data(Some(&[selector]));
+            }
+            _ => {}
         }
         Ok((Packet::from(c), slow))
     }
@@ -626,6 +838,10 @@ mod broker_checks {
                 host.now = target;
                 host.timeout(target);
                 host.drain();
+                host.answer_deferred();
+                if (ms / 1_000) % 3 == 1 {
+                    host.reauthenticate();
+                }
                 host.pull_slow();
             }
             30 => host.restart(),

@@ -962,3 +962,97 @@ proptest! {
         prop_assert_eq!(back, p);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 8. Large packets
+// ---------------------------------------------------------------------------------------------
+
+/// Packets whose fields before the payload take kilobytes (thousands of filters, long property
+/// lists, a large will) round-trip like small ones: the encoder writes them through the same
+/// pre-sized window, which must be exactly filled.
+#[test]
+fn large_packets_round_trip() {
+    use mqtt_codec::{
+        Connect, Disconnect, PacketId, Properties, QoS, ReasonCode, SubAck, Subscribe,
+        SubscriptionOptions, TopicFilter, Utf8String, Will,
+    };
+    let s = |t: &str| Utf8String::try_from(t).unwrap();
+    let id = PacketId::new(7).unwrap();
+    let mut user = Properties::default();
+    for i in 0..300 {
+        user.push_user_property(s(&format!("key-{i}")), s(&"v".repeat(i % 40)));
+    }
+    let mut publish_props = user.clone();
+    publish_props.message_expiry_interval = Some(9);
+    publish_props
+        .set_correlation_data(Some(&[3; 5000]))
+        .unwrap();
+    let mut publish = Publish::new(TopicName::try_from("a/b").unwrap(), vec![1_u8; 4000]);
+    publish.qos = QoS::AtLeastOnce;
+    publish.packet_id = Some(id);
+    publish.properties = publish_props;
+    let filters = |v5: bool| {
+        (0..400)
+            .map(|i| {
+                let f = TopicFilter::try_from(format!("sensors/{i}/+/temperature").as_str());
+                let mut o = SubscriptionOptions::qos(QoS::AtLeastOnce);
+                o.no_local = v5 && i % 2 == 0;
+                (f.unwrap(), o)
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut connect = Connect::new(V5, s("large-client"));
+    connect.properties = user.clone();
+    connect.will = Some(Will {
+        topic: TopicName::try_from("will/topic").unwrap(),
+        payload: Bytes::from(vec![9_u8; 20_000]),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: user.clone(),
+    });
+    connect.username = Some(s(&"u".repeat(3000)));
+    connect.password = Some(Bytes::from(vec![0_u8; 3000]));
+    let mut disconnect = Disconnect::new(ReasonCode::UNSPECIFIED_ERROR);
+    disconnect
+        .properties
+        .set_reason_string(Some(s(&"r".repeat(10_000))));
+    let cases: Vec<(Packet, ProtocolVersion)> = vec![
+        (Packet::Publish(publish), V5),
+        (
+            Packet::Subscribe(Subscribe {
+                packet_id: id,
+                properties: user.clone(),
+                filters: filters(true),
+            }),
+            V5,
+        ),
+        (
+            Packet::Subscribe(Subscribe {
+                packet_id: id,
+                properties: Properties::default(),
+                filters: filters(false),
+            }),
+            V3_1_1,
+        ),
+        (
+            Packet::SubAck(SubAck {
+                packet_id: id,
+                properties: user,
+                reason_codes: vec![ReasonCode::GRANTED_QOS_1; 5000],
+            }),
+            V5,
+        ),
+        (Packet::Connect(Box::new(connect)), V5),
+        (Packet::Disconnect(disconnect), V5),
+    ];
+    for (p, version) in cases {
+        let wire = check_round_trip(&p, version).unwrap();
+        assert!(
+            wire.len() > 4000,
+            "{:?}: {} bytes",
+            p.packet_type(),
+            wire.len()
+        );
+        assert_eq!(p.encoded_len(version).unwrap(), wire.len());
+    }
+}

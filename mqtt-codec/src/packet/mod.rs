@@ -528,10 +528,6 @@ impl Packet {
     }
 }
 
-/// The largest part of a packet (all of it but its [`Body::tail`]) written through a
-/// [`Window`]; a larger one is written to the `BytesMut` directly.
-pub(crate) const WINDOW_MAX: usize = 2048;
-
 /// Writes a checked packet of `total` bytes whose Remaining Length is `body`: the fixed
 /// header and [`Body::write`] into a window of `buf` zeroed in advance (one capacity check for
 /// all the fields instead of one per field), then the body's tail. Nothing is written, and
@@ -547,21 +543,13 @@ fn write_packet<T: Body>(
     buf: &mut BytesMut,
 ) -> Result<usize, Violation> {
     let tail = p.tail();
-    let head_len = total.saturating_sub(tail.len());
     let start = buf.len();
-    buf.reserve(total);
-    let fits = if head_len <= WINDOW_MAX {
-        buf.resize(start + head_len, 0);
-        let mut w = Window::new(buf.get_mut(start..).unwrap_or_default());
+    let fits = {
+        let mut w = window(buf, total, tail.len());
         w.put_u8(ty << 4 | p.flags());
         put_vbi(&mut w, body);
         p.write_sized(version, body as usize, &mut w);
         w.is_exactly_full()
-    } else {
-        Sink::put_u8(buf, ty << 4 | p.flags());
-        put_vbi(buf, body);
-        p.write_sized(version, body as usize, buf);
-        buf.len() - start == head_len
     };
     if !fits {
         debug_assert!(
@@ -576,6 +564,17 @@ fn write_packet<T: Body>(
     Ok(total)
 }
 
+/// Reserves `total` bytes at the end of `buf`, appends the first `total - tail` of them as
+/// zeros, and returns a [`Window`] over those: the caller writes them, then appends the `tail`
+/// bytes (a PUBLISH's payload, copied once, never zeroed first).
+#[inline]
+pub(crate) fn window(buf: &mut BytesMut, total: usize, tail: usize) -> Window<'_> {
+    let start = buf.len();
+    buf.reserve(total);
+    buf.resize(start + total.saturating_sub(tail), 0);
+    Window::new(buf.get_mut(start..).unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,8 +583,8 @@ mod tests {
 
     /// The PUBLISH encoder's own path writes exactly what the general path writes, and
     /// refuses what it refuses with the same violation: every combination of flags, Packet
-    /// Identifier, topic, a property list allowed or not, a payload inside and beyond the
-    /// write window, and a maximum size.
+    /// Identifier, topic, a property list allowed or not, payloads of 0 to 3 000 bytes, and a
+    /// maximum size.
     #[test]
     fn publish_path_matches_the_general_path() {
         use crate::packet::Publish;
@@ -627,7 +626,7 @@ mod tests {
                     for (dup, retain) in [(false, false), (true, true)] {
                         for id in [None, PacketId::new(9)] {
                             for props in &lists {
-                                for payload in [0_usize, 10, WINDOW_MAX + 10] {
+                                for payload in [0_usize, 10, 3000] {
                                     let Ok(topic) = TopicName::try_from(topic) else {
                                         continue;
                                     };

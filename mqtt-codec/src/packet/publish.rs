@@ -8,7 +8,7 @@ use crate::properties::{Overrides, Properties, PropertyContext};
 use crate::types::VBI_MAX;
 use crate::types::vbi::put_vbi;
 use crate::types::{PacketId, PacketType, ProtocolVersion, QoS, TopicName, vbi_len};
-use crate::wire::{PResult, Sink, Window, binary, fail, packet_id, put_binary, put_utf8};
+use crate::wire::{PResult, Sink, binary, fail, packet_id, put_binary, put_utf8};
 use core::num::NonZeroU16;
 
 /// PUBLISH (section 3.3).
@@ -300,16 +300,10 @@ impl Delivery<'_> {
             | d.qos.bits() << 1
             | u8::from(d.retain);
         let start = buf.len();
-        buf.reserve(total);
-        let head_len = total - payload.len();
-        let fits = if head_len <= super::WINDOW_MAX {
-            buf.resize(start + head_len, 0);
-            let mut w = Window::new(buf.get_mut(start..).unwrap_or_default());
+        let fits = {
+            let mut w = super::window(buf, total, payload.len());
             self.write_head(first, body32, topic, properties, props_len, ov, v5, &mut w);
             w.is_exactly_full()
-        } else {
-            self.write_head(first, body32, topic, properties, props_len, ov, v5, buf);
-            buf.len() - start == head_len
         };
         if !fits {
             debug_assert!(false, "a PUBLISH's length and writer disagree");

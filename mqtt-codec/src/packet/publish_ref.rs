@@ -26,7 +26,7 @@
 //! ```
 
 use crate::prelude::*;
-use crate::wire::{Sink, Window, put_binary};
+use crate::wire::{Sink, put_binary};
 use bytes::{Bytes, BytesMut};
 use nom::bytes::complete::take;
 
@@ -390,16 +390,10 @@ impl<'a> PublishRef<'a> {
         let body32 = u32::try_from(body).unwrap_or(VBI_MAX);
         let total = 1 + vbi_len(body32) + body;
         let start = buf.len();
-        buf.reserve(total);
-        let head_len = total - self.payload.len();
-        let fits = if head_len <= super::WINDOW_MAX {
-            buf.resize(start + head_len, 0);
-            let mut w = Window::new(buf.get_mut(start..).unwrap_or_default());
+        let fits = {
+            let mut w = super::window(buf, total, self.payload.len());
             self.write_head(version, body32, &mut w);
             w.is_exactly_full()
-        } else {
-            self.write_head(version, body32, buf);
-            buf.len() - start == head_len
         };
         if !fits {
             debug_assert!(false, "a PUBLISH's length and writer disagree");

@@ -23,8 +23,8 @@ mod broker_checks {
     };
     use mqtt_session::Timestamp;
     use mqtt_session::broker::{
-        AuthDecision, AuthRequest, Broker, BrokerConfig, ConnectInfo, ConnectionId, Output,
-        Policy, StorageRecord,
+        AuthDecision, AuthRequest, Broker, BrokerConfig, ConnectInfo, ConnectionId, Output, Policy,
+        StorageRecord,
     };
 
     /// The second "a" (index [`SLOW_CLIENT`]) is the same client as the first, on a slow
@@ -330,7 +330,11 @@ mod broker_checks {
                         c.auth_rounds += 1;
                         let method = c.method.clone()?;
                         (c.auth_rounds <= MAX_AUTH_ROUNDS).then(|| {
-                            (*id, method, c.auth_rounds.wrapping_mul(5) ^ c.sent_packets as u8)
+                            (
+                                *id,
+                                method,
+                                c.auth_rounds.wrapping_mul(5) ^ c.sent_packets as u8,
+                            )
                         })
                     })
                     .collect();
@@ -397,7 +401,10 @@ mod broker_checks {
                         let Some(c) = self.conns.get(&connection) else {
                             panic!("TransmitReady for unknown connection {connection:?}")
                         };
-                        assert!(!c.broker_closed, "TransmitReady after Close on {connection:?}");
+                        assert!(
+                            !c.broker_closed,
+                            "TransmitReady after Close on {connection:?}"
+                        );
                         if c.slow {
                             if let Some(c) = self.conns.get_mut(&connection) {
                                 c.ready = true;
@@ -520,7 +527,10 @@ mod broker_checks {
                     assert!(version.is_v5(), "{id:?}: AUTH to a {version:?} client");
                     // v5 [MQTT-4.12.0-6] no AUTH to a client without an Authentication
                     // Method; [MQTT-4.12.0-5] the CONNECT's method in every AUTH.
-                    assert!(c.method.is_some(), "{id:?}: AUTH without enhanced authentication");
+                    assert!(
+                        c.method.is_some(),
+                        "{id:?}: AUTH without enhanced authentication"
+                    );
                     assert_eq!(
                         auth.properties.authentication_method(),
                         c.method.as_deref(),

@@ -4,7 +4,13 @@
 // wrong, and returns quietly for input that is merely invalid.
 
 // Findings are reported by panicking, as libFuzzer expects.
-#[allow(dead_code, unreachable_pub, clippy::panic, clippy::indexing_slicing, clippy::unwrap_used)]
+#[allow(
+    dead_code,
+    unreachable_pub,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::unwrap_used
+)]
 mod codec_checks {
     use bytes::{Bytes, BytesMut};
     use mqtt_codec::arbitrary::Unstructured;
@@ -22,6 +28,26 @@ mod codec_checks {
             (Ok(p), Ok(r)) => {
                 assert_eq!(r.packet_type(), p.packet_type());
                 assert_eq!(&r.to_packet(), p, "PacketRef and Packet decode differently");
+                // A CONNECT's payload is read again by its accessors, when asked.
+                if let (PacketRef::Connect(c), Packet::Connect(o)) = (r, p) {
+                    assert_eq!(c.username(), o.username.as_deref(), "ConnectRef::username");
+                    assert_eq!(c.password(), o.password.as_deref(), "ConnectRef::password");
+                    match (c.will(), &o.will) {
+                        (Some(w), Some(ow)) => {
+                            assert_eq!(w.topic, &*ow.topic, "WillRef::topic");
+                            assert_eq!(w.payload, &ow.payload[..], "WillRef::payload");
+                            assert_eq!((w.qos, w.retain), (ow.qos, ow.retain), "WillRef flags");
+                            assert_eq!(
+                                w.properties
+                                    .to_properties_in(mqtt_codec::PropertyContext::Will),
+                                Ok(ow.properties.clone()),
+                                "WillRef::properties"
+                            );
+                        }
+                        (None, None) => {}
+                        (a, b) => panic!("ConnectRef::will {a:?} / {b:?}"),
+                    }
+                }
             }
             (Err(a), Err(b)) => assert_eq!(a, b, "PacketRef and Packet refuse differently"),
             (a, b) => panic!("PacketRef and Packet disagree: {a:?} / {b:?}"),
@@ -41,7 +67,11 @@ mod codec_checks {
         match (&owned, &borrowed) {
             (Ok(Status::Complete((p, n))), Ok(Status::Complete((r, m)))) => {
                 assert_eq!(n, m);
-                assert_eq!(&r.to_packet(), p, "decode_ref and decode_bytes decode differently");
+                assert_eq!(
+                    &r.to_packet(),
+                    p,
+                    "decode_ref and decode_bytes decode differently"
+                );
             }
             (Ok(Status::Incomplete(n)), Ok(Status::Incomplete(m))) => assert_eq!(n, m),
             (Err(x), Err(y)) => assert_eq!(x, y, "decode_ref and decode_bytes refuse differently"),
@@ -57,15 +87,25 @@ mod codec_checks {
         let borrowed = PublishRef::decode(first_byte, body, version);
         match (owned, borrowed) {
             (Ok(Packet::Publish(p)), Ok(r)) => {
-                assert_eq!(r.to_publish(), p, "PublishRef and Publish decode differently");
+                assert_eq!(
+                    r.to_publish(),
+                    p,
+                    "PublishRef and Publish decode differently"
+                );
                 // The same length; the same packet once decoded (the bytes may differ in the
                 // order of the properties: PublishRef keeps the wire order, Publish its own).
                 let mut b = BytesMut::new();
-                let nb = r.encode(version, &mut b).expect("decoded PublishRef encodes");
+                let nb = r
+                    .encode(version, &mut b)
+                    .expect("decoded PublishRef encodes");
                 assert_eq!(r.encoded_len(version).ok(), Some(nb));
                 assert_eq!(nb, b.len());
                 let packet = Packet::Publish(p);
-                assert_eq!(packet.encoded_len(version).ok(), Some(nb), "PublishRef encodes to another length");
+                assert_eq!(
+                    packet.encoded_len(version).ok(),
+                    Some(nb),
+                    "PublishRef encodes to another length"
+                );
                 match Decoder::with_version(version).decode_bytes(&b.freeze()) {
                     Ok(Status::Complete((again, n))) => {
                         assert_eq!(n, nb);
@@ -102,9 +142,10 @@ mod codec_checks {
         let mut input = Bytes::copy_from_slice(data);
         loop {
             let stream_version = decoder.version();
-            if let (Some(v), Ok(Status::Complete(h))) =
-                (stream_version, read_fixed_header(&input, stream_version, u32::MAX))
-                && let Some(body) = input.get(h.header_length..h.packet_length())
+            if let (Some(v), Ok(Status::Complete(h))) = (
+                stream_version,
+                read_fixed_header(&input, stream_version, u32::MAX),
+            ) && let Some(body) = input.get(h.header_length..h.packet_length())
             {
                 packet_ref_agrees(h.first_byte, body, v);
             }
@@ -114,7 +155,12 @@ mod codec_checks {
                 Ok(Status::Incomplete(_)) | Err(_) => return,
             };
             assert!(len > 0 && len <= input.len());
-            let v = version_of(&packet, stream_version.or(decoder.version()).unwrap_or(ProtocolVersion::V5));
+            let v = version_of(
+                &packet,
+                stream_version
+                    .or(decoder.version())
+                    .unwrap_or(ProtocolVersion::V5),
+            );
             let mut out = BytesMut::new();
             let written = match packet.encode(v, &mut out) {
                 Ok(n) => n,
@@ -138,8 +184,12 @@ mod codec_checks {
     /// re-encoding is byte for byte the same.
     pub fn roundtrip(data: &[u8]) {
         let mut u = Unstructured::new(data);
-        let Ok(version) = u.arbitrary::<ProtocolVersion>() else { return };
-        let Ok(packet) = Packet::arbitrary_for(&mut u, version) else { return };
+        let Ok(version) = u.arbitrary::<ProtocolVersion>() else {
+            return;
+        };
+        let Ok(packet) = Packet::arbitrary_for(&mut u, version) else {
+            return;
+        };
         let mut buf = BytesMut::new();
         let written = match packet.encode(version, &mut buf) {
             Ok(n) => n,
@@ -148,7 +198,11 @@ mod codec_checks {
         assert_eq!(packet.encoded_len(version).ok(), Some(written));
         let bytes = buf.freeze();
         if let Ok(Status::Complete(h)) = read_fixed_header(&bytes, Some(version), u32::MAX) {
-            packet_ref_agrees(h.first_byte, &bytes[h.header_length..h.packet_length()], version);
+            packet_ref_agrees(
+                h.first_byte,
+                &bytes[h.header_length..h.packet_length()],
+                version,
+            );
         }
         match Decoder::with_version(version).decode_bytes(&bytes) {
             Ok(Status::Complete((p, n))) => {
@@ -165,12 +219,16 @@ mod codec_checks {
     /// A valid stream split at arbitrary points decodes to the same packets, in order.
     pub fn stream(data: &[u8]) {
         let mut u = Unstructured::new(data);
-        let Ok(version) = u.arbitrary::<ProtocolVersion>() else { return };
+        let Ok(version) = u.arbitrary::<ProtocolVersion>() else {
+            return;
+        };
         let count = u.int_in_range(1..=8).unwrap_or(1);
         let mut packets = Vec::new();
         let mut wire = BytesMut::new();
         for _ in 0..count {
-            let Ok(p) = Packet::arbitrary_for(&mut u, version) else { break };
+            let Ok(p) = Packet::arbitrary_for(&mut u, version) else {
+                break;
+            };
             if matches!(p, Packet::Connect(_)) {
                 continue; // a CONNECT mid-stream is fine, but keep the decoder's version simple
             }

@@ -266,13 +266,7 @@ impl Conn {
             Ok(Some(p)) => p,
             Err(e) => {
                 self.note(format!("<- MALFORMED {e}: {}", hex(&before)));
-                let statement = e.statement();
-                let failure = Failure {
-                    statement,
-                    expected: "a well-formed packet from the broker".into(),
-                    observed: format!("{e}; bytes {}", hex(&before)),
-                };
-                return Err(failure.into());
+                return Err(malformed(&e, &before).into());
             }
         };
         let used = before.len() - self.buf.len();
@@ -580,6 +574,17 @@ pub fn brief(p: &Packet) -> String {
             d.reason_code.0, d.properties
         ),
         other => format!("{other:?}"),
+    }
+}
+
+/// The failure for bytes from the broker that the strict decoder refuses with `e`: the
+/// statement the decoder names (if any), the error, and the bytes in hex.
+#[must_use]
+pub(crate) fn malformed(e: &mqtt_codec::Error, bytes: &[u8]) -> Failure {
+    Failure {
+        statement: e.statement(),
+        expected: "a well-formed packet from the broker".into(),
+        observed: format!("{e}; bytes {}", hex(bytes)),
     }
 }
 

@@ -7,7 +7,8 @@ use std::num::NonZeroU16;
 use mqtt_codec::{Packet, Publish, ReasonCode, TopicName};
 
 use super::TestCase;
-use super::qos::{drain, pump, raw_publish, take, text};
+use super::qos::{drain, pump, take, text};
+use super::raw::publish_frame;
 use crate::conn::brief;
 use crate::ctx::{Ctx, publish};
 use crate::ensure;
@@ -175,7 +176,7 @@ async fn above_maximum(cx: Ctx) -> TestResult {
     let t = cx.topic("ref");
     let mut props = vec![0x23];
     props.extend_from_slice(&alias.to_be_bytes());
-    let wire = raw_publish(true, 0x00, &t, None, &props, b"above");
+    let wire = publish_frame(true, 0x00, t.as_bytes(), None, &props, b"above");
     refused(
         &cx,
         &wire,
@@ -188,7 +189,7 @@ async fn above_maximum(cx: Ctx) -> TestResult {
 
 async fn alias_zero(cx: Ctx) -> TestResult {
     let t = cx.topic("ref");
-    let wire = raw_publish(true, 0x00, &t, None, &[0x23, 0x00, 0x00], b"zero");
+    let wire = publish_frame(true, 0x00, t.as_bytes(), None, &[0x23, 0x00, 0x00], b"zero");
     refused(
         &cx,
         &wire,
@@ -225,7 +226,7 @@ async fn not_carried_over(cx: Ctx) -> TestResult {
     conn.disconnect().await;
     // Second connection, same client: the alias is unknown.
     let mut conn = cx.connect("p").await?;
-    let wire = raw_publish(true, 0x00, "", None, &[0x23, 0x00, 0x01], b"again");
+    let wire = publish_frame(true, 0x00, b"", None, &[0x23, 0x00, 0x01], b"again");
     conn.send_raw_lenient(
         &wire,
         "PUBLISH with an empty topic and Topic Alias 1 of an earlier connection",

@@ -11,6 +11,7 @@ use mqtt_codec::{
 use tokio::time::Instant;
 
 use super::TestCase;
+use super::raw::{connect_frame, connect_with, frame, lstr, put_str};
 use crate::conn::{Conn, Received, brief};
 use crate::ctx::{Ctx, publish, subscribe, topic, utf8};
 use crate::ensure;
@@ -419,17 +420,9 @@ async fn second_connect(cx: Ctx) -> TestResult {
 async fn reserved_flag(cx: Ctx) -> TestResult {
     let mut conn = cx.open("a").await?;
     let id = cx.client_id("a");
-    let level = cx.version().protocol().level();
-    // CONNECT: protocol name, level, flags 0x03 (Clean Start, reserved bit 0 set), keep alive 60.
-    let mut body = vec![0x00, 0x04, b'M', b'Q', b'T', b'T', level, 0x03, 0x00, 0x3c];
-    if cx.v5() {
-        body.push(0x00); // no properties
-    }
-    let n = u8::try_from(id.len()).unwrap_or(0);
-    body.extend_from_slice(&[0x00, n]);
-    body.extend_from_slice(id.as_bytes());
-    let mut wire = vec![0x10, u8::try_from(body.len()).unwrap_or(0)];
-    wire.extend_from_slice(&body);
+    // CONNECT: protocol name, level, flags 0x03 (Clean Start, reserved bit 0 set), keep alive 60,
+    // no properties (5.0).
+    let wire = connect_frame(&cx, 0x03, &[], &lstr(id.as_bytes()));
     conn.send_raw_lenient(&wire, "CONNECT with the reserved flag set")
         .await?;
     let got = until_close(&mut conn, "MQTT-3.1.2-3", cx.answer_within()).await?;
@@ -499,58 +492,6 @@ async fn publish_first(cx: Ctx) -> TestResult {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers, shared with the auth and keepalive modules.
-
-/// Appends `n` as a variable byte integer.
-pub(super) fn vbi(mut n: usize, out: &mut Vec<u8>) {
-    loop {
-        let mut b = u8::try_from(n % 128).unwrap_or(0);
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            break;
-        }
-    }
-}
-
-/// A packet from its first byte and body.
-pub(super) fn raw_packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut v = vec![first];
-    vbi(body.len(), &mut v);
-    v.extend_from_slice(body);
-    v
-}
-
-/// Appends a two-byte length and `s`.
-fn field(s: &[u8], out: &mut Vec<u8>) {
-    let n = u16::try_from(s.len()).unwrap_or(u16::MAX);
-    out.extend_from_slice(&n.to_be_bytes());
-    out.extend_from_slice(s);
-}
-
-/// A CONNECT written byte by byte: protocol `name` and `level`, connect `flags`, Keep Alive 60,
-/// `props` (the property bytes, for level 5 only), the client identifier, then `rest`.
-pub(super) fn raw_connect(
-    name: &[u8],
-    level: u8,
-    flags: u8,
-    props: &[u8],
-    client_id: &str,
-    rest: &[u8],
-) -> Vec<u8> {
-    let mut body = Vec::new();
-    field(name, &mut body);
-    body.extend_from_slice(&[level, flags, 0, 60]);
-    if level == 5 {
-        vbi(props.len(), &mut body);
-        body.extend_from_slice(props);
-    }
-    field(client_id.as_bytes(), &mut body);
-    body.extend_from_slice(rest);
-    raw_packet(0x10, &body)
-}
 
 /// The bytes of a well-formed packet in the test's version.
 pub(super) fn encode(cx: &Ctx, packet: impl Into<Packet>) -> Result<Vec<u8>, Stop> {
@@ -697,7 +638,13 @@ async fn protocol_name(cx: Ctx) -> TestResult {
     let mut conn = cx.open("a").await?;
     let level = cx.version().protocol().level();
     let props: &[u8] = &[];
-    let wire = raw_connect(b"MQTX", level, 0x02, props, &cx.client_id("a"), &[]);
+    let wire = connect_with(
+        b"MQTX",
+        level,
+        0x02,
+        props,
+        &lstr(cx.client_id("a").as_bytes()),
+    );
     conn.send_raw_lenient(&wire, "CONNECT with protocol name MQTX")
         .await?;
     if cx.v5() {
@@ -743,7 +690,13 @@ async fn protocol_name(cx: Ctx) -> TestResult {
 async fn protocol_level(cx: Ctx) -> TestResult {
     let mut conn = cx.open("a").await?;
     let level = if cx.v5() { 6 } else { 7 };
-    let wire = raw_connect(b"MQTT", level, 0x02, &[], &cx.client_id("a"), &[]);
+    let wire = connect_with(
+        b"MQTT",
+        level,
+        0x02,
+        &[],
+        &lstr(cx.client_id("a").as_bytes()),
+    );
     conn.send_raw_lenient(&wire, &format!("CONNECT with protocol level {level}"))
         .await?;
     if !cx.v5() {
@@ -829,7 +782,7 @@ async fn refused_for_session(cx: &Ctx, name: &str) -> TestResult {
             .set_authentication_method(Some(utf8(UNKNOWN_METHOD)));
         conn.send(c).await?;
     } else {
-        let wire = raw_connect(b"MQTT", 7, 0x00, &[], &cx.client_id(name), &[]);
+        let wire = connect_with(b"MQTT", 7, 0x00, &[], &lstr(cx.client_id(name).as_bytes()));
         conn.send_raw_lenient(&wire, "CONNECT with protocol level 7, Clean Session 0")
             .await?;
     }
@@ -1081,7 +1034,7 @@ async fn refused_then_publish(cx: Ctx) -> TestResult {
             .set_authentication_method(Some(utf8(UNKNOWN_METHOD)));
         encode(&cx, c)?
     } else {
-        raw_connect(b"MQTT", 7, 0x02, &[], &cx.client_id("r"), &[])
+        connect_with(b"MQTT", 7, 0x02, &[], &lstr(cx.client_id("r").as_bytes()))
     };
     let mut p = publish(&t, "after-refused-connect", 0, 0)?;
     p.retain = cx.caps().retain;
@@ -1325,9 +1278,9 @@ async fn server_disconnect(cx: Ctx) -> TestResult {
     // A malformed packet: PUBLISH with QoS 3.
     let mut conn = cx.connect("m").await?;
     let mut body = Vec::new();
-    field(t.as_bytes(), &mut body);
+    put_str(&mut body, t.as_bytes());
     body.extend_from_slice(&[0x00, 0x01, 0x00, b'x']);
-    conn.send_raw_lenient(&raw_packet(0x36, &body), "PUBLISH with QoS 3")
+    conn.send_raw_lenient(&frame(0x36, &body), "PUBLISH with QoS 3")
         .await?;
     let got = until_close(&mut conn, "MQTT-4.13.2-1", cx.answer_within()).await?;
     seen += check_server_disconnects(&got)?;

@@ -12,6 +12,7 @@ use mqtt_codec::{
 
 use super::TestCase;
 use super::qos::{drain, end_session, pump, take, text};
+use super::raw::publish_frame;
 use crate::conn::{Conn, Received, brief};
 use crate::ctx::{Ctx, filter, pid, publish, subscribe};
 use crate::ensure;
@@ -316,7 +317,7 @@ async fn receive_maximum_exceeded(cx: Ctx) -> TestResult {
     // One more than the Receive Maximum, none of them completed.
     let extra = rm.saturating_add(1);
     conn.send_raw_lenient(
-        &super::qos::raw_publish(true, 0x04, &t, Some(extra), &[], b"m"),
+        &publish_frame(true, 0x04, t.as_bytes(), Some(extra), &[], b"m"),
         "one QoS 2 PUBLISH above the broker's Receive Maximum",
     )
     .await?;

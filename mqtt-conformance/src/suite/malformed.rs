@@ -5,144 +5,24 @@
 //! Packet Size.
 //!
 //! The codec refuses to encode such packets, so they are written byte by byte with the small
-//! builder at the top of this module ([`frame`], [`put_str`], the `p_*` property helpers).
+//! builder of the [`raw`](super::raw) module ([`frame`], [`put_str`], the `p_*` property
+//! helpers).
 
 use bytes::Bytes;
 use mqtt_codec::{Packet, QoS, ReasonCode, Will};
 
 use super::TestCase;
+use super::raw::{
+    connect_frame, frame, lstr, p_byte, p_pair, p_str, p_u32, publish_frame, put_props, put_str,
+    subscribe_frame,
+};
 use crate::conn::{Conn, Received, brief};
 use crate::ctx::{Ctx, topic};
 use crate::ensure;
 use crate::outcome::{Failure, Stop, TestResult};
 
 // ---------------------------------------------------------------------------------------------
-// The raw packet builder.
-
-/// Appends `n` as a Variable Byte Integer (minimal encoding).
-pub(super) fn put_vbi(out: &mut Vec<u8>, mut n: usize) {
-    loop {
-        let mut b = u8::try_from(n % 128).unwrap_or(0);
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            break;
-        }
-    }
-}
-
-/// Appends a two-byte length and `s` (a UTF-8 Encoded String or Binary Data, whatever bytes).
-pub(super) fn put_str(out: &mut Vec<u8>, s: &[u8]) {
-    let n = u16::try_from(s.len()).unwrap_or(u16::MAX);
-    out.extend_from_slice(&n.to_be_bytes());
-    out.extend_from_slice(s);
-}
-
-/// A two-byte length and `s`.
-pub(super) fn lstr(s: &[u8]) -> Vec<u8> {
-    let mut v = Vec::new();
-    put_str(&mut v, s);
-    v
-}
-
-/// Appends a property list (5.0): its length, then `props`.
-pub(super) fn put_props(out: &mut Vec<u8>, props: &[u8]) {
-    put_vbi(out, props.len());
-    out.extend_from_slice(props);
-}
-
-/// A whole packet: the first byte (type and flags), the Remaining Length, the body.
-pub(super) fn frame(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    put_vbi(&mut out, body.len());
-    out.extend_from_slice(body);
-    out
-}
-
-/// A byte property.
-pub(super) fn p_byte(id: u8, v: u8) -> Vec<u8> {
-    vec![id, v]
-}
-
-/// A four-byte integer property.
-pub(super) fn p_u32(id: u8, v: u32) -> Vec<u8> {
-    let mut out = vec![id];
-    out.extend_from_slice(&v.to_be_bytes());
-    out
-}
-
-/// A string (or binary data) property.
-pub(super) fn p_str(id: u8, s: &[u8]) -> Vec<u8> {
-    let mut out = vec![id];
-    put_str(&mut out, s);
-    out
-}
-
-/// A User Property (0x26).
-pub(super) fn p_pair(k: &[u8], v: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x26];
-    put_str(&mut out, k);
-    put_str(&mut out, v);
-    out
-}
-
-/// A CONNECT: protocol name, this test's level, `flags`, Keep Alive 60, `props` (5.0), then
-/// `payload` as it is (the Client Identifier and what follows).
-pub(super) fn connect_frame(cx: &Ctx, flags: u8, props: &[u8], payload: &[u8]) -> Vec<u8> {
-    let mut b = lstr(b"MQTT");
-    b.push(cx.version().protocol().level());
-    b.push(flags);
-    b.extend_from_slice(&60u16.to_be_bytes());
-    if cx.v5() {
-        put_props(&mut b, props);
-    }
-    b.extend_from_slice(payload);
-    frame(0x10, &b)
-}
-
-/// A PUBLISH with fixed-header flags `flags` (DUP, QoS, RETAIN), `topic` as it is, an optional
-/// Packet Identifier, `props` (5.0) and `payload`.
-pub(super) fn publish_frame(
-    v5: bool,
-    flags: u8,
-    topic: &[u8],
-    id: Option<u16>,
-    props: &[u8],
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut b = lstr(topic);
-    if let Some(id) = id {
-        b.extend_from_slice(&id.to_be_bytes());
-    }
-    if v5 {
-        put_props(&mut b, props);
-    }
-    b.extend_from_slice(payload);
-    frame(0x30 | flags, &b)
-}
-
-/// A SUBSCRIBE with first byte `first`, Packet Identifier `id`, `props` (5.0) and the
-/// (filter, options byte) entries.
-pub(super) fn subscribe_frame(
-    v5: bool,
-    first: u8,
-    id: u16,
-    props: &[u8],
-    entries: &[(&[u8], u8)],
-) -> Vec<u8> {
-    let mut b = id.to_be_bytes().to_vec();
-    if v5 {
-        put_props(&mut b, props);
-    }
-    for (f, o) in entries {
-        put_str(&mut b, f);
-        b.push(*o);
-    }
-    frame(first, &b)
-}
+// The raw packet builder (the rest is in the raw module).
 
 /// An UNSUBSCRIBE with first byte `first`, Packet Identifier `id` and `filters`.
 fn unsubscribe_frame(v5: bool, first: u8, id: u16, filters: &[&[u8]]) -> Vec<u8> {

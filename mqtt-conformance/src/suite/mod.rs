@@ -161,6 +161,7 @@ mod keepalive;
 mod malformed;
 mod props;
 mod qos;
+mod raw;
 mod retain;
 mod session;
 mod shared;

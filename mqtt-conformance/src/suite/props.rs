@@ -13,9 +13,8 @@ use mqtt_codec::{
 };
 
 use super::TestCase;
-use super::malformed::{
-    Reply, closes, frame, lstr, p_str, publish_frame, refuses_connect, subscribe_frame,
-};
+use super::malformed::{Reply, closes, refuses_connect};
+use super::raw::{frame, lstr, p_str, publish_frame, subscribe_frame};
 use crate::conn::{Conn, Received, brief};
 use crate::ctx::{Ctx, filter, pid, publish, topic, utf8};
 use crate::ensure;

@@ -13,6 +13,7 @@ use mqtt_codec::{
 };
 
 use super::TestCase;
+use super::raw::publish_frame;
 use crate::conn::{Conn, Received, brief};
 use crate::ctx::{Ctx, pid, publish, qos, subscribe};
 use crate::ensure;
@@ -357,54 +358,6 @@ pub(super) fn tests() -> Vec<TestCase> {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers, shared with the flow and alias modules.
-
-/// A variable byte integer.
-pub(super) fn vbi(mut n: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let mut b = u8::try_from(n % 128).unwrap_or(0);
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            return out;
-        }
-    }
-}
-
-/// A packet from its first byte and body.
-pub(super) fn raw_packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut wire = vec![first];
-    wire.extend(vbi(body.len()));
-    wire.extend_from_slice(body);
-    wire
-}
-
-/// A PUBLISH written byte by byte: `flags` is the low nibble of the first byte, `props` the
-/// property bytes (5.0 only; their length is prepended).
-pub(super) fn raw_publish(
-    v5: bool,
-    flags: u8,
-    topic: &str,
-    id: Option<u16>,
-    props: &[u8],
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut body = Vec::new();
-    body.extend_from_slice(&u16::try_from(topic.len()).unwrap_or(0).to_be_bytes());
-    body.extend_from_slice(topic.as_bytes());
-    if let Some(id) = id {
-        body.extend_from_slice(&id.to_be_bytes());
-    }
-    if v5 {
-        body.extend(vbi(props.len()));
-        body.extend_from_slice(props);
-    }
-    body.extend_from_slice(payload);
-    raw_packet(0x30 | (flags & 0x0f), &body)
-}
 
 /// The payload of a PUBLISH as text.
 pub(super) fn text(p: &Publish) -> String {
@@ -761,7 +714,14 @@ async fn pubrec_error_then_new(cx: Ctx) -> TestResult {
     sub.sub(&t, 0).await?;
     let mut conn = cx.connect("p").await?;
     // Payload Format Indicator 1 (UTF-8) with a payload that is not UTF-8.
-    let wire = raw_publish(true, 0x04, &t, Some(11), &[0x01, 0x01], &[0xff, 0xfe, 0xfd]);
+    let wire = publish_frame(
+        true,
+        0x04,
+        t.as_bytes(),
+        Some(11),
+        &[0x01, 0x01],
+        &[0xff, 0xfe, 0xfd],
+    );
     conn.send_raw(
         &wire,
         "QoS 2 PUBLISH, Payload Format Indicator 1, payload not UTF-8",
@@ -1566,7 +1526,7 @@ async fn maximum_qos_refused(cx: Ctx) -> TestResult {
     let mut sub = cx.connect("s").await?;
     sub.sub(&t, 0).await?;
     conn.send_raw_lenient(
-        &raw_publish(true, above << 1, &t, Some(1), &[], b"above"),
+        &publish_frame(true, above << 1, t.as_bytes(), Some(1), &[], b"above"),
         &format!("PUBLISH QoS {above} above the Maximum QoS"),
     )
     .await?;
@@ -1695,7 +1655,7 @@ async fn refused_publish(
 
 async fn publish_qos3(cx: Ctx) -> TestResult {
     let t = cx.topic("q3");
-    let wire = raw_publish(cx.v5(), 0x06, &t, Some(1), &[], b"qos3");
+    let wire = publish_frame(cx.v5(), 0x06, t.as_bytes(), Some(1), &[], b"qos3");
     refused_publish(
         &cx,
         &t,
@@ -1712,7 +1672,7 @@ async fn publish_dup_qos0(cx: Ctx) -> TestResult {
     // The rule the stimulus breaks; its reaction is the close (MQTT-4.13.1-1 in 5.0,
     // MQTT-4.8.0-1 in 3.1.1).
     let st = "MQTT-3.3.1-2";
-    let wire = raw_publish(cx.v5(), 0x08, &t, None, &[], b"dup0");
+    let wire = publish_frame(cx.v5(), 0x08, t.as_bytes(), None, &[], b"dup0");
     refused_publish(
         &cx,
         &t,
@@ -1726,7 +1686,7 @@ async fn publish_dup_qos0(cx: Ctx) -> TestResult {
 
 async fn publish_id_zero(cx: Ctx) -> TestResult {
     let t = cx.topic("id0");
-    let wire = raw_publish(cx.v5(), 0x02, &t, Some(0), &[], b"id0");
+    let wire = publish_frame(cx.v5(), 0x02, t.as_bytes(), Some(0), &[], b"id0");
     refused_publish(
         &cx,
         &t,

@@ -8,9 +8,8 @@ use std::collections::BTreeMap;
 use mqtt_codec::{PubAck, QoS, ReasonCode};
 
 use super::TestCase;
-use super::subscribe::{
-    drain, fail, list, no_pub, put, raw_subscribe, refused, sub_ok, subscribe_one, text,
-};
+use super::raw::subscribe_frame;
+use super::subscribe::{drain, fail, list, no_pub, put, refused, sub_ok, subscribe_one, text};
 use crate::ctx::Ctx;
 use crate::ensure;
 use crate::outcome::TestResult;
@@ -167,7 +166,7 @@ async fn invalid_names(cx: Ctx) -> TestResult {
     ] {
         let mut c = cx.connect("s").await?;
         c.send_raw(
-            &raw_subscribe(true, 1, &[(&f, 0)]),
+            &subscribe_frame(true, 0x82, 1, &[], &[(f.as_bytes(), 0)]),
             &format!("SUBSCRIBE {f:?}"),
         )
         .await?;
@@ -195,7 +194,7 @@ async fn no_local(cx: Ctx) -> TestResult {
     let mut c = cx.connect("s").await?;
     // Options: QoS 0, No Local 1.
     c.send_raw(
-        &raw_subscribe(true, 1, &[(&f, 0x04)]),
+        &subscribe_frame(true, 0x82, 1, &[], &[(f.as_bytes(), 0x04)]),
         &format!("SUBSCRIBE {f:?} with No Local"),
     )
     .await?;

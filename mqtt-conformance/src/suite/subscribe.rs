@@ -251,61 +251,6 @@ pub(super) fn opts(q: u8, no_local: bool, rap: bool, rh: RetainHandling) -> Subs
     }
 }
 
-/// A Variable Byte Integer.
-fn vbi(mut n: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let mut b = u8::try_from(n % 128).unwrap_or(0);
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            return out;
-        }
-    }
-}
-
-/// A packet from its first byte and body.
-fn raw_packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut wire = vec![first];
-    wire.extend(vbi(body.len()));
-    wire.extend_from_slice(body);
-    wire
-}
-
-/// A length-prefixed string.
-fn raw_str(out: &mut Vec<u8>, s: &[u8]) {
-    let n = u16::try_from(s.len()).unwrap_or(u16::MAX);
-    out.extend_from_slice(&n.to_be_bytes());
-    out.extend_from_slice(s);
-}
-
-/// A SUBSCRIBE written byte by byte: filters (any bytes) with their options byte.
-pub(super) fn raw_subscribe(v5: bool, id: u16, filters: &[(&str, u8)]) -> Vec<u8> {
-    let mut body = id.to_be_bytes().to_vec();
-    if v5 {
-        body.push(0);
-    }
-    for (f, o) in filters {
-        raw_str(&mut body, f.as_bytes());
-        body.push(*o);
-    }
-    raw_packet(0x82, &body)
-}
-
-/// A QoS 0 PUBLISH written byte by byte (any Topic Name).
-pub(super) fn raw_publish(v5: bool, topic: &str, payload: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    raw_str(&mut body, topic.as_bytes());
-    if v5 {
-        body.push(0);
-    }
-    body.extend_from_slice(payload);
-    raw_packet(0x30, &body)
-}
-
 /// Sends a SUBSCRIBE with these filters (and a Subscription Identifier, if any) and returns
 /// the SUBACK's reason codes, which must be one per filter.
 pub(super) async fn subscribe_all(

@@ -6,9 +6,8 @@
 use mqtt_codec::Packet;
 
 use super::TestCase;
-use super::subscribe::{
-    drain, fail, list, next_pub, no_pub, put, raw_publish, raw_subscribe, refused, sub_ok,
-};
+use super::raw::{publish_frame, subscribe_frame};
+use super::subscribe::{drain, fail, list, next_pub, no_pub, put, refused, sub_ok};
 use crate::ctx::Ctx;
 use crate::ensure;
 use crate::outcome::{Stop, TestResult};
@@ -325,7 +324,7 @@ async fn invalid_filters(cx: Ctx) -> TestResult {
     ] {
         let mut c = cx.connect("s").await?;
         c.send_raw(
-            &raw_subscribe(v5, 1, &[(&f, 0)]),
+            &subscribe_frame(v5, 0x82, 1, &[], &[(f.as_bytes(), 0)]),
             &format!("SUBSCRIBE {f:?}"),
         )
         .await?;
@@ -378,7 +377,7 @@ async fn wildcard_in_name(cx: Ctx) -> TestResult {
     ] {
         let mut p = cx.connect("p").await?;
         p.send_raw_lenient(
-            &raw_publish(v5, &name, b"wild"),
+            &publish_frame(v5, 0, name.as_bytes(), None, &[], b"wild"),
             &format!("PUBLISH to {name:?}"),
         )
         .await?;
@@ -400,7 +399,7 @@ async fn empty(cx: Ctx) -> TestResult {
     let st = "MQTT-4.7.3-1";
     let mut c = cx.connect("s").await?;
     c.send_raw(
-        &raw_subscribe(v5, 1, &[("", 0)]),
+        &subscribe_frame(v5, 0x82, 1, &[], &[(b"", 0)]),
         "SUBSCRIBE to an empty filter",
     )
     .await?;
@@ -411,7 +410,7 @@ async fn empty(cx: Ctx) -> TestResult {
     }
     let mut p = cx.connect("p").await?;
     p.send_raw_lenient(
-        &raw_publish(v5, "", b"x"),
+        &publish_frame(v5, 0, b"", None, &[], b"x"),
         "PUBLISH with an empty Topic Name",
     )
     .await?;

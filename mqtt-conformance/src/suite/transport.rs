@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::http::header::{HeaderValue, SEC_WEBSOCKET_PR
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use super::TestCase;
-use crate::conn::{brief, hex};
+use crate::conn::{brief, malformed};
 use crate::ctx::{Ctx, qos, subscribe};
 use crate::ensure;
 use crate::outcome::{Failure, Stop, TestResult};
@@ -164,14 +164,7 @@ async fn ws_packets(cx: &Ctx, ws: &mut Ws, n: usize) -> Result<Option<Vec<Packet
             match decoder.decode(&mut buf) {
                 Ok(Some(p)) => out.push(p),
                 Ok(None) => break,
-                Err(e) => {
-                    return Err(Failure {
-                        statement: e.statement(),
-                        expected: "a well-formed packet from the broker".into(),
-                        observed: format!("{e}; bytes {}", hex(&before)),
-                    }
-                    .into());
-                }
+                Err(e) => return Err(malformed(&e, &before).into()),
             }
         }
     }

@@ -111,7 +111,8 @@ pub(crate) fn utf8<'a>(src: &Bytes, i: &'a [u8]) -> PResult<'a, Utf8String> {
     }
 }
 
-/// Where the encoders write: a growing [`BytesMut`], or a [`Window`] of one sized in advance.
+/// Where the writers of fields write: a [`Window`] of a buffer sized in advance (the packet
+/// encoders), or a growing [`BytesMut`] or `Vec` (building a property list in wire form).
 ///
 /// Not `bytes::BufMut` (an `unsafe` trait, and the crate forbids `unsafe`): a window must be
 /// able to refuse a write that does not fit instead of panicking.

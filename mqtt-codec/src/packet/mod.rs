@@ -118,7 +118,8 @@ pub(crate) trait Body: Sized {
     }
 
     /// `validate`, then `body_len`: the encoder's single pass. Packets whose length is costly
-    /// to compute twice (PUBLISH, with its properties) do both at once.
+    /// to compute twice (PUBLISH, CONNECT and SUBSCRIBE, with their property lists and
+    /// strings) do both at once.
     fn checked_body_len(&self, version: ProtocolVersion) -> Result<usize, Violation> {
         self.validate(version)?;
         Ok(self.body_len(version))
@@ -532,7 +533,7 @@ impl Packet {
 /// header and [`Body::write`] into a window of `buf` zeroed in advance (one capacity check for
 /// all the fields instead of one per field), then the body's tail. Nothing is written, and
 /// [`Violation::NotRepresentable`] returned, if the body's writer and its length disagree
-/// (a bug: a debug build panics).
+/// (a bug: a debug build then panics, after truncating `buf`).
 #[inline]
 fn write_packet<T: Body>(
     p: &T,

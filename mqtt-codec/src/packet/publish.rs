@@ -306,8 +306,8 @@ impl Delivery<'_> {
             w.is_exactly_full()
         };
         if !fits {
-            debug_assert!(false, "a PUBLISH's length and writer disagree");
             buf.truncate(start);
+            debug_assert!(false, "a PUBLISH's length and writer disagree");
             return Err(err(Violation::NotRepresentable));
         }
         buf.extend_from_slice(payload);

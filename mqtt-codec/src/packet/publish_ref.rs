@@ -396,8 +396,8 @@ impl<'a> PublishRef<'a> {
             w.is_exactly_full()
         };
         if !fits {
-            debug_assert!(false, "a PUBLISH's length and writer disagree");
             buf.truncate(start);
+            debug_assert!(false, "a PUBLISH's length and writer disagree");
             return Err(self.error(Violation::NotRepresentable, version));
         }
         buf.extend_from_slice(self.payload);

@@ -529,11 +529,8 @@ impl Packet {
     }
 }
 
-/// Writes a checked packet of `total` bytes whose Remaining Length is `body`: the fixed
-/// header and [`Body::write`] into a window of `buf` zeroed in advance (one capacity check for
-/// all the fields instead of one per field), then the body's tail. Nothing is written, and
-/// [`Violation::NotRepresentable`] returned, if the body's writer and its length disagree
-/// (a bug: a debug build then panics, after truncating `buf`).
+/// Writes a checked packet of `total` bytes whose Remaining Length is `body`: its fixed header
+/// and [`Body::write`] through [`write_framed`], then the body's tail.
 #[inline]
 fn write_packet<T: Body>(
     p: &T,
@@ -543,37 +540,41 @@ fn write_packet<T: Body>(
     total: usize,
     buf: &mut BytesMut,
 ) -> Result<usize, Violation> {
-    let tail = p.tail();
-    let start = buf.len();
-    let fits = {
-        let mut w = window(buf, total, tail.len());
+    write_framed(buf, total, p.tail(), |w| {
         w.put_u8(ty << 4 | p.flags());
-        put_vbi(&mut w, body);
-        p.write_sized(version, body as usize, &mut w);
+        put_vbi(w, body);
+        p.write_sized(version, body as usize, w);
+    })
+}
+
+/// The encoders' one way of writing a packet of `total` bytes that ends with `tail` (a
+/// PUBLISH's payload, or nothing): `write` fills a window of `buf` reserved and zeroed in
+/// advance with everything before the tail (one capacity check for all the fields instead of
+/// one per field), then the tail is copied once. If `write` does not fill the window exactly
+/// (a length computed wrong: a bug), nothing is written and [`Violation::NotRepresentable`] is
+/// returned; a debug build then panics, after restoring `buf`.
+#[inline]
+pub(crate) fn write_framed(
+    buf: &mut BytesMut,
+    total: usize,
+    tail: &[u8],
+    write: impl FnOnce(&mut Window<'_>),
+) -> Result<usize, Violation> {
+    let start = buf.len();
+    buf.reserve(total);
+    buf.resize(start + total.saturating_sub(tail.len()), 0);
+    let fits = {
+        let mut w = Window::new(buf.get_mut(start..).unwrap_or_default());
+        write(&mut w);
         w.is_exactly_full()
     };
     if !fits {
-        debug_assert!(
-            false,
-            "{:?}: the body's length and writer disagree",
-            T::TYPE
-        );
         buf.truncate(start);
+        debug_assert!(false, "the packet's length and its writer disagree");
         return Err(Violation::NotRepresentable);
     }
     buf.extend_from_slice(tail);
     Ok(total)
-}
-
-/// Reserves `total` bytes at the end of `buf`, appends the first `total - tail` of them as
-/// zeros, and returns a [`Window`] over those: the caller writes them, then appends the `tail`
-/// bytes (a PUBLISH's payload, copied once, never zeroed first).
-#[inline]
-pub(crate) fn window(buf: &mut BytesMut, total: usize, tail: usize) -> Window<'_> {
-    let start = buf.len();
-    buf.reserve(total);
-    buf.resize(start + total.saturating_sub(tail), 0);
-    Window::new(buf.get_mut(start..).unwrap_or_default())
 }
 
 #[cfg(test)]

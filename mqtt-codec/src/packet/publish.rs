@@ -299,19 +299,10 @@ impl Delivery<'_> {
             | u8::from(d.dup) << 3
             | d.qos.bits() << 1
             | u8::from(d.retain);
-        let start = buf.len();
-        let fits = {
-            let mut w = super::window(buf, total, payload.len());
-            self.write_head(first, body32, topic, properties, props_len, ov, v5, &mut w);
-            w.is_exactly_full()
-        };
-        if !fits {
-            buf.truncate(start);
-            debug_assert!(false, "a PUBLISH's length and writer disagree");
-            return Err(err(Violation::NotRepresentable));
-        }
-        buf.extend_from_slice(payload);
-        Ok(total)
+        super::write_framed(buf, total, payload, |w| {
+            self.write_head(first, body32, topic, properties, props_len, ov, v5, w);
+        })
+        .map_err(err)
     }
 
     /// Everything of the delivery's PUBLISH before its payload.

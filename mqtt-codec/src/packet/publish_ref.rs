@@ -389,19 +389,10 @@ impl<'a> PublishRef<'a> {
             .map_err(|v| self.error(v, version))?;
         let body32 = u32::try_from(body).unwrap_or(VBI_MAX);
         let total = 1 + vbi_len(body32) + body;
-        let start = buf.len();
-        let fits = {
-            let mut w = super::window(buf, total, self.payload.len());
-            self.write_head(version, body32, &mut w);
-            w.is_exactly_full()
-        };
-        if !fits {
-            buf.truncate(start);
-            debug_assert!(false, "a PUBLISH's length and writer disagree");
-            return Err(self.error(Violation::NotRepresentable, version));
-        }
-        buf.extend_from_slice(self.payload);
-        Ok(total)
+        super::write_framed(buf, total, self.payload, |w| {
+            self.write_head(version, body32, w);
+        })
+        .map_err(|v| self.error(v, version))
     }
 
     /// Everything before the payload.

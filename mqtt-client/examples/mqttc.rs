@@ -214,6 +214,15 @@ fn report(event: &Event) {
             }
         }
         Event::ConnectFailed { cause, .. } => eprintln!("cannot connect: {cause}"),
+        Event::Redirected {
+            reason_code,
+            to,
+            permanent,
+            ..
+        } => {
+            let how = if *permanent { "for good" } else { "for now" };
+            eprintln!("redirected to {to} ({how}, {reason_code:?})");
+        }
         Event::Lagged { dropped } => eprintln!("{dropped} QoS 0 messages dropped"),
         Event::Resubscribed {
             filter,

@@ -55,6 +55,11 @@
 //!   fail with [`Error::SessionLost`] (QoS 2), as [`Options::session`] says. Messages
 //!   published while offline wait in the engine's queue, up to `max_queued_messages`, and are
 //!   refused with [`Error::Engine`] (`QueueFull`) beyond.
+//! - **Server redirection** (MQTT 5.0 section 4.11): a CONNACK or DISCONNECT with 0x9C Use
+//!   another server or 0x9D Server moved and a Server Reference sends the next attempt, at
+//!   once, to the referenced server over the same transport ([`Endpoint::follow_reference`]):
+//!   0x9C for that connection, 0x9D for good ([`Event::Redirected`],
+//!   [`Options::follow_server_reference`]).
 //!
 //! - **Persistence** ([`Options::store`]): the engine's storage records go to a redb file,
 //!   committed (fsync) before any byte that depends on them is sent, and before
@@ -107,12 +112,15 @@ pub enum Error {
     #[error("transport: {0}")]
     Transport(std::sync::Arc<mqtt_transport::Error>),
     /// The server refused the connection (CONNACK with this reason code).
-    #[error("the server refused the connection: {reason_code:?}{}", reason_string.as_deref().map(|s| format!(" ({s})")).unwrap_or_default())]
+    #[error("the server refused the connection: {reason_code:?}{}{}", reason_string.as_deref().map(|s| format!(" ({s})")).unwrap_or_default(), server_reference.as_deref().map(|s| format!(", Server Reference `{s}`")).unwrap_or_default())]
     Refused {
         /// The CONNACK's reason code (MQTT 3.1.1 return codes are mapped to 5.0's).
         reason_code: ReasonCode,
         /// Its Reason String, if any.
         reason_string: Option<String>,
+        /// Its Server Reference (with 0x9C Use another server or 0x9D Server moved), when the
+        /// client did not follow it ([`Options::follow_server_reference`]).
+        server_reference: Option<String>,
     },
     /// The first connection ended before the server accepted it (connect timeout, protocol
     /// violation, closed transport).
@@ -203,6 +211,10 @@ pub enum Event {
         from_server: bool,
         /// What went wrong, in words (transport error, ping timeout, protocol violation...).
         cause: Option<String>,
+        /// The Server Reference of the server's DISCONNECT (with 0x9C Use another server or
+        /// 0x9D Server moved), if any. When the client follows it
+        /// ([`Options::follow_server_reference`]), [`Event::Redirected`] comes next.
+        server_reference: Option<String>,
         /// When the next attempt is made (`None`: the client has stopped).
         reconnect_in: Option<std::time::Duration>,
     },
@@ -211,8 +223,28 @@ pub enum Event {
     ConnectFailed {
         /// Why.
         cause: String,
+        /// The Server Reference of a refusing CONNACK, when the client did not follow it.
+        server_reference: Option<String>,
         /// When the next attempt is made.
         retry_in: Option<std::time::Duration>,
+    },
+    /// The server sent the client to another server (MQTT 5.0 section 4.11: CONNACK or
+    /// DISCONNECT with 0x9C Use another server or 0x9D Server moved, and a Server Reference),
+    /// and the client follows ([`Options::follow_server_reference`]): its next attempt, made at
+    /// once, goes to `to`. After a DISCONNECT it follows [`Event::Disconnected`]; after a
+    /// refusing CONNACK it takes the place of [`Event::ConnectFailed`] (and
+    /// [`Client::connect`] goes on waiting for the first connection).
+    Redirected {
+        /// 0x9C (for now) or 0x9D (for good).
+        reason_code: ReasonCode,
+        /// The Server Reference as the server sent it.
+        server_reference: String,
+        /// Where the client connects now: the reference's first usable name and port, over
+        /// the same transport ([`Endpoint::follow_reference`]).
+        to: Endpoint,
+        /// 0x9D: every later attempt goes there too. 0x9C: once that server's connection
+        /// ends, or cannot be made, the client goes back to where it was.
+        permanent: bool,
     },
 }
 

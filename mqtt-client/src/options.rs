@@ -58,6 +58,17 @@ pub struct Options {
     /// (`session.clean_start = false`) to mean anything; in 5.0, a Session Expiry Interval
     /// above 0. Default `None`: the session lives in memory only.
     pub store: Option<std::path::PathBuf>,
+    /// Follow the server's redirections (MQTT 5.0 section 4.11; default `true`: the
+    /// specification says the client SHOULD). A CONNACK or DISCONNECT with 0x9C Use another
+    /// server or 0x9D Server moved and a Server Reference sends the next attempt, at once, to
+    /// the first usable reference over the same transport
+    /// ([`Endpoint::follow_reference`]: TLS stays TLS, checked against the new name), and
+    /// reports [`Event::Redirected`](crate::Event::Redirected). After 0x9D every later attempt
+    /// goes there; after 0x9C only until that server's connection ends or cannot be made.
+    /// At most four redirections in a row without an accepted connection; a further one,
+    /// and one without a usable reference, is an ordinary refusal or disconnection that
+    /// carries the reference. Off: the reference is only reported.
+    pub follow_server_reference: bool,
 }
 
 impl fmt::Debug for Options {
@@ -73,6 +84,7 @@ impl fmt::Debug for Options {
             .field("event_capacity", &self.event_capacity)
             .field("authenticator", &self.authenticator.is_some())
             .field("store", &self.store)
+            .field("follow_server_reference", &self.follow_server_reference)
             .finish_non_exhaustive()
     }
 }
@@ -109,6 +121,7 @@ impl Options {
             event_capacity: 1024,
             authenticator: None,
             store: None,
+            follow_server_reference: true,
         }
     }
 

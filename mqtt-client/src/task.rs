@@ -19,7 +19,7 @@ use mqtt_session::client::{Client as Engine, ClientEvent, ClientOutput, ClientRe
 use mqtt_session::codec::{
     PacketId, Properties, Publish, QoS, ReasonCode, SubscriptionOptions, TopicFilter,
 };
-use mqtt_transport::BoxStream;
+use mqtt_transport::{BoxStream, Endpoint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -40,6 +40,9 @@ const WRITE_CHUNK: usize = 64 * 1024;
 /// How long the writer may take to pass on the last bytes (a DISCONNECT) of a closed
 /// connection.
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
+/// Redirections followed in a row without an accepted connection ([`Options::follow_server_reference`]):
+/// servers that send the client round in circles end as a refusal.
+const MAX_REDIRECTS: u32 = 4;
 
 /// A request from a [`Client`](crate::Client) handle.
 #[derive(Debug)]
@@ -141,6 +144,9 @@ pub(crate) fn spawn(
         stopped: false,
         cause: None,
         refused: None,
+        moved_to: None,
+        temporarily_at: None,
+        redirects: 0,
     };
     tokio::spawn(task.run());
     Ok((commands_tx, events_rx, first_rx))
@@ -286,10 +292,24 @@ struct Task {
     /// What ended the current connection, in words, for [`Event::Disconnected`].
     cause: Option<String>,
     /// The refusal of the last connection attempt.
-    refused: Option<(ReasonCode, Option<String>)>,
+    refused: Option<Refusal>,
+    /// Where a 0x9D Server moved sent the client: every attempt goes there.
+    moved_to: Option<Endpoint>,
+    /// Where a 0x9C Use another server sent the client, until that connection ends.
+    temporarily_at: Option<Endpoint>,
+    /// Redirections followed since the last accepted connection.
+    redirects: u32,
 }
 
 /// A disconnection waiting for received QoS 2 exchanges to complete.
+/// A refusing CONNACK.
+#[derive(Debug)]
+struct Refusal {
+    reason_code: ReasonCode,
+    reason_string: Option<String>,
+    server_reference: Option<String>,
+}
+
 struct Deferred {
     reason_code: ReasonCode,
     session_expiry_interval: Option<u32>,
@@ -473,7 +493,7 @@ impl Task {
             Wake::Timer => self.engine.handle_timeout(now),
             Wake::Reconnect => {
                 self.reconnect_at = None;
-                let endpoint = self.options.endpoint.clone();
+                let endpoint = self.target().clone();
                 let options = self.options.transport.clone();
                 self.connecting = Some(Box::pin(async move {
                     mqtt_transport::connect(&endpoint, &options).await
@@ -527,15 +547,33 @@ impl Task {
         self.engine.handle_connected(now);
     }
 
+    /// Where the next attempt goes: where a redirection sent the client, or the configured
+    /// endpoint.
+    fn target(&self) -> &Endpoint {
+        self.temporarily_at
+            .as_ref()
+            .or(self.moved_to.as_ref())
+            .unwrap_or(&self.options.endpoint)
+    }
+
     /// A connection attempt failed before or at the CONNACK.
     fn attempt_failed(&mut self, cause: String, error: Option<Error>) {
+        // A server that 0x9C sent the client to cannot be reached: back to where it was.
+        self.temporarily_at = None;
         if let Some(first) = self.first.take() {
             let _ = first.send(Err(error.unwrap_or(Error::NotConnected)));
             self.stopped = true;
             return;
         }
         let retry_in = self.next_attempt();
-        self.event(Event::ConnectFailed { cause, retry_in }, None);
+        self.event(
+            Event::ConnectFailed {
+                cause,
+                server_reference: None,
+                retry_in,
+            },
+            None,
+        );
     }
 
     /// Schedules the next attempt; `None` (and the client stops) when there is none.
@@ -544,7 +582,7 @@ impl Task {
         let permanent = self
             .refused
             .as_ref()
-            .is_some_and(|(code, _)| is_permanent(*code));
+            .is_some_and(|r| is_permanent(r.reason_code));
         let exhausted = reconnect
             .max_attempts
             .is_some_and(|max| self.attempt >= max);
@@ -791,6 +829,7 @@ impl Task {
                 server,
             } => {
                 self.connected_at = Some(Instant::now());
+                self.redirects = 0;
                 if !self.ever_connected {
                     self.attempt = 0;
                 }
@@ -814,10 +853,14 @@ impl Task {
             ClientEvent::ConnectionRefused {
                 reason_code,
                 reason_string,
-                ..
+                server_reference,
             } => {
                 self.cause = Some(format!("refused: {reason_code:?}"));
-                self.refused = Some((reason_code, reason_string));
+                self.refused = Some(Refusal {
+                    reason_code,
+                    reason_string,
+                    server_reference,
+                });
             }
             ClientEvent::Message(publish) => {
                 let epoch = self.engine.session_epoch();
@@ -976,8 +1019,8 @@ impl Task {
                 reason_code,
                 from_server,
                 reason_string,
-                ..
-            } => self.disconnected(reason_code, from_server, reason_string),
+                server_reference,
+            } => self.disconnected(reason_code, from_server, reason_string, server_reference),
             _ => {}
         }
     }
@@ -988,6 +1031,7 @@ impl Task {
         reason_code: Option<ReasonCode>,
         from_server: bool,
         reason_string: Option<String>,
+        server_reference: Option<String>,
     ) {
         self.conn = None;
         if let Some(done) = self.reauth.take() {
@@ -1007,6 +1051,22 @@ impl Task {
         {
             self.attempt = 0;
         }
+        // A refusing CONNACK's reference, or the DISCONNECT's of a server that had accepted.
+        let (code, server_reference) = match self.refused.as_mut() {
+            Some(r) => (Some(r.reason_code), r.server_reference.take()),
+            None if self.first.is_none() => (reason_code.filter(|_| from_server), server_reference),
+            None => (None, server_reference),
+        };
+        let redirected = self.redirect(code, server_reference.as_deref());
+        if self.refused.is_some()
+            && let Some(redirected) = redirected
+        {
+            // The attempt goes on at the server the refusal named.
+            self.refused = None;
+            self.cause = None;
+            self.event(redirected, None);
+            return;
+        }
         let mut cause = self.cause.take();
         if let Some(s) = reason_string {
             cause = Some(match cause {
@@ -1016,9 +1076,10 @@ impl Task {
         }
         if let Some(first) = self.first.take() {
             let error = match self.refused.take() {
-                Some((reason_code, reason_string)) => Error::Refused {
-                    reason_code,
-                    reason_string,
+                Some(r) => Error::Refused {
+                    reason_code: r.reason_code,
+                    reason_string: r.reason_string,
+                    server_reference,
                 },
                 None => Error::NotConnected,
             };
@@ -1031,22 +1092,94 @@ impl Task {
             self.event(
                 Event::ConnectFailed {
                     cause: cause.unwrap_or_else(|| "refused".to_owned()),
+                    server_reference,
                     retry_in,
                 },
                 None,
             );
             return;
         }
-        let reconnect_in = self.next_attempt();
+        let reconnect_in = match redirected {
+            Some(_) => Some(Duration::ZERO),
+            None => self.next_attempt(),
+        };
         self.event(
             Event::Disconnected {
                 reason_code,
                 from_server,
                 cause,
+                server_reference,
                 reconnect_in,
             },
             None,
         );
+        if let Some(redirected) = redirected {
+            self.event(redirected, None);
+        }
+    }
+
+    /// Follows a redirection (0x9C Use another server, 0x9D Server moved, with a Server
+    /// Reference: v5 section 4.11) when the options allow and the reference names a server:
+    /// the next attempt goes there at once, and the [`Event::Redirected`] to report is
+    /// returned. Otherwise `None` (and the cause says why a reference was not followed); a
+    /// 0x9C detour ends either way.
+    fn redirect(
+        &mut self,
+        code: Option<ReasonCode>,
+        server_reference: Option<&str>,
+    ) -> Option<Event> {
+        let detour = self.temporarily_at.take();
+        let (code, permanent) = match code {
+            Some(c @ ReasonCode::SERVER_MOVED) => (c, true),
+            Some(c @ ReasonCode::USE_ANOTHER_SERVER) => (c, false),
+            _ => return None,
+        };
+        let reference = server_reference?;
+        // Followed as part of connecting: the first connection, or a reconnection.
+        let allowed = self.options.follow_server_reference
+            && (self.first.is_some() || self.options.reconnect.enabled);
+        if !allowed {
+            return None;
+        }
+        if self.redirects >= MAX_REDIRECTS {
+            self.note(format!(
+                "not followed: {MAX_REDIRECTS} redirections in a row without a connection"
+            ));
+            return None;
+        }
+        let from = detour
+            .as_ref()
+            .or(self.moved_to.as_ref())
+            .unwrap_or(&self.options.endpoint);
+        let to = match from.follow_reference(reference) {
+            Ok(to) => to,
+            Err(e) => {
+                self.note(format!("not followed: {e}"));
+                return None;
+            }
+        };
+        tracing::info!(%to, ?code, permanent, "redirected by the server");
+        self.redirects += 1;
+        if permanent {
+            self.moved_to = Some(to.clone());
+        } else {
+            self.temporarily_at = Some(to.clone());
+        }
+        self.reconnect_at = Some(Instant::now());
+        Some(Event::Redirected {
+            reason_code: code,
+            server_reference: reference.to_owned(),
+            to,
+            permanent,
+        })
+    }
+
+    /// Adds to the words of why the connection ended.
+    fn note(&mut self, words: String) {
+        self.cause = Some(match self.cause.take() {
+            Some(c) => format!("{c} ({words})"),
+            None => words,
+        });
     }
 
     /// Subscribes again to every filter the server had granted (one SUBSCRIBE each, with the

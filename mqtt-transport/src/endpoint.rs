@@ -174,6 +174,66 @@ impl Endpoint {
         Ok(self)
     }
 
+    /// Where a Server Reference sends a client that used this endpoint (MQTT 5.0 section 4.11:
+    /// the property of a CONNACK or DISCONNECT with reason code 0x9C Use another server or
+    /// 0x9D Server moved, "a space separated list of references").
+    ///
+    /// The first reference that is usable wins. A reference is a name optionally followed by
+    /// `:port` (an IPv6 address in brackets, `[::1]:1884`), as the specification recommends;
+    /// it is reached over this endpoint's transport: the same scheme (TLS stays TLS, and the
+    /// certificate is checked against the new name) and, over WebSocket, the same path. Without
+    /// a port, the scheme's default port. A reference written as a URL (`mqtts://b:8883`) is
+    /// taken when its scheme is this endpoint's; one that would change the transport is not.
+    ///
+    /// # Errors
+    /// [`Error::InvalidEndpoint`] naming the whole reference when none of its references is
+    /// usable, with the reason the first one is not.
+    ///
+    /// ```
+    /// use mqtt_transport::Endpoint;
+    /// let here: Endpoint = "wss://a.example/ws".parse()?;
+    /// assert_eq!(here.follow_reference("b.example:8443")?.to_string(), "wss://b.example:8443/ws");
+    /// assert_eq!(here.follow_reference("ws://c.example c.example/x d.example")?.to_string(), "wss://d.example:443/ws");
+    /// assert!(here.follow_reference("").is_err());
+    /// # Ok::<(), mqtt_transport::Error>(())
+    /// ```
+    pub fn follow_reference(&self, reference: &str) -> Result<Self, Error> {
+        let mut first_reason = None;
+        for one in reference.split_ascii_whitespace() {
+            match self.reference(one) {
+                Ok(endpoint) => return Ok(endpoint),
+                Err(reason) => {
+                    first_reason.get_or_insert_with(|| format!("`{one}`: {reason}"));
+                }
+            }
+        }
+        Err(Error::InvalidEndpoint {
+            input: reference.to_owned(),
+            reason: first_reason.unwrap_or_else(|| "the Server Reference is empty".to_owned()),
+        })
+    }
+
+    /// One reference of a Server Reference, over this endpoint's transport; the error is the
+    /// reason.
+    fn reference(&self, reference: &str) -> Result<Self, String> {
+        if reference.contains("://") {
+            let endpoint = parse(reference)?;
+            if endpoint.scheme != self.scheme {
+                return Err(format!(
+                    "it would change the transport from {} to {}",
+                    self.scheme, endpoint.scheme
+                ));
+            }
+            return Ok(endpoint);
+        }
+        if reference.contains(['/', '?', '#']) {
+            return Err("a reference is a name and an optional port, without a path".to_owned());
+        }
+        let mut endpoint = parse(&format!("{}://{reference}", self.scheme))?;
+        endpoint.path.clone_from(&self.path);
+        Ok(endpoint)
+    }
+
     /// How the bytes travel.
     #[must_use]
     pub fn scheme(&self) -> Scheme {

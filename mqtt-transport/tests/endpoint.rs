@@ -165,3 +165,109 @@ fn endpoints_built_from_parts() {
     assert!(Scheme::Tls.is_tls() && !Scheme::Tls.is_websocket());
     assert_eq!(Scheme::Ws.default_port(), 80);
 }
+
+/// A Server Reference (v5 section 4.11, "a space separated list of references", each a name
+/// and an optional port as the non-normative comment recommends) followed from an endpoint:
+/// the first usable reference, over the same transport (scheme and WebSocket path).
+#[test]
+fn server_references_keep_the_transport() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "mqtt://a.example",
+            "b.example:1884",
+            "mqtt://b.example:1884",
+        ),
+        (
+            "mqtt://a.example:2000",
+            "b.example",
+            "mqtt://b.example:1883",
+        ),
+        ("mqtts://a.example", "b.example", "mqtts://b.example:8883"),
+        ("mqtts://a.example", "[::1]:8884", "mqtts://[::1]:8884"),
+        (
+            "ws://a.example/ws",
+            "b.example:8080",
+            "ws://b.example:8080/ws",
+        ),
+        (
+            "wss://a.example/mqtt?x=1",
+            "b.example",
+            "wss://b.example:443/mqtt?x=1",
+        ),
+        // The first usable one of a list; spaces around and between are not references.
+        (
+            "mqtt://a.example",
+            "  b.example:1 c.example:2 ",
+            "mqtt://b.example:1",
+        ),
+        (
+            "mqtt://a.example",
+            "b.example:0 c.example:2",
+            "mqtt://c.example:2",
+        ),
+        (
+            "mqtt://a.example",
+            "b.example/x c.example",
+            "mqtt://c.example:1883",
+        ),
+        // A URL of the same scheme (an alias counts as the same), its path included.
+        (
+            "mqtt://a.example",
+            "tcp://b.example:1",
+            "mqtt://b.example:1",
+        ),
+        (
+            "wss://a.example/ws",
+            "wss://b.example/other",
+            "wss://b.example:443/other",
+        ),
+        // A URL that would change the transport is skipped for the next reference.
+        (
+            "mqtts://a.example",
+            "mqtt://b.example c.example",
+            "mqtts://c.example:8883",
+        ),
+    ];
+    for (from, reference, to) in cases {
+        let from: Endpoint = from.parse().unwrap();
+        let followed = from
+            .follow_reference(reference)
+            .unwrap_or_else(|e| panic!("{from} + `{reference}`: {e}"));
+        assert_eq!(followed.to_string(), *to, "{from} + `{reference}`");
+    }
+}
+
+/// A Server Reference with no usable reference is refused, naming it and saying why the first
+/// reference is not usable; above all, TLS is never given up for plain TCP.
+#[test]
+fn unusable_server_references_are_refused_with_the_reason() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("mqtt://a.example", "", "empty"),
+        ("mqtt://a.example", "   ", "empty"),
+        (
+            "mqtts://a.example",
+            "mqtt://b.example",
+            "from mqtts to mqtt",
+        ),
+        ("wss://a.example", "ws://b.example", "from wss to ws"),
+        ("mqtt://a.example", "b.example/path", "without a path"),
+        ("mqtt://a.example", "b.example:99999", "not a port"),
+        ("mqtt://a.example", "b.example:0", "port 0"),
+        ("mqtt://a.example", "user@b.example", "user name"),
+        ("mqtt://a.example", "bad_host! also:bad:", "`bad_host!`"),
+    ];
+    for (from, reference, reason) in cases {
+        let from: Endpoint = from.parse().unwrap();
+        match from.follow_reference(reference) {
+            Err(e @ Error::InvalidEndpoint { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains(reason), "{from} + `{reference}`: {text}");
+                assert!(
+                    text.contains(reference.trim()),
+                    "names the reference: {text}"
+                );
+            }
+            other => panic!("{from} + `{reference}`: {other:?}"),
+        }
+    }
+}

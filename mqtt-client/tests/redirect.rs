@@ -1,0 +1,363 @@
+//! Server redirection (MQTT 5.0 section 4.11): a CONNACK or DISCONNECT with 0x9C Use another
+//! server or 0x9D Server moved and a Server Reference. The client follows it
+//! (`Options::follow_server_reference`, on by default): 0x9C for the connection it makes, 0x9D
+//! for good; loops end as a refusal; references it cannot or may not follow are reported.
+//!
+//! The redirecting servers are the test's own (they answer each CONNECT as told); the server
+//! redirected to is this repository's broker, in the test process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use mqtt_client::{Client, Error, Event, ProtocolVersion, QoS, ReasonCode};
+use mqtt_session::codec::{ConnAck, Decoder, Disconnect, Packet, ProtocolVersion as V};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const V5: ProtocolVersion = ProtocolVersion::V5;
+
+/// What a redirecting server answers every CONNECT with.
+#[derive(Debug, Clone)]
+enum Answer {
+    /// CONNACK with this reason code and Server Reference; then the server waits for the
+    /// client to close.
+    Refuse(ReasonCode, Option<String>),
+    /// CONNACK 0x00, then DISCONNECT with this reason code and Server Reference.
+    AcceptThenDisconnect(ReasonCode, Option<String>),
+}
+
+/// A server of the test's own that answers each CONNECT as told, and counts them.
+struct Redirector {
+    addr: SocketAddr,
+    connects: Arc<AtomicUsize>,
+}
+
+impl Redirector {
+    async fn start(answer: Answer) -> Self {
+        Self::start_with(|_| answer).await
+    }
+
+    /// A server whose answer depends on its own address.
+    async fn start_with(answer: impl FnOnce(SocketAddr) -> Answer) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answer = answer(addr);
+        let connects = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&connects);
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(serve(socket, answer.clone(), Arc::clone(&counter)));
+            }
+        });
+        Self { addr, connects }
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://{}", self.addr)
+    }
+
+    fn connects(&self) -> usize {
+        self.connects.load(Ordering::SeqCst)
+    }
+}
+
+async fn serve(mut socket: tokio::net::TcpStream, answer: Answer, connects: Arc<AtomicUsize>) {
+    let mut decoder = Decoder::new();
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        match decoder.decode(&mut buf) {
+            Ok(Some(Packet::Connect(_))) => break,
+            Ok(Some(other)) => panic!("CONNECT first, not {other:?}"),
+            Ok(None) => {}
+            Err(e) => panic!("the client sent a malformed CONNECT: {e}"),
+        }
+        if socket.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+            return;
+        }
+    }
+    connects.fetch_add(1, Ordering::SeqCst);
+    let reference = |r: &Option<String>| r.as_deref().map(|r| r.try_into().unwrap());
+    let mut out = bytes::BytesMut::new();
+    match &answer {
+        Answer::Refuse(code, r) => {
+            let mut ack = ConnAck::new(false, *code);
+            ack.properties.set_server_reference(reference(r));
+            Packet::ConnAck(ack).encode(V::V5, &mut out).unwrap();
+        }
+        Answer::AcceptThenDisconnect(code, r) => {
+            Packet::ConnAck(ConnAck::new(false, ReasonCode::SUCCESS))
+                .encode(V::V5, &mut out)
+                .unwrap();
+            let mut d = Disconnect::new(*code);
+            d.properties.set_server_reference(reference(r));
+            Packet::Disconnect(d).encode(V::V5, &mut out).unwrap();
+        }
+    }
+    socket.write_all(&out).await.unwrap();
+    // Until the client closes (it must, after a refusal or a DISCONNECT), unread bytes
+    // dropped: closing first could reset the connection before the client has read ours.
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(STEP, async {
+        while socket.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+    })
+    .await;
+}
+
+/// The next event.
+async fn next_event(events: &mut mqtt_client::Events) -> Event {
+    within("an event", events.recv())
+        .await
+        .expect("the client stopped")
+}
+
+/// Subscribes, publishes at QoS 1 and receives it: the connection works.
+async fn round_trip(client: &Client, events: &mut mqtt_client::Events, topic: &str) {
+    client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
+    client
+        .publish(topic, &b"through"[..], QoS::AtLeastOnce, false)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let m = next_message(events).await;
+    assert_eq!((&*m.topic, &m.payload[..]), (topic, &b"through"[..]));
+}
+
+/// A CONNACK 0x9C Use another server with a Server Reference: the first connection is made
+/// to the referenced server, at once, and works; once it ends, the client goes back to the
+/// server it was configured with (0x9C is for now, 0x9D for good).
+#[tokio::test]
+async fn v5_use_another_server_in_connack_is_followed_for_this_connection() {
+    let dir = temp_dir("redirect-9c");
+    let broker = OurBroker::tcp(&dir).await;
+    let a = Redirector::start(Answer::Refuse(
+        ReasonCode::USE_ANOTHER_SERVER,
+        Some(format!("127.0.0.1:{}", broker.addr.port())),
+    ))
+    .await;
+    let (client, mut events) = within("connect", Client::connect(options(&a.url(), "r9c", V5)))
+        .await
+        .unwrap();
+    match next_event(&mut events).await {
+        Event::Redirected {
+            reason_code,
+            server_reference,
+            to,
+            permanent,
+        } => {
+            assert_eq!(reason_code, ReasonCode::USE_ANOTHER_SERVER);
+            assert_eq!(
+                server_reference,
+                format!("127.0.0.1:{}", broker.addr.port())
+            );
+            assert_eq!(to.to_string(), format!("mqtt://{}", broker.addr));
+            assert!(!permanent);
+        }
+        other => panic!("Redirected first, not {other:?}"),
+    }
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Connected { .. }
+    ));
+    round_trip(&client, &mut events, "redirect/9c").await;
+    assert_eq!(a.connects(), 1);
+    // The referenced server goes away: the next attempt is at the configured server again.
+    broker.stop().await;
+    within("back at the configured server", async {
+        while a.connects() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    drop(client);
+}
+
+/// A DISCONNECT 0x9D Server moved with a Server Reference: the connection ends (reported,
+/// with the reference, and the reconnection at once), the client connects to the referenced
+/// server, and every later connection goes there too.
+#[tokio::test]
+async fn v5_server_moved_in_disconnect_is_followed_for_good() {
+    let dir = temp_dir("redirect-9d");
+    let broker = OurBroker::tcp(&dir).await;
+    let reference = format!("localhost:{}", broker.addr.port());
+    let a = Redirector::start(Answer::AcceptThenDisconnect(
+        ReasonCode::SERVER_MOVED,
+        Some(reference.clone()),
+    ))
+    .await;
+    let (client, mut events) = within("connect", Client::connect(options(&a.url(), "r9d", V5)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Connected { .. }
+    ));
+    match next_event(&mut events).await {
+        Event::Disconnected {
+            reason_code,
+            from_server,
+            server_reference,
+            reconnect_in,
+            ..
+        } => {
+            assert_eq!(reason_code, Some(ReasonCode::SERVER_MOVED));
+            assert!(from_server);
+            assert_eq!(server_reference.as_deref(), Some(reference.as_str()));
+            assert_eq!(reconnect_in, Some(Duration::ZERO));
+        }
+        other => panic!("Disconnected, not {other:?}"),
+    }
+    match next_event(&mut events).await {
+        Event::Redirected { to, permanent, .. } => {
+            assert_eq!(to.to_string(), format!("mqtt://{reference}"));
+            assert!(permanent);
+        }
+        other => panic!("Redirected, not {other:?}"),
+    }
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Connected { .. }
+    ));
+    round_trip(&client, &mut events, "redirect/9d").await;
+    // Another client takes the session over: ours is disconnected (0x8E) and connects again,
+    // to the server it was moved to.
+    let (other, _other_events) = within(
+        "take over",
+        Client::connect(options(&broker.url(), "r9d", V5)),
+    )
+    .await
+    .unwrap();
+    loop {
+        match next_event(&mut events).await {
+            Event::Disconnected { reason_code, .. } => {
+                assert_eq!(reason_code, Some(ReasonCode::SESSION_TAKEN_OVER));
+            }
+            Event::Connected { .. } => break,
+            Event::Redirected { .. } => panic!("no redirection now"),
+            _ => {}
+        }
+    }
+    assert_eq!(a.connects(), 1, "the moved-from server is not asked again");
+    drop(other);
+    drop(client);
+    broker.stop().await;
+}
+
+/// A server that redirects the client to itself: four redirections are followed, the fifth
+/// is the refusal `connect` returns, with its Server Reference.
+#[tokio::test]
+async fn v5_redirection_loops_end_as_a_refusal() {
+    let a = Redirector::start_with(|addr| {
+        Answer::Refuse(ReasonCode::USE_ANOTHER_SERVER, Some(addr.to_string()))
+    })
+    .await;
+    let result = within("connect", Client::connect(options(&a.url(), "loop", V5))).await;
+    match result {
+        Err(Error::Refused {
+            reason_code,
+            server_reference,
+            ..
+        }) => {
+            assert_eq!(reason_code, ReasonCode::USE_ANOTHER_SERVER);
+            assert_eq!(server_reference, Some(a.addr.to_string()));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        a.connects(),
+        5,
+        "four redirections followed, then the refusal"
+    );
+}
+
+/// References the client cannot or may not follow end the first connection as the refusal
+/// they came with, carrying the reference: one that would give up TLS for plain TCP (here,
+/// from plain TCP to TLS: the transport is never changed), none at all, and any when
+/// `follow_server_reference` is off.
+#[tokio::test]
+async fn v5_references_not_followed_are_reported_with_the_refusal() {
+    let dir = temp_dir("redirect-not-followed");
+    let broker = OurBroker::tcp(&dir).await;
+    let usable = format!("127.0.0.1:{}", broker.addr.port());
+    let cases = [
+        (
+            ReasonCode::SERVER_MOVED,
+            Some(format!("mqtts://{usable}")),
+            true,
+        ),
+        (
+            ReasonCode::USE_ANOTHER_SERVER,
+            Some("bad/reference".to_owned()),
+            true,
+        ),
+        (ReasonCode::USE_ANOTHER_SERVER, None, true),
+        (ReasonCode::SERVER_MOVED, Some(usable.clone()), false),
+        // Not a redirection code: the reference means nothing.
+        (ReasonCode::SERVER_UNAVAILABLE, Some(usable.clone()), true),
+    ];
+    for (code, reference, follow) in cases {
+        let a = Redirector::start(Answer::Refuse(code, reference.clone())).await;
+        let mut o = options(&a.url(), "nf", V5);
+        o.follow_server_reference = follow;
+        let result = within("connect", Client::connect(o)).await;
+        match result {
+            Err(Error::Refused {
+                reason_code,
+                server_reference,
+                ..
+            }) => {
+                assert_eq!(reason_code, code, "{reference:?}");
+                assert_eq!(server_reference, reference, "reported as sent");
+            }
+            other => panic!("{code:?} {reference:?}: {other:?}"),
+        }
+        assert_eq!(a.connects(), 1, "{reference:?}");
+    }
+    broker.stop().await;
+}
+
+/// A redirection after the client has connected, with reconnection off: the client stops,
+/// reporting the reference, and does not follow it.
+#[tokio::test]
+async fn v5_no_redirection_when_reconnection_is_off() {
+    let dir = temp_dir("redirect-no-reconnect");
+    let broker = OurBroker::tcp(&dir).await;
+    let reference = broker.addr.to_string();
+    let a = Redirector::start(Answer::AcceptThenDisconnect(
+        ReasonCode::SERVER_MOVED,
+        Some(reference.clone()),
+    ))
+    .await;
+    let mut o = options(&a.url(), "nr", V5);
+    o.reconnect.enabled = false;
+    let (_client, mut events) = within("connect", Client::connect(o)).await.unwrap();
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Connected { .. }
+    ));
+    match next_event(&mut events).await {
+        Event::Disconnected {
+            reason_code,
+            server_reference,
+            reconnect_in,
+            ..
+        } => {
+            assert_eq!(reason_code, Some(ReasonCode::SERVER_MOVED));
+            assert_eq!(server_reference, Some(reference));
+            assert_eq!(reconnect_in, None, "the client stops");
+        }
+        other => panic!("Disconnected, not {other:?}"),
+    }
+    assert!(within("the end", events.recv()).await.is_none());
+    broker.stop().await;
+}

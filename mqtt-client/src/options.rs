@@ -65,9 +65,12 @@ pub struct Options {
     /// ([`Endpoint::follow_reference`]: TLS stays TLS, checked against the new name), and
     /// reports [`Event::Redirected`](crate::Event::Redirected). After 0x9D every later attempt
     /// goes there; after 0x9C only until that server's connection ends or cannot be made.
-    /// At most four redirections in a row without an accepted connection; a further one,
-    /// and one without a usable reference, is an ordinary refusal or disconnection that
-    /// carries the reference. Off: the reference is only reported.
+    /// At most four redirections in a row are followed at once (a chain ends with an attempt
+    /// made after the backoff delay, or a connection that lasted 10 s); a further one, and one
+    /// without a usable reference, is an ordinary refusal or disconnection that carries the
+    /// reference, and the backoff applies. The WebSocket path and query (a token, say) go with
+    /// the client to the new server unless the reference names its own. Off: the reference is
+    /// only reported.
     pub follow_server_reference: bool,
 }
 

@@ -297,11 +297,11 @@ struct Task {
     moved_to: Option<Endpoint>,
     /// Where a 0x9C Use another server sent the client, until that connection ends.
     temporarily_at: Option<Endpoint>,
-    /// Redirections followed since the last accepted connection.
+    /// Redirections followed at once, one after the other: since the last attempt made after
+    /// a backoff delay, or the last connection that lasted.
     redirects: u32,
 }
 
-/// A disconnection waiting for received QoS 2 exchanges to complete.
 /// A refusing CONNACK.
 #[derive(Debug)]
 struct Refusal {
@@ -310,6 +310,7 @@ struct Refusal {
     server_reference: Option<String>,
 }
 
+/// A disconnection waiting for received QoS 2 exchanges to complete.
 struct Deferred {
     reason_code: ReasonCode,
     session_expiry_interval: Option<u32>,
@@ -578,6 +579,8 @@ impl Task {
 
     /// Schedules the next attempt; `None` (and the client stops) when there is none.
     fn next_attempt(&mut self) -> Option<Duration> {
+        // The attempt after a delay starts a new chain of redirections.
+        self.redirects = 0;
         let reconnect = &self.options.reconnect;
         let permanent = self
             .refused
@@ -829,7 +832,6 @@ impl Task {
                 server,
             } => {
                 self.connected_at = Some(Instant::now());
-                self.redirects = 0;
                 if !self.ever_connected {
                     self.attempt = 0;
                 }
@@ -1050,6 +1052,7 @@ impl Task {
             .is_some_and(|at| at.elapsed() >= STABLE_CONNECTION)
         {
             self.attempt = 0;
+            self.redirects = 0;
         }
         // A refusing CONNACK's reference, or the DISCONNECT's of a server that had accepted.
         let (code, server_reference) = match self.refused.as_mut() {

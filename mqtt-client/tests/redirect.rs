@@ -36,27 +36,34 @@ enum Answer {
     AcceptThenDisconnect(ReasonCode, Option<String>),
 }
 
-/// A server of the test's own that answers each CONNECT as told, and counts them.
+/// A server of the test's own that answers each CONNECT as its script says (the n-th
+/// CONNECT the n-th answer, the last one from then on), and counts them.
 struct Redirector {
     addr: SocketAddr,
     connects: Arc<AtomicUsize>,
 }
 
 impl Redirector {
+    /// Answers every CONNECT the same.
     async fn start(answer: Answer) -> Self {
-        Self::start_with(|_| answer).await
+        Self::script(vec![answer]).await
     }
 
-    /// A server whose answer depends on its own address.
-    async fn start_with(answer: impl FnOnce(SocketAddr) -> Answer) -> Self {
+    async fn script(answers: Vec<Answer>) -> Self {
+        Self::script_with(|_| answers).await
+    }
+
+    /// A server whose script depends on its own address.
+    async fn script_with(answers: impl FnOnce(SocketAddr) -> Vec<Answer>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let answer = answer(addr);
+        let answers = Arc::new(answers(addr));
+        assert!(!answers.is_empty());
         let connects = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&connects);
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(serve(socket, answer.clone(), Arc::clone(&counter)));
+                tokio::spawn(serve(socket, Arc::clone(&answers), Arc::clone(&counter)));
             }
         });
         Self { addr, connects }
@@ -71,7 +78,11 @@ impl Redirector {
     }
 }
 
-async fn serve(mut socket: tokio::net::TcpStream, answer: Answer, connects: Arc<AtomicUsize>) {
+async fn serve(
+    mut socket: tokio::net::TcpStream,
+    answers: Arc<Vec<Answer>>,
+    connects: Arc<AtomicUsize>,
+) {
     let mut decoder = Decoder::new();
     let mut buf = bytes::BytesMut::new();
     loop {
@@ -85,10 +96,11 @@ async fn serve(mut socket: tokio::net::TcpStream, answer: Answer, connects: Arc<
             return;
         }
     }
-    connects.fetch_add(1, Ordering::SeqCst);
+    let n = connects.fetch_add(1, Ordering::SeqCst);
+    let answer = &answers[n.min(answers.len() - 1)];
     let reference = |r: &Option<String>| r.as_deref().map(|r| r.try_into().unwrap());
     let mut out = bytes::BytesMut::new();
-    match &answer {
+    match answer {
         Answer::Refuse(code, r) => {
             let mut ack = ConnAck::new(false, *code);
             ack.properties.set_server_reference(reference(r));
@@ -173,82 +185,142 @@ async fn v5_use_another_server_in_connack_is_followed_for_this_connection() {
     assert_eq!(a.connects(), 1);
     // The referenced server goes away: the next attempt is at the configured server again.
     broker.stop().await;
-    within("back at the configured server", async {
-        while a.connects() < 2 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    connects_reach(&a, 2).await;
     drop(client);
 }
 
-/// A DISCONNECT 0x9D Server moved with a Server Reference: the connection ends (reported,
-/// with the reference, and the reconnection at once), the client connects to the referenced
-/// server, and every later connection goes there too.
-#[tokio::test]
-async fn v5_server_moved_in_disconnect_is_followed_for_good() {
-    let dir = temp_dir("redirect-9d");
-    let broker = OurBroker::tcp(&dir).await;
-    let reference = format!("localhost:{}", broker.addr.port());
-    let a = Redirector::start(Answer::AcceptThenDisconnect(
-        ReasonCode::SERVER_MOVED,
-        Some(reference.clone()),
-    ))
+/// Waits until `server` has seen `n` CONNECTs.
+async fn connects_reach(server: &Redirector, n: usize) {
+    within(&format!("{n} CONNECTs at {}", server.addr), async {
+        while server.connects() < n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
     .await;
-    let (client, mut events) = within("connect", Client::connect(options(&a.url(), "r9d", V5)))
+}
+
+/// A DISCONNECT with 0x9D Server moved (for good) or 0x9C Use another server (for now) and a
+/// Server Reference: the connection ends (reported with the reference, and the reconnection
+/// at once), the client connects to the referenced server; when that connection ends too
+/// (0x89 Server busy), the next one goes to the same server after 0x9D, back to the first
+/// after 0x9C.
+#[tokio::test]
+async fn v5_redirection_in_disconnect_for_good_or_for_now() {
+    for code in [ReasonCode::SERVER_MOVED, ReasonCode::USE_ANOTHER_SERVER] {
+        let b =
+            Redirector::start(Answer::AcceptThenDisconnect(ReasonCode::SERVER_BUSY, None)).await;
+        let reference = format!("localhost:{}", b.addr.port());
+        let a =
+            Redirector::start(Answer::AcceptThenDisconnect(code, Some(reference.clone()))).await;
+        let (client, mut events) = within("connect", Client::connect(options(&a.url(), "rd", V5)))
+            .await
+            .unwrap();
+        assert!(matches!(
+            next_event(&mut events).await,
+            Event::Connected { .. }
+        ));
+        match next_event(&mut events).await {
+            Event::Disconnected {
+                reason_code,
+                from_server,
+                server_reference,
+                reconnect_in,
+                ..
+            } => {
+                assert_eq!(reason_code, Some(code));
+                assert!(from_server);
+                assert_eq!(server_reference.as_deref(), Some(reference.as_str()));
+                assert_eq!(reconnect_in, Some(Duration::ZERO));
+            }
+            other => panic!("{code:?}: Disconnected, not {other:?}"),
+        }
+        match next_event(&mut events).await {
+            Event::Redirected {
+                reason_code,
+                to,
+                permanent,
+                ..
+            } => {
+                assert_eq!(reason_code, code);
+                assert_eq!(to.to_string(), format!("mqtt://{reference}"));
+                assert_eq!(permanent, code == ReasonCode::SERVER_MOVED);
+            }
+            other => panic!("{code:?}: Redirected, not {other:?}"),
+        }
+        assert!(matches!(
+            next_event(&mut events).await,
+            Event::Connected { .. }
+        ));
+        match next_event(&mut events).await {
+            Event::Disconnected { reason_code, .. } => {
+                assert_eq!(reason_code, Some(ReasonCode::SERVER_BUSY));
+            }
+            other => panic!("{code:?}: Disconnected by b, not {other:?}"),
+        }
+        // The next connection: to b again after 0x9D, to a after 0x9C.
+        assert!(matches!(
+            next_event(&mut events).await,
+            Event::Connected { .. }
+        ));
+        if code == ReasonCode::SERVER_MOVED {
+            assert_eq!((a.connects(), b.connects()), (1, 2), "{code:?}");
+        } else {
+            assert_eq!((a.connects(), b.connects()), (2, 1), "{code:?}");
+        }
+        drop(client);
+    }
+}
+
+/// A refusal that redirects on a reconnection takes the place of `ConnectFailed`; chains of
+/// redirections are bounded, but only those made at once: a server that keeps sending the
+/// client to one that is down gets it back after each backoff delay, and once the server it
+/// names is up the client connects there (the bound did not stop the client for good).
+#[tokio::test]
+async fn v5_redirections_on_reconnection_and_the_bound_per_chain() {
+    let dir = temp_dir("redirect-reconnect");
+    let broker = OurBroker::tcp(&dir).await;
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut script = vec![Answer::AcceptThenDisconnect(ReasonCode::SERVER_BUSY, None)];
+    script.extend(std::iter::repeat_n(
+        Answer::Refuse(ReasonCode::USE_ANOTHER_SERVER, Some(down.to_string())),
+        6,
+    ));
+    script.push(Answer::Refuse(
+        ReasonCode::USE_ANOTHER_SERVER,
+        Some(broker.addr.to_string()),
+    ));
+    let a = Redirector::script(script).await;
+    let (client, mut events) = within("connect", Client::connect(options(&a.url(), "rr", V5)))
         .await
         .unwrap();
     assert!(matches!(
         next_event(&mut events).await,
         Event::Connected { .. }
     ));
-    match next_event(&mut events).await {
-        Event::Disconnected {
-            reason_code,
-            from_server,
-            server_reference,
-            reconnect_in,
-            ..
-        } => {
-            assert_eq!(reason_code, Some(ReasonCode::SERVER_MOVED));
-            assert!(from_server);
-            assert_eq!(server_reference.as_deref(), Some(reference.as_str()));
-            assert_eq!(reconnect_in, Some(Duration::ZERO));
-        }
-        other => panic!("Disconnected, not {other:?}"),
-    }
-    match next_event(&mut events).await {
-        Event::Redirected { to, permanent, .. } => {
-            assert_eq!(to.to_string(), format!("mqtt://{reference}"));
-            assert!(permanent);
-        }
-        other => panic!("Redirected, not {other:?}"),
-    }
-    assert!(matches!(
-        next_event(&mut events).await,
-        Event::Connected { .. }
-    ));
-    round_trip(&client, &mut events, "redirect/9d").await;
-    // Another client takes the session over: ours is disconnected (0x8E) and connects again,
-    // to the server it was moved to.
-    let (other, _other_events) = within(
-        "take over",
-        Client::connect(options(&broker.url(), "r9d", V5)),
-    )
-    .await
-    .unwrap();
+    let mut redirected_to_down = 0;
     loop {
         match next_event(&mut events).await {
-            Event::Disconnected { reason_code, .. } => {
-                assert_eq!(reason_code, Some(ReasonCode::SESSION_TAKEN_OVER));
-            }
+            Event::Redirected { to, .. } if to.port() == down.port() => redirected_to_down += 1,
+            Event::Redirected { to, .. } => assert_eq!(to.port(), broker.addr.port()),
             Event::Connected { .. } => break,
-            Event::Redirected { .. } => panic!("no redirection now"),
-            _ => {}
+            Event::ConnectFailed {
+                server_reference, ..
+            } => assert_eq!(server_reference, None, "a transport failure at {down}"),
+            Event::Disconnected { reason_code, .. } => {
+                assert_eq!(reason_code, Some(ReasonCode::SERVER_BUSY));
+            }
+            other => panic!("{other:?}"),
         }
     }
-    assert_eq!(a.connects(), 1, "the moved-from server is not asked again");
-    drop(other);
+    assert_eq!(
+        redirected_to_down, 6,
+        "more than four in all: one per chain"
+    );
+    assert_eq!(a.connects(), 8);
+    round_trip(&client, &mut events, "redirect/reconnect").await;
     drop(client);
     broker.stop().await;
 }
@@ -257,8 +329,11 @@ async fn v5_server_moved_in_disconnect_is_followed_for_good() {
 /// is the refusal `connect` returns, with its Server Reference.
 #[tokio::test]
 async fn v5_redirection_loops_end_as_a_refusal() {
-    let a = Redirector::start_with(|addr| {
-        Answer::Refuse(ReasonCode::USE_ANOTHER_SERVER, Some(addr.to_string()))
+    let a = Redirector::script_with(|addr| {
+        vec![Answer::Refuse(
+            ReasonCode::USE_ANOTHER_SERVER,
+            Some(addr.to_string()),
+        )]
     })
     .await;
     let result = within("connect", Client::connect(options(&a.url(), "loop", V5))).await;
@@ -281,9 +356,10 @@ async fn v5_redirection_loops_end_as_a_refusal() {
 }
 
 /// References the client cannot or may not follow end the first connection as the refusal
-/// they came with, carrying the reference: one that would give up TLS for plain TCP (here,
-/// from plain TCP to TLS: the transport is never changed), none at all, and any when
-/// `follow_server_reference` is off.
+/// they came with, carrying the reference: one that would change the transport (here from
+/// plain TCP to TLS; the other way round is in mqtt-transport's endpoint tests), one with a
+/// path, none at all, any when `follow_server_reference` is off, and one with a code that is
+/// not a redirection.
 #[tokio::test]
 async fn v5_references_not_followed_are_reported_with_the_refusal() {
     let dir = temp_dir("redirect-not-followed");
@@ -321,7 +397,7 @@ async fn v5_references_not_followed_are_reported_with_the_refusal() {
             }
             other => panic!("{code:?} {reference:?}: {other:?}"),
         }
-        assert_eq!(a.connects(), 1, "{reference:?}");
+        assert_eq!(a.connects(), 1, "{reference:?}: asked once");
     }
     broker.stop().await;
 }

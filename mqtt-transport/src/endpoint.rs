@@ -181,9 +181,11 @@ impl Endpoint {
     /// The first reference that is usable wins. A reference is a name optionally followed by
     /// `:port` (an IPv6 address in brackets, `[::1]:1884`), as the specification recommends;
     /// it is reached over this endpoint's transport: the same scheme (TLS stays TLS, and the
-    /// certificate is checked against the new name) and, over WebSocket, the same path. Without
-    /// a port, the scheme's default port. A reference written as a URL (`mqtts://b:8883`) is
-    /// taken when its scheme is this endpoint's; one that would change the transport is not.
+    /// certificate is checked against the new name) and, over WebSocket, the same path and
+    /// query. Without a port, the scheme's default port. A reference written as a URL
+    /// (`mqtts://b:8883`, `wss://b/ws`) is taken when its scheme is this endpoint's, with its
+    /// own path if it has one (this endpoint's otherwise); one that would change the transport
+    /// is not.
     ///
     /// # Errors
     /// [`Error::InvalidEndpoint`] naming the whole reference when none of its references is
@@ -216,13 +218,16 @@ impl Endpoint {
     /// One reference of a Server Reference, over this endpoint's transport; the error is the
     /// reason.
     fn reference(&self, reference: &str) -> Result<Self, String> {
-        if reference.contains("://") {
-            let endpoint = parse(reference)?;
+        if let Some((_, rest)) = reference.split_once("://") {
+            let mut endpoint = parse(reference)?;
             if endpoint.scheme != self.scheme {
                 return Err(format!(
                     "it would change the transport from {} to {}",
                     self.scheme, endpoint.scheme
                 ));
+            }
+            if !rest.contains(['/', '?', '#']) {
+                endpoint.path.clone_from(&self.path);
             }
             return Ok(endpoint);
         }

@@ -210,7 +210,7 @@ fn server_references_keep_the_transport() {
             "b.example/x c.example",
             "mqtt://c.example:1883",
         ),
-        // A URL of the same scheme (an alias counts as the same), its path included.
+        // A URL of the same scheme (an alias counts as the same), with its own path if any.
         (
             "mqtt://a.example",
             "tcp://b.example:1",
@@ -220,6 +220,11 @@ fn server_references_keep_the_transport() {
             "wss://a.example/ws",
             "wss://b.example/other",
             "wss://b.example:443/other",
+        ),
+        (
+            "wss://a.example/ws?t=1",
+            "wss://b.example:8443",
+            "wss://b.example:8443/ws?t=1",
         ),
         // A URL that would change the transport is skipped for the next reference.
         (

@@ -40,8 +40,9 @@ const WRITE_CHUNK: usize = 64 * 1024;
 /// How long the writer may take to pass on the last bytes (a DISCONNECT) of a closed
 /// connection.
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
-/// Redirections followed in a row without an accepted connection ([`Options::follow_server_reference`]):
-/// servers that send the client round in circles end as a refusal.
+/// Redirections followed at once, one after the other ([`Options::follow_server_reference`]);
+/// a further one waits for the backoff delay, so servers that send the client round in circles
+/// cannot make it spin.
 const MAX_REDIRECTS: u32 = 4;
 
 /// A request from a [`Client`](crate::Client) handle.
@@ -1131,7 +1132,9 @@ impl Task {
         code: Option<ReasonCode>,
         server_reference: Option<&str>,
     ) -> Option<Event> {
-        let detour = self.temporarily_at.take();
+        // Where the client was sent from: the 0x9C detour, which ends here, if there was one.
+        let from = self.target().clone();
+        self.temporarily_at = None;
         let (code, permanent) = match code {
             Some(c @ ReasonCode::SERVER_MOVED) => (c, true),
             Some(c @ ReasonCode::USE_ANOTHER_SERVER) => (c, false),
@@ -1146,14 +1149,10 @@ impl Task {
         }
         if self.redirects >= MAX_REDIRECTS {
             self.note(format!(
-                "not followed: {MAX_REDIRECTS} redirections in a row without a connection"
+                "not followed: {MAX_REDIRECTS} redirections in a row already"
             ));
             return None;
         }
-        let from = detour
-            .as_ref()
-            .or(self.moved_to.as_ref())
-            .unwrap_or(&self.options.endpoint);
         let to = match from.follow_reference(reference) {
             Ok(to) => to,
             Err(e) => {

@@ -132,6 +132,15 @@ async fn next_event(events: &mut mqtt_client::Events) -> Event {
         .expect("the client stopped")
 }
 
+/// The next event is `Connected`.
+async fn expect_connected(events: &mut mqtt_client::Events) {
+    let event = next_event(events).await;
+    assert!(
+        matches!(event, Event::Connected { .. }),
+        "Connected, not {event:?}"
+    );
+}
+
 /// Subscribes, publishes at QoS 1 and receives it: the connection works.
 async fn round_trip(client: &Client, events: &mut mqtt_client::Events, topic: &str) {
     client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
@@ -177,10 +186,7 @@ async fn v5_use_another_server_in_connack_is_followed_for_this_connection() {
         }
         other => panic!("Redirected first, not {other:?}"),
     }
-    assert!(matches!(
-        next_event(&mut events).await,
-        Event::Connected { .. }
-    ));
+    expect_connected(&mut events).await;
     round_trip(&client, &mut events, "redirect/9c").await;
     assert_eq!(a.connects(), 1);
     // The referenced server goes away: the next attempt is at the configured server again.
@@ -215,10 +221,7 @@ async fn v5_redirection_in_disconnect_for_good_or_for_now() {
         let (client, mut events) = within("connect", Client::connect(options(&a.url(), "rd", V5)))
             .await
             .unwrap();
-        assert!(matches!(
-            next_event(&mut events).await,
-            Event::Connected { .. }
-        ));
+        expect_connected(&mut events).await;
         match next_event(&mut events).await {
             Event::Disconnected {
                 reason_code,
@@ -247,10 +250,7 @@ async fn v5_redirection_in_disconnect_for_good_or_for_now() {
             }
             other => panic!("{code:?}: Redirected, not {other:?}"),
         }
-        assert!(matches!(
-            next_event(&mut events).await,
-            Event::Connected { .. }
-        ));
+        expect_connected(&mut events).await;
         match next_event(&mut events).await {
             Event::Disconnected { reason_code, .. } => {
                 assert_eq!(reason_code, Some(ReasonCode::SERVER_BUSY));
@@ -258,10 +258,7 @@ async fn v5_redirection_in_disconnect_for_good_or_for_now() {
             other => panic!("{code:?}: Disconnected by b, not {other:?}"),
         }
         // The next connection: to b again after 0x9D, to a after 0x9C.
-        assert!(matches!(
-            next_event(&mut events).await,
-            Event::Connected { .. }
-        ));
+        expect_connected(&mut events).await;
         if code == ReasonCode::SERVER_MOVED {
             assert_eq!((a.connects(), b.connects()), (1, 2), "{code:?}");
         } else {
@@ -296,10 +293,7 @@ async fn v5_redirections_on_reconnection_and_the_bound_per_chain() {
     let (client, mut events) = within("connect", Client::connect(options(&a.url(), "rr", V5)))
         .await
         .unwrap();
-    assert!(matches!(
-        next_event(&mut events).await,
-        Event::Connected { .. }
-    ));
+    expect_connected(&mut events).await;
     let mut redirected_to_down = 0;
     loop {
         match next_event(&mut events).await {
@@ -417,10 +411,7 @@ async fn v5_no_redirection_when_reconnection_is_off() {
     let mut o = options(&a.url(), "nr", V5);
     o.reconnect.enabled = false;
     let (_client, mut events) = within("connect", Client::connect(o)).await.unwrap();
-    assert!(matches!(
-        next_event(&mut events).await,
-        Event::Connected { .. }
-    ));
+    expect_connected(&mut events).await;
     match next_event(&mut events).await {
         Event::Disconnected {
             reason_code,
